@@ -1,0 +1,78 @@
+package bridge
+
+import "context"
+
+// A Broker is the durable, ordered log that every event passes through. One
+// broker may be shared by several Herald nodes (NATS JetStream, Redis
+// Streams); the embedded memory broker serves one node.
+//
+// Contract, which every implementation must keep (internal/broker/brokertest
+// checks it):
+//
+//   - Positions. Publish assigns each accepted event a sequence number, Seq,
+//     unique within the broker's Epoch and increasing in the order events
+//     were accepted, across all topics. Every node sharing the broker sees
+//     the same Seq for the same event, so an EventID taken on one node
+//     resumes on any other. A broker whose log is lost (the memory broker
+//     restarting) must come back with a new Epoch.
+//   - Publish returns success only once the event is accepted durably, as
+//     durable as the backend is: it will be delivered to every live
+//     subscription and returned by Replay until retention removes it. On
+//     error nothing was accepted, or (for ErrUnavailable after a timeout)
+//     the caller cannot know: retrying with the same IdempotencyKey is then
+//     safe.
+//   - Idempotency. A Publish whose non-empty IdempotencyKey equals that of
+//     an event accepted on the same topic within the broker's idempotency
+//     window accepts nothing and reports the earlier event's Seq with
+//     Duplicate set.
+//   - Order. Subscribe's deliver function is called from one goroutine at a
+//     time, with events in Seq order, each once. Events are delivered for
+//     every topic; the hub filters.
+//   - Replay returns, in Seq order, every retained event with Seq > after
+//     on topics matching the patterns, at least up to the last event
+//     accepted before Replay was called. Truncated reports that events
+//     after `after` on those topics were already removed by retention, or
+//     that `after` cannot be placed in this log (another epoch): the
+//     subscriber may have missed events.
+//   - Close stops delivery, makes later calls fail with ErrClosed, and is
+//     idempotent.
+type Broker interface {
+	// Epoch identifies the log that Seq numbers refer to: 1 to 32 bytes of
+	// [a-z0-9].
+	Epoch() string
+	// Publish appends ev to its topic, setting ev.Seq and ev.Time. It takes
+	// ownership of ev; a duplicate is reported, not appended.
+	Publish(ctx context.Context, ev *Event) (PublishResult, error)
+	// Subscribe delivers every event accepted after it returns, until ctx
+	// ends or the broker closes. deliver must not block for long.
+	Subscribe(ctx context.Context, deliver func(*Event)) error
+	// Replay returns the retained events after a position; see the
+	// contract above. Retention bounds how many there can be.
+	Replay(ctx context.Context, patterns []Pattern, after EventID) (ReplayResult, error)
+	// Close releases the broker.
+	Close() error
+}
+
+// PublishResult is the outcome of an accepted Publish.
+type PublishResult struct {
+	// Seq is the event's position (for a duplicate, the original's).
+	Seq uint64
+	// Duplicate reports that the IdempotencyKey matched an earlier event
+	// and nothing new was appended.
+	Duplicate bool
+}
+
+// ReplayResult is what Replay found.
+type ReplayResult struct {
+	// Events are the retained events after the position, in Seq order.
+	Events []*Event
+	// Truncated reports that events the subscriber asked for are no longer
+	// retained (or that its position belongs to another epoch).
+	Truncated bool
+}
+
+// A HealthChecker is a Broker that can tell whether it can serve right now.
+// /readyz reports unready while Healthy returns an error.
+type HealthChecker interface {
+	Healthy(ctx context.Context) error
+}

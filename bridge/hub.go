@@ -1,0 +1,282 @@
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/sse"
+)
+
+// Hub is the per-node fan-out: it holds one broker subscription and hands
+// every event to the queue of each local subscriber whose patterns match,
+// encoding the event's frame once and sharing the bytes.
+//
+// A subscriber's queue is bounded. A subscriber that falls so far behind
+// that its queue is full is dropped: its stream ends and the client resumes
+// with Last-Event-ID, replayed from the broker. Publishers and other
+// subscribers never wait for it.
+type Hub struct {
+	broker    Broker
+	types     TypeResolver
+	log       *slog.Logger
+	metrics   *metrics
+	epoch     string
+	queueSize int
+
+	mu     sync.RWMutex // guards the indexes; deliver holds it for reading
+	exact  map[string]map[*subscriber]struct{}
+	wild   map[string]*wildSubs
+	all    map[*subscriber]struct{}
+	closed bool
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type wildSubs struct {
+	pattern Pattern
+	subs    map[*subscriber]struct{}
+}
+
+// Reasons a subscriber is dropped.
+const (
+	dropNone int32 = iota
+	dropSlow
+	dropShutdown
+)
+
+type subscriber struct {
+	patterns []Pattern
+	queue    chan *Event
+	done     chan struct{} // closed when the hub drops the subscriber
+	reason   atomic.Int32
+	// lastSeq is the last event handed to this subscriber; it keeps an
+	// event that matches several of its patterns from being queued twice.
+	// Touched only by deliver, which the broker serializes.
+	lastSeq uint64
+}
+
+// heartbeat is queued to every subscriber on the shared heartbeat schedule;
+// its frame is a comment line.
+var heartbeat = func() *Event {
+	ev := &Event{}
+	b := sse.AppendComment(nil, "")
+	ev.frame.Store(&b)
+	return ev
+}()
+
+func newHub(broker Broker, types TypeResolver, log *slog.Logger, m *metrics, queueSize int) *Hub {
+	return &Hub{
+		broker:    broker,
+		types:     types,
+		log:       log,
+		metrics:   m,
+		epoch:     broker.Epoch(),
+		queueSize: queueSize,
+		exact:     make(map[string]map[*subscriber]struct{}),
+		wild:      make(map[string]*wildSubs),
+		all:       make(map[*subscriber]struct{}),
+		done:      make(chan struct{}),
+	}
+}
+
+// start subscribes to the broker and starts the heartbeat schedule.
+func (h *Hub) start(heartbeatEvery time.Duration) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	if err := h.broker.Subscribe(ctx, h.deliver); err != nil {
+		cancel()
+		close(h.done)
+		return err
+	}
+	go h.heartbeats(ctx, heartbeatEvery)
+	return nil
+}
+
+// subscribe registers a subscriber for patterns. Events accepted from now on
+// are queued to it; call unsubscribe when done.
+func (h *Hub) subscribe(patterns []Pattern) (*subscriber, error) {
+	s := &subscriber{
+		patterns: patterns,
+		queue:    make(chan *Event, h.queueSize),
+		done:     make(chan struct{}),
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	h.all[s] = struct{}{}
+	for _, p := range patterns {
+		if p.Literal() {
+			set := h.exact[p.text]
+			if set == nil {
+				set = make(map[*subscriber]struct{})
+				h.exact[p.text] = set
+			}
+			set[s] = struct{}{}
+			continue
+		}
+		w := h.wild[p.text]
+		if w == nil {
+			w = &wildSubs{pattern: p, subs: make(map[*subscriber]struct{})}
+			h.wild[p.text] = w
+		}
+		w.subs[s] = struct{}{}
+	}
+	h.metrics.subscribers.Inc()
+	return s, nil
+}
+
+func (h *Hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.all[s]; !ok {
+		return
+	}
+	delete(h.all, s)
+	for _, p := range s.patterns {
+		if p.Literal() {
+			if set := h.exact[p.text]; set != nil {
+				delete(set, s)
+				if len(set) == 0 {
+					delete(h.exact, p.text)
+				}
+			}
+			continue
+		}
+		if w := h.wild[p.text]; w != nil {
+			delete(w.subs, s)
+			if len(w.subs) == 0 {
+				delete(h.wild, p.text)
+			}
+		}
+	}
+	h.metrics.subscribers.Dec()
+}
+
+// deliver is the broker's callback: it queues ev to every matching
+// subscriber without blocking.
+func (h *Hub) deliver(ev *Event) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.exact[ev.Topic] {
+		h.enqueue(s, ev)
+	}
+	for _, w := range h.wild {
+		if w.pattern.Match(ev.Topic) {
+			for s := range w.subs {
+				h.enqueue(s, ev)
+			}
+		}
+	}
+}
+
+func (h *Hub) enqueue(s *subscriber, ev *Event) {
+	if s.lastSeq == ev.Seq {
+		return
+	}
+	s.lastSeq = ev.Seq
+	if ev.frame.Load() == nil {
+		h.frame(ev)
+	}
+	select {
+	case s.queue <- ev:
+	default:
+		h.drop(s, dropSlow)
+	}
+}
+
+// drop ends a subscriber's stream; its handler unsubscribes it.
+func (h *Hub) drop(s *subscriber, reason int32) {
+	if s.reason.CompareAndSwap(dropNone, reason) {
+		close(s.done)
+		if reason == dropSlow {
+			h.metrics.slowDrops.Inc()
+		}
+	}
+}
+
+// frame returns ev's SSE frame, encoding and caching it on first use. The
+// JSON is rendered at most once per event on this node: by the publish path
+// (which validates it) or here for events published on other nodes.
+func (h *Hub) frame(ev *Event) []byte {
+	if f := ev.frame.Load(); f != nil {
+		return *f
+	}
+	data := ev.json
+	if data == nil {
+		var err error
+		data, err = renderJSON(h.types, ev.TypeURL, ev.Payload)
+		if err != nil {
+			// Validated when published, so only a node that lacks the
+			// schema gets here. Deliver what it can rather than drop.
+			h.log.Warn("cannot render event as JSON", "topic", ev.Topic, "seq", ev.Seq, "err", err)
+			data = []byte(`{"@type":` + quoteJSON(ev.TypeURL) + `,"@error":"payload type not known to this node"}`)
+		}
+	}
+	id := EventID{Epoch: h.epoch, Seq: ev.Seq}
+	b := make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48)
+	b = sse.AppendEvent(b, id.String(), ev.Type, data)
+	ev.frame.Store(&b)
+	return b
+}
+
+// heartbeats queues a heartbeat to every subscriber once per interval: one
+// schedule for the node instead of a timer per connection. A subscriber
+// whose queue is not empty needs none.
+func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
+	defer close(h.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.mu.RLock()
+			for s := range h.all {
+				if len(s.queue) == 0 {
+					select {
+					case s.queue <- heartbeat:
+					default:
+					}
+				}
+			}
+			h.mu.RUnlock()
+		}
+	}
+}
+
+// close drops every subscriber with the shutdown reason and stops the
+// broker subscription. New subscriptions are refused.
+func (h *Hub) close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	for s := range h.all {
+		h.drop(s, dropShutdown)
+	}
+	h.mu.Unlock()
+	if h.cancel != nil {
+		h.cancel()
+		<-h.done
+	}
+}
+
+func quoteJSON(s string) string {
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c != '"' && c != '\\' && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
+}

@@ -1,0 +1,71 @@
+package bridge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the server's Prometheus metrics. Labels never carry topic
+// names, tokens or other unbounded or secret values.
+type metrics struct {
+	registry    *prometheus.Registry
+	published   *prometheus.CounterVec // by transport and result
+	publishTime prometheus.Histogram
+	delivered   prometheus.Counter
+	replayed    prometheus.Counter
+	gaps        prometheus.Counter
+	subscribers prometheus.Gauge
+	streams     *prometheus.CounterVec // ended streams by reason
+	slowDrops   prometheus.Counter
+	refused     *prometheus.CounterVec // refused subscriptions by status
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_publish_total",
+			Help: "Publish requests by transport (grpc, grpc_stream, rest) and result (ok, duplicate, or the gRPC code of the error).",
+		}, []string{"transport", "result"}),
+		publishTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_publish_duration_seconds",
+			Help:    "Time from receiving a publish request to the broker accepting it.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 9),
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_events_delivered_total",
+			Help: "Event frames written to SSE streams (one per event per subscriber), live and replayed.",
+		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_events_replayed_total",
+			Help: "Events written to resuming SSE streams from the broker's history.",
+		}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_resume_gaps_total",
+			Help: "Resumptions whose Last-Event-ID reached back further than the retained history (the client was sent a herald.gap event).",
+		}),
+		subscribers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_sse_subscribers",
+			Help: "Open SSE streams on this node.",
+		}),
+		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sse_streams_ended_total",
+			Help: "SSE streams that ended, by reason: client (went away), slow (queue overflowed), write (write failed or timed out), shutdown.",
+		}, []string{"reason"}),
+		slowDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sse_slow_subscribers_dropped_total",
+			Help: "Subscribers whose queue overflowed; each was disconnected to resume with Last-Event-ID.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sse_refused_total",
+			Help: "SSE subscription requests refused before the stream started, by HTTP status.",
+		}, []string{"status"}),
+	}
+	m.registry.MustRegister(
+		m.published, m.publishTime, m.delivered, m.replayed, m.gaps, m.subscribers,
+		m.streams, m.slowDrops, m.refused,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}

@@ -1,0 +1,296 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/apidoc"
+	"github.com/heraldhq/herald/internal/web"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxEventBytes     = 1 << 20
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultRetryInterval     = 2 * time.Second
+	DefaultQueueSize         = 256
+	DefaultWriteTimeout      = 10 * time.Second
+)
+
+// Config configures a Server. Zero values mean the defaults.
+type Config struct {
+	// Broker is the event log; required. The Server does not close it.
+	Broker Broker
+	// Types resolves payload types; required.
+	Types TypeResolver
+	// Logger receives the server's logs (default: slog.Default()).
+	Logger *slog.Logger
+	// MaxEventBytes limits an event's size: payload, topic, type,
+	// attributes and idempotency key together (default 1 MiB).
+	MaxEventBytes int
+	// HeartbeatInterval is how often an idle SSE stream gets a comment
+	// line (default 15s).
+	HeartbeatInterval time.Duration
+	// RetryInterval is the reconnect delay suggested to SSE clients with
+	// "retry:" (default 2s).
+	RetryInterval time.Duration
+	// QueueSize is how many events may wait for one SSE subscriber before
+	// it is disconnected as too slow (default 256).
+	QueueSize int
+	// WriteTimeout bounds each write to an SSE stream (default 10s).
+	WriteTimeout time.Duration
+}
+
+// Validate reports the first invalid field, by name.
+func (c Config) Validate() error {
+	switch {
+	case c.Broker == nil:
+		return errors.New("bridge: Config.Broker is required")
+	case c.Types == nil:
+		return errors.New("bridge: Config.Types is required")
+	case c.MaxEventBytes < 0:
+		return errors.New("bridge: Config.MaxEventBytes must not be negative")
+	case c.HeartbeatInterval < 0, c.RetryInterval < 0, c.WriteTimeout < 0:
+		return errors.New("bridge: Config durations must not be negative")
+	case c.QueueSize < 0:
+		return errors.New("bridge: Config.QueueSize must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxEventBytes == 0 {
+		c.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+}
+
+// Server is one Herald node: the gRPC API, the HTTP API (SSE, REST,
+// OpenAPI, health, metrics, the demo page) and the hub between them and the
+// broker.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	hub      *Hub
+	pub      *publisher
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	ready    atomic.Bool
+	draining chan struct{}
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New returns a Server for cfg. It validates cfg and does no I/O.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  newMetrics(),
+		draining: make(chan struct{}),
+	}
+	s.hub = newHub(cfg.Broker, cfg.Types, s.log, s.metrics, cfg.QueueSize)
+	s.pub = &publisher{
+		broker:        cfg.Broker,
+		types:         cfg.Types,
+		metrics:       s.metrics,
+		epoch:         cfg.Broker.Epoch(),
+		maxEventBytes: cfg.MaxEventBytes,
+		draining:      s.draining,
+	}
+
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10))
+	heraldv1.RegisterPublisherServiceServer(s.grpc, s.pub)
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(heraldv1.PublisherService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	handler, err := s.routes()
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Protocols:         new(http.Protocols),
+	}
+	// HTTP/1.1, and HTTP/2 without TLS (h2c) for running behind a
+	// TLS-terminating proxy.
+	s.http.Protocols.SetHTTP1(true)
+	s.http.Protocols.SetUnencryptedHTTP2(true)
+	return s, nil
+}
+
+// Publisher returns the server's PublisherService implementation, for
+// in-process publishers such as the demo.
+func (s *Server) Publisher() heraldv1.PublisherServiceServer { return s.pub }
+
+// Handler returns the HTTP handler (SSE, REST, OpenAPI, health, metrics).
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+type restKey struct{}
+
+func isGateway(ctx context.Context) bool { return ctx.Value(restKey{}) != nil }
+
+func (s *Server) routes() (http.Handler, error) {
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{Resolver: s.cfg.Types},
+			UnmarshalOptions: protojson.UnmarshalOptions{Resolver: s.cfg.Types},
+		}),
+	)
+	if err := heraldv1.RegisterPublisherServiceHandlerServer(context.Background(), gw, s.pub); err != nil {
+		return nil, fmt.Errorf("bridge: registering REST routes: %w", err)
+	}
+	// JSON is bulkier than protobuf (base64 bytes, field names): allow
+	// the body some room over the event limit; the limit itself is checked
+	// on the decoded event.
+	maxBody := int64(3*s.cfg.MaxEventBytes + 64<<10)
+	rest := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		gw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), restKey{}, true)))
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/events", &streamHandler{
+		hub:          s.hub,
+		log:          s.log,
+		metrics:      s.metrics,
+		retry:        s.cfg.RetryInterval,
+		writeTimeout: s.cfg.WriteTimeout,
+	})
+	mux.Handle("POST /v1/topics/{topic}/events", rest)
+	mux.Handle("GET /v1/openapi.json", apidoc.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /{$}", web.Handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fmt.Errorf("%w: no route for %s %s", ErrNotFound, r.Method, printable(r.URL.Path)))
+	})
+	return mux, nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !s.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: not serving or shutting down\n"))
+		return
+	}
+	if hc, ok := s.cfg.Broker.(HealthChecker); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := hc.Healthy(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: broker unavailable\n"))
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Serve serves HTTP on httpLn and gRPC on grpcLn until Shutdown. It returns
+// nil after a clean shutdown, or the first error that stopped a listener.
+func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
+	if err := s.hub.start(s.cfg.HeartbeatInterval); err != nil {
+		return fmt.Errorf("subscribing to the broker: %w", err)
+	}
+	errc := make(chan error, 2)
+	go func() {
+		err := s.http.Serve(httpLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	go func() { errc <- s.grpc.Serve(grpcLn) }()
+	s.ready.Store(true)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(heraldv1.PublisherService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	err := <-errc
+	if err != nil {
+		s.log.Error("listener stopped", "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	}
+	err2 := <-errc
+	return errors.Join(err, err2)
+}
+
+// Shutdown stops the server within ctx: readiness fails at once, SSE
+// streams are told to reconnect and closed, in-flight publishes finish, and
+// PublishStream streams end at their next message. At ctx's deadline what
+// remains is cut. It is idempotent; later calls return the first result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		s.ready.Store(false)
+		s.health.Shutdown()
+		close(s.draining)
+		s.hub.close()
+
+		grpcDone := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(grpcDone)
+		}()
+		httpErr := s.http.Shutdown(ctx)
+		select {
+		case <-grpcDone:
+		case <-ctx.Done():
+			s.grpc.Stop()
+			<-grpcDone
+		}
+		if httpErr != nil {
+			_ = s.http.Close()
+			s.shutdownErr = fmt.Errorf("shutdown cut short: %w", httpErr)
+		}
+	})
+	return s.shutdownErr
+}

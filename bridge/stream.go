@@ -1,0 +1,260 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/heraldhq/herald/internal/sse"
+)
+
+// GapEventType is the SSE event sent to a resuming client whose
+// Last-Event-ID reaches back further than the retained history (or cannot be
+// placed in it): events may have been missed between that id and the events
+// replayed after this one. Its data is a JSON object:
+//
+//	{"lastEventId": "<the id the client sent>", "reason": "<why>"}
+const GapEventType = "herald.gap"
+
+// maxTopicsPerSubscription bounds the topic parameters of one stream.
+const maxTopicsPerSubscription = 64
+
+// streamHandler serves GET /v1/events: one SSE stream per request.
+type streamHandler struct {
+	hub          *Hub
+	log          *slog.Logger
+	metrics      *metrics
+	retry        time.Duration // reconnect hint sent on connect
+	writeTimeout time.Duration
+}
+
+// subscription is a parsed GET /v1/events request.
+type subscription struct {
+	patterns []Pattern
+	// lastEventID is the raw resume position; resume is false when the
+	// client sent none.
+	lastEventID string
+	resume      bool
+}
+
+func parseSubscription(r *http.Request) (subscription, error) {
+	var sub subscription
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return sub, fmt.Errorf("%w: malformed query string: %v", ErrBadRequest, err)
+	}
+	for k := range q {
+		if k != "topic" && k != "last_event_id" {
+			return sub, fmt.Errorf("%w: unknown query parameter %q (expected topic, last_event_id)", ErrBadRequest, printable(k))
+		}
+	}
+	topics := q["topic"]
+	if len(topics) == 0 {
+		return sub, fmt.Errorf("%w: no topic: give one or more ?topic= parameters", ErrBadRequest)
+	}
+	if len(topics) > maxTopicsPerSubscription {
+		return sub, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", ErrBadRequest, len(topics), maxTopicsPerSubscription)
+	}
+	seen := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		p, err := ParsePattern(t)
+		if err != nil {
+			return sub, err
+		}
+		sub.patterns = append(sub.patterns, p)
+	}
+	// The header is what EventSource sends when it reconnects, so it is
+	// newer than a last_event_id the page put in the URL.
+	if ids := r.Header.Values("Last-Event-ID"); len(ids) > 0 {
+		sub.lastEventID, sub.resume = ids[0], true
+	} else if ids := q["last_event_id"]; len(ids) > 0 {
+		sub.lastEventID, sub.resume = ids[0], true
+	}
+	if sub.resume && sub.lastEventID == "" {
+		sub.resume = false // an empty id means "no position", as in EventSource
+	}
+	return sub, nil
+}
+
+func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sub, err := parseSubscription(r)
+	if err != nil {
+		h.refuse(w, err)
+		return
+	}
+	s, err := h.hub.subscribe(sub.patterns)
+	if err != nil {
+		h.refuse(w, fmt.Errorf("%w: server is shutting down", ErrUnavailable))
+		return
+	}
+	defer h.hub.unsubscribe(s)
+
+	rc := http.NewResponseController(w)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	hdr.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+
+	// The first bytes go out at once, so that onopen fires and proxies see
+	// a live response. Replayed events (if any) follow in the same flush.
+	buf := sse.AppendRetry(make([]byte, 0, 512), h.retry.Milliseconds())
+	reason := "client"
+	defer func() { h.metrics.streams.WithLabelValues(reason).Inc() }()
+
+	lastSeq := uint64(0)
+	if sub.resume {
+		var ok bool
+		lastSeq, buf, ok = h.replay(r.Context(), w, rc, sub, buf)
+		if !ok {
+			reason = "write"
+			return
+		}
+	}
+	if !h.write(w, rc, buf) {
+		reason = "write"
+		return
+	}
+
+	ctx := r.Context()
+	for {
+		select {
+		case ev := <-s.queue:
+			n := 0
+			buf = buf[:0]
+			for {
+				if ev == heartbeat || ev.Seq > lastSeq {
+					buf = append(buf, *ev.frame.Load()...)
+					if ev != heartbeat {
+						n++
+					}
+				}
+				if len(buf) >= 32<<10 || len(s.queue) == 0 {
+					break
+				}
+				ev = <-s.queue
+			}
+			if !h.write(w, rc, buf) {
+				reason = "write"
+				return
+			}
+			h.metrics.delivered.Add(float64(n))
+			if cap(buf) > 64<<10 {
+				buf = make([]byte, 0, 512) // don't pin a burst's buffer
+			}
+		case <-s.done:
+			if s.reason.Load() == dropShutdown {
+				reason = "shutdown"
+				// Spread the reconnects of all clients over a second or
+				// two, so that they do not all land at once.
+				jitter := time.Duration(rand.Int64N(int64(time.Second)))
+				b := sse.AppendComment(buf[:0], "server shutting down, reconnect")
+				b = sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds())
+				h.write(w, rc, b)
+			} else {
+				reason = "slow"
+			}
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// replay writes the retained events after sub.lastEventID into buf,
+// flushing as it grows, preceded by a gap event when the history does not
+// reach back that far. It returns the last replayed Seq.
+func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, sub subscription, buf []byte) (uint64, []byte, bool) {
+	after, known := ParseEventID(sub.lastEventID)
+	if !known {
+		// A garbled id is no error: the client gets what is retained, and
+		// is told it may have missed events.
+		after = EventID{Epoch: "?"}
+	}
+	res, err := h.hub.broker.Replay(ctx, sub.patterns, after)
+	if err != nil {
+		h.log.Warn("replay failed", "err", err)
+		res = ReplayResult{Truncated: true}
+	}
+	if res.Truncated {
+		h.metrics.gaps.Inc()
+		reason := "history no longer reaches back to this id"
+		switch {
+		case err != nil:
+			reason = "history could not be read"
+		case !known:
+			reason = "this id was not issued by this server"
+		case after.Epoch != h.hub.epoch:
+			reason = "this id belongs to an earlier history that is no longer available"
+		}
+		data, _ := json.Marshal(struct {
+			LastEventID string `json:"lastEventId"`
+			Reason      string `json:"reason"`
+		}{sub.lastEventID, reason})
+		buf = sse.AppendEvent(buf, "", GapEventType, data)
+	}
+	var last uint64
+	for _, ev := range res.Events {
+		buf = append(buf, h.hub.frame(ev)...)
+		last = ev.Seq
+		if len(buf) >= 32<<10 {
+			if !h.write(w, rc, buf) {
+				return 0, nil, false
+			}
+			buf = buf[:0]
+		}
+	}
+	h.metrics.replayed.Add(float64(len(res.Events)))
+	h.metrics.delivered.Add(float64(len(res.Events)))
+	return last, buf, true
+}
+
+// write writes b and flushes it within the write timeout.
+func (h *streamHandler) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) bool {
+	if err := rc.SetWriteDeadline(time.Now().Add(h.writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return false
+	}
+	if _, err := w.Write(b); err != nil {
+		return false
+	}
+	return rc.Flush() == nil
+}
+
+// refuse answers a subscription that cannot start with a real status and a
+// JSON error body, so that EventSource gives up instead of reconnecting.
+func (h *streamHandler) refuse(w http.ResponseWriter, err error) {
+	code := HTTPStatus(err)
+	h.metrics.refused.WithLabelValues(fmt.Sprint(code)).Inc()
+	writeError(w, err)
+}
+
+// writeError writes err as the REST API's error body:
+// {"code": <gRPC code>, "message": "..."}.
+func writeError(w http.ResponseWriter, err error) {
+	c := Code(err)
+	msg := err.Error()
+	if c == codes.Internal { // never show internal causes
+		msg = "internal error"
+	}
+	body, _ := json.Marshal(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{int(c), msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(HTTPStatus(err))
+	_, _ = w.Write(append(body, '\n'))
+}

@@ -1,0 +1,345 @@
+// Package memory is Herald's embedded broker: an in-memory log per topic,
+// bounded by count and age, for a single node. Its log is lost when the
+// process stops, so every start has a new epoch: browsers that resume with
+// an id from an earlier run are told they may have missed events.
+package memory
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/bridge"
+)
+
+// Options configure a Broker. Zero values mean the defaults.
+type Options struct {
+	// MaxEvents is how many events each topic retains (default 1000).
+	MaxEvents int
+	// MaxAge is how long an event is retained (default 1h).
+	MaxAge time.Duration
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (default 2m).
+	IdempotencyWindow time.Duration
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxEvents         = 1000
+	DefaultMaxAge            = time.Hour
+	DefaultIdempotencyWindow = 2 * time.Minute
+)
+
+// Broker is the in-memory broker. Its zero value is not usable; call New.
+type Broker struct {
+	opts  Options
+	epoch string
+
+	mu      sync.Mutex // guards everything below; held while delivering, which keeps Seq order
+	closed  bool
+	seq     uint64
+	topics  map[string]*topicLog
+	dedup   map[dedupKey]dedupEntry
+	dedupQ  []dedupKey // in insertion (= expiry) order
+	subs    map[*subscription]struct{}
+	evicted uint64 // highest Seq ever evicted from a topic that was then dropped
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+var (
+	_ bridge.Broker        = (*Broker)(nil)
+	_ bridge.HealthChecker = (*Broker)(nil)
+)
+
+type topicLog struct {
+	events  []*bridge.Event // ring buffer of retained events, oldest at head
+	head    int
+	n       int
+	evicted uint64 // highest Seq evicted from this topic
+}
+
+type dedupKey struct{ topic, key string }
+
+type dedupEntry struct {
+	seq     uint64
+	expires time.Time
+}
+
+type subscription struct {
+	deliver func(*bridge.Event)
+}
+
+// New returns a running broker; Close stops it.
+func New(opts Options) *Broker {
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = DefaultMaxEvents
+	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = DefaultMaxAge
+	}
+	if opts.IdempotencyWindow <= 0 {
+		opts.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	b := &Broker{
+		opts:   opts,
+		epoch:  newEpoch(),
+		topics: make(map[string]*topicLog),
+		dedup:  make(map[dedupKey]dedupEntry),
+		subs:   make(map[*subscription]struct{}),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go b.sweep()
+	return b
+}
+
+// newEpoch returns 8 random characters of [a-z0-9].
+func newEpoch() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	for i, c := range raw {
+		raw[i] = alphabet[int(c)%len(alphabet)]
+	}
+	return string(raw[:])
+}
+
+// Epoch implements bridge.Broker.
+func (b *Broker) Epoch() string { return b.epoch }
+
+// Healthy implements bridge.HealthChecker.
+func (b *Broker) Healthy(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return bridge.ErrClosed
+	}
+	return nil
+}
+
+// Publish implements bridge.Broker. Subscribers are called before it
+// returns.
+func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishResult, error) {
+	if err := ctx.Err(); err != nil {
+		return bridge.PublishResult{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return bridge.PublishResult{}, fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+	}
+	now := b.opts.Now()
+	var dk dedupKey
+	if ev.IdempotencyKey != "" {
+		b.expireDedup(now)
+		dk = dedupKey{ev.Topic, ev.IdempotencyKey}
+		if d, ok := b.dedup[dk]; ok {
+			return bridge.PublishResult{Seq: d.seq, Duplicate: true}, nil
+		}
+	}
+	b.seq++
+	ev.Seq = b.seq
+	ev.Time = now
+	if dk.key != "" {
+		b.dedup[dk] = dedupEntry{seq: ev.Seq, expires: now.Add(b.opts.IdempotencyWindow)}
+		b.dedupQ = append(b.dedupQ, dk)
+	}
+	t := b.topics[ev.Topic]
+	if t == nil {
+		t = &topicLog{events: make([]*bridge.Event, min(b.opts.MaxEvents, 16))}
+		b.topics[ev.Topic] = t
+	}
+	b.expire(t, now)
+	t.push(ev, b.opts.MaxEvents)
+	for s := range b.subs {
+		s.deliver(ev)
+	}
+	return bridge.PublishResult{Seq: ev.Seq}, nil
+}
+
+// push appends ev, growing the ring up to max and evicting the oldest event
+// beyond it.
+func (t *topicLog) push(ev *bridge.Event, max int) {
+	if t.n == len(t.events) {
+		if t.n < max {
+			grown := make([]*bridge.Event, min(max, 2*len(t.events)))
+			for i := range t.n {
+				grown[i] = t.at(i)
+			}
+			t.events, t.head = grown, 0
+		} else {
+			t.evicted = t.events[t.head].Seq
+			t.events[t.head] = nil
+			t.head = (t.head + 1) % len(t.events)
+			t.n--
+		}
+	}
+	t.events[(t.head+t.n)%len(t.events)] = ev
+	t.n++
+}
+
+func (t *topicLog) at(i int) *bridge.Event { return t.events[(t.head+i)%len(t.events)] }
+
+// expire drops events older than MaxAge from the head of t.
+func (b *Broker) expire(t *topicLog, now time.Time) {
+	cutoff := now.Add(-b.opts.MaxAge)
+	for t.n > 0 && t.at(0).Time.Before(cutoff) {
+		t.evicted = t.at(0).Seq
+		t.events[t.head] = nil
+		t.head = (t.head + 1) % len(t.events)
+		t.n--
+	}
+}
+
+func (b *Broker) expireDedup(now time.Time) {
+	i := 0
+	for ; i < len(b.dedupQ); i++ {
+		k := b.dedupQ[i]
+		if d, ok := b.dedup[k]; ok && now.Before(d.expires) {
+			break
+		}
+		delete(b.dedup, k)
+	}
+	if i > 0 {
+		b.dedupQ = slices.Delete(b.dedupQ, 0, i)
+	}
+}
+
+// sweep expires old events of idle topics and drops empty topics, so memory
+// follows retention even when nothing is published.
+func (b *Broker) sweep() {
+	defer close(b.done)
+	every := min(max(b.opts.MaxAge/10, 100*time.Millisecond), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.mu.Lock()
+			now := b.opts.Now()
+			b.expireDedup(now)
+			for name, tl := range b.topics {
+				b.expire(tl, now)
+				if tl.n == 0 {
+					b.evicted = max(b.evicted, tl.evicted)
+					delete(b.topics, name)
+				}
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+// Subscribe implements bridge.Broker. deliver is called with the broker's
+// lock held, from the publishing goroutine: it must not call the broker.
+func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+	}
+	s := &subscription{deliver: deliver}
+	b.subs[s] = struct{}{}
+	context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		delete(b.subs, s)
+		b.mu.Unlock()
+	})
+	return nil
+}
+
+// Replay implements bridge.Broker.
+func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after bridge.EventID) (bridge.ReplayResult, error) {
+	var res bridge.ReplayResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	from := after.Seq
+	if after.Epoch != b.epoch {
+		// A position from another log: everything retained is news to
+		// the subscriber, and it may have missed more.
+		res.Truncated = after.Seq > 0 || after.Epoch != ""
+		from = 0
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return res, fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+	}
+	cutoff := b.opts.Now().Add(-b.opts.MaxAge)
+	var out []*bridge.Event
+	sources := 0
+	if from < b.evicted && len(patterns) > 0 {
+		res.Truncated = true // a dropped topic may have matched
+	}
+	for name, t := range b.topics {
+		if !bridge.MatchAny(patterns, name) {
+			continue
+		}
+		if t.evicted > from {
+			res.Truncated = true
+		}
+		i := searchAfter(t, from)
+		added := false
+		for ; i < t.n; i++ {
+			ev := t.at(i)
+			if ev.Time.Before(cutoff) {
+				res.Truncated = true
+				continue
+			}
+			out = append(out, ev)
+			added = true
+		}
+		if added {
+			sources++
+		}
+	}
+	b.mu.Unlock()
+	if sources > 1 {
+		slices.SortFunc(out, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+	}
+	res.Events = out
+	return res, ctx.Err()
+}
+
+// searchAfter returns the index of the first retained event with Seq > seq.
+func searchAfter(t *topicLog, seq uint64) int {
+	lo, hi := 0, t.n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if t.at(m).Seq <= seq {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// Close implements bridge.Broker.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	clear(b.subs)
+	b.mu.Unlock()
+	close(b.stop)
+	<-b.done
+	return nil
+}
