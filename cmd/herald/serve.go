@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/demo"
+	"github.com/heraldhq/herald/internal/schema"
+)
+
+const serveSynopsis = `Runs a Herald node on the embedded in-memory broker:
+  HTTP  (--http-addr)  GET /v1/events?topic=...    Server-Sent Events (topics may repeat; * and > patterns)
+                       POST /v1/topics/{topic}/events   publish over REST (JSON)
+                       GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics  GET / (live demo page)
+  gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream), gRPC health, server reflection
+SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.`
+
+type serveConfig struct {
+	configFile        string
+	httpAddr          string
+	grpcAddr          string
+	maxEventBytes     int
+	retentionEvents   int
+	retentionAge      time.Duration
+	idempotencyWindow time.Duration
+	heartbeat         time.Duration
+	retry             time.Duration
+	queueSize         int
+	writeTimeout      time.Duration
+	shutdownTimeout   time.Duration
+	demo              bool
+	logLevel          string
+	logFormat         string
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	var c serveConfig
+	fs := newFlagSet("serve", serveSynopsis, stderr)
+	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML file of settings: keys are these flag names, e.g. `http-addr: \":8080\"`")
+	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and the demo page")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: PublisherService, health, reflection")
+	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
+	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients")
+	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long events are kept for resuming clients")
+	fs.DurationVar(&c.idempotencyWindow, "idempotency-window", memory.DefaultIdempotencyWindow, "how long a publish's idempotency_key is remembered")
+	fs.DurationVar(&c.heartbeat, "heartbeat", bridge.DefaultHeartbeatInterval, "interval of the comment line sent on idle SSE streams, so proxies keep them open")
+	fs.DurationVar(&c.retry, "retry", bridge.DefaultRetryInterval, "reconnect delay suggested to SSE clients (the retry: field)")
+	fs.IntVar(&c.queueSize, "queue-size", bridge.DefaultQueueSize, "events that may wait for one SSE client before it is disconnected as too slow (it then resumes with Last-Event-ID)")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", bridge.DefaultWriteTimeout, "longest a write to one SSE client may take before its stream is closed")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest a graceful shutdown may take before open connections are cut")
+	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(stderr, c.logLevel, c.logFormat)
+	if err != nil {
+		return err
+	}
+	if c.maxEventBytes <= 0 || c.retentionEvents <= 0 || c.queueSize <= 0 {
+		return fmt.Errorf("serve: --max-event-bytes, --retention-events and --queue-size must be positive")
+	}
+	for name, d := range map[string]time.Duration{"retention-age": c.retentionAge, "idempotency-window": c.idempotencyWindow, "heartbeat": c.heartbeat, "retry": c.retry, "write-timeout": c.writeTimeout, "shutdown-timeout": c.shutdownTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("serve: --%s must be positive, got %v", name, d)
+		}
+	}
+
+	types, err := schema.NewBuiltin()
+	if err != nil {
+		return err
+	}
+	broker := memory.New(memory.Options{MaxEvents: c.retentionEvents, MaxAge: c.retentionAge, IdempotencyWindow: c.idempotencyWindow})
+	defer broker.Close()
+	srv, err := bridge.New(bridge.Config{
+		Broker:            broker,
+		Types:             types,
+		Logger:            log,
+		MaxEventBytes:     c.maxEventBytes,
+		HeartbeatInterval: c.heartbeat,
+		RetryInterval:     c.retry,
+		QueueSize:         c.queueSize,
+		WriteTimeout:      c.writeTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	httpLn, err := net.Listen("tcp", c.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listening for HTTP: %w", err)
+	}
+	grpcLn, err := net.Listen("tcp", c.grpcAddr)
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("listening for gRPC: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(httpLn, grpcLn) }()
+	log.Info("herald listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "broker", "memory", "demo", c.demo)
+	if c.demo {
+		go demo.Run(ctx, srv.Publisher(), log)
+		log.Info("demo events on: open the page", "url", "http://"+browsable(httpLn.Addr())+"/")
+	}
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serveErr := <-errc; err == nil {
+		err = serveErr
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// browsable turns a listening address into one a browser can open.
+func browsable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}

@@ -1,0 +1,112 @@
+// Package config fills a flag.FlagSet from three layers, each overriding
+// the one before: an optional YAML file, HERALD_* environment variables,
+// and the command line. Every setting is a flag; the file's keys and the
+// variables' names are derived from the flag names, so --help documents
+// all three.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// EnvPrefix starts every environment variable name.
+const EnvPrefix = "HERALD_"
+
+// FileFlag is the flag that names the YAML file.
+const FileFlag = "config"
+
+// EnvName returns the environment variable for a flag: "http-addr" →
+// "HERALD_HTTP_ADDR".
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse parses args into fs, then fills every flag not given on the command
+// line from the environment, or else from the YAML file named by the
+// "config" flag (when fs has one and it is set). A YAML key is a flag name;
+// a value is written as on the command line (durations like "15s"; a list
+// as a YAML sequence for a repeatable flag).
+func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+
+	fromEnv := map[string]bool{}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if explicit[f.Name] {
+			return
+		}
+		v := getenv(EnvName(f.Name))
+		if v == "" {
+			return
+		}
+		fromEnv[f.Name] = true
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, err))
+		}
+	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+
+	file := fs.Lookup(FileFlag)
+	if file == nil || file.Value.String() == "" {
+		return nil
+	}
+	return applyFile(fs, file.Value.String(), func(name string) bool { return explicit[name] || fromEnv[name] })
+}
+
+func applyFile(fs *flag.FlagSet, path string, skip func(string) bool) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var settings map[string]any
+	if err := yaml.Unmarshal(raw, &settings); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var errs []error
+	for key, val := range settings {
+		f := fs.Lookup(key)
+		if f == nil || key == FileFlag {
+			errs = append(errs, fmt.Errorf("config file %s: unknown setting %q (settings are the flag names of --help)", path, key))
+			continue
+		}
+		if skip(key) {
+			continue
+		}
+		values := []any{val}
+		if list, ok := val.([]any); ok {
+			values = list
+		}
+		for _, v := range values {
+			if v == nil {
+				continue
+			}
+			if err := fs.Set(key, fmt.Sprint(v)); err != nil {
+				errs = append(errs, fmt.Errorf("config file %s: %s: %v", path, key, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StringList is a repeatable string flag.
+type StringList []string
+
+func (l *StringList) String() string { return strings.Join(*l, ",") }
+
+// Set appends v.
+func (l *StringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
