@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
 )
 
 // An Event is one published event. Once handed to Broker.Publish it is

@@ -74,4 +74,3 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		t.Errorf("bad env value: err = %v, want the variable named", err)
 	}
 }
-
