@@ -102,20 +102,24 @@ func AppendID(dst []byte, id string) []byte {
 	return append(dst, '\n', '\n')
 }
 
-// AppendRetry appends a "retry:" field asking the client to wait ms
-// milliseconds before reconnecting, as its own block.
+// AppendRetry appends a "retry:" line asking the client to wait ms
+// milliseconds before reconnecting. Clients apply it as soon as they parse
+// the line. No blank line follows: a block holding no data dispatches
+// nothing in a browser, but some clients (go-sse) surface it as an empty
+// event, so Herald never ends a block that has no data.
 func AppendRetry(dst []byte, ms int64) []byte {
 	if ms < 0 {
 		ms = 0
 	}
 	dst = append(dst, "retry: "...)
 	dst = strconv.AppendInt(dst, ms, 10)
-	return append(dst, '\n', '\n')
+	return append(dst, '\n')
 }
 
-// AppendComment appends a comment block (": text\n\n"). Clients ignore
-// comments; they keep proxies from timing out an idle stream. CR, LF and NUL
-// in text are replaced by spaces.
+// AppendComment appends a comment line (": text\n"). Clients ignore
+// comments; they keep proxies from timing out an idle stream. Like
+// AppendRetry it ends no block. CR, LF and NUL in text are replaced by
+// spaces.
 func AppendComment(dst []byte, text string) []byte {
 	dst = append(dst, ':')
 	if text != "" {
@@ -128,7 +132,7 @@ func AppendComment(dst []byte, text string) []byte {
 			dst = append(dst, c)
 		}
 	}
-	return append(dst, '\n', '\n')
+	return append(dst, '\n')
 }
 
 func appendToken(dst []byte, s string) []byte {

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the herald binary: with HERALD_TEST_MAIN set
+// it runs main, so the tests below run real herald processes.
+func TestMain(m *testing.M) {
+	if os.Getenv("HERALD_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func herald(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "HERALD_TEST_MAIN=1")
+	return cmd
+}
+
+// startServe runs `herald serve` on 127.0.0.1:0 and returns the process and
+// its HTTP and gRPC addresses, read from its start-up log.
+func startServe(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string) {
+	t.Helper()
+	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	cmd = herald(t, context.Background(), args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		var rec struct{ Msg, HTTP, GRPC string }
+		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "herald listening" {
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return cmd, rec.HTTP, rec.GRPC
+		}
+	}
+	t.Fatalf("herald serve exited before listening: %v", lines.Err())
+	return nil, "", ""
+}
+
+func TestServePublishTail(t *testing.T) {
+	srv, httpAddr, grpcAddr := startServe(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tail := herald(t, ctx, "tail", "--url", "http://"+httpAddr, "--topic", "orders.>")
+	out, err := tail.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = tail.Wait() }()
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+
+	// tail may connect after the first publish: publish until it prints.
+	var id string
+	deadline := time.After(20 * time.Second)
+	for {
+		pub := herald(t, context.Background(), "publish", "--server", grpcAddr, "--topic", "orders.eu",
+			"--type", "orders.v1.OrderPlaced", "--data", `{"orderId":"o-1","customer":"Zoë","totalCents":"4200","currency":"EUR"}`)
+		b, err := pub.Output()
+		if err != nil {
+			t.Fatalf("herald publish: %v", err)
+		}
+		id = strings.TrimSpace(string(b))
+		select {
+		case line := <-lines:
+			fields := strings.SplitN(line, " ", 3)
+			if len(fields) != 3 || fields[1] != "orders.v1.OrderPlaced" || !strings.Contains(fields[2], `"customer":"Zoë"`) {
+				t.Fatalf("tail printed %q", line)
+			}
+			if fields[0] > id && len(fields[0]) >= len(id) {
+				t.Fatalf("tail printed id %q, after the last published %q", fields[0], id)
+			}
+		case <-time.After(200 * time.Millisecond):
+			continue
+		case <-deadline:
+			t.Fatal("herald tail printed nothing")
+		}
+		break
+	}
+
+	// SIGTERM: a clean exit, with the stream told to go.
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("herald serve exited with %v after SIGTERM", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("herald serve still running 15s after SIGTERM")
+	}
+}
+
+func TestPublishReportsServerErrors(t *testing.T) {
+	_, _, grpcAddr := startServe(t, "--max-event-bytes", "100")
+	pub := herald(t, context.Background(), "publish", "--server", grpcAddr, "--topic", "chat.rooms.a",
+		"--type", "chat.v1.ChatMessage", "--data", `{"text":"`+strings.Repeat("x", 200)+`"}`)
+	b, err := pub.CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "InvalidArgument") || !strings.Contains(string(b), "limit of 100 bytes") {
+		t.Fatalf("publish of an oversized event: %v, %s", err, b)
+	}
+	pub = herald(t, context.Background(), "publish", "--server", grpcAddr, "--topic", "a", "--type", "nope.v1.Nothing")
+	if b, err := pub.CombinedOutput(); err == nil || !strings.Contains(string(b), `"nope.v1.Nothing" is not a known message type`) {
+		t.Fatalf("publish of an unknown type: %v, %s", err, b)
+	}
+}
+
+func TestConfigFileAndEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("http-addr: 127.0.0.1:0\nretention-events: 5\nlog-level: warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The file says warn; the environment overrides it with info, so the
+	// start-up line (info) must appear.
+	cmd := herald(t, context.Background(), "serve", "--config", file, "--grpc-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd.Env = append(cmd.Env, "HERALD_LOG_LEVEL=info")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "herald listening") {
+			return
+		}
+	}
+	t.Fatal("no start-up line: the environment did not override the file")
+}
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	for _, sub := range []string{"serve", "publish", "tail"} {
+		b, _ := herald(t, context.Background(), sub, "--help").CombinedOutput()
+		help := string(b)
+		for _, want := range map[string][]string{
+			"serve":   {"--http-addr", "HERALD_HTTP_ADDR", "--grpc-addr", "--retention-events", "--heartbeat", "--shutdown-timeout", "--demo", "--config"},
+			"publish": {"--server", "--topic", "--type", "--data", "--idempotency-key", "HERALD_SERVER"},
+			"tail":    {"--url", "--topic", "--last-event-id"},
+		}[sub] {
+			if !strings.Contains(help, want) {
+				t.Errorf("herald %s --help lacks %s", sub, want)
+			}
+		}
+	}
+	if err := herald(t, context.Background(), "frobnicate").Run(); err == nil {
+		t.Error("an unknown command exited 0")
+	}
+}
