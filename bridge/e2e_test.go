@@ -690,3 +690,61 @@ func TestH2C(t *testing.T) {
 		t.Fatal("no event over h2c")
 	}
 }
+
+func TestCORS(t *testing.T) {
+	exact := startServer(t, serverOpts{cfg: bridge.Config{CORSOrigins: []string{"https://app.example.com"}}})
+	anyOrigin := startServer(t, serverOpts{cfg: bridge.Config{CORSOrigins: []string{"*"}}})
+	none := startServer(t, serverOpts{})
+	cases := []struct {
+		name        string
+		srv         *testServer
+		method      string
+		origin      string
+		wantOrigin  string
+		wantCreds   string
+		wantMethods bool
+	}{
+		{"allowed origin", exact, "GET", "https://app.example.com", "https://app.example.com", "true", false},
+		{"other origin", exact, "GET", "https://evil.example", "", "", false},
+		{"preflight", exact, "OPTIONS", "https://app.example.com", "https://app.example.com", "true", true},
+		{"preflight other origin", exact, "OPTIONS", "https://evil.example", "", "", false},
+		{"any origin, no credentials", anyOrigin, "GET", "https://evil.example", "*", "", false},
+		{"not configured", none, "GET", "https://app.example.com", "", "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, tc.method, tc.srv.url+"/v1/events?topic=a", nil)
+			req.Header.Set("Origin", tc.origin)
+			if tc.method == "OPTIONS" {
+				req.Header.Set("Access-Control-Request-Method", "GET")
+				req.Header.Set("Access-Control-Request-Headers", "last-event-id")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			h := resp.Header
+			if got := h.Get("Access-Control-Allow-Origin"); got != tc.wantOrigin {
+				t.Errorf("Allow-Origin = %q, want %q", got, tc.wantOrigin)
+			}
+			if got := h.Get("Access-Control-Allow-Credentials"); got != tc.wantCreds {
+				t.Errorf("Allow-Credentials = %q, want %q", got, tc.wantCreds)
+			}
+			if tc.wantMethods {
+				if resp.StatusCode/100 != 2 || !strings.Contains(h.Get("Access-Control-Allow-Methods"), "GET") ||
+					!strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "last-event-id") {
+					t.Errorf("preflight: %d, methods %q, headers %q", resp.StatusCode, h.Get("Access-Control-Allow-Methods"), h.Get("Access-Control-Allow-Headers"))
+				}
+			}
+		})
+	}
+	types, _ := schema.NewBuiltin()
+	for _, bad := range [][]string{{"*", "https://a.example"}, {"app.example.com"}, {"https://a.example/path"}} {
+		if _, err := bridge.New(bridge.Config{Broker: exact.broker, Types: types, CORSOrigins: bad}); err == nil {
+			t.Errorf("CORSOrigins %q accepted", bad)
+		}
+	}
+}

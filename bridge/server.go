@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/cors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -55,6 +58,12 @@ type Config struct {
 	QueueSize int
 	// WriteTimeout bounds each write to an SSE stream (default 10s).
 	WriteTimeout time.Duration
+	// CORSOrigins are the origins of pages on other sites that may
+	// subscribe and publish over HTTP, exactly as browsers send them
+	// ("https://app.example.com"). Those pages may send credentials
+	// (cookies, EventSource withCredentials). The single entry "*" allows
+	// any origin, without credentials. Empty: same-origin pages only.
+	CORSOrigins []string
 }
 
 // Validate reports the first invalid field, by name.
@@ -70,6 +79,17 @@ func (c Config) Validate() error {
 		return errors.New("bridge: Config durations must not be negative")
 	case c.QueueSize < 0:
 		return errors.New("bridge: Config.QueueSize must not be negative")
+	}
+	for _, o := range c.CORSOrigins {
+		if o == "*" && len(c.CORSOrigins) > 1 {
+			return errors.New(`bridge: Config.CORSOrigins: "*" cannot be combined with other origins`)
+		}
+		if o != "*" {
+			u, err := url.Parse(o)
+			if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+				return fmt.Errorf("bridge: Config.CORSOrigins: %q is not an origin like https://app.example.com", o)
+			}
+		}
 	}
 	return nil
 }
@@ -212,7 +232,19 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s %s", ErrNotFound, r.Method, printable(r.URL.Path)))
 	})
-	return mux, nil
+	if len(s.cfg.CORSOrigins) == 0 {
+		return mux, nil
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: s.cfg.CORSOrigins,
+		// Credentials only ever with exact origins: browsers refuse "*"
+		// with credentials, and echoing any origin would hand every site
+		// the user's cookies.
+		AllowCredentials: !slices.Contains(s.cfg.CORSOrigins, "*"),
+		AllowedMethods:   []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders:   []string{"Content-Type", "Authorization", "Last-Event-ID", "Cache-Control"},
+		MaxAge:           600,
+	}).Handler(mux), nil
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -37,6 +37,7 @@ type serveConfig struct {
 	writeTimeout      time.Duration
 	shutdownTimeout   time.Duration
 	demo              bool
+	corsOrigins       config.StringList
 	logLevel          string
 	logFormat         string
 }
@@ -56,6 +57,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&c.queueSize, "queue-size", bridge.DefaultQueueSize, "events that may wait for one SSE client before it is disconnected as too slow (it then resumes with Last-Event-ID)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", bridge.DefaultWriteTimeout, "longest a write to one SSE client may take before its stream is closed")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest a graceful shutdown may take before open connections are cut")
+	fs.Var(&c.corsOrigins, "cors-origins", "origin of a page on another site allowed to subscribe and publish, e.g. https://app.example.com (such pages may send cookies); may repeat; \"*\" allows any origin, without credentials")
 	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -93,6 +95,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		RetryInterval:     c.retry,
 		QueueSize:         c.queueSize,
 		WriteTimeout:      c.writeTimeout,
+		CORSOrigins:       c.corsOrigins,
 	})
 	if err != nil {
 		return err
