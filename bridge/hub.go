@@ -158,6 +158,55 @@ func (h *Hub) unsubscribe(s *subscriber) {
 	h.metrics.subscribers.Dec()
 }
 
+// A resumption is what a subscriber resuming after an event id gets before
+// live events.
+type resumption struct {
+	// events are the retained events after the id, in Seq order.
+	events []*Event
+	// gap, when not empty, says why events may have been missed: the id
+	// reaches back further than the retained history, belongs to another
+	// epoch, or is not an id at all.
+	gap string
+	// lastSeq is the Seq of the last replayed event; live events up to it
+	// are duplicates to skip.
+	lastSeq uint64
+}
+
+// resume reads the history after lastEventID on topics matching patterns.
+// Call it after subscribe, so that no event falls between the history and
+// the live queue; skip queued events with Seq <= lastSeq. A garbled or
+// foreign id is no error: the subscriber gets what is retained, with a gap.
+func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string) resumption {
+	after, known := ParseEventID(lastEventID)
+	if !known {
+		after = EventID{Epoch: "?"}
+	}
+	res, err := h.broker.Replay(ctx, patterns, after)
+	if err != nil {
+		h.log.Warn("replay failed", "err", err)
+		res = ReplayResult{Truncated: true}
+	}
+	r := resumption{events: res.Events}
+	if n := len(res.Events); n > 0 {
+		r.lastSeq = res.Events[n-1].Seq
+	}
+	if res.Truncated {
+		h.metrics.gaps.Inc()
+		switch {
+		case err != nil:
+			r.gap = "history could not be read"
+		case !known:
+			r.gap = "this id was not issued by this server"
+		case after.Epoch != h.epoch:
+			r.gap = "this id belongs to an earlier history that is no longer available"
+		default:
+			r.gap = "history no longer reaches back to this id"
+		}
+	}
+	h.metrics.replayed.Add(float64(len(res.Events)))
+	return r
+}
+
 // deliver is the broker's callback: it queues ev to every matching
 // subscriber without blocking.
 func (h *Hub) deliver(ev *Event) {

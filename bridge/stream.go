@@ -178,38 +178,16 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // flushing as it grows, preceded by a gap event when the history does not
 // reach back that far. It returns the last replayed Seq.
 func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, sub subscription, buf []byte) (uint64, []byte, bool) {
-	after, known := ParseEventID(sub.lastEventID)
-	if !known {
-		// A garbled id is no error: the client gets what is retained, and
-		// is told it may have missed events.
-		after = EventID{Epoch: "?"}
-	}
-	res, err := h.hub.broker.Replay(ctx, sub.patterns, after)
-	if err != nil {
-		h.log.Warn("replay failed", "err", err)
-		res = ReplayResult{Truncated: true}
-	}
-	if res.Truncated {
-		h.metrics.gaps.Inc()
-		reason := "history no longer reaches back to this id"
-		switch {
-		case err != nil:
-			reason = "history could not be read"
-		case !known:
-			reason = "this id was not issued by this server"
-		case after.Epoch != h.hub.epoch:
-			reason = "this id belongs to an earlier history that is no longer available"
-		}
+	res := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
+	if res.gap != "" {
 		data, _ := json.Marshal(struct {
 			LastEventID string `json:"lastEventId"`
 			Reason      string `json:"reason"`
-		}{sub.lastEventID, reason})
+		}{sub.lastEventID, res.gap})
 		buf = sse.AppendEvent(buf, "", GapEventType, data)
 	}
-	var last uint64
-	for _, ev := range res.Events {
+	for _, ev := range res.events {
 		buf = append(buf, h.hub.frame(ev)...)
-		last = ev.Seq
 		if len(buf) >= 32<<10 {
 			if !h.write(w, rc, buf) {
 				return 0, nil, false
@@ -217,9 +195,8 @@ func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *h
 			buf = buf[:0]
 		}
 	}
-	h.metrics.replayed.Add(float64(len(res.Events)))
-	h.metrics.delivered.Add(float64(len(res.Events)))
-	return last, buf, true
+	h.metrics.delivered.Add(float64(len(res.events)))
+	return res.lastSeq, buf, true
 }
 
 // write writes b and flushes it within the write timeout.
