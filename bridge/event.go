@@ -92,7 +92,7 @@ func ParseEventID(s string) (id EventID, ok bool) {
 		}
 	}
 	seq, err := strconv.ParseUint(s[i+1:], 10, 64)
-	if err != nil || s[i+1] == '+' || (s[i+1] == '0' && len(s) > i+2) {
+	if err != nil || (s[i+1] == '0' && len(s) > i+2) {
 		return EventID{}, false
 	}
 	return EventID{Epoch: s[:i], Seq: seq}, true

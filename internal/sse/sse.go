@@ -57,12 +57,14 @@ func ValidEventName(s string) error {
 		return ErrTooLong
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !idChar(c) || c == '~' {
+		if !eventChar(s[i]) {
 			return ErrBadChar
 		}
 	}
 	return nil
 }
+
+func eventChar(c byte) bool { return c != '~' && idChar(c) }
 
 func idChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
@@ -81,14 +83,10 @@ func idChar(c byte) bool {
 // ValidID/ValidEventName would refuse are dropped, never written.
 func AppendEvent(dst []byte, id, name string, data []byte) []byte {
 	if id != "" {
-		dst = append(dst, "id: "...)
-		dst = appendToken(dst, id)
-		dst = append(dst, '\n')
+		dst = appendField(dst, "id: ", id, idChar)
 	}
 	if name != "" {
-		dst = append(dst, "event: "...)
-		dst = appendToken(dst, name)
-		dst = append(dst, '\n')
+		dst = appendField(dst, "event: ", name, eventChar)
 	}
 	dst = appendData(dst, data)
 	return append(dst, '\n')
@@ -97,9 +95,7 @@ func AppendEvent(dst []byte, id, name string, data []byte) []byte {
 // AppendID appends an id-only block, which moves the client's resume point
 // (Last-Event-ID) without firing an event.
 func AppendID(dst []byte, id string) []byte {
-	dst = append(dst, "id: "...)
-	dst = appendToken(dst, id)
-	return append(dst, '\n', '\n')
+	return append(appendField(dst, "id: ", id, idChar), '\n')
 }
 
 // AppendRetry appends a "retry:" line asking the client to wait ms
@@ -135,13 +131,22 @@ func AppendComment(dst []byte, text string) []byte {
 	return append(dst, '\n')
 }
 
-func appendToken(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if idChar(s[i]) {
-			dst = append(dst, s[i])
+// appendField writes "<key><value>\n" with the bytes of value that allowed
+// accepts. A non-empty value of which nothing is left writes nothing: an
+// empty id would reset the client's resume point.
+func appendField(dst []byte, key, value string, allowed func(byte) bool) []byte {
+	start := len(dst)
+	dst = append(dst, key...)
+	n := len(dst)
+	for i := 0; i < len(value); i++ {
+		if allowed(value[i]) {
+			dst = append(dst, value[i])
 		}
 	}
-	return dst
+	if len(dst) == n && value != "" {
+		return dst[:start]
+	}
+	return append(dst, '\n')
 }
 
 // appendData writes data as "data: " lines. The single space after the colon
