@@ -76,3 +76,14 @@ type ReplayResult struct {
 type HealthChecker interface {
 	Healthy(ctx context.Context) error
 }
+
+// A SchemaStore is a Broker that also keeps schemas pushed at run time
+// (SchemaService.RegisterSchemas), so that every node sharing the broker
+// knows every type. Registrations are opaque bytes (serialized
+// FileDescriptorSets), kept in the order they were saved.
+type SchemaStore interface {
+	// SaveSchemas durably appends one registration.
+	SaveSchemas(ctx context.Context, set []byte) error
+	// LoadSchemas returns the registrations after the first skip, in order.
+	LoadSchemas(ctx context.Context, skip int) ([][]byte, error)
+}

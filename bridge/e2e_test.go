@@ -36,9 +36,10 @@ import (
 // testServer is a real Herald server on 127.0.0.1:0 with the memory broker.
 type testServer struct {
 	*bridge.Server
-	url    string // http://127.0.0.1:port
-	client heraldv1.PublisherServiceClient
-	broker *memory.Broker
+	url     string // http://127.0.0.1:port
+	client  heraldv1.PublisherServiceClient
+	schemas heraldv1.SchemaServiceClient
+	broker  *memory.Broker
 }
 
 type serverOpts struct {
@@ -48,14 +49,14 @@ type serverOpts struct {
 
 func startServer(t testing.TB, opts serverOpts) *testServer {
 	t.Helper()
-	types, err := schema.NewBuiltin()
+	b := memory.New(opts.memory)
+	t.Cleanup(func() { b.Close() })
+	types, err := schema.New(context.Background(), schema.Options{Store: b})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := memory.New(opts.memory)
-	t.Cleanup(func() { b.Close() })
 	cfg := opts.cfg
-	cfg.Broker, cfg.Types = b, types
+	cfg.Broker, cfg.Types, cfg.Schemas = b, types, schema.NewService(types)
 	srv, err := bridge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +86,7 @@ func startServer(t testing.TB, opts serverOpts) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &testServer{Server: srv, url: "http://" + httpLn.Addr().String(), client: heraldv1.NewPublisherServiceClient(conn), broker: b}
+	return &testServer{Server: srv, url: "http://" + httpLn.Addr().String(), client: heraldv1.NewPublisherServiceClient(conn), schemas: heraldv1.NewSchemaServiceClient(conn), broker: b}
 }
 
 func ctxT(t testing.TB) context.Context {

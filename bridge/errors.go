@@ -3,8 +3,11 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -29,7 +32,42 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrNotFound: no such route or resource.
 	ErrNotFound = errors.New("not found")
+	// ErrConflict: a change conflicts with the current state (an
+	// incompatible schema redefinition).
+	ErrConflict = errors.New("conflict")
 )
+
+// FieldViolation is one constraint a payload breaks.
+type FieldViolation struct {
+	// Field is the path of the offending field, e.g. "items[0].quantity".
+	Field string
+	// Description says what is wrong.
+	Description string
+}
+
+// ViolationsError reports a payload that breaks its schema's constraints
+// (buf.validate). It is an ErrInvalidEvent.
+type ViolationsError struct {
+	Type       string
+	Violations []FieldViolation
+}
+
+func (e *ViolationsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "payload violates the constraints of %s: ", e.Type)
+	for i, v := range e.Violations {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(v.Field)
+		b.WriteString(": ")
+		b.WriteString(v.Description)
+	}
+	return b.String()
+}
+
+// Unwrap makes a ViolationsError an ErrInvalidEvent.
+func (e *ViolationsError) Unwrap() error { return ErrInvalidEvent }
 
 // Code returns the gRPC code for err.
 func Code(err error) codes.Code {
@@ -47,6 +85,8 @@ func Code(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, ErrNotFound):
 		return codes.NotFound
+	case errors.Is(err, ErrConflict):
+		return codes.FailedPrecondition
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -99,5 +139,16 @@ func grpcError(err error) error {
 	if c == codes.Internal {
 		return status.Error(c, "internal error")
 	}
-	return status.Error(c, err.Error())
+	st := status.New(c, err.Error())
+	var v *ViolationsError
+	if errors.As(err, &v) {
+		br := &errdetails.BadRequest{}
+		for _, fv := range v.Violations {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: fv.Field, Description: fv.Description})
+		}
+		if withDetails, err := st.WithDetails(br); err == nil {
+			st = withDetails
+		}
+	}
+	return st.Err()
 }

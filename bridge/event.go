@@ -37,6 +37,8 @@ type Event struct {
 	json []byte
 	// frame caches the event's SSE frame bytes once the hub encoded them.
 	frame atomic.Pointer[[]byte]
+	// renders caches its frames in non-default renderings.
+	renders renderCache
 }
 
 // Size is the event's size as the size limit counts it.

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/heraldhq/herald/internal/sse"
 )
 
@@ -50,6 +52,7 @@ const (
 
 type subscriber struct {
 	patterns []Pattern
+	render   *Rendering // nil: the default JSON form
 	queue    chan *Event
 	done     chan struct{} // closed when the hub drops the subscriber
 	reason   atomic.Int32
@@ -98,9 +101,10 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 
 // subscribe registers a subscriber for patterns. Events accepted from now on
 // are queued to it; call unsubscribe when done.
-func (h *Hub) subscribe(patterns []Pattern) (*subscriber, error) {
+func (h *Hub) subscribe(patterns []Pattern, render *Rendering) (*subscriber, error) {
 	s := &subscriber{
 		patterns: patterns,
+		render:   render,
 		queue:    make(chan *Event, h.queueSize),
 		done:     make(chan struct{}),
 	}
@@ -229,9 +233,7 @@ func (h *Hub) enqueue(s *subscriber, ev *Event) {
 		return
 	}
 	s.lastSeq = ev.Seq
-	if ev.frame.Load() == nil {
-		h.frame(ev)
-	}
+	h.frameFor(ev, s.render) // encoded here, once, not by each writer
 	select {
 	case s.queue <- ev:
 	default:
@@ -258,8 +260,10 @@ func (h *Hub) frame(ev *Event) []byte {
 	}
 	data := ev.json
 	if data == nil {
-		var err error
-		data, err = renderJSON(h.types, ev.TypeURL, ev.Payload)
+		msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
+		if err == nil {
+			data, err = renderJSON(h.types, msg, protojson.MarshalOptions{})
+		}
 		if err != nil {
 			// Validated when published, so only a node that lacks the
 			// schema gets here. Deliver what it can rather than drop.

@@ -18,6 +18,7 @@ type metrics struct {
 	streams     *prometheus.CounterVec // ended streams by reason
 	slowDrops   prometheus.Counter
 	refused     *prometheus.CounterVec // refused subscriptions by status
+	renderings  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -60,10 +61,14 @@ func newMetrics() *metrics {
 			Name: "herald_sse_refused_total",
 			Help: "SSE subscription requests refused before the stream started, by HTTP status.",
 		}, []string{"status"}),
+		renderings: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_render_encodings_total",
+			Help: "Events encoded in a non-default JSON rendering (each distinct rendering of an event is encoded once, whatever the number of its subscribers).",
+		}),
 	}
 	m.registry.MustRegister(
 		m.published, m.publishTime, m.delivered, m.replayed, m.gaps, m.subscribers,
-		m.streams, m.slowDrops, m.refused,
+		m.streams, m.slowDrops, m.refused, m.renderings,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

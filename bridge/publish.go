@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/sse"
@@ -144,10 +145,15 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*Event, error) {
 	if n := ev.Size(); n > p.maxEventBytes {
 		return nil, fmt.Errorf("%w: event is %d bytes, over the limit of %d bytes", ErrEventTooLarge, n, p.maxEventBytes)
 	}
-	data, err := renderJSON(p.types, ev.TypeURL, ev.Payload)
+	msg, err := decodePayload(p.types, ev.TypeURL, ev.Payload)
 	if err != nil {
 		return nil, err
 	}
-	ev.json = data
+	if err := validatePayload(p.types, msg); err != nil {
+		return nil, err
+	}
+	if ev.json, err = renderJSON(p.types, msg, protojson.MarshalOptions{}); err != nil {
+		return nil, err
+	}
 	return ev, nil
 }

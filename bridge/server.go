@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/apidoc"
@@ -40,8 +42,13 @@ const (
 type Config struct {
 	// Broker is the event log; required. The Server does not close it.
 	Broker Broker
-	// Types resolves payload types; required.
+	// Types resolves payload types; required. When it is also a
+	// PayloadValidator, payloads are checked against their constraints;
+	// when it is a MessageRanger, subscriptions' field paths are checked.
 	Types TypeResolver
+	// Schemas, when set, serves herald.v1.SchemaService over gRPC and
+	// REST (/v1/schemas).
+	Schemas heraldv1.SchemaServiceServer
 	// Logger receives the server's logs (default: slog.Default()).
 	Logger *slog.Logger
 	// MaxEventBytes limits an event's size: payload, topic, type,
@@ -64,6 +71,13 @@ type Config struct {
 	// (cookies, EventSource withCredentials). The single entry "*" allows
 	// any origin, without credentials. Empty: same-origin pages only.
 	CORSOrigins []string
+	// TLS, when set, serves HTTPS on the HTTP listener, offering HTTP/2
+	// and HTTP/1.1 by ALPN. It needs a certificate (Certificates or
+	// GetCertificate). HTTP/2 matters to browsers: over HTTP/1.1 they open
+	// at most six connections per host, so a seventh EventSource (or tab)
+	// stalls; over HTTP/2 every stream shares one connection. Unset: plain
+	// HTTP/1.1 and h2c, for running behind a TLS-terminating proxy.
+	TLS *tls.Config
 }
 
 // Validate reports the first invalid field, by name.
@@ -79,6 +93,9 @@ func (c Config) Validate() error {
 		return errors.New("bridge: Config durations must not be negative")
 	case c.QueueSize < 0:
 		return errors.New("bridge: Config.QueueSize must not be negative")
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
+		return errors.New("bridge: Config.TLS has no certificate: set Certificates or GetCertificate")
 	}
 	for _, o := range c.CORSOrigins {
 		if o == "*" && len(c.CORSOrigins) > 1 {
@@ -158,9 +175,12 @@ func New(cfg Config) (*Server, error) {
 
 	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10))
 	heraldv1.RegisterPublisherServiceServer(s.grpc, s.pub)
+	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub})
+	if cfg.Schemas != nil {
+		heraldv1.RegisterSchemaServiceServer(s.grpc, cfg.Schemas)
+	}
 	s.health = health.NewServer()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	s.health.SetServingStatus(heraldv1.PublisherService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	s.setServing(healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
@@ -176,9 +196,16 @@ func New(cfg Config) (*Server, error) {
 		Protocols:         new(http.Protocols),
 	}
 	// HTTP/1.1, and HTTP/2 without TLS (h2c) for running behind a
-	// TLS-terminating proxy.
+	// TLS-terminating proxy; with TLS, HTTP/2 by ALPN.
 	s.http.Protocols.SetHTTP1(true)
 	s.http.Protocols.SetUnencryptedHTTP2(true)
+	if cfg.TLS != nil {
+		s.http.Protocols.SetHTTP2(true)
+		s.http.TLSConfig = cfg.TLS.Clone()
+		if s.http.TLSConfig.MinVersion == 0 {
+			s.http.TLSConfig.MinVersion = tls.VersionTLS12
+		}
+	}
 	return s, nil
 }
 
@@ -196,12 +223,19 @@ func isGateway(ctx context.Context) bool { return ctx.Value(restKey{}) != nil }
 func (s *Server) routes() (http.Handler, error) {
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{Resolver: s.cfg.Types},
+			// Responses hold no payloads; only error details (Any) need
+			// resolving, and those types are linked in.
+			MarshalOptions:   protojson.MarshalOptions{Resolver: protoregistry.GlobalTypes},
 			UnmarshalOptions: protojson.UnmarshalOptions{Resolver: s.cfg.Types},
 		}),
 	)
 	if err := heraldv1.RegisterPublisherServiceHandlerServer(context.Background(), gw, s.pub); err != nil {
 		return nil, fmt.Errorf("bridge: registering REST routes: %w", err)
+	}
+	if s.cfg.Schemas != nil {
+		if err := heraldv1.RegisterSchemaServiceHandlerServer(context.Background(), gw, s.cfg.Schemas); err != nil {
+			return nil, fmt.Errorf("bridge: registering REST routes: %w", err)
+		}
 	}
 	// JSON is bulkier than protobuf (base64 bytes, field names): allow
 	// the body some room over the event limit; the limit itself is checked
@@ -221,6 +255,11 @@ func (s *Server) routes() (http.Handler, error) {
 		writeTimeout: s.cfg.WriteTimeout,
 	})
 	mux.Handle("POST /v1/topics/{topic}/events", rest)
+	if s.cfg.Schemas != nil {
+		mux.Handle("GET /v1/schemas", rest)
+		mux.Handle("GET /v1/schemas/{name}", rest)
+		mux.Handle("POST /v1/schemas", rest)
+	}
 	mux.Handle("GET /v1/openapi.json", apidoc.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -266,15 +305,30 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Serve serves HTTP on httpLn and gRPC on grpcLn until Shutdown. It returns
-// nil after a clean shutdown, or the first error that stopped a listener.
+// setServing sets the gRPC health status of the server and every service
+// it registered.
+func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
+	s.health.SetServingStatus("", st)
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Serve serves HTTP on httpLn (HTTPS when Config.TLS is set) and gRPC on
+// grpcLn until Shutdown. It returns nil after a clean shutdown, or the first
+// error that stopped a listener.
 func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 	if err := s.hub.start(s.cfg.HeartbeatInterval); err != nil {
 		return fmt.Errorf("subscribing to the broker: %w", err)
 	}
 	errc := make(chan error, 2)
 	go func() {
-		err := s.http.Serve(httpLn)
+		var err error
+		if s.http.TLSConfig != nil {
+			err = s.http.ServeTLS(httpLn, "", "") // certificates come from TLSConfig
+		} else {
+			err = s.http.Serve(httpLn)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -282,8 +336,7 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 	}()
 	go func() { errc <- s.grpc.Serve(grpcLn) }()
 	s.ready.Store(true)
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(heraldv1.PublisherService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.setServing(healthpb.HealthCheckResponse_SERVING)
 
 	err := <-errc
 	if err != nil {

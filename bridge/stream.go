@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -43,6 +45,8 @@ type subscription struct {
 	// client sent none.
 	lastEventID string
 	resume      bool
+	// render is the JSON form asked for; nil for the default.
+	render *Rendering
 }
 
 func parseSubscription(r *http.Request) (subscription, error) {
@@ -52,9 +56,12 @@ func parseSubscription(r *http.Request) (subscription, error) {
 		return sub, fmt.Errorf("%w: malformed query string: %v", ErrBadRequest, err)
 	}
 	for k := range q {
-		if k != "topic" && k != "last_event_id" {
-			return sub, fmt.Errorf("%w: unknown query parameter %q (expected topic, last_event_id)", ErrBadRequest, printable(k))
+		if k != "topic" && k != "last_event_id" && !slices.Contains(renderParams, k) {
+			return sub, fmt.Errorf("%w: unknown query parameter %q (expected topic, last_event_id, %s)", ErrBadRequest, printable(k), strings.Join(renderParams, ", "))
 		}
+	}
+	if sub.render, err = parseRendering(q); err != nil {
+		return sub, err
 	}
 	topics := q["topic"]
 	if len(topics) == 0 {
@@ -90,11 +97,14 @@ func parseSubscription(r *http.Request) (subscription, error) {
 
 func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sub, err := parseSubscription(r)
+	if err == nil && sub.render != nil {
+		err = checkFields(h.hub.types, sub.render.Fields)
+	}
 	if err != nil {
 		h.refuse(w, err)
 		return
 	}
-	s, err := h.hub.subscribe(sub.patterns)
+	s, err := h.hub.subscribe(sub.patterns, sub.render)
 	if err != nil {
 		h.refuse(w, fmt.Errorf("%w: server is shutting down", ErrUnavailable))
 		return
@@ -118,7 +128,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lastSeq := uint64(0)
 	if sub.resume {
 		var ok bool
-		lastSeq, buf, ok = h.replay(r.Context(), w, rc, sub, buf)
+		lastSeq, buf, ok = h.replay(r.Context(), w, rc, sub, s.render, buf)
 		if !ok {
 			reason = "write"
 			return
@@ -137,7 +147,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			buf = buf[:0]
 			for {
 				if ev == heartbeat || ev.Seq > lastSeq {
-					buf = append(buf, *ev.frame.Load()...)
+					buf = append(buf, h.hub.frameFor(ev, s.render)...)
 					if ev != heartbeat {
 						n++
 					}
@@ -177,7 +187,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // replay writes the retained events after sub.lastEventID into buf,
 // flushing as it grows, preceded by a gap event when the history does not
 // reach back that far. It returns the last replayed Seq.
-func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, sub subscription, buf []byte) (uint64, []byte, bool) {
+func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, sub subscription, render *Rendering, buf []byte) (uint64, []byte, bool) {
 	res := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
 	if res.gap != "" {
 		data, _ := json.Marshal(struct {
@@ -187,7 +197,7 @@ func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *h
 		buf = sse.AppendEvent(buf, "", GapEventType, data)
 	}
 	for _, ev := range res.events {
-		buf = append(buf, h.hub.frame(ev)...)
+		buf = append(buf, h.hub.frameFor(ev, render)...)
 		if len(buf) >= 32<<10 {
 			if !h.write(w, rc, buf) {
 				return 0, nil, false

@@ -3,6 +3,7 @@
 //	herald serve     run a Herald node
 //	herald publish   publish one event over gRPC
 //	herald tail      print the events of topics as they arrive over SSE
+//	herald schemas   push, list and describe payload types
 //
 // Run "herald <command> --help" for each command's settings.
 package main
@@ -28,6 +29,7 @@ Usage:
   herald serve [flags]     run a Herald node (HTTP :8080, gRPC :9090)
   herald publish [flags]   publish one event over gRPC
   herald tail [flags]      print events of topics as they arrive over SSE
+  herald schemas push|list|get   manage the payload types Herald knows
 
 Run "herald <command> --help" for a command's flags.
 `
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return publish(ctx, args, stdout, stderr)
 	case "tail":
 		return tail(ctx, args, stdout, stderr)
+	case "schemas":
+		return schemas(ctx, args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -49,10 +49,6 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return errors.New("publish: --topic and --type are required")
 	}
-	req, err := buildRequest(*topic, *typ, *data, *eventType, *key, attrs)
-	if err != nil {
-		return err
-	}
 	conn, err := grpc.NewClient(*server, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
@@ -60,6 +56,10 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	req, err := buildRequest(ctx, conn, *topic, *typ, *data, *eventType, *key, attrs)
+	if err != nil {
+		return err
+	}
 	resp, err := heraldv1.NewPublisherServiceClient(conn).Publish(ctx, req)
 	if err != nil {
 		s := status.Convert(err)
@@ -73,14 +73,17 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-func buildRequest(topic, typ, data, eventType, key string, attrs []string) (*heraldv1.PublishRequest, error) {
+func buildRequest(ctx context.Context, conn grpc.ClientConnInterface, topic, typ, data, eventType, key string, attrs []string) (*heraldv1.PublishRequest, error) {
 	types, err := schema.NewBuiltin()
 	if err != nil {
 		return nil, err
 	}
 	mt, err := types.FindMessageByName(protoreflect.FullName(typ))
 	if err != nil {
-		return nil, fmt.Errorf("publish: --type %q is not a known message type", typ)
+		// Not compiled in: the server may know it (pushed or from files).
+		if mt, err = remoteType(ctx, conn, typ); err != nil {
+			return nil, fmt.Errorf("publish: --type %q is not a known message type: %v", typ, err)
+		}
 	}
 	msg := mt.New().Interface()
 	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(data), msg); err != nil {

@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/heraldhq/herald/bridge"
@@ -38,6 +42,9 @@ type serveConfig struct {
 	shutdownTimeout   time.Duration
 	demo              bool
 	corsOrigins       config.StringList
+	descriptors       config.StringList
+	tlsCert           string
+	tlsKey            string
 	logLevel          string
 	logFormat         string
 }
@@ -58,6 +65,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.writeTimeout, "write-timeout", bridge.DefaultWriteTimeout, "longest a write to one SSE client may take before its stream is closed")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest a graceful shutdown may take before open connections are cut")
 	fs.Var(&c.corsOrigins, "cors-origins", "origin of a page on another site allowed to subscribe and publish, e.g. https://app.example.com (such pages may send cookies); may repeat; \"*\" allows any origin, without credentials")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS with HTTP/2 on --http-addr instead of plain HTTP and h2c; needs --tls-key")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.Var(&c.descriptors, "descriptors", "descriptor set file (buf build -o x.binpb, or protoc --include_imports --descriptor_set_out), or a directory of them, whose message types may be published; reloaded on SIGHUP and when the files change; may repeat")
 	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -80,15 +90,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
-	types, err := schema.NewBuiltin()
+	var tlsConfig *tls.Config
+	if c.tlsCert != "" || c.tlsKey != "" {
+		if c.tlsCert == "" || c.tlsKey == "" {
+			return fmt.Errorf("serve: --tls-cert and --tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return fmt.Errorf("serve: --tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	broker := memory.New(memory.Options{MaxEvents: c.retentionEvents, MaxAge: c.retentionAge, IdempotencyWindow: c.idempotencyWindow})
+	defer broker.Close()
+	types, err := schema.New(ctx, schema.Options{Store: broker, Descriptors: c.descriptors, Logger: log})
 	if err != nil {
 		return err
 	}
-	broker := memory.New(memory.Options{MaxEvents: c.retentionEvents, MaxAge: c.retentionAge, IdempotencyWindow: c.idempotencyWindow})
-	defer broker.Close()
+	go types.Watch(ctx, 2*time.Second)
+	go reloadOnHangup(ctx, types, log)
 	srv, err := bridge.New(bridge.Config{
 		Broker:            broker,
 		Types:             types,
+		Schemas:           schema.NewService(types),
 		Logger:            log,
 		MaxEventBytes:     c.maxEventBytes,
 		HeartbeatInterval: c.heartbeat,
@@ -96,6 +121,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		QueueSize:         c.queueSize,
 		WriteTimeout:      c.writeTimeout,
 		CORSOrigins:       c.corsOrigins,
+		TLS:               tlsConfig,
 	})
 	if err != nil {
 		return err
@@ -111,10 +137,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(httpLn, grpcLn) }()
-	log.Info("herald listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "broker", "memory", "demo", c.demo)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	log.Info("herald listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "tls", tlsConfig != nil, "broker", "memory", "demo", c.demo)
 	if c.demo {
 		go demo.Run(ctx, srv.Publisher(), log)
-		log.Info("demo events on: open the page", "url", "http://"+browsable(httpLn.Addr())+"/")
+		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(httpLn.Addr())+"/")
 	}
 
 	select {
@@ -160,4 +190,23 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+// reloadOnHangup reloads the descriptor files on SIGHUP.
+func reloadOnHangup(ctx context.Context, types *schema.Registry, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := types.Reload(ctx); err != nil {
+				log.Error("SIGHUP: schemas not reloaded; the previous types stay in use", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: schemas reloaded", "types", len(types.Names()))
+		}
+	}
 }

@@ -49,6 +49,7 @@ type Broker struct {
 	dedupQ  []dedupKey // in insertion (= expiry) order
 	subs    map[*subscription]struct{}
 	evicted uint64 // highest Seq ever evicted from a topic that was then dropped
+	schemas [][]byte
 
 	stop chan struct{}
 	done chan struct{}
@@ -57,6 +58,7 @@ type Broker struct {
 var (
 	_ bridge.Broker        = (*Broker)(nil)
 	_ bridge.HealthChecker = (*Broker)(nil)
+	_ bridge.SchemaStore   = (*Broker)(nil)
 )
 
 type topicLog struct {
@@ -342,4 +344,26 @@ func (b *Broker) Close() error {
 	close(b.stop)
 	<-b.done
 	return nil
+}
+
+// SaveSchemas implements bridge.SchemaStore. Like events, schemas pushed to
+// the memory broker live as long as the process.
+func (b *Broker) SaveSchemas(_ context.Context, set []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+	}
+	b.schemas = append(b.schemas, slices.Clone(set))
+	return nil
+}
+
+// LoadSchemas implements bridge.SchemaStore.
+func (b *Broker) LoadSchemas(_ context.Context, skip int) ([][]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if skip >= len(b.schemas) {
+		return nil, nil
+	}
+	return slices.Clone(b.schemas[skip:]), nil
 }

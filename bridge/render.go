@@ -1,0 +1,287 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/heraldhq/herald/internal/sse"
+)
+
+// A Rendering is a subscriber's choice of JSON form for event data, from
+// the query parameters of GET /v1/events:
+//
+//	proto_names=true       field names as in the .proto file (order_id), not lowerCamelCase (orderId)
+//	enum_numbers=true      enum values as numbers, not names
+//	emit_unpopulated=true  include fields that hold their zero value
+//	fields=a,b.c           only these fields (FieldMask semantics; a path may go
+//	                       through singular message fields; proto or JSON names)
+//
+// Each distinct rendering is encoded once per event and its frame shared by
+// every subscriber that asked for it. The zero Rendering is the default
+// form, which the publish path renders ahead of time.
+type Rendering struct {
+	ProtoNames      bool
+	EnumNumbers     bool
+	EmitUnpopulated bool
+	Fields          []string
+}
+
+// renderParams are the query parameters that choose a Rendering.
+var renderParams = []string{"proto_names", "enum_numbers", "emit_unpopulated", "fields"}
+
+func parseRendering(q url.Values) (*Rendering, error) {
+	var r Rendering
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{"proto_names", &r.ProtoNames}, {"enum_numbers", &r.EnumNumbers}, {"emit_unpopulated", &r.EmitUnpopulated}} {
+		v := q.Get(b.name)
+		if v == "" {
+			continue
+		}
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s=%q: want true or false", ErrBadRequest, b.name, printable(v))
+		}
+		*b.dst = on
+	}
+	for _, list := range q["fields"] {
+		for _, p := range strings.Split(list, ",") {
+			p = strings.TrimSpace(p)
+			if p == "" {
+				continue
+			}
+			for _, seg := range strings.Split(p, ".") {
+				if !validIdent(seg) {
+					return nil, fmt.Errorf("%w: fields: %q is not a field path like a or a.b", ErrBadRequest, printable(p))
+				}
+			}
+			r.Fields = append(r.Fields, p)
+		}
+	}
+	if !r.ProtoNames && !r.EnumNumbers && !r.EmitUnpopulated && len(r.Fields) == 0 {
+		return nil, nil
+	}
+	return &r, nil
+}
+
+func validIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// key identifies the rendering among those of one event.
+func (r *Rendering) key() string {
+	return fmt.Sprintf("%t%t%t%s", r.ProtoNames, r.EnumNumbers, r.EmitUnpopulated, strings.Join(r.Fields, ","))
+}
+
+// MessageRanger is a TypeResolver that can list its types. The SSE handler
+// uses it to refuse field paths that no known type has.
+type MessageRanger interface {
+	RangeMessages(func(protoreflect.MessageType) bool)
+}
+
+// checkFields refuses a field path that exists in no known message type.
+func checkFields(types TypeResolver, paths []string) error {
+	ranger, ok := types.(MessageRanger)
+	if !ok {
+		return nil
+	}
+	for _, p := range paths {
+		known := false
+		ranger.RangeMessages(func(mt protoreflect.MessageType) bool {
+			_, known = resolvePath(mt.Descriptor(), strings.Split(p, "."))
+			return !known
+		})
+		if !known {
+			return fmt.Errorf("%w: fields: no known message type has the field path %q", ErrBadRequest, printable(p))
+		}
+	}
+	return nil
+}
+
+// resolvePath finds the fields of a path in md, by proto or JSON name. Only
+// the last field may be repeated, a map or a scalar.
+func resolvePath(md protoreflect.MessageDescriptor, segs []string) ([]protoreflect.FieldDescriptor, bool) {
+	var out []protoreflect.FieldDescriptor
+	for i, seg := range segs {
+		if md == nil {
+			return nil, false
+		}
+		fd := md.Fields().ByName(protoreflect.Name(seg))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(seg)
+		}
+		if fd == nil {
+			return nil, false
+		}
+		out = append(out, fd)
+		if i < len(segs)-1 {
+			if fd.Message() == nil || fd.IsList() || fd.IsMap() {
+				return nil, false
+			}
+			md = fd.Message()
+		}
+	}
+	return out, true
+}
+
+// renderCache holds an event's frames in non-default renderings.
+type renderCache struct {
+	mu     sync.Mutex
+	frames map[string][]byte
+}
+
+// frameFor returns ev's frame in rendering r (nil: the default), encoding
+// it on first use; later subscribers with the same rendering share it.
+func (h *Hub) frameFor(ev *Event, r *Rendering) []byte {
+	if r == nil {
+		return h.frame(ev)
+	}
+	k := r.key()
+	ev.renders.mu.Lock()
+	defer ev.renders.mu.Unlock()
+	if f, ok := ev.renders.frames[k]; ok {
+		return f
+	}
+	h.metrics.renderings.Inc()
+	data, err := h.render(ev, r)
+	if err != nil {
+		h.log.Warn("cannot render event as JSON", "topic", ev.Topic, "seq", ev.Seq, "err", err)
+		data = []byte(`{"@type":` + quoteJSON(ev.TypeURL) + `,"@error":"payload type not known to this node"}`)
+	}
+	id := EventID{Epoch: h.epoch, Seq: ev.Seq}
+	f := sse.AppendEvent(make([]byte, 0, len(data)+len(ev.Type)+48), id.String(), ev.Type, data)
+	if ev.renders.frames == nil {
+		ev.renders.frames = make(map[string][]byte, 1)
+	}
+	ev.renders.frames[k] = f
+	return f
+}
+
+func (h *Hub) render(ev *Event, r *Rendering) ([]byte, error) {
+	msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
+	if err != nil {
+		return nil, err
+	}
+	var tree fieldTree
+	if len(r.Fields) > 0 {
+		tree = buildTree(msg.ProtoReflect().Descriptor(), r.Fields)
+		project(msg.ProtoReflect(), tree)
+	}
+	data, err := renderJSON(h.types, msg, protojson.MarshalOptions{
+		UseProtoNames:   r.ProtoNames,
+		UseEnumNumbers:  r.EnumNumbers,
+		EmitUnpopulated: r.EmitUnpopulated,
+	})
+	if err != nil || tree == nil || !r.EmitUnpopulated {
+		return data, err
+	}
+	// EmitUnpopulated also emits the fields the mask left out: drop them.
+	return filterJSON(data, msg.ProtoReflect().Descriptor(), tree, r.ProtoNames)
+}
+
+// A fieldTree is a field mask resolved against one message type: a nil
+// child keeps the whole field. Paths that do not exist in the type select
+// nothing.
+type fieldTree map[protoreflect.FieldNumber]fieldTree
+
+func buildTree(md protoreflect.MessageDescriptor, paths []string) fieldTree {
+	tree := fieldTree{}
+	for _, p := range paths {
+		fds, ok := resolvePath(md, strings.Split(p, "."))
+		if !ok {
+			continue
+		}
+		n := tree
+		for i, fd := range fds {
+			child, seen := n[fd.Number()]
+			if seen && child == nil {
+				break // a shorter path already keeps the whole field
+			}
+			if i == len(fds)-1 {
+				n[fd.Number()] = nil
+				break
+			}
+			if child == nil {
+				child = fieldTree{}
+				n[fd.Number()] = child
+			}
+			n = child
+		}
+	}
+	return tree
+}
+
+// project clears every field of m not in tree (FieldMask semantics).
+func project(m protoreflect.Message, tree fieldTree) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		child, keep := tree[fd.Number()]
+		switch {
+		case !keep:
+			m.Clear(fd)
+		case child != nil:
+			project(m.Mutable(fd).Message(), child)
+		}
+		return true
+	})
+}
+
+// filterJSON keeps only the members of a rendered object that tree
+// selects, in their order.
+func filterJSON(data []byte, md protoreflect.MessageDescriptor, tree fieldTree, protoNames bool) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return nil, err
+	}
+	out := []byte{'{'}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		key, _ := t.(string)
+		fd := md.Fields().ByJSONName(key)
+		if protoNames {
+			fd = md.Fields().ByName(protoreflect.Name(key))
+		}
+		if fd == nil {
+			continue
+		}
+		child, keep := tree[fd.Number()]
+		if !keep {
+			continue
+		}
+		if child != nil && len(v) > 0 && v[0] == '{' {
+			if v, err = filterJSON(v, fd.Message(), child, protoNames); err != nil {
+				return nil, err
+			}
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		k, _ := json.Marshal(key)
+		out = append(append(append(out, k...), ':'), v...)
+	}
+	return append(out, '}'), nil
+}

@@ -1,0 +1,121 @@
+package bridge
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+)
+
+// subscriberService implements herald.v1.SubscriberService: the SSE
+// stream's rules (topics, patterns, resume, gaps, slow consumers) for
+// backends, with payloads as Any instead of JSON.
+type subscriberService struct {
+	heraldv1.UnimplementedSubscriberServiceServer
+
+	hub *Hub
+}
+
+// Subscribe implements herald.v1.SubscriberService. It mirrors the SSE
+// handler: subscribe to the hub first, then read the history, so that no
+// event falls between the two; queued events already replayed are skipped.
+//
+// Send blocks on HTTP/2 flow control. A consumer that stops reading parks
+// this handler in Send while the hub, finding its queue full, drops it
+// without waiting for it; the stream then ends with RESOURCE_EXHAUSTED as
+// soon as the consumer reads again, or with the connection.
+func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grpc.ServerStreamingServer[heraldv1.SubscribeResponse]) error {
+	patterns, err := parseTopics(req.GetTopics())
+	if err != nil {
+		return grpcError(err)
+	}
+	sub, err := s.hub.subscribe(patterns, nil)
+	if err != nil {
+		return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id, to resume")
+	}
+	defer s.hub.unsubscribe(sub)
+
+	ctx := stream.Context()
+	var lastSeq uint64
+	if id := req.GetLastEventId(); id != "" {
+		res := s.hub.resume(ctx, patterns, id)
+		if res.gap != "" {
+			gap := &heraldv1.Gap{LastEventId: id, Reason: res.gap}
+			if err := stream.Send(&heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Gap{Gap: gap}}); err != nil {
+				return err
+			}
+		}
+		for _, ev := range res.events {
+			if err := stream.Send(s.response(ev)); err != nil {
+				return err
+			}
+		}
+		s.hub.metrics.delivered.Add(float64(len(res.events)))
+		lastSeq = res.lastSeq
+	}
+
+	for {
+		select {
+		case ev := <-sub.queue:
+			if ev == heartbeat || ev.Seq <= lastSeq {
+				continue // gRPC keeps idle connections alive by itself
+			}
+			if err := stream.Send(s.response(ev)); err != nil {
+				return err
+			}
+			s.hub.metrics.delivered.Inc()
+		case <-sub.done:
+			if sub.reason.Load() == dropShutdown {
+				return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id set to the id of the last event received, to resume")
+			}
+			return status.Errorf(codes.ResourceExhausted,
+				"subscriber too slow: more than %d events waited for it; subscribe again with last_event_id set to the id of the last event received to resume without loss",
+				cap(sub.queue))
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// response builds the message for ev. Payload and attributes are shared
+// with ev, which is read-only once published.
+func (s *subscriberService) response(ev *Event) *heraldv1.SubscribeResponse {
+	return &heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Event{Event: &heraldv1.Event{
+		Id:         EventID{Epoch: s.hub.epoch, Seq: ev.Seq}.String(),
+		Topic:      ev.Topic,
+		Type:       ev.Type,
+		Payload:    &anypb.Any{TypeUrl: ev.TypeURL, Value: ev.Payload},
+		Attributes: ev.Attributes,
+		Time:       timestamppb.New(ev.Time),
+	}}}
+}
+
+// parseTopics validates a subscription's topics and patterns under the
+// same rules as the SSE handler's topic parameters.
+func parseTopics(topics []string) ([]Pattern, error) {
+	if len(topics) == 0 {
+		return nil, fmt.Errorf("%w: no topic: give one or more topics or patterns", ErrBadRequest)
+	}
+	if len(topics) > maxTopicsPerSubscription {
+		return nil, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", ErrBadRequest, len(topics), maxTopicsPerSubscription)
+	}
+	patterns := make([]Pattern, 0, len(topics))
+	seen := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		p, err := ParsePattern(t)
+		if err != nil {
+			return nil, err
+		}
+		patterns = append(patterns, p)
+	}
+	return patterns, nil
+}
