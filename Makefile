@@ -33,8 +33,10 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	done
 
 .PHONY: bench
-bench: ## Run the Go micro-benchmarks with allocation counts
+bench: ## Run the Go micro-benchmarks (with allocations), then the load harness against its floor (flags: BENCHFLAGS=...)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) build -o bin/herald-bench ./cmd/herald-bench
+	bin/herald-bench $(BENCHFLAGS)
 
 .PHONY: lint
 lint: ## Lint protos (buf lint, buf format) and Go (gofmt, go vet)

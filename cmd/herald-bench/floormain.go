@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/heraldhq/herald/cmd/herald-bench/internal/floor"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+)
+
+// runFloor is the floor process: the harness re-executes itself with
+// "floor-sse" or "floor-grpc". It logs one JSON line with its addresses to
+// stderr, like herald serve, and runs until SIGTERM.
+func runFloor(mode string, args []string) error {
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	heartbeat := fs.Duration("heartbeat", 15*time.Second, "heartbeat interval (floor-sse)")
+	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof/ on this address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	logLine := func(rec map[string]string) {
+		b, _ := json.Marshal(rec)
+		fmt.Fprintln(os.Stderr, string(b))
+	}
+	if *debugAddr != "" {
+		ln, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { _ = http.Serve(ln, mux) }()
+		logLine(map[string]string{"msg": "debug listening", "addr": ln.Addr().String()})
+	}
+
+	switch mode {
+	case "floor-sse":
+		httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ingestLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		f := floor.NewSSE(*heartbeat, ctx.Done())
+		mux := http.NewServeMux()
+		mux.Handle("GET /v1/events", f)
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(httpLn) }()
+		go func() {
+			for {
+				c, err := ingestLn.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					if err := f.Ingest(c); err != nil {
+						fmt.Fprintln(os.Stderr, "ingest:", err)
+					}
+				}()
+			}
+		}()
+		logLine(map[string]string{"msg": "floor listening", "http": httpLn.Addr().String(), "ingest": ingestLn.Addr().String()})
+		<-ctx.Done()
+		ingestLn.Close()
+		return hs.Close()
+	case "floor-grpc":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		gs := grpc.NewServer()
+		heraldv1.RegisterPublisherServiceServer(gs, floor.GRPC{})
+		go func() { _ = gs.Serve(ln) }()
+		logLine(map[string]string{"msg": "floor listening", "grpc": ln.Addr().String()})
+		<-ctx.Done()
+		gs.Stop()
+		return nil
+	}
+	return fmt.Errorf("unknown floor mode %q", mode)
+}

@@ -1,0 +1,309 @@
+// Command herald-bench is Herald's load harness (make bench). It starts a
+// real Herald server process, opens real SSE connections over loopback,
+// publishes paced, stamped events over gRPC, and measures delivery rate,
+// publish→receive latency, loss, and the server's CPU per delivery and
+// memory per connection. In the same run it measures a floor, a minimal
+// reference server doing the same work with nothing but the writes (see
+// internal/floor), and reports Herald's costs as ratios to the floor's.
+//
+// Scenarios (sizes are flags):
+//
+//	fanout    1 topic, 1,000 subscribers, 100 and 20 events/s, 256-byte payloads
+//	firehose  1 topic, 100 subscribers, 1,000 events/s
+//	topics    5,000 topics with one subscriber each, 2,000 events/s over them
+//	idle      10,000 open SSE connections, heartbeats only: memory per connection
+//	publish   Publish with 64 concurrent callers; PublishStream with 0 and 100 subscribers
+//
+// Run from the module root: go run ./cmd/herald-bench --help.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type config struct {
+	scenarios    string
+	duration     time.Duration
+	warmup       time.Duration
+	settle       time.Duration
+	drain        time.Duration
+	heartbeat    time.Duration
+	tick         time.Duration
+	payload      int
+	fanoutSubs   int
+	fanoutRates  string
+	firehoseSubs int
+	firehoseRate float64
+	topics       int
+	topicsRate   float64
+	idleConns    int
+	callers      int
+	publishSubs  int
+	inflight     int
+	sources      int
+	dialParallel int
+	heraldPkg    string
+	heraldBin    string
+	targetHTTP   string
+	targetGRPC   string
+	targetPID    int
+	serverArgs   string
+	noFloor      bool
+	profileDir   string
+	perf         bool
+	jsonOut      string
+	keepLogs     bool
+}
+
+type bench struct {
+	cfg       config
+	dir       string // logs
+	heraldBin string
+	dialer    *dialer
+	results   []*result
+}
+
+func main() {
+	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "floor-") {
+		if err := runFloor(os.Args[1], os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "herald-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "herald-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	var c config
+	fs := flag.NewFlagSet("herald-bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: herald-bench [flags]\n\nLoad harness for Herald: runs each scenario against a minimal floor server and\nagainst Herald, and prints the figures with Herald's costs as ratios to the floor's.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measurement window of each scenario")
+	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measurement window")
+	fs.DurationVar(&c.settle, "settle", time.Second, "pause after connecting, before reading memory")
+	fs.DurationVar(&c.drain, "drain", 5*time.Second, "longest wait for the last events after publishing stops")
+	fs.DurationVar(&c.heartbeat, "heartbeat", 5*time.Second, "heartbeat interval of Herald (--heartbeat) and the floor")
+	fs.DurationVar(&c.tick, "tick", time.Millisecond, "how often the publisher checks its schedule")
+	fs.IntVar(&c.payload, "payload", 256, "size of each event's JSON, in bytes")
+	fs.IntVar(&c.fanoutSubs, "fanout-subs", 1000, "fanout: subscribers of the one topic")
+	fs.StringVar(&c.fanoutRates, "fanout-rates", "100,20", "fanout: event rates to run, events/s, comma-separated")
+	fs.IntVar(&c.firehoseSubs, "firehose-subs", 100, "firehose: subscribers of the one topic")
+	fs.Float64Var(&c.firehoseRate, "firehose-rate", 1000, "firehose: events/s")
+	fs.IntVar(&c.topics, "topics", 5000, "topics: topics, one subscriber each")
+	fs.Float64Var(&c.topicsRate, "topics-rate", 2000, "topics: events/s, round-robin over the topics")
+	fs.IntVar(&c.idleConns, "idle-conns", 10000, "idle: open SSE connections")
+	fs.IntVar(&c.callers, "publish-callers", 64, "publish: concurrent unary Publish callers")
+	fs.IntVar(&c.publishSubs, "publish-subs", 100, "publish: subscribers in the PublishStream run with subscribers")
+	fs.IntVar(&c.inflight, "publish-inflight", 256, "publish: unanswered PublishStream requests allowed")
+	fs.IntVar(&c.sources, "source-addrs", 16, "loopback source addresses to spread connections over (127.0.0.2, ...)")
+	fs.IntVar(&c.dialParallel, "dial-parallel", 64, "connections opened at once")
+	fs.StringVar(&c.heraldPkg, "herald-pkg", "./cmd/herald", "package to build as the server under test")
+	fs.StringVar(&c.heraldBin, "herald-bin", "", "use this herald binary instead of building one")
+	fs.StringVar(&c.targetHTTP, "target", "", "measure an already running Herald at this HTTP address instead of starting one (needs --target-grpc)")
+	fs.StringVar(&c.targetGRPC, "target-grpc", "", "gRPC address of the --target server")
+	fs.IntVar(&c.targetPID, "target-pid", 0, "process id of the --target server, to read its CPU and memory from /proc")
+	fs.StringVar(&c.serverArgs, "server-args", "", "extra flags for herald serve, space-separated")
+	fs.BoolVar(&c.noFloor, "no-floor", false, "skip the floor servers")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU (measurement window) and heap profiles of every server here; Herald runs with --debug-addr")
+	fs.BoolVar(&c.perf, "perf", false, "with --profile-dir, also record `perf record -g` of each server over the window")
+	fs.StringVar(&c.jsonOut, "json", "", "also write the results to this file as JSON")
+	fs.BoolVar(&c.keepLogs, "keep-logs", false, "keep the servers' logs (the directory is printed)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.targetHTTP != "" && c.targetGRPC == "" {
+		return errors.New("--target needs --target-grpc")
+	}
+	if c.duration <= 0 || c.payload <= 0 || c.heartbeat <= 0 || c.tick <= 0 {
+		return errors.New("--duration, --payload, --heartbeat and --tick must be positive")
+	}
+
+	limit, err := raiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("raising RLIMIT_NOFILE: %w", err)
+	}
+	b := &bench{cfg: c, dialer: newDialer(c.sources)}
+	if b.dir, err = os.MkdirTemp("", "herald-bench-"); err != nil {
+		return err
+	}
+	if !c.keepLogs {
+		defer os.RemoveAll(b.dir)
+	}
+	if c.profileDir != "" {
+		if err := os.MkdirAll(c.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
+	b.heraldBin = c.heraldBin
+	if b.heraldBin == "" && c.targetHTTP == "" {
+		fmt.Fprintf(os.Stderr, "building %s ...\n", c.heraldPkg)
+		if b.heraldBin, err = buildHerald(context.Background(), c.heraldPkg, b.dir); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("herald-bench: %s\n", machine())
+	fmt.Printf("RLIMIT_NOFILE %d (servers inherit it); %d loopback source addresses; window %v after %v warm-up; heartbeat %v; logs in %s\n\n",
+		limit, c.sources, c.duration, c.warmup, c.heartbeat, b.dir)
+
+	for _, name := range strings.Split(c.scenarios, ",") {
+		switch strings.TrimSpace(name) {
+		case "fanout":
+			for _, r := range strings.Split(c.fanoutRates, ",") {
+				rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+				if err != nil || rate <= 0 {
+					return fmt.Errorf("--fanout-rates: bad rate %q", r)
+				}
+				b.delivery(deliverySpec{key: fmt.Sprintf("fanout-%g", rate), title: fmt.Sprintf("1 fan-out %g/s", rate),
+					conns: c.fanoutSubs, topics: 1, rate: rate})
+			}
+		case "firehose":
+			b.delivery(deliverySpec{key: "firehose", title: fmt.Sprintf("2 firehose %g/s", c.firehoseRate),
+				conns: c.firehoseSubs, topics: 1, rate: c.firehoseRate})
+		case "topics":
+			b.delivery(deliverySpec{key: "topics", title: fmt.Sprintf("3 many topics %g/s", c.topicsRate),
+				conns: c.topics, topics: c.topics, rate: c.topicsRate})
+		case "idle":
+			b.delivery(deliverySpec{key: "idle", title: "4 idle", conns: c.idleConns, topics: 1})
+		case "publish":
+			b.publish()
+		case "":
+		default:
+			return fmt.Errorf("--scenarios: unknown scenario %q", name)
+		}
+	}
+
+	fmt.Println()
+	b.printTables(os.Stdout)
+	if c.jsonOut != "" {
+		out, _ := json.MarshalIndent(b.results, "", "  ")
+		if err := os.WriteFile(c.jsonOut, append(out, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// machine describes the machine for the report.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		if f := strings.Fields(line); len(f) >= 2 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			mem = fmt.Sprintf(", %.1f GiB RAM", float64(kb)/(1<<20))
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s)%s, %s %s/%s", runtime.NumCPU(), model, mem, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// profile records the server's CPU profile (and with --perf a perf
+// recording) for d, in the background; wait for it with the returned func.
+func (b *bench) profile(srv *server, key string, d time.Duration) func() {
+	if b.cfg.profileDir == "" || srv == nil {
+		return func() {}
+	}
+	done := make(chan struct{}, 2)
+	n := 0
+	base := filepath.Join(b.cfg.profileDir, key+"-"+srv.kind)
+	if srv.debug != "" {
+		n++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", srv.debug, max(int(d.Seconds()), 1)), base+".cpu.pprof")
+		}()
+	}
+	if b.cfg.perf && srv.pid > 0 {
+		n++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(srv.pid), "-o", base+".perf.data", "--", "sleep", strconv.FormatFloat(d.Seconds(), 'f', 1, 64))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "perf record: %v: %s\n", err, out)
+			}
+		}()
+	}
+	return func() {
+		for range n {
+			<-done
+		}
+	}
+}
+
+// heapProfile saves the server's heap profile.
+func (b *bench) heapProfile(srv *server, key string) {
+	if b.cfg.profileDir == "" || srv == nil || srv.debug == "" {
+		return
+	}
+	fetch("http://"+srv.debug+"/debug/pprof/heap", filepath.Join(b.cfg.profileDir, key+"-"+srv.kind+".heap.pprof"))
+}
+
+func fetch(url, path string) {
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
+
+// waitUntil waits for t.
+func waitUntil(t time.Time) {
+	if d := time.Until(t); d > 0 {
+		<-time.After(d)
+	}
+}
+
+func percentiles(lat []int64) (p50, p99, p999, maxv float64) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	at := func(q float64) float64 {
+		i := int(q * float64(len(lat)))
+		return float64(lat[min(i, len(lat)-1)]) / 1e3
+	}
+	return at(0.50), at(0.99), at(0.999), float64(lat[len(lat)-1]) / 1e3
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// A target is one of issue 7's: Herald's figure over the floor's must
+// stay at or under limit (or, for throughput, at or over it).
+type target struct {
+	what     string
+	scenario string
+	metric   string // cpu, p99, rss, publish
+	limit    float64
+	atLeast  bool
+}
+
+var targets = []target{
+	{"CPU per delivery", "fanout-100", "cpu", 1.25, false},
+	{"CPU per delivery", "fanout-20", "cpu", 1.25, false},
+	{"CPU per delivery", "firehose", "cpu", 1.25, false},
+	{"CPU per delivery", "topics", "cpu", 2, false},
+	{"p99 publish→receive", "fanout-100", "p99", 1, false},
+	{"p99 publish→receive", "fanout-20", "p99", 1, false},
+	{"p99 publish→receive", "firehose", "p99", 1, false},
+	{"memory per idle connection", "idle", "rss", 1.5, false},
+	{"PublishStream throughput, 0 subscribers", "publish-stream", "publish", 0.5, true},
+}
+
+func (b *bench) find(scenario, server string) *result {
+	for _, r := range b.results {
+		if r.Scenario == scenario && r.Server == server && r.Note == "" || r.Scenario == scenario && r.Server == server && strings.Contains(r.Note, "dropped") {
+			return r
+		}
+	}
+	return nil
+}
+
+func ratio(h, f float64) string {
+	if f <= 0 || h <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", h/f)
+}
+
+func ms(us float64) string {
+	if us == 0 {
+		return "–"
+	}
+	if us < 1000 {
+		return fmt.Sprintf("%.0fµs", us)
+	}
+	return fmt.Sprintf("%.2fms", us/1e3)
+}
+
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+func mib(b int64) string   { return fmt.Sprintf("%.0f", float64(b)/(1<<20)) }
+
+func (b *bench) printTables(w io.Writer) {
+	fmt.Fprintln(w, "Delivery (scenarios 1–4): server CPU per delivery from /proc/<pid>/stat; latency from the publish stamp to the client's read; cores = CPU seconds per second of the window")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tserver\tconns\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→after\tRSS/conn\tharness cores\tother cores\t")
+	seen := map[string]bool{}
+	for _, r := range b.results {
+		if strings.HasPrefix(r.Scenario, "publish") || seen[r.Scenario] {
+			continue
+		}
+		seen[r.Scenario] = true
+		for _, kind := range []string{"floor", "herald"} {
+			x := b.find(r.Scenario, kind)
+			if x == nil {
+				continue
+			}
+			cpu := fmt.Sprintf("%.2fµs", x.CPUPerDelivery)
+			if x.Rate == 0 {
+				cpu = "–"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%.2f\t%s→%s→%s\t%s\t%.2f\t%.2f\t\n",
+				x.Title, kind, x.Conns, x.DeliveriesPerSec, ms(x.P50), ms(x.P99), ms(x.P999), ms(x.Max), x.Lost, x.Dups, x.Ended,
+				cpu, x.ServerCores, mib(x.RSSBefore), mib(x.RSSConnected), mib(x.RSSAfter), kib(x.RSSPerConn), x.HarnessCores, x.OtherCores)
+		}
+		h, f := b.find(r.Scenario, "herald"), b.find(r.Scenario, "floor")
+		if h != nil && f != nil {
+			fmt.Fprintf(tw, "\therald/floor\t\t%s\t%s\t%s\t%s\t%s\t\t\t\t%s\t%s\t\t%s\t\t\t\n",
+				ratio(h.DeliveriesPerSec, f.DeliveriesPerSec), ratio(h.P50, f.P50), ratio(h.P99, f.P99), ratio(h.P999, f.P999), ratio(h.Max, f.Max),
+				ratio(h.CPUPerDelivery, f.CPUPerDelivery), ratio(h.ServerCores, f.ServerCores), ratio(h.RSSPerConn, f.RSSPerConn))
+		}
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nPublish (scenario 5): answered publishes per second; unary latency per call; the floor is a bare gRPC server that only acknowledges")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tserver\tpublishes/s\tCPU/publish\tcall p50\tcall p99\tdeliveries/s\tserver cores\tharness cores\tother cores\terrors\tnote\t")
+	for _, key := range []string{"publish-unary", "publish-stream", "publish-stream-subs"} {
+		var title string
+		for _, kind := range []string{"floor", "herald"} {
+			x := b.find(key, kind)
+			if x == nil {
+				continue
+			}
+			title = x.Title
+			dps := "–"
+			if x.DeliveriesPerSec > 0 {
+				dps = fmt.Sprintf("%.0f", x.DeliveriesPerSec)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2fµs\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%d\t%s\t\n",
+				x.Title, kind, x.PublishPerSec, x.CPUPerPublish, ms(x.P50), ms(x.P99), dps, x.ServerCores, x.HarnessCores, x.OtherCores, x.Errors, x.Note)
+		}
+		h, f := b.find(key, "herald"), b.find(key, "floor")
+		if h != nil && f != nil {
+			fmt.Fprintf(tw, "%s\therald/floor\t%s\t%s\t%s\t%s\t\t\t\t\t\t\t\n", strings.Repeat(" ", 0)+"", ratio(h.PublishPerSec, f.PublishPerSec), ratio(h.CPUPerPublish, f.CPUPerPublish), ratio(h.P50, f.P50), ratio(h.P99, f.P99))
+		}
+		_ = title
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nTargets (issue 7): Herald ÷ floor, same run, same client")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tscenario\therald\tfloor\tratio\tlimit\tverdict\t")
+	for _, t := range targets {
+		h, f := b.find(t.scenario, "herald"), b.find(t.scenario, "floor")
+		if h == nil || f == nil {
+			continue
+		}
+		var hv, fv float64
+		var unit func(float64) string
+		switch t.metric {
+		case "cpu":
+			hv, fv, unit = h.CPUPerDelivery, f.CPUPerDelivery, func(v float64) string { return fmt.Sprintf("%.2fµs", v) }
+		case "p99":
+			hv, fv, unit = h.P99, f.P99, ms
+		case "rss":
+			hv, fv, unit = h.RSSPerConn, f.RSSPerConn, kib
+		case "publish":
+			hv, fv, unit = h.PublishPerSec, f.PublishPerSec, func(v float64) string { return fmt.Sprintf("%.0f/s", v) }
+		}
+		verdict := "–"
+		if fv > 0 && hv > 0 {
+			q := hv / fv
+			ok := q <= t.limit
+			if t.atLeast {
+				ok = q >= t.limit
+			}
+			verdict = "met"
+			if !ok {
+				verdict = "MISSED"
+			}
+			if (t.metric == "cpu" || t.metric == "p99") && (h.Lost > 0 || h.Dups > 0) {
+				verdict += fmt.Sprintf(" (but %d lost, %d dup)", h.Lost, h.Dups)
+			}
+		}
+		op := "≤"
+		if t.atLeast {
+			op = "≥"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %.2g×\t%s\t\n", t.what, h.Title, unit(hv), unit(fv), ratio(hv, fv), op, t.limit, verdict)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+)
+
+// A result is one scenario's figures for one server.
+type result struct {
+	Scenario string  `json:"scenario"`
+	Title    string  `json:"title"`
+	Server   string  `json:"server"` // herald or floor
+	Conns    int     `json:"conns"`
+	Topics   int     `json:"topics"`
+	Rate     float64 `json:"rate"` // target events/s
+	Window   float64 `json:"windowSeconds"`
+
+	Published        int64   `json:"published"`  // events published in the window
+	Deliveries       int64   `json:"deliveries"` // of those, delivered
+	DeliveriesPerSec float64 `json:"deliveriesPerSec"`
+	P50              float64 `json:"p50Micros"` // publish→receive
+	P99              float64 `json:"p99Micros"`
+	P999             float64 `json:"p999Micros"`
+	Max              float64 `json:"maxMicros"`
+	Lost             int64   `json:"lost"`
+	Dups             int64   `json:"duplicated"`
+	Ended            int     `json:"streamsEndedByServer"`
+	Heartbeats       int64   `json:"heartbeats"`
+
+	ServerCPU      float64 `json:"serverCpuSeconds"` // in the window
+	CPUPerDelivery float64 `json:"cpuMicrosPerDelivery"`
+	RSSBefore      int64   `json:"rssBefore"`    // before connecting
+	RSSConnected   int64   `json:"rssConnected"` // after connecting and settling
+	RSSAfter       int64   `json:"rssAfter"`     // after the load
+	RSSPerConn     float64 `json:"rssPerConn"`
+	ServerCores    float64 `json:"serverCores"`  // CPU seconds per second
+	HarnessCores   float64 `json:"harnessCores"` // the harness's own
+	OtherCores     float64 `json:"otherCores"`   // everything else on the machine
+
+	PublishPerSec float64 `json:"publishPerSec"`
+	CPUPerPublish float64 `json:"cpuMicrosPerPublish"`
+	Errors        int64   `json:"errors"`
+	Note          string  `json:"note,omitempty"`
+}
+
+type deliverySpec struct {
+	key, title    string
+	conns, topics int
+	rate          float64 // 0: idle, heartbeats only
+}
+
+func (b *bench) delivery(spec deliverySpec) {
+	for _, kind := range b.kinds() {
+		fmt.Fprintf(os.Stderr, "%-22s %-6s ...", spec.title, kind)
+		r, err := b.runDelivery(spec, kind)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, " failed: %v\n", err)
+			r = &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate, Note: err.Error()}
+		} else {
+			fmt.Fprintf(os.Stderr, " %s\n", r.brief())
+		}
+		b.results = append(b.results, r)
+	}
+}
+
+func (b *bench) kinds() []string {
+	if b.cfg.noFloor {
+		return []string{"herald"}
+	}
+	return []string{"floor", "herald"}
+}
+
+func (r *result) brief() string {
+	if r.PublishPerSec > 0 {
+		return fmt.Sprintf("%.0f publishes/s, %.1f µs server CPU each", r.PublishPerSec, r.CPUPerPublish)
+	}
+	if r.Rate == 0 {
+		return fmt.Sprintf("%d conns, %.1f KiB/conn", r.Conns, r.RSSPerConn/1024)
+	}
+	return fmt.Sprintf("%.0f deliveries/s, p99 %.2f ms, lost %d, %.2f µs server CPU each", r.DeliveriesPerSec, r.P99/1e3, r.Lost, r.CPUPerDelivery)
+}
+
+func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
+	cfg := b.cfg
+	r := &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate}
+	var srv *server
+	var err error
+	if kind == "floor" {
+		srv, err = b.startFloor(spec.key, "sse")
+	} else {
+		srv, err = b.startHerald(spec.key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+
+	names := make([]string, spec.topics)
+	for i := range names {
+		names[i] = topicName(i)
+	}
+	text := padding(cfg.payload)
+	var s sink
+	if spec.rate > 0 {
+		if kind == "floor" {
+			s, err = newFloorSink(srv.ingest, names, text)
+		} else {
+			s, err = newGRPCSink(srv.grpc, names, text)
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer s.close()
+	}
+	<-time.After(cfg.settle)
+	r.RSSBefore = srv.rss()
+
+	win := &window{}
+	win.from.Store(1<<63 - 1) // nothing counts until the window is set
+	ctx := context.Background()
+	conns, err := openSSE(ctx, b.dialer, srv.http, spec.conns, cfg.dialParallel, func(i int) int { return i % spec.topics }, win)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { closeSSE(conns) }()
+	<-time.After(cfg.settle)
+	r.RSSConnected = srv.rss()
+	r.RSSPerConn = float64(r.RSSConnected-r.RSSBefore) / float64(spec.conns)
+	b.heapProfile(srv, spec.key)
+
+	var seqs []uint64
+	var pubErr error
+	pubDone := make(chan struct{})
+	start := time.Now()
+	from := start.Add(cfg.warmup)
+	to := from.Add(cfg.duration)
+	if spec.rate == 0 {
+		from, to = start, start.Add(cfg.duration) // idle: the window is the hold
+	}
+	win.set(from, to)
+	if s != nil {
+		go func() {
+			defer close(pubDone)
+			seqs, pubErr = pace(ctx, s, spec.rate, spec.topics, to, cfg.tick)
+		}()
+	} else {
+		close(pubDone)
+	}
+	waitUntil(from)
+	a := snapCPU(srv.pid)
+	profDone := b.profile(srv, spec.key, cfg.duration)
+	waitUntil(to)
+	z := snapCPU(srv.pid)
+	<-pubDone
+	profDone()
+	if pubErr != nil {
+		return nil, fmt.Errorf("publishing: %w", pubErr)
+	}
+	if s != nil {
+		refused, err := s.finish(10 * time.Second)
+		if err != nil {
+			return nil, err
+		}
+		r.Errors = refused
+	}
+
+	if s != nil {
+		drainSSE(conns, func(c *sseConn) uint64 { return seqs[c.topic] }, cfg.drain)
+	}
+	r.RSSAfter = srv.rss()
+	if !srv.alive() {
+		return nil, fmt.Errorf("%s exited during the run", kind)
+	}
+	r.Ended = ended(conns)
+	closeSSE(conns)
+
+	var lat []int64
+	for _, c := range conns {
+		r.Deliveries += c.inWindow
+		r.Dups += c.dups
+		r.Lost += c.gaps
+		if s != nil {
+			r.Lost += int64(seqs[c.topic] - c.last.Load())
+		}
+		r.Heartbeats += c.heartbeats
+		lat = append(lat, c.lat...)
+	}
+	r.P50, r.P99, r.P999, r.Max = percentiles(lat)
+	b.cpu(r, a, z)
+	r.DeliveriesPerSec = float64(r.Deliveries) / r.Window
+	if r.Deliveries > 0 {
+		r.CPUPerDelivery = r.ServerCPU / float64(r.Deliveries) * 1e6
+	}
+	if s != nil {
+		per := spec.conns / spec.topics
+		r.Published = int64(float64(r.Deliveries) / float64(max(per, 1)))
+	}
+	return r, nil
+}
+
+// cpu fills r's window and CPU figures from two snapshots.
+func (b *bench) cpu(r *result, a, z cpuSnap) {
+	w := z.at.Sub(a.at).Seconds()
+	r.Window = w
+	r.ServerCPU = (z.server - a.server).Seconds()
+	r.ServerCores = r.ServerCPU / w
+	r.HarnessCores = (z.self - a.self).Seconds() / w
+	r.OtherCores = max((z.machine-a.machine).Seconds()/w-r.ServerCores-r.HarnessCores, 0)
+}
+
+// publish is scenario 5: Publish with concurrent callers and PublishStream
+// with 0 and with subscribers, against Herald and the bare gRPC floor.
+func (b *bench) publish() {
+	for _, kind := range b.kinds() {
+		if err := b.runPublish(kind); err != nil {
+			fmt.Fprintf(os.Stderr, "5 publish %s failed: %v\n", kind, err)
+			b.results = append(b.results, &result{Scenario: "publish", Title: "5 publish", Server: kind, Note: err.Error()})
+		}
+	}
+}
+
+func (b *bench) runPublish(kind string) error {
+	cfg := b.cfg
+	var srv *server
+	var err error
+	if kind == "floor" {
+		srv, err = b.startFloor("publish", "grpc")
+	} else {
+		srv, err = b.startHerald("publish")
+	}
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	conn, err := dialGRPC(srv.grpc)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	text := padding(cfg.payload)
+	topic := topicName(0)
+
+	measure := func(key, title string, f *flood, win *window, start time.Time, conns []*sseConn) *result {
+		r := &result{Scenario: key, Title: title, Server: kind, Conns: len(conns), Topics: 1}
+		from := start.Add(cfg.warmup)
+		to := from.Add(cfg.duration)
+		if win != nil {
+			win.set(from, to)
+		}
+		fmt.Fprintf(os.Stderr, "%-22s %-6s ...", title, kind)
+		waitUntil(from)
+		a, n0 := snapCPU(srv.pid), f.answered.Load()
+		profDone := b.profile(srv, key, cfg.duration)
+		waitUntil(to)
+		z, n1 := snapCPU(srv.pid), f.answered.Load()
+		f.halt()
+		profDone()
+		b.cpu(r, a, z)
+		r.Published = n1 - n0
+		r.PublishPerSec = float64(r.Published) / r.Window
+		if r.Published > 0 {
+			r.CPUPerPublish = r.ServerCPU / float64(r.Published) * 1e6
+		}
+		r.Errors = f.errs.Load() + f.refused.Load()
+		r.P50, r.P99, r.P999, r.Max = percentiles(f.lat)
+		r.RSSAfter = srv.rss()
+		if !srv.alive() {
+			r.Note = "server exited"
+		}
+		fmt.Fprintf(os.Stderr, " %s\n", r.brief())
+		return r
+	}
+
+	// Publish with concurrent callers.
+	win := &window{}
+	win.from.Store(1<<63 - 1)
+	start := time.Now()
+	win.set(start.Add(cfg.warmup), start.Add(cfg.warmup+cfg.duration))
+	f := floodUnary(conn, cfg.callers, topic, text, win)
+	b.results = append(b.results, measure("publish-unary", fmt.Sprintf("5 Publish ×%d callers", cfg.callers), f, nil, start, nil))
+
+	// PublishStream, nobody listening.
+	f, err = floodStream(conn, topic, text, cfg.inflight, false)
+	if err != nil {
+		return err
+	}
+	b.results = append(b.results, measure("publish-stream", "5 PublishStream 0 subs", f, nil, time.Now(), nil))
+
+	if kind == "floor" || cfg.publishSubs <= 0 {
+		return nil // the bare gRPC floor delivers to nobody
+	}
+	// PublishStream to subscribers, as fast as they take it: a subscriber
+	// that falls behind by a whole queue is dropped, as it should be.
+	swin := &window{}
+	swin.from.Store(1<<63 - 1)
+	conns, err := openSSE(context.Background(), b.dialer, srv.http, cfg.publishSubs, cfg.dialParallel, func(int) int { return 0 }, swin)
+	if err != nil {
+		return err
+	}
+	defer func() { closeSSE(conns) }()
+	f, err = floodStream(conn, topic, text, cfg.inflight, true)
+	if err != nil {
+		return err
+	}
+	r := measure("publish-stream-subs", fmt.Sprintf("5 PublishStream %d subs", cfg.publishSubs), f, swin, time.Now(), conns)
+	last := uint64(f.sent.Load())
+	drainSSE(conns, func(*sseConn) uint64 { return last }, cfg.drain)
+	r.Ended = ended(conns)
+	closeSSE(conns)
+	var lat []int64
+	for _, c := range conns {
+		r.Deliveries += c.inWindow
+		r.Dups += c.dups
+		r.Lost += c.gaps
+		if c.err == nil {
+			r.Lost += int64(last - c.last.Load())
+		}
+		lat = append(lat, c.lat...)
+	}
+	r.DeliveriesPerSec = float64(r.Deliveries) / r.Window
+	r.P50, r.P99, r.P999, r.Max = percentiles(lat)
+	if r.Ended > 0 {
+		r.Note = fmt.Sprintf("%d of %d subscribers dropped as too slow (expected when publishing flat out)", r.Ended, len(conns))
+	}
+	b.results = append(b.results, r)
+	return nil
+}
+
+// drainSSE waits up to timeout for every open stream to receive the last
+// seq of its topic.
+func drainSSE(conns []*sseConn, last func(*sseConn) uint64, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		behind := 0
+		for _, c := range conns {
+			select {
+			case <-c.done:
+				continue
+			default:
+			}
+			if c.last.Load() < last(c) {
+				behind++
+			}
+		}
+		if behind == 0 {
+			return
+		}
+		<-time.After(10 * time.Millisecond)
+	}
+}
