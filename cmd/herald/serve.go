@@ -47,6 +47,7 @@ type serveConfig struct {
 	tlsKey            string
 	logLevel          string
 	logFormat         string
+	debugAddr         string
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -71,6 +72,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -134,6 +136,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		httpLn.Close()
 		return fmt.Errorf("listening for gRPC: %w", err)
+	}
+	if c.debugAddr != "" {
+		stopDebug, err := serveDebug(c.debugAddr, log)
+		if err != nil {
+			httpLn.Close()
+			grpcLn.Close()
+			return err
+		}
+		defer stopDebug()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(httpLn, grpcLn) }()
