@@ -280,6 +280,10 @@ func (r *Registry) build(extra []*descriptorpb.FileDescriptorProto) (*snapshot, 
 
 var errInvalidSet = errors.New("invalid descriptor set")
 
+// missRefreshEvery bounds how often lookups of unknown types read the
+// store: a type pushed through another node is known here within it.
+const missRefreshEvery = 50 * time.Millisecond
+
 // builtinDeps are the files the built-in files import that are not
 // themselves built in.
 func builtinDeps() []protoreflect.FileDescriptor {
@@ -565,6 +569,7 @@ func (r *Registry) reloadFilesLocked(force bool) (bool, error) {
 	if !force && stamp == r.fileStamp {
 		return false, nil
 	}
+	r.fileStamp = stamp // a broken change is reported once, not on every tick
 	var files []*descriptorpb.FileDescriptorProto
 	for _, p := range paths {
 		raw, err := os.ReadFile(p)
@@ -587,7 +592,6 @@ func (r *Registry) reloadFilesLocked(force bool) (bool, error) {
 		r.fileLayer = prev
 		return false, fmt.Errorf("schema: descriptor files: %w", err)
 	}
-	r.fileStamp = stamp
 	r.cur.Store(snap)
 	return true, nil
 }
@@ -659,13 +663,13 @@ func (r *Registry) refreshLocked(ctx context.Context) error {
 }
 
 // maybeRefresh reads new registrations from the store after a lookup miss,
-// at most once a second. It reports whether anything may have changed.
+// at most every missRefreshEvery. It reports whether anything changed.
 func (r *Registry) maybeRefresh() bool {
 	if r.opts.Store == nil || !r.mu.TryLock() {
 		return false
 	}
 	defer r.mu.Unlock()
-	if time.Since(r.lastRefresh) < time.Second {
+	if time.Since(r.lastRefresh) < missRefreshEvery {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

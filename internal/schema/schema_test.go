@@ -1,0 +1,162 @@
+package schema_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/schema/schematest"
+)
+
+const v1 = `syntax = "proto3";
+package ops.v1;
+message Ping { string from = 1; Kind kind = 2; }
+enum Kind { KIND_UNSPECIFIED = 0; KIND_A = 1; }
+`
+
+func hasField(r *schema.Registry, msg, field string) bool {
+	mt, err := r.FindMessageByName(protoreflect.FullName(msg))
+	return err == nil && mt.Descriptor().Fields().ByName(protoreflect.Name(field)) != nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+func TestFilesReloadWhenTheyChange(t *testing.T) {
+	dir := t.TempDir()
+	schematest.WriteSet(t, dir, "ops.binpb", schematest.Compile(t, map[string]string{"ops/v1/ping.proto": v1}))
+	r, err := schema.New(context.Background(), schema.Options{Descriptors: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasField(r, "ops.v1.Ping", "from") {
+		t.Fatal("type from the descriptor file not loaded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Watch(ctx, 20*time.Millisecond)
+	schematest.WriteSet(t, dir, "ops.binpb", schematest.Compile(t, map[string]string{"ops/v1/ping.proto": strings.Replace(v1, "Kind kind = 2;", "Kind kind = 2; int64 seq = 3;", 1)}))
+	waitFor(t, "the changed file to be loaded", func() bool { return hasField(r, "ops.v1.Ping", "seq") })
+}
+
+func TestPushedSchemasReachOtherNodesThroughTheStore(t *testing.T) {
+	b := memory.New(memory.Options{})
+	defer b.Close()
+	ctx := context.Background()
+	node1, err := schema.New(ctx, schema.Options{Store: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node2, err := schema.New(ctx, schema.Options{Store: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := node1.Register(ctx, schematest.Compile(t, map[string]string{"ops/v1/ping.proto": v1})); err != nil {
+		t.Fatal(err)
+	}
+	// node2 learns it on a lookup miss, without a restart.
+	waitFor(t, "node 2 to know a type pushed on node 1", func() bool { return hasField(node2, "ops.v1.Ping", "from") })
+	// A node started later loads it at start.
+	node3, err := schema.New(ctx, schema.Options{Store: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _, ok := node3.Lookup("ops.v1.Ping"); !ok || info.Source != schema.Pushed {
+		t.Fatalf("node 3: %+v %v", info, ok)
+	}
+	// And node2 checks compatibility against it.
+	_, _, err = node2.Register(ctx, schematest.Compile(t, map[string]string{"ops/v1/ping.proto": strings.Replace(v1, "string from", "bytes from", 1)}))
+	if !errors.Is(err, bridge.ErrConflict) {
+		t.Fatalf("incompatible push on node 2: %v", err)
+	}
+}
+
+func TestCompatibility(t *testing.T) {
+	cases := []struct {
+		name, next string
+		want       string // "" means compatible
+	}{
+		{"new field", strings.Replace(v1, "Kind kind = 2;", "Kind kind = 2; string note = 3;", 1), ""},
+		{"new enum value", strings.Replace(v1, "KIND_A = 1;", "KIND_A = 1; KIND_B = 2;", 1), ""},
+		{"new message", v1 + "message Pong { string to = 1; }\n", ""},
+		{"type change", strings.Replace(v1, "string from", "int32 from", 1), "changed type from string to int32"},
+		{"cardinality", strings.Replace(v1, "string from", "repeated string from", 1), "changed type from string to repeated string"},
+		{"rename", strings.Replace(v1, "string from = 1", "string sender = 1", 1), "was renamed to sender"},
+		{"json name", strings.Replace(v1, "string from = 1", "string from = 1 [json_name = \"f\"]", 1), `changed its JSON name from "from" to "f"`},
+		{"removed field", strings.Replace(v1, "Kind kind = 2;", "", 1), "field 2 (kind) was removed"},
+		{"renumbered", strings.Replace(v1, "Kind kind = 2;", "Kind kind = 3;", 1), "moved from number 2 to 3"},
+		{"enum rename", strings.Replace(v1, "KIND_A = 1;", "KIND_X = 1;", 1), "value 1 was renamed from KIND_A to KIND_X"},
+		{"removed message", strings.Replace(v1, "message Ping { string from = 1; Kind kind = 2; }", "message Other { string from = 1; Kind kind = 2; }", 1), "message ops.v1.Ping was removed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := schema.NewBuiltin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, _, err := r.Register(ctx, schematest.Compile(t, map[string]string{"ops/v1/ping.proto": v1})); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = r.Register(ctx, schematest.Compile(t, map[string]string{"ops/v1/ping.proto": tc.next}))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("compatible change refused: %v", err)
+			case tc.want != "" && (!errors.Is(err, bridge.ErrConflict) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("err = %v, want a conflict mentioning %q", err, tc.want)
+			}
+			if tc.want != "" && !hasField(r, "ops.v1.Ping", "from") {
+				t.Fatal("the old type was lost after a refused change")
+			}
+		})
+	}
+}
+
+func TestJSONSchemaOfAnExample(t *testing.T) {
+	r, err := schema.NewBuiltin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, md, ok := r.Lookup("orders.v1.OrderPlaced")
+	if !ok {
+		t.Fatal("orders.v1.OrderPlaced unknown")
+	}
+	js := schema.JSONSchema(md)
+	props := js["properties"].(map[string]any)
+	check := func(field, key string, want any) {
+		t.Helper()
+		got := props[field].(map[string]any)[key]
+		if g, ok := got.([]any); ok {
+			got = len(g)
+		}
+		if got != want {
+			t.Errorf("%s.%s = %v, want %v", field, key, got, want)
+		}
+	}
+	check("orderId", "type", "string")
+	check("totalCents", "type", "string") // int64 is a string in JSON
+	check("placedAt", "format", "date-time")
+	check("channel", "enum", 4)
+	check("items", "type", "array")
+	if js["$defs"].(map[string]any)["orders.v1.LineItem"] == nil {
+		t.Error("LineItem not under $defs")
+	}
+}
