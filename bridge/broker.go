@@ -27,15 +27,23 @@ import "context"
 //     Duplicate set.
 //   - Order. Subscribe's deliver function is called from one goroutine at a
 //     time, with events in Seq order, each once. Events are delivered for
-//     every topic; the hub filters.
+//     every topic; the hub filters. Every event accepted after Subscribe
+//     returns is delivered; earlier ones may be. Delivery stops soon after
+//     ctx ends.
 //   - Replay returns, in Seq order, every retained event with Seq > after
-//     on topics matching the patterns, at least up to the last event
-//     accepted before Replay was called. Truncated reports that events
-//     after `after` on those topics were already removed by retention, or
-//     that `after` cannot be placed in this log (another epoch): the
-//     subscriber may have missed events.
-//   - Close stops delivery, makes later calls fail with ErrClosed, and is
-//     idempotent.
+//     on topics matching the patterns (none for no patterns), at least up
+//     to the last event accepted before Replay was called. A position of
+//     another epoch, or the zero EventID, counts as Seq 0. Truncated
+//     reports that events after the position on those topics were already
+//     removed by retention, or that the position belongs to another epoch:
+//     the subscriber may have missed events. It may err on the side of
+//     caution (a backend that forgets which topics lost what), never the
+//     other way.
+//   - A cancelled or expired ctx fails the call with an error wrapping
+//     ctx.Err(), and a Publish that fails so accepted nothing.
+//   - Close stops delivery (once it returns, no deliver call is running or
+//     starts), makes later calls fail with ErrClosed, and may be called
+//     again.
 type Broker interface {
 	// Epoch identifies the log that Seq numbers refer to: 1 to 32 bytes of
 	// [a-z0-9].

@@ -102,6 +102,9 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 // subscribe registers a subscriber for patterns. Events accepted from now on
 // are queued to it; call unsubscribe when done.
 func (h *Hub) subscribe(patterns []Pattern, render *Rendering) (*subscriber, error) {
+	if render != nil {
+		render.key() // computed before the rendering is shared
+	}
 	s := &subscriber{
 		patterns: patterns,
 		render:   render,

@@ -32,6 +32,8 @@ type Rendering struct {
 	EnumNumbers     bool
 	EmitUnpopulated bool
 	Fields          []string
+
+	k string // cache key, set by the hub when the subscriber registers
 }
 
 // renderParams are the query parameters that choose a Rendering.
@@ -88,7 +90,10 @@ func validIdent(s string) bool {
 
 // key identifies the rendering among those of one event.
 func (r *Rendering) key() string {
-	return fmt.Sprintf("%t%t%t%s", r.ProtoNames, r.EnumNumbers, r.EmitUnpopulated, strings.Join(r.Fields, ","))
+	if r.k == "" {
+		r.k = fmt.Sprintf("%t%t%t%s", r.ProtoNames, r.EnumNumbers, r.EmitUnpopulated, strings.Join(r.Fields, ","))
+	}
+	return r.k
 }
 
 // MessageRanger is a TypeResolver that can list its types. The SSE handler

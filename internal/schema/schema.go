@@ -483,6 +483,7 @@ func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescripto
 	if len(conflicts) > 0 {
 		return nil, nil, &ConflictError{Conflicts: conflicts}
 	}
+	old := r.cur.Load()
 	if r.opts.Store != nil {
 		raw, err := proto.Marshal(&descriptorpb.FileDescriptorSet{File: files})
 		if err != nil {
@@ -491,11 +492,15 @@ func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescripto
 		if err := r.opts.Store.SaveSchemas(ctx, raw); err != nil {
 			return nil, nil, err
 		}
-		r.storeSeen++
+		// Read it back in store order, with whatever other nodes saved
+		// meanwhile, so that every node applies the same sequence.
+		if err := r.refreshLocked(ctx); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		r.pushed = append(r.pushed, files...)
+		r.cur.Store(snap)
 	}
-	old := r.cur.Load()
-	r.pushed = append(r.pushed, files...)
-	r.cur.Store(snap)
 	for _, fd := range files {
 		for _, name := range messageNames(fd) {
 			if _, ok := old.infos[protoreflect.FullName(name)]; ok {

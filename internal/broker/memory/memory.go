@@ -41,15 +41,19 @@ type Broker struct {
 	opts  Options
 	epoch string
 
-	mu      sync.Mutex // guards everything below; held while delivering, which keeps Seq order
-	closed  bool
-	seq     uint64
-	topics  map[string]*topicLog
-	dedup   map[dedupKey]dedupEntry
-	dedupQ  []dedupKey // in insertion (= expiry) order
-	subs    map[*subscription]struct{}
-	evicted uint64 // highest Seq ever evicted from a topic that was then dropped
-	schemas [][]byte
+	mu     sync.Mutex // guards everything below; held while delivering, which keeps Seq order
+	closed bool
+	seq    uint64
+	topics map[string]*topicLog
+	dedup  map[dedupKey]dedupEntry
+	dedupQ []dedupKey // in insertion (= expiry) order
+	subs   map[*subscription]struct{}
+	// dropped remembers, for topics the sweep removed, the highest Seq
+	// they lost, so that a resume still learns of the gap; beyond
+	// maxDropped topics the marks fold into droppedAll.
+	dropped    map[string]uint64
+	droppedAll uint64
+	schemas    [][]byte
 
 	stop chan struct{}
 	done chan struct{}
@@ -77,6 +81,7 @@ type dedupEntry struct {
 
 type subscription struct {
 	deliver func(*bridge.Event)
+	stop    func() bool // releases the context.AfterFunc
 }
 
 // New returns a running broker; Close stops it.
@@ -94,13 +99,14 @@ func New(opts Options) *Broker {
 		opts.Now = time.Now
 	}
 	b := &Broker{
-		opts:   opts,
-		epoch:  newEpoch(),
-		topics: make(map[string]*topicLog),
-		dedup:  make(map[dedupKey]dedupEntry),
-		subs:   make(map[*subscription]struct{}),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		opts:    opts,
+		epoch:   newEpoch(),
+		topics:  make(map[string]*topicLog),
+		dedup:   make(map[dedupKey]dedupEntry),
+		dropped: make(map[string]uint64),
+		subs:    make(map[*subscription]struct{}),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	go b.sweep()
 	return b
@@ -159,7 +165,8 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 	}
 	t := b.topics[ev.Topic]
 	if t == nil {
-		t = &topicLog{events: make([]*bridge.Event, min(b.opts.MaxEvents, 16))}
+		t = &topicLog{events: make([]*bridge.Event, min(b.opts.MaxEvents, 16)), evicted: b.dropped[ev.Topic]}
+		delete(b.dropped, ev.Topic)
 		b.topics[ev.Topic] = t
 	}
 	b.expire(t, now)
@@ -236,13 +243,30 @@ func (b *Broker) sweep() {
 			for name, tl := range b.topics {
 				b.expire(tl, now)
 				if tl.n == 0 {
-					b.evicted = max(b.evicted, tl.evicted)
-					delete(b.topics, name)
+					b.dropTopic(name, tl.evicted)
 				}
 			}
 			b.mu.Unlock()
 		}
 	}
+}
+
+// maxDropped bounds how many dropped topics are remembered one by one.
+const maxDropped = 10000
+
+// dropTopic forgets an empty topic but remembers what it lost.
+func (b *Broker) dropTopic(name string, lost uint64) {
+	delete(b.topics, name)
+	if lost == 0 {
+		return
+	}
+	if len(b.dropped) >= maxDropped {
+		for n, s := range b.dropped {
+			b.droppedAll = max(b.droppedAll, s)
+			delete(b.dropped, n)
+		}
+	}
+	b.dropped[name] = lost
 }
 
 // Subscribe implements bridge.Broker. deliver is called with the broker's
@@ -253,9 +277,12 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 	if b.closed {
 		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s := &subscription{deliver: deliver}
 	b.subs[s] = struct{}{}
-	context.AfterFunc(ctx, func() {
+	s.stop = context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		delete(b.subs, s)
 		b.mu.Unlock()
@@ -284,8 +311,13 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 	cutoff := b.opts.Now().Add(-b.opts.MaxAge)
 	var out []*bridge.Event
 	sources := 0
-	if from < b.evicted && len(patterns) > 0 {
-		res.Truncated = true // a dropped topic may have matched
+	if from < b.droppedAll && len(patterns) > 0 {
+		res.Truncated = true // a forgotten dropped topic may have matched
+	}
+	for name, lost := range b.dropped {
+		if lost > from && bridge.MatchAny(patterns, name) {
+			res.Truncated = true
+		}
 	}
 	for name, t := range b.topics {
 		if !bridge.MatchAny(patterns, name) {
@@ -339,6 +371,9 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	for s := range b.subs {
+		s.stop()
+	}
 	clear(b.subs)
 	b.mu.Unlock()
 	close(b.stop)
@@ -362,6 +397,9 @@ func (b *Broker) SaveSchemas(_ context.Context, set []byte) error {
 func (b *Broker) LoadSchemas(_ context.Context, skip int) ([][]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return nil, fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+	}
 	if skip >= len(b.schemas) {
 		return nil, nil
 	}

@@ -1,0 +1,92 @@
+package brokertest_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/brokertest"
+	"github.com/heraldhq/herald/internal/broker/memory"
+)
+
+// The multi-node checks have no real backend yet: run them on handles that
+// share one memory broker, as nodes share a JetStream stream, so that they
+// are known to pass on a conforming backend.
+func TestMultiNodeChecks(t *testing.T) {
+	brokertest.Run(t, brokertest.Options{
+		New: func(t testing.TB, cfg brokertest.Config) bridge.Broker {
+			return memory.New(memory.Options{MaxEvents: cfg.MaxEvents, MaxAge: cfg.MaxAge, IdempotencyWindow: cfg.IdempotencyWindow})
+		},
+		NewNode: func(t testing.TB, b bridge.Broker) bridge.Broker {
+			ctx, cancel := context.WithCancel(context.Background())
+			return &node{Broker: b, ctx: ctx, cancel: cancel}
+		},
+	})
+}
+
+// A node is another handle on a shared broker: closing it ends its own
+// subscriptions and calls, not the shared log. The shared broker must be a
+// bridge.SchemaStore.
+type node struct {
+	bridge.Broker
+	ctx    context.Context // ends when the node closes
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	closed bool
+}
+
+func (n *node) check() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("%w: node is closed", bridge.ErrClosed)
+	}
+	return nil
+}
+
+func (n *node) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishResult, error) {
+	if err := n.check(); err != nil {
+		return bridge.PublishResult{}, err
+	}
+	return n.Broker.Publish(ctx, ev)
+}
+
+func (n *node) Subscribe(ctx context.Context, deliver func(*bridge.Event)) error {
+	if err := n.check(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(n.ctx, cancel)
+	return n.Broker.Subscribe(ctx, deliver)
+}
+
+func (n *node) Replay(ctx context.Context, patterns []bridge.Pattern, after bridge.EventID) (bridge.ReplayResult, error) {
+	if err := n.check(); err != nil {
+		return bridge.ReplayResult{}, err
+	}
+	return n.Broker.Replay(ctx, patterns, after)
+}
+
+func (n *node) SaveSchemas(ctx context.Context, set []byte) error {
+	if err := n.check(); err != nil {
+		return err
+	}
+	return n.Broker.(bridge.SchemaStore).SaveSchemas(ctx, set)
+}
+
+func (n *node) LoadSchemas(ctx context.Context, skip int) ([][]byte, error) {
+	if err := n.check(); err != nil {
+		return nil, err
+	}
+	return n.Broker.(bridge.SchemaStore).LoadSchemas(ctx, skip)
+}
+
+func (n *node) Close() error {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	n.cancel()
+	return nil
+}

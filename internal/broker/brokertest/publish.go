@@ -1,0 +1,339 @@
+package brokertest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/bridge"
+)
+
+// clockSkew is how far from the test's clock a backend's acceptance time
+// may be (a networked backend may take it from its server).
+const clockSkew = 5 * time.Second
+
+// testEpoch: the epoch is 1 to 32 bytes of [a-z0-9] and does not change
+// while the broker runs.
+func (s *suite) testEpoch(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	e := b.Epoch()
+	if !validEpoch(e) {
+		t.Fatalf("Epoch() = %q; want 1 to 32 bytes of [a-z0-9]", e)
+	}
+	for i := range 10 {
+		publish(t, ctx, b, newEvent("epoch.a", i))
+		replay(t, ctx, b, bridge.EventID{Epoch: e}, "epoch.a")
+		if got := b.Epoch(); got != e {
+			t.Fatalf("Epoch() changed from %q to %q while the broker ran", e, got)
+		}
+	}
+}
+
+// testPublish: Publish sets Seq and Time, reports them, and Seqs increase
+// across topics in the order events were accepted.
+func (s *suite) testPublish(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	topics := []string{"pub.a", "pub.b", "pub.c.d"}
+	var last uint64
+	for i := range 30 {
+		before := time.Now()
+		ev := newEvent(topics[i%len(topics)], i)
+		want := publish(t, ctx, b, ev) // checks Seq > 0 and Time set
+		if want.Seq <= last {
+			t.Fatalf("event %d to %q got Seq %d after Seq %d: Seqs must increase in publish order across topics", i, want.Topic, want.Seq, last)
+		}
+		last = want.Seq
+		if ev.Time.Before(before.Add(-clockSkew)) || ev.Time.After(time.Now().Add(clockSkew)) {
+			t.Fatalf("event %d: Time %v is not when it was published (%v)", i, ev.Time, before)
+		}
+	}
+}
+
+// testSubscribe: a subscription gets every event accepted after Subscribe
+// returned, on every topic, each once, in Seq order, from one goroutine at a
+// time.
+func (s *suite) testSubscribe(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	// Events from before the subscription: the contract does not say
+	// whether they are delivered, but if they are, order still holds.
+	for i := range 5 {
+		publish(t, ctx, b, newEvent("sub.before", i))
+	}
+	r := subscribe(t, ctx, b)
+	topics := []string{"sub.a", "sub.b", "sub.b.c", "sub-d"}
+	var want []*bridge.Event
+	for i := range 400 {
+		want = append(want, publish(t, ctx, b, newEvent(topics[i%len(topics)], i)))
+	}
+	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
+	r.checkOrder(t)
+	got := r.snapshot()
+	// Drop any pre-subscription events: they come first if at all.
+	got = slices.DeleteFunc(got, func(ev *bridge.Event) bool { return ev.Topic == "sub.before" })
+	checkEvents(t, "delivered", got, want)
+}
+
+// testSubscribeEverySubscription: every live subscription gets every
+// event, including one made while events are flowing.
+func (s *suite) testSubscribeEverySubscription(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	r1 := subscribe(t, ctx, b)
+	var all []*bridge.Event
+	for i := range 50 {
+		all = append(all, publish(t, ctx, b, newEvent("every.a", i)))
+	}
+	r2 := subscribe(t, ctx, b)
+	var later []*bridge.Event
+	for i := 50; i < 100; i++ {
+		ev := publish(t, ctx, b, newEvent("every.b", i))
+		all = append(all, ev)
+		later = append(later, ev)
+	}
+	r1.waitSeqs(t, s.opts.Timeout, seqsOf(all))
+	r2.waitSeqs(t, s.opts.Timeout, seqsOf(later))
+	r1.checkOrder(t)
+	r2.checkOrder(t)
+	checkEvents(t, "first subscription", r1.snapshot(), all)
+	got2 := slices.DeleteFunc(r2.snapshot(), func(ev *bridge.Event) bool { return ev.Topic == "every.a" })
+	checkEvents(t, "second subscription", got2, later)
+}
+
+// testSubscribeCancel: a subscription stops when its context ends, and the
+// others go on.
+func (s *suite) testSubscribeCancel(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	gone := newRecorder()
+	if err := b.Subscribe(subCtx, gone.deliver); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	stays := subscribe(t, ctx, b)
+	first := publish(t, ctx, b, newEvent("cancel.a", 0))
+	gone.waitSeqs(t, s.opts.Timeout, []uint64{first.Seq})
+	stays.waitSeqs(t, s.opts.Timeout, []uint64{first.Seq})
+
+	cancel()
+	// Stopping may take effect asynchronously: probe until an event
+	// reaches the live subscription but not the cancelled one.
+	var probe uint64
+	waitUntil(t, s.opts.Timeout, "the cancelled subscription to stop", func() bool {
+		probe = publish(t, ctx, b, newEvent("cancel.probe", 0)).Seq
+		stays.waitSeqs(t, s.opts.Timeout, []uint64{probe})
+		return !slices.Contains(seqsOf(gone.snapshot()), probe)
+	})
+	// From then on it gets nothing.
+	var more []uint64
+	for i := range 20 {
+		more = append(more, publish(t, ctx, b, newEvent("cancel.a", i+1)).Seq)
+	}
+	stays.waitSeqs(t, s.opts.Timeout, more)
+	for _, ev := range gone.snapshot() {
+		if ev.Seq > probe {
+			t.Fatalf("cancelled subscription got Seq %d, published after it had stopped", ev.Seq)
+		}
+	}
+	stays.checkOrder(t)
+	gone.checkOrder(t)
+}
+
+// testIdempotency: a repeated non-empty key on the same topic accepts
+// nothing and reports the original; on another topic, or with no key, it
+// is a new event.
+func (s *suite) testIdempotency(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	r := subscribe(t, ctx, b)
+
+	ev := newEvent("idem.a", 1)
+	ev.IdempotencyKey = "key-1"
+	orig := publish(t, ctx, b, ev)
+	other := publish(t, ctx, b, newEvent("idem.a", 2))
+
+	for i := range 3 {
+		dup := newEvent("idem.a", 100+i) // a different payload: the key decides
+		dup.IdempotencyKey = "key-1"
+		res, err := b.Publish(ctx, dup)
+		if err != nil {
+			t.Fatalf("repeated Publish: %v", err)
+		}
+		if !res.Duplicate || res.Seq != orig.Seq {
+			t.Fatalf("repeated Publish with the same topic and key = %+v; want Duplicate with the original Seq %d", res, orig.Seq)
+		}
+	}
+
+	ev = newEvent("idem.b", 3)
+	ev.IdempotencyKey = "key-1"
+	onB := publish(t, ctx, b, ev) // fails on a duplicate: the key is per topic
+
+	noKey1 := publish(t, ctx, b, newEvent("idem.a", 4))
+	noKey2 := publish(t, ctx, b, newEvent("idem.a", 4)) // same content, no key: new event
+
+	want := []*bridge.Event{orig, other, onB, noKey1, noKey2}
+	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
+	r.checkOrder(t)
+	checkEvents(t, "delivered (duplicates must not be)", r.snapshot(), want)
+	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "idem.a", "idem.b")
+	checkEvents(t, "replayed (duplicates must not be)", res.Events, want)
+}
+
+// testIdempotencyWindow: a key is forgotten once the window has passed.
+func (s *suite) testIdempotencyWindow(t *testing.T) {
+	ctx := s.ctx(t)
+	const window = 200 * time.Millisecond
+	b := s.newBroker(t, Config{MaxEvents: 1000, MaxAge: time.Hour, IdempotencyWindow: window})
+
+	start := time.Now()
+	ev := newEvent("window.a", 0)
+	ev.IdempotencyKey = "k"
+	orig := publish(t, ctx, b, ev)
+	var again *bridge.Event
+	waitUntil(t, s.opts.Timeout, "the idempotency key to expire", func() bool {
+		ev := newEvent("window.a", 1)
+		ev.IdempotencyKey = "k"
+		want := clone(ev)
+		sent := time.Now()
+		res, err := b.Publish(ctx, ev)
+		if err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		if !res.Duplicate {
+			if sent.Sub(start) < window/2 {
+				t.Fatalf("same key accepted again %v after the first publish, within the %v window", sent.Sub(start), window)
+			}
+			want.Seq, want.Time = ev.Seq, ev.Time
+			again = want
+			return true
+		}
+		if res.Seq != orig.Seq {
+			t.Fatalf("duplicate reported Seq %d; want the original's %d", res.Seq, orig.Seq)
+		}
+		return false
+	})
+	if again.Seq <= orig.Seq {
+		t.Fatalf("event after the window has Seq %d, not after the original's %d", again.Seq, orig.Seq)
+	}
+	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "window.a")
+	checkEvents(t, "replayed", res.Events, []*bridge.Event{orig, again})
+}
+
+// testConcurrentPublishers: Seqs stay unique and ordered, and delivery and
+// Replay stay complete and ordered, with many publishers at once.
+func (s *suite) testConcurrentPublishers(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	r := subscribe(t, ctx, b)
+	const publishers, each = 8, 200
+	published := make([][]*bridge.Event, publishers)
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			topic := fmt.Sprintf("conc.%d", p%4)
+			var last uint64
+			for i := range each {
+				ev := newEvent(topic, p*each+i)
+				want := clone(ev)
+				res, err := b.Publish(ctx, ev)
+				if err != nil {
+					t.Errorf("publisher %d: Publish: %v", p, err)
+					return
+				}
+				if res.Duplicate || res.Seq == 0 || res.Seq != ev.Seq {
+					t.Errorf("publisher %d: Publish = %+v, ev.Seq %d", p, res, ev.Seq)
+					return
+				}
+				if res.Seq <= last {
+					t.Errorf("publisher %d: Seq %d after its own earlier Seq %d", p, res.Seq, last)
+					return
+				}
+				last = res.Seq
+				want.Seq, want.Time = ev.Seq, ev.Time
+				published[p] = append(published[p], want)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	all := slices.Concat(published...)
+	slices.SortFunc(all, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+	for i := 1; i < len(all); i++ {
+		if all[i].Seq == all[i-1].Seq {
+			t.Fatalf("Seq %d was given to two events (%q and %q)", all[i].Seq, all[i-1].Payload, all[i].Payload)
+		}
+	}
+	r.waitSeqs(t, s.opts.Timeout, seqsOf(all))
+	r.checkOrder(t)
+	checkEvents(t, "delivered", r.snapshot(), all)
+	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, ">")
+	checkEvents(t, "replayed", res.Events, all)
+	if res.Truncated {
+		t.Error("Replay reported Truncated, but nothing was removed")
+	}
+}
+
+// testLargeEvent: a large payload and every publisher-set field come back
+// exactly, through delivery and Replay; so do an empty payload and nil
+// attributes.
+func (s *suite) testLargeEvent(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	r := subscribe(t, ctx, b)
+
+	payload := make([]byte, s.opts.LargePayload)
+	_, _ = rand.NewChaCha8([32]byte{'h', 'e', 'r', 'a', 'l', 'd'}).Read(payload)
+	large := &bridge.Event{
+		Topic:   "large.a",
+		Type:    "test.large",
+		TypeURL: "type.googleapis.com/herald.test.v1.Large",
+		Payload: payload,
+		Attributes: map[string]string{
+			"plain":   "value",
+			"empty":   "",
+			"unicode": "héraut ✉",
+			"spaces":  "a b\tc\nd",
+		},
+	}
+	empty := &bridge.Event{Topic: "large.b", Type: "test.empty", TypeURL: "type.googleapis.com/google.protobuf.Empty"}
+	want := []*bridge.Event{publish(t, ctx, b, large), publish(t, ctx, b, empty)}
+
+	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
+	checkEvents(t, "delivered", r.snapshot(), want)
+	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "large.*")
+	checkEvents(t, "replayed", res.Events, want)
+}
+
+// testCancelledPublish: Publish with an ended context fails and accepts
+// nothing: no delivery, no Replay, no idempotency key taken.
+func (s *suite) testCancelledPublish(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	r := subscribe(t, ctx, b)
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	ev := newEvent("cancelled.a", 0)
+	ev.IdempotencyKey = "k"
+	if res, err := b.Publish(cancelled, ev); err == nil {
+		t.Fatalf("Publish with a cancelled context = %+v, nil; want an error", res)
+	}
+
+	ev = newEvent("cancelled.a", 1)
+	ev.IdempotencyKey = "k"
+	want := []*bridge.Event{publish(t, ctx, b, ev)} // fails on a duplicate
+	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
+	checkEvents(t, "delivered", r.snapshot(), want)
+	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "cancelled.a")
+	checkEvents(t, "replayed", res.Events, want)
+}
