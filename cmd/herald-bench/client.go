@@ -50,6 +50,15 @@ func (w *window) set(from, to time.Time) {
 
 func (w *window) has(ns int64) bool { return ns >= w.from.Load() && ns < w.to.Load() }
 
+// received is the total of the streams' received counters, for watching
+// progress while draining.
+func received(conns []*sseConn) (n int64) {
+	for _, c := range conns {
+		n += atomic.LoadInt64(&c.received)
+	}
+	return n
+}
+
 // An sseConn is one SSE subscription of the harness. Its reader goroutine
 // owns every field but last (read by the harness while draining) and closed.
 type sseConn struct {
@@ -61,7 +70,8 @@ type sseConn struct {
 	closed atomic.Bool   // the harness closed it (not the server)
 
 	received   int64 // events, all of them
-	inWindow   int64
+	inWindow   int64 // received in the window
+	stamped    int64 // published in the window (their latency is in lat)
 	dups       int64 // seq not above the last one
 	gaps       int64 // events skipped between two received ones
 	heartbeats int64
@@ -183,7 +193,7 @@ func (c *sseConn) read(r *bufio.Reader) {
 			if !ok {
 				continue
 			}
-			c.received++
+			atomic.AddInt64(&c.received, 1)
 			last := c.last.Load()
 			if seq <= last {
 				c.dups++
@@ -192,8 +202,11 @@ func (c *sseConn) read(r *bufio.Reader) {
 				c.last.Store(seq)
 			}
 			if c.win.has(stamp) {
-				c.inWindow++
+				c.stamped++
 				c.lat = append(c.lat, now-stamp)
+			}
+			if c.win.has(now) {
+				c.inWindow++
 			}
 		case line[0] == ':':
 			c.heartbeats++

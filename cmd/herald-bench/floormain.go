@@ -26,6 +26,7 @@ func runFloor(mode string, args []string) error {
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	heartbeat := fs.Duration("heartbeat", 15*time.Second, "heartbeat interval (floor-sse)")
 	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof/ on this address")
+	raw := fs.Bool("raw", false, "floor-sse: hijack connections and write to the bare sockets")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,6 +59,7 @@ func runFloor(mode string, args []string) error {
 			return err
 		}
 		f := floor.NewSSE(*heartbeat, ctx.Done())
+		f.Raw = *raw
 		mux := http.NewServeMux()
 		mux.Handle("GET /v1/events", f)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

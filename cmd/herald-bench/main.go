@@ -63,6 +63,7 @@ type config struct {
 	targetPID    int
 	serverArgs   string
 	noFloor      bool
+	rawFloor     bool
 	profileDir   string
 	perf         bool
 	jsonOut      string
@@ -105,7 +106,7 @@ func run(args []string) error {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measurement window of each scenario")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measurement window")
 	fs.DurationVar(&c.settle, "settle", time.Second, "pause after connecting, before reading memory")
-	fs.DurationVar(&c.drain, "drain", 5*time.Second, "longest wait for the last events after publishing stops")
+	fs.DurationVar(&c.drain, "drain", 5*time.Second, "after publishing stops, how long to wait for the last events without any progress (a late server is not a lossy one)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", 5*time.Second, "heartbeat interval of Herald (--heartbeat) and the floor")
 	fs.DurationVar(&c.tick, "tick", time.Millisecond, "how often the publisher checks its schedule")
 	fs.IntVar(&c.payload, "payload", 256, "size of each event's JSON, in bytes")
@@ -128,6 +129,7 @@ func run(args []string) error {
 	fs.IntVar(&c.targetPID, "target-pid", 0, "process id of the --target server, to read its CPU and memory from /proc")
 	fs.StringVar(&c.serverArgs, "server-args", "", "extra flags for herald serve, space-separated")
 	fs.BoolVar(&c.noFloor, "no-floor", false, "skip the floor servers")
+	fs.BoolVar(&c.rawFloor, "raw-floor", true, "also run the raw-socket SSE floor (hijacked connections, no net/http per connection) in scenarios 1-4, for reference")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU (measurement window) and heap profiles of every server here; Herald runs with --debug-addr")
 	fs.BoolVar(&c.perf, "perf", false, "with --profile-dir, also record `perf record -g` of each server over the window")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the results to this file as JSON")

@@ -59,7 +59,9 @@ func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 func mib(b int64) string   { return fmt.Sprintf("%.0f", float64(b)/(1<<20)) }
 
 func (b *bench) printTables(w io.Writer) {
-	fmt.Fprintln(w, "Delivery (scenarios 1–4): server CPU per delivery from /proc/<pid>/stat; latency from the publish stamp to the client's read; cores = CPU seconds per second of the window")
+	fmt.Fprintln(w, "Delivery (scenarios 1–4): deliveries received in the window; server CPU per delivery from /proc/<pid>/stat; latency from the publish stamp")
+	fmt.Fprintln(w, "to the client's read, for events published in the window; cores = CPU seconds per second of the window. floor: net/http, one writer goroutine;")
+	fmt.Fprintln(w, "raw: hijacked sockets, no goroutine or buffer per connection (reference only; the targets are against floor)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tserver\tconns\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→after\tRSS/conn\tharness cores\tother cores\t")
 	seen := map[string]bool{}
@@ -68,7 +70,7 @@ func (b *bench) printTables(w io.Writer) {
 			continue
 		}
 		seen[r.Scenario] = true
-		for _, kind := range []string{"floor", "herald"} {
+		for _, kind := range []string{"floor", "raw", "herald"} {
 			x := b.find(r.Scenario, kind)
 			if x == nil {
 				continue
@@ -81,11 +83,13 @@ func (b *bench) printTables(w io.Writer) {
 				x.Title, kind, x.Conns, x.DeliveriesPerSec, ms(x.P50), ms(x.P99), ms(x.P999), ms(x.Max), x.Lost, x.Dups, x.Ended,
 				cpu, x.ServerCores, mib(x.RSSBefore), mib(x.RSSConnected), mib(x.RSSAfter), kib(x.RSSPerConn), x.HarnessCores, x.OtherCores)
 		}
-		h, f := b.find(r.Scenario, "herald"), b.find(r.Scenario, "floor")
-		if h != nil && f != nil {
-			fmt.Fprintf(tw, "\therald/floor\t\t%s\t%s\t%s\t%s\t%s\t\t\t\t%s\t%s\t\t%s\t\t\t\n",
-				ratio(h.DeliveriesPerSec, f.DeliveriesPerSec), ratio(h.P50, f.P50), ratio(h.P99, f.P99), ratio(h.P999, f.P999), ratio(h.Max, f.Max),
-				ratio(h.CPUPerDelivery, f.CPUPerDelivery), ratio(h.ServerCores, f.ServerCores), ratio(h.RSSPerConn, f.RSSPerConn))
+		for _, ref := range []string{"floor", "raw"} {
+			h, f := b.find(r.Scenario, "herald"), b.find(r.Scenario, ref)
+			if h != nil && f != nil {
+				fmt.Fprintf(tw, "\therald/%s\t\t%s\t%s\t%s\t%s\t%s\t\t\t\t%s\t%s\t\t%s\t\t\t\n", ref,
+					ratio(h.DeliveriesPerSec, f.DeliveriesPerSec), ratio(h.P50, f.P50), ratio(h.P99, f.P99), ratio(h.P999, f.P999), ratio(h.Max, f.Max),
+					ratio(h.CPUPerDelivery, f.CPUPerDelivery), ratio(h.ServerCores, f.ServerCores), ratio(h.RSSPerConn, f.RSSPerConn))
+			}
 		}
 	}
 	tw.Flush()
@@ -94,13 +98,11 @@ func (b *bench) printTables(w io.Writer) {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tserver\tpublishes/s\tCPU/publish\tcall p50\tcall p99\tdeliveries/s\tserver cores\tharness cores\tother cores\terrors\tnote\t")
 	for _, key := range []string{"publish-unary", "publish-stream", "publish-stream-subs"} {
-		var title string
 		for _, kind := range []string{"floor", "herald"} {
 			x := b.find(key, kind)
 			if x == nil {
 				continue
 			}
-			title = x.Title
 			dps := "–"
 			if x.DeliveriesPerSec > 0 {
 				dps = fmt.Sprintf("%.0f", x.DeliveriesPerSec)
@@ -110,9 +112,8 @@ func (b *bench) printTables(w io.Writer) {
 		}
 		h, f := b.find(key, "herald"), b.find(key, "floor")
 		if h != nil && f != nil {
-			fmt.Fprintf(tw, "%s\therald/floor\t%s\t%s\t%s\t%s\t\t\t\t\t\t\t\n", strings.Repeat(" ", 0)+"", ratio(h.PublishPerSec, f.PublishPerSec), ratio(h.CPUPerPublish, f.CPUPerPublish), ratio(h.P50, f.P50), ratio(h.P99, f.P99))
+			fmt.Fprintf(tw, "\therald/floor\t%s\t%s\t%s\t%s\t\t\t\t\t\t\t\n", ratio(h.PublishPerSec, f.PublishPerSec), ratio(h.CPUPerPublish, f.CPUPerPublish), ratio(h.P50, f.P50), ratio(h.P99, f.P99))
 		}
-		_ = title
 	}
 	tw.Flush()
 
@@ -155,7 +156,7 @@ func (b *bench) printTables(w io.Writer) {
 		if t.atLeast {
 			op = "≥"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %.2g×\t%s\t\n", t.what, h.Title, unit(hv), unit(fv), ratio(hv, fv), op, t.limit, verdict)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %g×\t%s\t\n", t.what, h.Title, unit(hv), unit(fv), ratio(hv, fv), op, t.limit, verdict)
 	}
 	tw.Flush()
 }

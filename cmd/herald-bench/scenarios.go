@@ -18,7 +18,7 @@ type result struct {
 	Window   float64 `json:"windowSeconds"`
 
 	Published        int64   `json:"published"`  // events published in the window
-	Deliveries       int64   `json:"deliveries"` // of those, delivered
+	Deliveries       int64   `json:"deliveries"` // received in the window
 	DeliveriesPerSec float64 `json:"deliveriesPerSec"`
 	P50              float64 `json:"p50Micros"` // publish→receive
 	P99              float64 `json:"p99Micros"`
@@ -52,7 +52,11 @@ type deliverySpec struct {
 }
 
 func (b *bench) delivery(spec deliverySpec) {
-	for _, kind := range b.kinds() {
+	kinds := b.kinds()
+	if b.cfg.rawFloor && !b.cfg.noFloor {
+		kinds = []string{"floor", "raw", "herald"}
+	}
+	for _, kind := range kinds {
 		fmt.Fprintf(os.Stderr, "%-22s %-6s ...", spec.title, kind)
 		r, err := b.runDelivery(spec, kind)
 		if err != nil {
@@ -87,8 +91,8 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	r := &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate}
 	var srv *server
 	var err error
-	if kind == "floor" {
-		srv, err = b.startFloor(spec.key, "sse")
+	if kind != "herald" {
+		srv, err = b.startFloor(spec.key, kind, "sse")
 	} else {
 		srv, err = b.startHerald(spec.key)
 	}
@@ -104,7 +108,7 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	text := padding(cfg.payload)
 	var s sink
 	if spec.rate > 0 {
-		if kind == "floor" {
+		if kind != "herald" {
 			s, err = newFloorSink(srv.ingest, names, text)
 		} else {
 			s, err = newGRPCSink(srv.grpc, names, text)
@@ -177,8 +181,10 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	closeSSE(conns)
 
 	var lat []int64
+	var stamped int64
 	for _, c := range conns {
 		r.Deliveries += c.inWindow
+		stamped += c.stamped
 		r.Dups += c.dups
 		r.Lost += c.gaps
 		if s != nil {
@@ -195,7 +201,7 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	}
 	if s != nil {
 		per := spec.conns / spec.topics
-		r.Published = int64(float64(r.Deliveries) / float64(max(per, 1)))
+		r.Published = stamped / int64(max(per, 1))
 	}
 	return r, nil
 }
@@ -226,7 +232,7 @@ func (b *bench) runPublish(kind string) error {
 	var srv *server
 	var err error
 	if kind == "floor" {
-		srv, err = b.startFloor("publish", "grpc")
+		srv, err = b.startFloor("publish", "floor", "grpc")
 	} else {
 		srv, err = b.startHerald("publish")
 	}
@@ -310,8 +316,10 @@ func (b *bench) runPublish(kind string) error {
 	r.Ended = ended(conns)
 	closeSSE(conns)
 	var lat []int64
+	var stamped int64
 	for _, c := range conns {
 		r.Deliveries += c.inWindow
+		stamped += c.stamped
 		r.Dups += c.dups
 		r.Lost += c.gaps
 		if c.err == nil {
@@ -328,11 +336,14 @@ func (b *bench) runPublish(kind string) error {
 	return nil
 }
 
-// drainSSE waits up to timeout for every open stream to receive the last
-// seq of its topic.
-func drainSSE(conns []*sseConn, last func(*sseConn) uint64, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+// drainSSE waits for every open stream to receive the last seq of its
+// topic: as long as the streams make progress (a server that fell behind
+// is late, not lossy), but no longer than idle without any and never
+// longer than 10 times idle in all.
+func drainSSE(conns []*sseConn, last func(*sseConn) uint64, idle time.Duration) {
+	deadline := time.Now().Add(10 * idle)
+	progress, seen := time.Now(), received(conns)
+	for time.Now().Before(deadline) && time.Since(progress) < idle {
 		behind := 0
 		for _, c := range conns {
 			select {
@@ -346,6 +357,9 @@ func drainSSE(conns []*sseConn, last func(*sseConn) uint64, timeout time.Duratio
 		}
 		if behind == 0 {
 			return
+		}
+		if n := received(conns); n != seen {
+			progress, seen = time.Now(), n
 		}
 		<-time.After(10 * time.Millisecond)
 	}

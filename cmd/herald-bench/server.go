@@ -154,17 +154,21 @@ func (b *bench) startHerald(scenario string, extra ...string) (*server, error) {
 	return startServer("herald", b.heraldBin, args, "herald listening", filepath.Join(b.dir, scenario+"-herald.log"))
 }
 
-// startFloor runs this binary as a floor server: mode "sse" or "grpc".
-func (b *bench) startFloor(scenario, mode string) (*server, error) {
+// startFloor runs this binary as a floor server: mode "sse" or "grpc";
+// kind "floor", or "raw" for the raw-socket SSE floor.
+func (b *bench) startFloor(scenario, kind, mode string) (*server, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"floor-" + mode, "--heartbeat", b.cfg.heartbeat.String()}
+	if kind == "raw" {
+		args = append(args, "--raw")
+	}
 	if b.cfg.profileDir != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0")
 	}
-	return startServer("floor", self, args, "floor listening", filepath.Join(b.dir, scenario+"-floor.log"))
+	return startServer(kind, self, args, "floor listening", filepath.Join(b.dir, scenario+"-"+kind+".log"))
 }
 
 var errStopped = errors.New("server stopped")

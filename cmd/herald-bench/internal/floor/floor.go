@@ -8,6 +8,15 @@
 // work beyond the writes: one goroutine reads each frame and writes it to
 // the topic's subscribers one after another, flushing each.
 //
+// With Raw set, the SSE floor is leaner still, down to the sockets: each
+// handler hijacks its connection, writes the response head itself (no
+// chunked encoding: the body ends when the connection does) and returns, so
+// that no goroutine and no net/http buffer stays behind per connection;
+// frames go to the bare socket in one write each, and a client that left
+// is noticed when a write to it fails. This is the machine's limit more
+// than a server's: Herald, built on net/http, cannot go below the first
+// floor without leaving net/http.
+//
 // GRPC is the publish floor: herald.v1.PublisherService with nothing behind
 // it, answering every Publish and every PublishStream message with a fixed
 // acknowledgement.
@@ -67,12 +76,17 @@ func ReadIngest(r *bufio.Reader, buf []byte) (topic, frame, grown []byte, err er
 type sub struct {
 	w    http.ResponseWriter
 	f    http.Flusher
+	conn net.Conn // Raw: the hijacked connection
 	dead bool
 }
 
 // SSE is the delivery floor. Serve it on an HTTP listener and feed it
 // frames with Ingest.
 type SSE struct {
+	// Raw makes it hijack connections and write to the bare sockets; set
+	// it before serving.
+	Raw bool
+
 	mu     sync.Mutex // held while writing, so no handler returns mid-write
 	topics map[string][]*sub
 }
@@ -112,6 +126,10 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want ?topic=", http.StatusBadRequest)
 		return
 	}
+	if s.Raw {
+		s.serveRaw(w, topic)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -136,8 +154,37 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
+const rawHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+
+func (s *SSE) serveRaw(w http.ResponseWriter, topic string) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "cannot hijack", http.StatusInternalServerError)
+		return
+	}
+	conn, _, err := hj.Hijack() // the client sends nothing more
+	if err != nil {
+		return
+	}
+	c := &sub{conn: conn}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := io.WriteString(conn, rawHead); err != nil {
+		conn.Close()
+		return
+	}
+	s.topics[topic] = append(s.topics[topic], c)
+}
+
 func (s *SSE) write(c *sub, b []byte) {
 	if c.dead {
+		return
+	}
+	if c.conn != nil {
+		if _, err := c.conn.Write(b); err != nil {
+			c.dead = true
+			c.conn.Close()
+		}
 		return
 	}
 	if _, err := c.w.Write(b); err != nil {
