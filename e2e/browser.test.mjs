@@ -1,0 +1,384 @@
+// Headless Chromium (Debian's chromium, driven by playwright-core) running
+// the plain EventSource API in real pages against real Herald servers. One
+// browser launch serves every test. Run by TestBrowser in clients_test.go.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import {
+  cfg, skip, publish, control, tapStats, topic, struct, chat, order, orderJSON, nasty,
+  assertIncreasing, waitFor, quiet,
+} from './lib/harness.mjs';
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSED = 2;
+
+let ctx;
+let profile;
+
+before(async () => {
+  if (skip) return;
+  profile = await mkdtemp(join(tmpdir(), 'herald-chromium-'));
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: cfg.chrome,
+    headless: true,
+    ignoreHTTPSErrors: true, // the TLS server's certificate is self-signed
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  await ctx.addInitScript(recorder);
+  // A cookie for 127.0.0.1: sent on credentialed requests to any port.
+  await ctx.addCookies([{ name: 'session', value: 'e2e-cookie', domain: '127.0.0.1', path: '/', sameSite: 'Lax' }]);
+}, { timeout: 60000 });
+
+after(async () => {
+  await ctx?.close();
+  if (profile) await rm(profile, { recursive: true, force: true });
+});
+
+// recorder runs in every page: window.__open(url, opts) creates an
+// EventSource and records all it reports.
+function recorder() {
+  window.__es = [];
+  window.__open = (url, { types = [], withCredentials = false } = {}) => {
+    const es = new EventSource(url, { withCredentials });
+    const rec = { es, events: [], messages: [], errors: [], opens: 0 };
+    es.onopen = () => { rec.opens++; };
+    es.onerror = () => { rec.errors.push(es.readyState); };
+    es.onmessage = (e) => { rec.messages.push({ type: e.type, data: e.data, id: e.lastEventId }); };
+    for (const t of types) {
+      es.addEventListener(t, (e) => rec.events.push({ type: e.type, data: e.data, id: e.lastEventId, origin: e.origin }));
+    }
+    window.__es.push(rec);
+    return window.__es.length - 1;
+  };
+  window.__state = (i) => {
+    const r = window.__es[i];
+    return { readyState: r.es.readyState, opens: r.opens, errors: r.errors, events: r.events.length, messages: r.messages.length };
+  };
+  window.__events = (i) => window.__es[i].events;
+  window.__messages = (i) => window.__es[i].messages;
+}
+
+// A page at url, with a CDP session that records the responses to
+// EventSource requests (status, protocol, headers) as the browser saw them.
+async function page(url) {
+  const p = await ctx.newPage();
+  p.streams = [];
+  const cdp = await ctx.newCDPSession(p);
+  await cdp.send('Network.enable');
+  cdp.on('Network.responseReceived', ({ type, response }) => {
+    if (type === 'EventSource') {
+      p.streams.push({ url: response.url, status: response.status, protocol: response.protocol, headers: lower(response.headers) });
+    }
+  });
+  await p.goto(url);
+  return p;
+}
+
+const lower = (h) => Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]));
+const open = (p, url, opts = {}) => p.evaluate(([u, o]) => window.__open(u, o), [url, opts]);
+const state = (p, i) => p.evaluate((i) => window.__state(i), i);
+const events = (p, i) => p.evaluate((i) => window.__events(i), i);
+const messages = (p, i) => p.evaluate((i) => window.__messages(i), i);
+const until = (p, i, pred, what, timeout) => waitFor(async () => pred(await state(p, i)), what, timeout);
+const opened = (p, i) => until(p, i, (s) => s.readyState === OPEN && s.opens > 0, 'the EventSource to open');
+const got = (p, i, n) => until(p, i, (s) => s.events >= n, `${n} events`, 20000);
+
+const plain = () => cfg.servers.plain;
+
+test('page: named events reach addEventListener(type); onmessage sees only type "message"', { skip }, async () => {
+  const t = topic('named');
+  const p = await page(plain().url + '/healthz');
+  try {
+    const i = await open(p, `/v1/events?topic=${t}`, { types: ['orders.v1.OrderPlaced', 'custom-type', 'message'] });
+    await opened(p, i);
+    const [a] = await publish('plain', t, [order]);
+    const [b] = await publish('plain', t, [struct({ n: 1 })], { type: 'custom-type' });
+    const [c] = await publish('plain', t, [struct({ n: 2 })], { type: 'message' });
+    await got(p, i, 3);
+    assert.deepEqual((await events(p, i)).map((e) => [e.type, e.id]), [['orders.v1.OrderPlaced', a], ['custom-type', b], ['message', c]]);
+    assert.deepEqual((await messages(p, i)).map((e) => e.id), [c]);
+    assert.deepEqual((await state(p, i)).errors, []);
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: JSON equals the published payload, non-ASCII and line breaks intact', { skip }, async () => {
+  const t = topic('json');
+  const p = await page(plain().url + '/healthz');
+  try {
+    const i = await open(p, `/v1/events?topic=${t}`, { types: ['orders.v1.OrderPlaced', 'google.protobuf.Struct', 'chat.v1.ChatMessage'] });
+    await opened(p, i);
+    const value = { text: nasty, n: -0.25, ok: false, nothing: null, list: ['ü', 2, { deep: '深い' }] };
+    const ids = [
+      ...(await publish('plain', t, [order])),
+      ...(await publish('plain', t, [struct(value)])),
+      ...(await publish('plain', t, [chat(nasty)])),
+    ];
+    await got(p, i, 3);
+    const evs = await events(p, i);
+    assert.deepEqual(evs.map((e) => e.id), ids);
+    assert.deepEqual(JSON.parse(evs[0].data), orderJSON);
+    assert.deepEqual(JSON.parse(evs[1].data), value);
+    assert.deepEqual(JSON.parse(evs[2].data), { room: 'lobby', text: nasty });
+    assert.equal(evs[0].origin, new URL(plain().url).origin);
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: onopen fires at once, before any event is published', { skip }, async () => {
+  const p = await page(plain().url + '/healthz');
+  try {
+    const t0 = Date.now();
+    const i = await open(p, `/v1/events?topic=${topic('open')}`);
+    await until(p, i, (s) => s.opens === 1, 'onopen', 3000); // the heartbeat is 15 s away
+    assert.ok(Date.now() - t0 < 3000);
+    assert.equal((await state(p, i)).events, 0);
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: an event exactly at the size limit arrives whole', { skip }, async () => {
+  const t = topic('big');
+  const p = await page(plain().url + '/healthz');
+  try {
+    const i = await open(p, `/v1/events?topic=${t}`, { types: ['chat.v1.ChatMessage'] });
+    await opened(p, i);
+    const big = await control('/near-limit', { server: 'plain', topic: t, unit: 'ü山🎉' });
+    await got(p, i, 1);
+    const [ev] = await events(p, i);
+    assert.equal(ev.id, big.id);
+    assert.ok(JSON.parse(ev.data).text === big.text, 'the text arrived changed');
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: a burst of 500 events arrives complete and in order', { skip }, async () => {
+  const t = topic('burst');
+  const p = await page(plain().url + '/healthz');
+  try {
+    const i = await open(p, `/v1/events?topic=${t}`, { types: ['google.protobuf.Struct'] });
+    await opened(p, i);
+    const payloads = Array.from({ length: 500 }, (_, n) => struct({ n }));
+    const ids = await publish('plain', t, payloads, { stream: true });
+    await got(p, i, 500);
+    await quiet(100);
+    const evs = await events(p, i);
+    assert.equal(evs.length, 500);
+    assert.deepEqual(evs.map((e) => e.id), ids);
+    assert.deepEqual(evs.map((e) => JSON.parse(e.data).n), payloads.map((x) => x.value.n));
+    assertIncreasing(ids);
+  } finally {
+    await p.close();
+  }
+});
+
+for (const how of ['outage', 'restart']) {
+  const what = how === 'outage' ? 'the connection drops' : 'the server restarts';
+  test(`page: after ${what} it reconnects with Last-Event-ID and gets every missed event exactly once`, { skip }, async () => {
+    const t = topic(how);
+    const p = await page(plain().url + '/healthz');
+    try {
+      const i = await open(p, `/v1/events?topic=${t}`, { types: ['google.protobuf.Struct'] });
+      await opened(p, i);
+      const before = await publish('plain', t, [struct({ n: 0 }), struct({ n: 1 })]);
+      await got(p, i, 2);
+      const { ids: missed } = await control(`/${how}`, { server: 'plain', topic: t, payloads: [2, 3, 4, 5, 6].map((n) => struct({ n })) });
+      await until(p, i, (s) => s.opens >= 2 && s.readyState === OPEN, 'the EventSource to reconnect', 15000);
+      const after = await publish('plain', t, [struct({ n: 7 })]);
+      await got(p, i, 8);
+      await quiet(100);
+      const evs = await events(p, i);
+      assert.deepEqual(evs.map((e) => e.id), [...before, ...missed, ...after], 'every event exactly once, in order');
+      const s = await state(p, i);
+      assert.ok(s.errors.length >= 1 && s.errors.every((st) => st === CONNECTING), `error states ${s.errors}`);
+      // What the browser sent on the wire when it reconnected.
+      const reqs = (await tapStats('plain')).requests.filter((r) => r.target === `/v1/events?topic=${t}`);
+      assert.ok(reqs.length >= 2, `requests: ${JSON.stringify(reqs)}`);
+      assert.equal(reqs[0].header['last-event-id'], undefined);
+      assert.equal(reqs[1].header['last-event-id'], before[1]);
+    } finally {
+      await p.close();
+    }
+  });
+}
+
+test('page: a refused subscription (404, 400) leaves the EventSource CLOSED, never retrying', { skip }, async () => {
+  const p = await page(plain().url + '/healthz');
+  try {
+    const paths = ['/v1/nothing?topic=browser', '/v1/events?browser=1', '/v1/events?topic=browser..x'];
+    const idx = [];
+    for (const path of paths) idx.push(await open(p, path, { types: ['message'] }));
+    for (const i of idx) await until(p, i, (s) => s.readyState === CLOSED, 'CLOSED');
+    await quiet(5 * plain().retryMs);
+    for (const i of idx) {
+      const s = await state(p, i);
+      assert.deepEqual(s.errors, [CLOSED]);
+      assert.equal(s.opens, 0);
+    }
+    assert.deepEqual(p.streams.map((r) => r.status).sort(), [400, 400, 404]);
+    const reqs = (await tapStats('plain')).requests.filter((r) => paths.includes(r.target));
+    assert.equal(reqs.length, paths.length, `one request each: ${JSON.stringify(reqs.map((r) => r.target))}`);
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: stream headers as the browser gets them: no-cache, not buffered, not compressed', { skip }, async () => {
+  const t = topic('headers');
+  const p = await page(plain().url + '/healthz');
+  try {
+    const i = await open(p, `/v1/events?topic=${t}`, { types: ['google.protobuf.Struct'] });
+    await opened(p, i);
+    await waitFor(() => p.streams.length === 1, 'the response');
+    const [r] = p.streams;
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], 'text/event-stream');
+    assert.equal(r.headers['cache-control'], 'no-cache');
+    assert.equal(r.headers['x-accel-buffering'], 'no');
+    assert.equal(r.headers['content-length'], undefined);
+    assert.equal(r.headers['content-encoding'], undefined);
+    // …although the browser said it takes compressed responses.
+    const [req] = (await tapStats('plain')).requests.filter((x) => x.target === `/v1/events?topic=${t}`);
+    assert.match(req.header['accept-encoding'], /gzip/);
+    assert.equal(req.header.accept, 'text/event-stream');
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: 10 EventSources at once over HTTP/2 (TLS) share one connection', { skip }, async () => {
+  const tls = cfg.servers.tls;
+  const p = await page(tls.url + '/healthz');
+  try {
+    // Loading the page may take a few TLS connections (the self-signed
+    // certificate is refused, then accepted); what counts is that the 10
+    // streams need no new one.
+    const { accepted: before } = await tapStats('tls');
+    const topics = Array.from({ length: 10 }, (_, n) => topic(`h2-${n}`));
+    const idx = [];
+    for (const t of topics) idx.push(await open(p, `/v1/events?topic=${t}`, { types: ['google.protobuf.Struct'] }));
+    for (const i of idx) await opened(p, i);
+    const ids = [];
+    for (const [n, t] of topics.entries()) ids.push(...(await publish('tls', t, [struct({ n })])));
+    for (const [n, i] of idx.entries()) {
+      await got(p, i, 1);
+      const [ev] = await events(p, i);
+      assert.equal(ev.id, ids[n]);
+      assert.deepEqual(JSON.parse(ev.data), { n });
+    }
+    assert.equal(p.streams.length, 10);
+    for (const r of p.streams) assert.equal(r.protocol, 'h2', `${r.url} over ${r.protocol}`);
+    const { accepted, open: conns } = await tapStats('tls');
+    assert.equal(accepted, before, 'new TCP connections for the EventSources');
+    assert.equal(conns, 1, 'open TCP connections to the TLS server');
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: over HTTP/1.1 only 6 of 10 EventSources open (why HTTP/2 matters)', { skip }, async () => {
+  const h1 = cfg.servers.h1;
+  const p = await page(h1.url + '/healthz');
+  try {
+    const idx = [];
+    for (let n = 0; n < 10; n++) idx.push(await open(p, `/v1/events?topic=${topic(`h1-${n}`)}`));
+    await waitFor(async () => (await Promise.all(idx.map((i) => state(p, i)))).filter((s) => s.opens > 0).length >= 6, 'six to open');
+    await quiet(1000);
+    const states = await Promise.all(idx.map((i) => state(p, i)));
+    assert.equal(states.filter((s) => s.opens > 0).length, 6, 'open EventSources');
+    assert.equal(states.filter((s) => s.readyState === CONNECTING).length, 4, 'stalled EventSources');
+    for (const r of p.streams) assert.equal(r.protocol, 'http/1.1');
+    const { open: conns } = await tapStats('h1');
+    assert.equal(conns, 6, 'TCP connections');
+  } finally {
+    await p.close();
+  }
+});
+
+test('page on a listed origin subscribes with credentials; reconnects need no preflight', { skip }, async () => {
+  const cors = cfg.servers.cors;
+  const t = topic('cors');
+  const p = await page(cfg.pages.listed + '/');
+  try {
+    const url = `${cors.url}/v1/events?topic=${t}`;
+    const i = await open(p, url, { types: ['google.protobuf.Struct'], withCredentials: true });
+    const j = await open(p, `${url}&topic=${t}.x`, { types: ['google.protobuf.Struct'] });
+    await opened(p, i);
+    await opened(p, j);
+    const before = await publish('cors', t, [struct({ n: 0 })]);
+    await got(p, i, 1);
+    await got(p, j, 1);
+    const [ev] = await events(p, i);
+    assert.equal(ev.id, before[0]);
+    assert.equal(ev.origin, new URL(cors.url).origin);
+    // Reconnect across origins with Last-Event-ID.
+    const { ids: missed } = await control('/outage', { server: 'cors', topic: t, payloads: [struct({ n: 1 })] });
+    await until(p, i, (s) => s.events >= 2, 'the missed event after the reconnect', 15000);
+    assert.deepEqual((await events(p, i)).map((e) => e.id), [...before, ...missed]);
+
+    const reqs = (await tapStats('cors')).requests;
+    const mine = reqs.filter((r) => r.target === `/v1/events?topic=${t}`);
+    assert.ok(mine.length >= 2, JSON.stringify(mine));
+    for (const r of mine) {
+      assert.equal(r.method, 'GET');
+      assert.equal(r.header.origin, cfg.pages.listed);
+      assert.equal(r.header.cookie, 'session=e2e-cookie', 'withCredentials sends cookies');
+    }
+    assert.equal(mine[1].header['last-event-id'], before[0]);
+    const other = reqs.find((r) => r.target === `/v1/events?topic=${t}&topic=${t}.x`);
+    assert.equal(other.header.cookie, undefined, 'without withCredentials no cookie');
+    // Short CORS-safe ids keep Last-Event-ID a safelisted header: no
+    // OPTIONS preflight before a reconnect.
+    assert.deepEqual(reqs.filter((r) => r.method === 'OPTIONS'), []);
+  } finally {
+    await p.close();
+  }
+});
+
+test('page on an unlisted origin is blocked', { skip }, async () => {
+  const cors = cfg.servers.cors;
+  const t = topic('blocked');
+  const p = await page(cfg.pages.unlisted + '/');
+  try {
+    const i = await open(p, `${cors.url}/v1/events?topic=${t}`, { types: ['google.protobuf.Struct'], withCredentials: true });
+    const j = await open(p, `${cors.url}/v1/events?topic=${t}&topic=${t}.x`, { types: ['google.protobuf.Struct'] });
+    for (const k of [i, j]) await until(p, k, (s) => s.readyState === CLOSED, 'CLOSED');
+    await publish('cors', t, [struct({ secret: true })]);
+    await quiet(5 * cors.retryMs);
+    for (const k of [i, j]) {
+      const s = await state(p, k);
+      assert.equal(s.opens, 0);
+      assert.equal(s.events, 0);
+      assert.deepEqual(s.errors, [CLOSED]);
+    }
+  } finally {
+    await p.close();
+  }
+});
+
+test('with CORS origin "*" a page subscribes without credentials; withCredentials is blocked', { skip }, async () => {
+  const any = cfg.servers.corsAny;
+  const t = topic('any');
+  const p = await page(cfg.pages.unlisted + '/');
+  try {
+    const i = await open(p, `${any.url}/v1/events?topic=${t}`, { types: ['google.protobuf.Struct'] });
+    const j = await open(p, `${any.url}/v1/events?topic=${t}&topic=${t}.x`, { types: ['google.protobuf.Struct'], withCredentials: true });
+    await opened(p, i);
+    await until(p, j, (s) => s.readyState === CLOSED, 'the credentialed one CLOSED');
+    const [id] = await publish('corsAny', t, [struct({ n: 1 })]);
+    await got(p, i, 1);
+    assert.equal((await events(p, i))[0].id, id);
+    assert.equal((await state(p, j)).events, 0);
+  } finally {
+    await p.close();
+  }
+});

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/memory"
+)
+
+// plainConfig is the server most node tests talk to: defaults (1 MiB
+// events, 15 s heartbeat) but a short retry, so that reconnects are quick.
+var plainConfig = bridge.Config{RetryInterval: 200 * time.Millisecond}
+
+// TestWire reads raw streams with fetch and the npm eventsource-parser.
+func TestWire(t *testing.T) {
+	t.Parallel()
+	needNode(t)
+	servers := map[string]*herald{
+		"plain":     startHerald(t, "plain", plainConfig, memory.Options{}),
+		"heartbeat": startHerald(t, "heartbeat", bridge.Config{HeartbeatInterval: 100 * time.Millisecond}, memory.Options{}),
+	}
+	runNode(t, "wire.test.mjs", nodeConfig(t, servers, nil), []string{
+		"S1 status 200 and Content-Type text/event-stream",
+		"S2 headers and the retry hint arrive at once, before any event",
+		"S4 UTF-8 without a byte order mark",
+		"S5 no raw CR or LF inside a field: payloads cannot inject fields or events",
+		`S6 "data: " with exactly one space`,
+		"S7 every event ends with a blank line and is flushed at once",
+		"S9 ids are short CORS-safe ASCII and increase",
+		"S11 retry is digits only",
+		"S12 idle streams get a comment line every heartbeat interval",
+		"S13 no-cache, X-Accel-Buffering: no, no Content-Length, never compressed",
+		"S17 every block Herald sends carries data: no id-only or empty events",
+	})
+}
+
+// TestNodeEventSource runs the npm eventsource client.
+func TestNodeEventSource(t *testing.T) {
+	t.Parallel()
+	needNode(t)
+	plain := startHerald(t, "plain", plainConfig, memory.Options{})
+	servers := map[string]*herald{"plain": plain}
+	runNode(t, "eventsource.test.mjs", nodeConfig(t, servers, nil), []string{
+		`named events reach addEventListener(type); onmessage sees only type "message"`,
+		"JSON equals the published payload, non-ASCII and line breaks intact",
+		"an event exactly at the size limit arrives whole; one byte over is refused",
+		"a burst of 500 events arrives complete and in order",
+		"after the connection drops it reconnects and gets every missed event exactly once",
+		"after the server restarts it reconnects and gets every missed event exactly once",
+		"an unknown Last-Event-ID gets a herald.gap event and status 200, never an error",
+		"a refused subscription (404, 400) closes the EventSource for good",
+	})
+	// The server agrees: four refusals, none repeated (404s are not SSE
+	// refusals, they never reach the stream handler).
+	if got := plain.metric(t, `herald_sse_refused_total{status="400"}`); got != 3 {
+		t.Errorf("herald_sse_refused_total{status=400} = %v, want 3", got)
+	}
+}
+
+// nodeConfig is the HERALD_E2E a node test file gets.
+func nodeConfig(t testing.TB, servers map[string]*herald, extra map[string]any) map[string]any {
+	t.Helper()
+	ctl := startControl(t, servers)
+	infos := map[string]serverInfo{}
+	for name, h := range servers {
+		infos[name] = h.info()
+	}
+	cfg := map[string]any{"control": ctl.url, "servers": infos}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	return cfg
+}
+
+// TestBrowser drives headless Chromium: one launch, every browser check.
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	needNode(t)
+	chrome := chromePath(t)
+	cert, _, _, _ := selfSigned(t, t.TempDir())
+	listed, unlisted := pageServer(t), pageServer(t)
+	servers := map[string]*herald{
+		"plain":   startHerald(t, "plain", plainConfig, memory.Options{}),
+		"tls":     startHerald(t, "tls", bridge.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, memory.Options{}),
+		"h1":      startHerald(t, "h1", bridge.Config{}, memory.Options{}),
+		"cors":    startHerald(t, "cors", bridge.Config{CORSOrigins: []string{listed}, RetryInterval: 200 * time.Millisecond}, memory.Options{}),
+		"corsAny": startHerald(t, "corsAny", bridge.Config{CORSOrigins: []string{"*"}}, memory.Options{}),
+	}
+	runNode(t, "browser.test.mjs", nodeConfig(t, servers, map[string]any{
+		"chrome": chrome,
+		"pages":  map[string]string{"listed": listed, "unlisted": unlisted},
+	}), []string{
+		`page: named events reach addEventListener(type); onmessage sees only type "message"`,
+		"page: JSON equals the published payload, non-ASCII and line breaks intact",
+		"page: onopen fires at once, before any event is published",
+		"page: an event exactly at the size limit arrives whole",
+		"page: a burst of 500 events arrives complete and in order",
+		"page: after the connection drops it reconnects with Last-Event-ID and gets every missed event exactly once",
+		"page: after the server restarts it reconnects with Last-Event-ID and gets every missed event exactly once",
+		"page: a refused subscription (404, 400) leaves the EventSource CLOSED, never retrying",
+		"page: stream headers as the browser gets them: no-cache, not buffered, not compressed",
+		"page: 10 EventSources at once over HTTP/2 (TLS) share one connection",
+		"page: over HTTP/1.1 only 6 of 10 EventSources open (why HTTP/2 matters)",
+		"page on a listed origin subscribes with credentials; reconnects need no preflight",
+		"page on an unlisted origin is blocked",
+		`with CORS origin "*" a page subscribes without credentials; withCredentials is blocked`,
+	})
+}
