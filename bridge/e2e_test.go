@@ -39,6 +39,7 @@ type testServer struct {
 	url     string // http://127.0.0.1:port
 	client  heraldv1.PublisherServiceClient
 	schemas heraldv1.SchemaServiceClient
+	conn    *grpc.ClientConn
 	broker  *memory.Broker
 }
 
@@ -86,7 +87,7 @@ func startServer(t testing.TB, opts serverOpts) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &testServer{Server: srv, url: "http://" + httpLn.Addr().String(), client: heraldv1.NewPublisherServiceClient(conn), schemas: heraldv1.NewSchemaServiceClient(conn), broker: b}
+	return &testServer{Server: srv, url: "http://" + httpLn.Addr().String(), client: heraldv1.NewPublisherServiceClient(conn), schemas: heraldv1.NewSchemaServiceClient(conn), conn: conn, broker: b}
 }
 
 func ctxT(t testing.TB) context.Context {

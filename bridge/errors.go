@@ -10,6 +10,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Sentinel errors. Errors returned by this package and by brokers wrap one
@@ -87,6 +88,12 @@ func Code(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, ErrConflict):
 		return codes.FailedPrecondition
+	case errors.Is(err, ErrUnauthenticated):
+		return codes.Unauthenticated
+	case errors.Is(err, ErrPermissionDenied):
+		return codes.PermissionDenied
+	case errors.Is(err, ErrLimited):
+		return codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -140,6 +147,12 @@ func grpcError(err error) error {
 		return status.Error(c, "internal error")
 	}
 	st := status.New(c, err.Error())
+	var limit *LimitError
+	if errors.As(err, &limit) {
+		if withDetails, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(limit.RetryAfter)}); err == nil {
+			st = withDetails
+		}
+	}
 	var v *ViolationsError
 	if errors.As(err, &v) {
 		br := &errdetails.BadRequest{}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -36,6 +38,37 @@ type publisher struct {
 	epoch         string
 	maxEventBytes int
 	draining      <-chan struct{}
+	auth          Authenticator // nil: everything allowed
+	limiter       *publishLimiter
+}
+
+// access is an authenticated caller.
+type access struct {
+	creds Credentials
+	perms Permissions
+}
+
+var openAccess = access{perms: Permissions{Publish: []Pattern{{text: ">", tokens: []string{">"}}}}}
+
+// authenticate reads the caller's credentials from ctx.
+func (p *publisher) authenticate(ctx context.Context) (access, error) {
+	if p.auth == nil {
+		return openAccess, nil
+	}
+	creds := grpcCredentials(ctx)
+	perms, err := p.auth.Authenticate(ctx, creds)
+	return access{creds: creds, perms: perms}, err
+}
+
+// authorize checks one event against the caller's access and limits.
+func (p *publisher) authorize(a access, topic string) error {
+	if !a.perms.Expires.IsZero() && time.Now().After(a.perms.Expires) {
+		return fmt.Errorf("%w: the token has expired", ErrUnauthenticated)
+	}
+	if err := authorizePublish(a.creds, a.perms, topic); err != nil {
+		return err
+	}
+	return p.limiter.allow(a.perms.RateKey)
 }
 
 // Publish implements herald.v1.PublisherService.
@@ -44,8 +77,21 @@ func (p *publisher) Publish(ctx context.Context, req *heraldv1.PublishRequest) (
 	if isGateway(ctx) {
 		transport = "rest"
 	}
-	resp, err := p.publish(ctx, req, transport)
+	a, err := p.authenticate(ctx)
+	if err == nil {
+		err = p.authorize(a, req.GetTopic())
+	}
+	var resp *heraldv1.PublishResponse
+	if err == nil {
+		resp, err = p.publish(ctx, req, transport)
+	} else {
+		p.metrics.published.WithLabelValues(transport, Code(err).String()).Inc()
+	}
 	if err != nil {
+		var limit *LimitError
+		if errors.As(err, &limit) {
+			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", fmt.Sprint(int(math.Ceil(limit.RetryAfter.Seconds())))))
+		}
 		return nil, grpcError(err)
 	}
 	return resp, nil
@@ -57,6 +103,10 @@ func (p *publisher) Publish(ctx context.Context, req *heraldv1.PublishRequest) (
 // UNAVAILABLE after the request in hand is answered.
 func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.PublishRequest, heraldv1.PublishResponse]) error {
 	ctx := stream.Context()
+	a, err := p.authenticate(ctx)
+	if err != nil {
+		return grpcError(err)
+	}
 	for {
 		select {
 		case <-p.draining:
@@ -70,7 +120,16 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 		if err != nil {
 			return err
 		}
-		resp, err := p.publish(ctx, req, "grpc_stream")
+		err = p.authorize(a, req.GetTopic())
+		if errors.Is(err, ErrUnauthenticated) {
+			return grpcError(err) // expired: reconnect with a fresh token
+		}
+		var resp *heraldv1.PublishResponse
+		if err == nil {
+			resp, err = p.publish(ctx, req, "grpc_stream")
+		} else {
+			p.metrics.published.WithLabelValues("grpc_stream", Code(err).String()).Inc()
+		}
 		if err != nil {
 			st := status.Convert(grpcError(err))
 			resp = &heraldv1.PublishResponse{Error: &heraldv1.PublishError{Code: int32(st.Code()), Message: st.Message()}}

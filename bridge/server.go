@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -31,6 +33,8 @@ import (
 
 // Defaults for Config.
 const (
+	maxTopicsPerSubscription = 64
+
 	DefaultMaxEventBytes     = 1 << 20
 	DefaultHeartbeatInterval = 15 * time.Second
 	DefaultRetryInterval     = 2 * time.Second
@@ -65,6 +69,36 @@ type Config struct {
 	QueueSize int
 	// WriteTimeout bounds each write to an SSE stream (default 10s).
 	WriteTimeout time.Duration
+	// Auth authenticates publishers and subscribers. nil allows everyone
+	// everything: for tests and embedding only (herald serve always sets
+	// one, open only with --dev).
+	Auth Authenticator
+	// AuthCookie is the cookie a subscriber's token may come in (default
+	// "herald_token").
+	AuthCookie string
+	// AllowQueryToken lets subscribers pass their token as the
+	// access_token query parameter (URLs end up in logs: see the docs).
+	AllowQueryToken bool
+	// PublishRate limits the events per second one credential may
+	// publish (0: no limit), with bursts of PublishBurst (default: the
+	// rate, at least 1).
+	PublishRate  float64
+	PublishBurst int
+	// MaxConnections and MaxConnectionsPerIP bound concurrent SSE streams
+	// in total and per client address (0: no limit).
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client address; empty: the connection's address is the client's.
+	TrustedProxies []netip.Prefix
+	// MaxTopicsPerSubscription bounds the topic parameters of one
+	// subscription (default 64).
+	MaxTopicsPerSubscription int
+
+	// GRPCTLS, when set, serves gRPC over TLS; with ClientCAs, client
+	// certificates become Credentials.Certificates.
+	GRPCTLS *tls.Config
+
 	// CORSOrigins are the origins of pages on other sites that may
 	// subscribe and publish over HTTP, exactly as browsers send them
 	// ("https://app.example.com"). Those pages may send credentials
@@ -93,6 +127,8 @@ func (c Config) Validate() error {
 		return errors.New("bridge: Config durations must not be negative")
 	case c.QueueSize < 0:
 		return errors.New("bridge: Config.QueueSize must not be negative")
+	case c.PublishRate < 0, c.PublishBurst < 0, c.MaxConnections < 0, c.MaxConnectionsPerIP < 0, c.MaxTopicsPerSubscription < 0:
+		return errors.New("bridge: Config limits must not be negative")
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
 		return errors.New("bridge: Config.TLS has no certificate: set Certificates or GetCertificate")
@@ -130,6 +166,12 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.AuthCookie == "" {
+		c.AuthCookie = "herald_token"
+	}
+	if c.MaxTopicsPerSubscription == 0 {
+		c.MaxTopicsPerSubscription = maxTopicsPerSubscription
+	}
 }
 
 // Server is one Herald node: the gRPC API, the HTTP API (SSE, REST,
@@ -157,6 +199,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	if cfg.Schemas != nil && cfg.Auth != nil {
+		cfg.Schemas = guardedSchemas{SchemaServiceServer: cfg.Schemas, auth: cfg.Auth}
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -171,11 +216,17 @@ func New(cfg Config) (*Server, error) {
 		epoch:         cfg.Broker.Epoch(),
 		maxEventBytes: cfg.MaxEventBytes,
 		draining:      s.draining,
+		auth:          cfg.Auth,
+		limiter:       newPublishLimiter(cfg.PublishRate, cfg.PublishBurst),
 	}
 
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10))
+	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10)}
+	if cfg.GRPCTLS != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)))
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
 	heraldv1.RegisterPublisherServiceServer(s.grpc, s.pub)
-	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub})
+	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub, auth: cfg.Auth})
 	if cfg.Schemas != nil {
 		heraldv1.RegisterSchemaServiceServer(s.grpc, cfg.Schemas)
 	}
@@ -209,6 +260,29 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// guardedSchemas lets only publishers register schemas: callers whose
+// credentials allow publishing to some topic. Listing and reading schemas
+// is open.
+type guardedSchemas struct {
+	heraldv1.SchemaServiceServer
+	auth Authenticator
+}
+
+func (g guardedSchemas) RegisterSchemas(ctx context.Context, req *heraldv1.RegisterSchemasRequest) (*heraldv1.RegisterSchemasResponse, error) {
+	creds := grpcCredentials(ctx)
+	perms, err := g.auth.Authenticate(ctx, creds)
+	if err == nil && len(perms.Publish) == 0 {
+		err = fmt.Errorf("%w: registering schemas takes a token that may publish", ErrPermissionDenied)
+		if creds.Empty() {
+			err = fmt.Errorf("%w: registering schemas takes a token that may publish", ErrUnauthenticated)
+		}
+	}
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return g.SchemaServiceServer.RegisterSchemas(ctx, req)
+}
+
 // Publisher returns the server's PublisherService implementation, for
 // in-process publishers such as the demo.
 func (s *Server) Publisher() heraldv1.PublisherServiceServer { return s.pub }
@@ -222,6 +296,12 @@ func isGateway(ctx context.Context) bool { return ctx.Value(restKey{}) != nil }
 
 func (s *Server) routes() (http.Handler, error) {
 	gw := runtime.NewServeMux(
+		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
+			if key == "retry-after" {
+				return "Retry-After", true
+			}
+			return runtime.MetadataHeaderPrefix + key, true
+		}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			// Responses hold no payloads; only error details (Any) need
 			// resolving, and those types are linked in.
@@ -253,6 +333,16 @@ func (s *Server) routes() (http.Handler, error) {
 		metrics:      s.metrics,
 		retry:        s.cfg.RetryInterval,
 		writeTimeout: s.cfg.WriteTimeout,
+		auth:         s.cfg.Auth,
+		cookie:       s.cfg.AuthCookie,
+		queryToken:   s.cfg.AllowQueryToken,
+		maxTopics:    s.cfg.MaxTopicsPerSubscription,
+		conns: &connLimiter{
+			total:   s.cfg.MaxConnections,
+			perIP:   s.cfg.MaxConnectionsPerIP,
+			trusted: s.cfg.TrustedProxies,
+			perIPs:  make(map[netip.Addr]int),
+		},
 	})
 	mux.Handle("POST /v1/topics/{topic}/events", rest)
 	if s.cfg.Schemas != nil {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,7 +19,8 @@ import (
 type subscriberService struct {
 	heraldv1.UnimplementedSubscriberServiceServer
 
-	hub *Hub
+	hub  *Hub
+	auth Authenticator // nil: everything allowed
 }
 
 // Subscribe implements herald.v1.SubscriberService. It mirrors the SSE
@@ -33,6 +35,16 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 	patterns, err := parseTopics(req.GetTopics())
 	if err != nil {
 		return grpcError(err)
+	}
+	var perms Permissions
+	if s.auth != nil {
+		creds := grpcCredentials(stream.Context())
+		if perms, err = s.auth.Authenticate(stream.Context(), creds); err == nil {
+			err = authorizeSubscribe(creds, perms, patterns)
+		}
+		if err != nil {
+			return grpcError(err)
+		}
 	}
 	sub, err := s.hub.subscribe(patterns, nil)
 	if err != nil {
@@ -59,8 +71,16 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 		lastSeq = res.lastSeq
 	}
 
+	var expired <-chan time.Time
+	if !perms.Expires.IsZero() {
+		t := time.NewTimer(time.Until(perms.Expires))
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		select {
+		case <-expired:
+			return status.Error(codes.Unauthenticated, "the token has expired; subscribe again with a fresh token and last_event_id to resume")
 		case ev := <-sub.queue:
 			if ev == heartbeat || ev.Seq <= lastSeq {
 				continue // gRPC keeps idle connections alive by itself

@@ -57,7 +57,7 @@ func TestParseSubscription(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sub, err := parseSubscription(newSubscribeRequest(tt.query, tt.header))
+			sub, err := parseSubscription(newSubscribeRequest(tt.query, tt.header), 64)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
 					t.Fatalf("error %v, want one wrapping %q saying %q", err, tt.wantErr, tt.wantMsg)
@@ -94,7 +94,7 @@ func FuzzParseSubscription(f *testing.F) {
 		if sendHeader {
 			h = []string{header}
 		}
-		sub, err := parseSubscription(newSubscribeRequest(query, h))
+		sub, err := parseSubscription(newSubscribeRequest(query, h), 64)
 		if err != nil {
 			msg := err.Error()
 			if HTTPStatus(err) != http.StatusBadRequest || strings.ContainsAny(msg, "\r\n") || !utf8.ValidString(msg) {

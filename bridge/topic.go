@@ -124,3 +124,41 @@ func MatchAny(patterns []Pattern, topic string) bool {
 	}
 	return false
 }
+
+// Covers reports whether every topic that q matches is also matched by p:
+// a grant of p allows a subscription to q.
+func (p Pattern) Covers(q Pattern) bool {
+	pt, qt := p.tokens, q.tokens
+	if pt == nil {
+		pt = strings.Split(p.text, ".")
+	}
+	if qt == nil {
+		qt = strings.Split(q.text, ".")
+	}
+	for i, tok := range pt {
+		if tok == ">" {
+			return i < len(qt) // q has at least one token here
+		}
+		if i >= len(qt) {
+			return false
+		}
+		switch {
+		case qt[i] == ">":
+			return false // q reaches deeper than p's fixed length
+		case tok == "*":
+		case tok != qt[i]:
+			return false
+		}
+	}
+	return len(pt) == len(qt)
+}
+
+// CoveredBy reports whether some pattern of grants covers q.
+func CoveredBy(grants []Pattern, q Pattern) bool {
+	for _, g := range grants {
+		if g.Covers(q) {
+			return true
+		}
+	}
+	return false
+}

@@ -4,6 +4,7 @@
 //	herald publish   publish one event over gRPC
 //	herald tail      print the events of topics as they arrive over SSE
 //	herald schemas   push, list and describe payload types
+//	herald token     mint a development token
 //
 // Run "herald <command> --help" for each command's settings.
 package main
@@ -30,6 +31,7 @@ Usage:
   herald publish [flags]   publish one event over gRPC
   herald tail [flags]      print events of topics as they arrive over SSE
   herald schemas push|list|get   manage the payload types Herald knows
+  herald token [flags]     mint a development token
 
 Run "herald <command> --help" for a command's flags.
 `
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tail(ctx, args, stdout, stderr)
 	case "schemas":
 		return schemas(ctx, args, stdout, stderr)
+	case "token":
+		return token(ctx, args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

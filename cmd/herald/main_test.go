@@ -35,7 +35,7 @@ func herald(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
 // its HTTP and gRPC addresses, read from its start-up log.
 func startServe(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string) {
 	t.Helper()
-	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	args := append([]string{"serve", "--dev", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
 	cmd = herald(t, context.Background(), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -145,7 +145,7 @@ func TestConfigFileAndEnvironment(t *testing.T) {
 	}
 	// The file says warn; the environment overrides it with info, so the
 	// start-up line (info) must appear.
-	cmd := herald(t, context.Background(), "serve", "--config", file, "--grpc-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd := herald(t, context.Background(), "serve", "--dev", "--config", file, "--grpc-addr", "127.0.0.1:0", "--log-format", "json")
 	cmd.Env = append(cmd.Env, "HERALD_LOG_LEVEL=info")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

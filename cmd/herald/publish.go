@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -40,6 +41,7 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	eventType := fs.String("event-type", "", "SSE event name, when it should differ from --type")
 	key := fs.String("idempotency-key", "", "key that makes retries of this publish produce one event")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	tok := fs.String("token", "", "bearer token allowing the topic (see herald token)")
 	var attrs config.StringList
 	fs.Var(&attrs, "attr", "attribute `key=value`; may repeat")
 	if err := parseFlags(fs, args); err != nil {
@@ -54,7 +56,7 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("publish: %w", err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(withToken(ctx, *tok), *timeout)
 	defer cancel()
 	req, err := buildRequest(ctx, conn, *topic, *typ, *data, *eventType, *key, attrs)
 	if err != nil {
@@ -105,4 +107,12 @@ func buildRequest(ctx context.Context, conn grpc.ClientConnInterface, topic, typ
 		req.Attributes[k] = v
 	}
 	return proto.CloneOf(req), nil
+}
+
+// withToken sends tok as the bearer token of every call made with ctx.
+func withToken(ctx context.Context, tok string) context.Context {
+	if tok == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }

@@ -35,6 +35,7 @@ func schemas(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("schemas", schemasSynopsis, stderr)
 	server := fs.String("server", "localhost:9090", "gRPC address of a Herald node")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	tok := fs.String("token", "", "bearer token of a publisher (needed to push when the server checks tokens)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,7 +49,7 @@ func schemas(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer conn.Close()
 	client := heraldv1.NewSchemaServiceClient(conn)
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(withToken(ctx, *tok), *timeout)
 	defer cancel()
 	verb, rest := fs.Arg(0), fs.Args()[1:]
 	switch verb {

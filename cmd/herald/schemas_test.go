@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,9 @@ message Ping { string from = 1; }
 func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
 	t.Helper()
 	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	if !slices.Contains(extra, "--auth-hs256-secret") {
+		args = append(args, "--dev")
+	}
 	cmd = herald(t, context.Background(), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -171,4 +175,3 @@ func regexpLine(text string, words ...string) bool {
 	}
 	return false
 }
-

@@ -48,6 +48,7 @@ type serveConfig struct {
 	logLevel          string
 	logFormat         string
 	debugAddr         string
+	security          securityFlags
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -73,12 +74,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
+	c.security.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
+	c.security.dev = c.security.dev || c.demo
 	log, err := newLogger(stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		return err
@@ -112,7 +115,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	go types.Watch(ctx, 2*time.Second)
 	go reloadOnHangup(ctx, types, log)
-	srv, err := bridge.New(bridge.Config{
+	cfg := bridge.Config{
 		Broker:            broker,
 		Types:             types,
 		Schemas:           schema.NewService(types),
@@ -124,7 +127,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		WriteTimeout:      c.writeTimeout,
 		CORSOrigins:       c.corsOrigins,
 		TLS:               tlsConfig,
-	})
+	}
+	if err := c.security.apply(ctx, &cfg, []*string{&c.httpAddr, &c.grpcAddr}, log); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv, err := bridge.New(cfg)
 	if err != nil {
 		return err
 	}

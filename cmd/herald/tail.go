@@ -26,6 +26,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("tail", tailSynopsis, stderr)
 	base := fs.String("url", "http://localhost:8080", "HTTP base URL of a Herald node")
 	last := fs.String("last-event-id", "", "resume after this event id")
+	tok := fs.String("token", "", "bearer token allowing the topics (not needed for public topics)")
 	var topics config.StringList
 	fs.Var(&topics, "topic", "topic or pattern (* one token, > the rest); may repeat (required)")
 	if err := parseFlags(fs, args); err != nil {
@@ -42,6 +43,9 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *last != "" {
 		req.Header.Set("Last-Event-ID", *last)
+	}
+	if *tok != "" {
+		req.Header.Set("Authorization", "Bearer "+*tok)
 	}
 	client := &sse.Client{
 		ResponseValidator: func(r *http.Response) error {
