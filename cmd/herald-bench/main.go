@@ -74,6 +74,7 @@ type bench struct {
 	cfg       config
 	dir       string // logs
 	heraldBin string
+	heraldDev bool // herald serve has --dev (open access on loopback)
 	dialer    *dialer
 	results   []*result
 }
@@ -169,6 +170,9 @@ func run(args []string) error {
 		if b.heraldBin, err = buildHerald(context.Background(), c.heraldPkg, b.dir); err != nil {
 			return err
 		}
+	}
+	if b.heraldBin != "" {
+		b.heraldDev = hasFlag(b.heraldBin, "dev")
 	}
 	fmt.Printf("herald-bench: %s\n", machine())
 	fmt.Printf("RLIMIT_NOFILE %d (servers inherit it); %d loopback source addresses; window %v after %v warm-up; heartbeat %v; logs in %s\n\n",

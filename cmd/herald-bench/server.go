@@ -138,6 +138,18 @@ func buildHerald(ctx context.Context, pkg, dir string) (string, error) {
 	return bin, nil
 }
 
+// hasFlag reports whether `herald serve --help` lists flag, so that the
+// harness can measure builds from before the flag existed.
+func hasFlag(bin, flag string) bool {
+	out, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.TrimLeft(f[0], "-") == flag && strings.HasPrefix(f[0], "-") {
+			return true
+		}
+	}
+	return false
+}
+
 // startHerald runs `herald serve` on loopback ports.
 func (b *bench) startHerald(scenario string, extra ...string) (*server, error) {
 	if b.cfg.targetHTTP != "" {
@@ -146,6 +158,9 @@ func (b *bench) startHerald(scenario string, extra ...string) (*server, error) {
 	}
 	args := []string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json",
 		"--heartbeat", b.cfg.heartbeat.String()}
+	if b.heraldDev {
+		args = append(args, "--dev") // no tokens: anyone on loopback may publish and subscribe
+	}
 	if b.cfg.profileDir != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0")
 	}
