@@ -129,7 +129,7 @@ func authorizeSubscribe(creds Credentials, perms Permissions, patterns []Pattern
 		if creds.Empty() {
 			return fmt.Errorf("%w: topic %q is not public: present a token (Authorization header, cookie or access_token)", ErrUnauthenticated, p.String())
 		}
-		return fmt.Errorf("%w: the token does not allow subscribing to %q", ErrPermissionDenied, p.String())
+		return fmt.Errorf("%w: these credentials do not allow subscribing to %q", ErrPermissionDenied, p.String())
 	}
 	return nil
 }
@@ -141,5 +141,5 @@ func authorizePublish(creds Credentials, perms Permissions, topic string) error 
 	if creds.Empty() {
 		return fmt.Errorf("%w: publishing needs a token (authorization: Bearer ...)", ErrUnauthenticated)
 	}
-	return fmt.Errorf("%w: the token does not allow publishing to %q", ErrPermissionDenied, topic)
+	return fmt.Errorf("%w: these credentials do not allow publishing to %q", ErrPermissionDenied, topic)
 }

@@ -36,11 +36,12 @@ import (
 // testServer is a real Herald server on 127.0.0.1:0 with the memory broker.
 type testServer struct {
 	*bridge.Server
-	url     string // http://127.0.0.1:port
-	client  heraldv1.PublisherServiceClient
-	schemas heraldv1.SchemaServiceClient
-	conn    *grpc.ClientConn
-	broker  *memory.Broker
+	url      string // http://127.0.0.1:port
+	client   heraldv1.PublisherServiceClient
+	schemas  heraldv1.SchemaServiceClient
+	conn     *grpc.ClientConn
+	grpcAddr string
+	broker   *memory.Broker
 }
 
 type serverOpts struct {
@@ -87,7 +88,7 @@ func startServer(t testing.TB, opts serverOpts) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &testServer{Server: srv, url: "http://" + httpLn.Addr().String(), client: heraldv1.NewPublisherServiceClient(conn), schemas: heraldv1.NewSchemaServiceClient(conn), conn: conn, broker: b}
+	return &testServer{Server: srv, url: "http://" + httpLn.Addr().String(), client: heraldv1.NewPublisherServiceClient(conn), schemas: heraldv1.NewSchemaServiceClient(conn), conn: conn, grpcAddr: grpcLn.Addr().String(), broker: b}
 }
 
 func ctxT(t testing.TB) context.Context {

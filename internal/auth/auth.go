@@ -227,14 +227,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, c bridge.Credentials) 
 		return bridge.Permissions{}, err
 	}
 	var g Grants
-	if tok.Has(ClaimName) {
-		var raw any
-		err := tok.Get(ClaimName, &raw)
+	var raw any
+	if tok.Has(ClaimName) && tok.Get(ClaimName, &raw) == nil && raw != nil {
+		// Private claims come back as generic JSON values.
+		b, err := json.Marshal(raw)
 		if err == nil {
-			var b []byte
-			if b, err = json.Marshal(raw); err == nil {
-				err = json.Unmarshal(b, &g)
-			}
+			err = json.Unmarshal(b, &g)
 		}
 		if err != nil {
 			return bridge.Permissions{}, fmt.Errorf("%w: the token's %q claim is not an object of publish and subscribe lists", bridge.ErrUnauthenticated, ClaimName)
@@ -269,6 +267,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, c bridge.Credentials) 
 func (a *Authenticator) verify(ctx context.Context, token string) (jwt.Token, error) {
 	if !a.HasKeys() {
 		return nil, fmt.Errorf("%w: this server trusts no signing keys, so it accepts no tokens", bridge.ErrUnauthenticated)
+	}
+	if _, err := jws.ParseString(token); err != nil {
+		return nil, fmt.Errorf("%w: the token is not a well-formed signed JWT", bridge.ErrUnauthenticated)
 	}
 	var lastErr error
 	for _, set := range a.sets(ctx) {
@@ -313,8 +314,6 @@ func describe(err error) string {
 		return "the token's issuer is not the one this server expects"
 	case errors.Is(err, jwt.InvalidAudienceError()):
 		return "the token's audience is not this server"
-	case errors.Is(err, jwt.ParseError()) && !errors.Is(err, jws.VerifyError()):
-		return "the token is not a well-formed signed JWT"
 	}
 	return "the token's signature does not match any trusted key (or its algorithm is not HS256, RS256, ES256 or EdDSA)"
 }

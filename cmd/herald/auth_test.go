@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSecureByDefault(t *testing.T) {
+	_, httpAddr, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret", writeSecret(t), "--public-topics", "monitoring.>")
+	// No token: no publish, no private subscription; public topics open.
+	out, err := herald(t, context.Background(), "publish", "--server", grpcAddr, "--topic", "orders.eu", "--type", "google.protobuf.Empty").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Unauthenticated") {
+		t.Fatalf("publish without a token: %v %s", err, out)
+	}
+	for query, want := range map[string]int{"topic=orders.eu": 401, "topic=monitoring.eu": 200} {
+		resp, err := http.Get("http://" + httpAddr + "/v1/events?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s without a token: %d, want %d", query, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestMintedTokensWork(t *testing.T) {
+	secret := writeSecret(t)
+	_, httpAddr, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret", secret)
+	mint := func(args ...string) string {
+		out, err := herald(t, context.Background(), append([]string{"token", "--key", secret}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("herald token: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	pub := mint("--publish", "orders.*", "--ttl", "5m")
+	if out, err := herald(t, context.Background(), "publish", "--server", grpcAddr, "--token", pub, "--topic", "orders.eu", "--type", "google.protobuf.Empty").CombinedOutput(); err != nil {
+		t.Fatalf("publish with a minted token: %v %s", err, out)
+	}
+	out, err := herald(t, context.Background(), "publish", "--server", grpcAddr, "--token", pub, "--topic", "chat.a", "--type", "google.protobuf.Empty").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "PermissionDenied") {
+		t.Fatalf("publish outside the grant: %v %s", err, out)
+	}
+	sub := mint("--subscribe", "orders.>")
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/v1/events?topic=orders.eu", nil)
+	req.Header.Set("Authorization", "Bearer "+sub)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("subscribe with a minted token: %d", resp.StatusCode)
+	}
+	if err := herald(t, context.Background(), "token", "--key", secret, "--publish", "a..b").Run(); err == nil {
+		t.Error("herald token accepted a malformed pattern")
+	}
+}
+
+func TestDevModeStaysOnLoopback(t *testing.T) {
+	out, err := herald(t, context.Background(), "serve", "--dev", "--http-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--dev refuses to listen on 0.0.0.0:0") {
+		t.Fatalf("--dev on all interfaces: %v %s", err, out)
+	}
+	for addr, want := range map[string]string{":8080": "127.0.0.1:8080", "localhost:1": "localhost:1", "[::1]:2": "[::1]:2", "127.0.0.2:3": "127.0.0.2:3"} {
+		if got, err := devAddr(addr); err != nil || got != want {
+			t.Errorf("devAddr(%q) = %q, %v; want %q", addr, got, err, want)
+		}
+	}
+	for _, addr := range []string{"0.0.0.0:80", "[::]:80", "10.0.0.1:80", "example.com:80"} {
+		if _, err := devAddr(addr); err == nil {
+			t.Errorf("devAddr(%q) accepted", addr)
+		}
+	}
+}
+
+func writeSecret(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(f, []byte("a-development-secret-of-32-bytes-or-more\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
