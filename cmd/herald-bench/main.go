@@ -63,6 +63,9 @@ type config struct {
 	targetPID    int
 	serverArgs   string
 	noFloor      bool
+	repeat       int
+	quietBelow   float64
+	quietWait    time.Duration
 	rawFloor     bool
 	profileDir   string
 	perf         bool
@@ -130,6 +133,9 @@ func run(args []string) error {
 	fs.IntVar(&c.targetPID, "target-pid", 0, "process id of the --target server, to read its CPU and memory from /proc")
 	fs.StringVar(&c.serverArgs, "server-args", "", "extra flags for herald serve, space-separated")
 	fs.BoolVar(&c.noFloor, "no-floor", false, "skip the floor servers")
+	fs.IntVar(&c.repeat, "repeat", 1, "run every scenario this many times (floor and Herald alternating); the table shows, per server, the run in which the rest of the machine was least busy")
+	fs.Float64Var(&c.quietBelow, "quiet-below", 0, "before each scenario, wait until the rest of the machine uses at most this many cores (0: don't wait)")
+	fs.DurationVar(&c.quietWait, "quiet-wait", 5*time.Minute, "longest wait for --quiet-below")
 	fs.BoolVar(&c.rawFloor, "raw-floor", true, "also run the raw-socket SSE floor (hijacked connections, no net/http per connection) in scenarios 1-4, for reference")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU (measurement window) and heap profiles of every server here; Herald runs with --debug-addr")
 	fs.BoolVar(&c.perf, "perf", false, "with --profile-dir, also record `perf record -g` of each server over the window")
@@ -144,8 +150,8 @@ func run(args []string) error {
 	if c.targetHTTP != "" && c.targetGRPC == "" {
 		return errors.New("--target needs --target-grpc")
 	}
-	if c.duration <= 0 || c.payload <= 0 || c.heartbeat <= 0 || c.tick <= 0 {
-		return errors.New("--duration, --payload, --heartbeat and --tick must be positive")
+	if c.duration <= 0 || c.payload <= 0 || c.heartbeat <= 0 || c.tick <= 0 || c.repeat <= 0 {
+		return errors.New("--duration, --payload, --heartbeat, --tick and --repeat must be positive")
 	}
 
 	limit, err := raiseFileLimit()

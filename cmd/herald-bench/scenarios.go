@@ -11,7 +11,8 @@ import (
 type result struct {
 	Scenario string  `json:"scenario"`
 	Title    string  `json:"title"`
-	Server   string  `json:"server"` // herald or floor
+	Server   string  `json:"server"` // herald, floor or raw
+	Run      int     `json:"run"`    // 1..--repeat
 	Conns    int     `json:"conns"`
 	Topics   int     `json:"topics"`
 	Rate     float64 `json:"rate"` // target events/s
@@ -56,16 +57,46 @@ func (b *bench) delivery(spec deliverySpec) {
 	if b.cfg.rawFloor && !b.cfg.noFloor {
 		kinds = []string{"floor", "raw", "herald"}
 	}
-	for _, kind := range kinds {
-		fmt.Fprintf(os.Stderr, "%-22s %-6s ...", spec.title, kind)
-		r, err := b.runDelivery(spec, kind)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, " failed: %v\n", err)
-			r = &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate, Note: err.Error()}
-		} else {
-			fmt.Fprintf(os.Stderr, " %s\n", r.brief())
+	for run := 1; run <= b.cfg.repeat; run++ {
+		b.waitQuiet()
+		for _, kind := range kinds {
+			fmt.Fprintf(os.Stderr, "%-22s %-6s ...", spec.title, kind)
+			r, err := b.runDelivery(spec, kind)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, " failed: %v\n", err)
+				r = &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate, Note: err.Error()}
+			} else {
+				fmt.Fprintf(os.Stderr, " %s\n", r.brief())
+			}
+			r.Run = run
+			b.results = append(b.results, r)
 		}
-		b.results = append(b.results, r)
+	}
+}
+
+// waitQuiet waits, up to --quiet-wait, until the machine's CPU load
+// (other than the harness's, which is idle between scenarios) is at most
+// --quiet-below cores.
+func (b *bench) waitQuiet() {
+	if b.cfg.quietBelow <= 0 {
+		return
+	}
+	deadline := time.Now().Add(b.cfg.quietWait)
+	said := false
+	for {
+		m0, s0 := machineCPU(), selfCPU()
+		<-time.After(time.Second)
+		busy := (machineCPU() - m0 - (selfCPU() - s0)).Seconds()
+		if busy <= b.cfg.quietBelow || time.Now().After(deadline) {
+			if said {
+				fmt.Fprintf(os.Stderr, " %.2f cores busy, going on\n", busy)
+			}
+			return
+		}
+		if !said {
+			fmt.Fprintf(os.Stderr, "waiting for a quieter machine (%.2f cores busy) ...", busy)
+			said = true
+		}
 	}
 }
 
@@ -219,10 +250,17 @@ func (b *bench) cpu(r *result, a, z cpuSnap) {
 // publish is scenario 5: Publish with concurrent callers and PublishStream
 // with 0 and with subscribers, against Herald and the bare gRPC floor.
 func (b *bench) publish() {
-	for _, kind := range b.kinds() {
-		if err := b.runPublish(kind); err != nil {
-			fmt.Fprintf(os.Stderr, "5 publish %s failed: %v\n", kind, err)
-			b.results = append(b.results, &result{Scenario: "publish", Title: "5 publish", Server: kind, Note: err.Error()})
+	for run := 1; run <= b.cfg.repeat; run++ {
+		b.waitQuiet()
+		for _, kind := range b.kinds() {
+			n := len(b.results)
+			if err := b.runPublish(kind); err != nil {
+				fmt.Fprintf(os.Stderr, "5 publish %s failed: %v\n", kind, err)
+				b.results = append(b.results, &result{Scenario: "publish", Title: "5 publish", Server: kind, Note: err.Error()})
+			}
+			for _, r := range b.results[n:] {
+				r.Run = run
+			}
 		}
 	}
 }
