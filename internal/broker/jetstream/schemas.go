@@ -1,0 +1,58 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// SaveSchemas implements bridge.SchemaStore: one message on the schema
+// stream, acknowledged before it returns.
+func (b *Broker) SaveSchemas(ctx context.Context, set []byte) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
+	msg := nats.NewMsg(b.schemaSubj)
+	msg.Data = set
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		return b.fail(ctx, "save schemas", err)
+	}
+	return nil
+}
+
+// LoadSchemas implements bridge.SchemaStore. Registrations are the schema
+// stream's messages in sequence order; the stream keeps them all.
+func (b *Broker) LoadSchemas(ctx context.Context, skip int) ([][]byte, error) {
+	if err := b.usable(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
+	info, err := b.schemas.Info(ctx)
+	if err != nil {
+		return nil, b.fail(ctx, "load schemas", err)
+	}
+	var sets [][]byte
+	n, seq := 0, info.State.FirstSeq
+	if info.State.NumDeleted == 0 && skip > 0 {
+		// Registration i is at FirstSeq+i: start at the first one wanted.
+		n, seq = skip, seq+uint64(skip)
+	}
+	for ; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := b.schemas.GetMsg(ctx, seq)
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			continue // deleted by an operator: not a registration any more
+		}
+		if err != nil {
+			return nil, b.fail(ctx, "load schemas", err)
+		}
+		if n++; n > skip {
+			sets = append(sets, m.Data)
+		}
+	}
+	return sets, nil
+}

@@ -1,0 +1,182 @@
+// Package wire is how networked brokers store an event: one self-contained
+// byte string in protobuf wire format, so that a message in a JetStream
+// stream or a field of a Redis stream entry carries everything a node needs
+// to deliver the event, whichever node published it.
+//
+//	1 topic       string
+//	2 type        string
+//	3 type_url    string
+//	4 payload     bytes
+//	5 attribute   message { 1 key string, 2 value string }, repeated
+//	6 time        int64, Unix nanoseconds, when the broker accepted the event
+//
+// The broker's own metadata (Seq, idempotency bookkeeping) lives beside the
+// bytes, in the backend's headers or fields. Unknown fields are skipped, so
+// a newer Herald may add fields that an older node ignores during a rolling
+// upgrade.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/heraldhq/herald/bridge"
+)
+
+const (
+	fieldTopic     protowire.Number = 1
+	fieldType      protowire.Number = 2
+	fieldTypeURL   protowire.Number = 3
+	fieldPayload   protowire.Number = 4
+	fieldAttribute protowire.Number = 5
+	fieldTime      protowire.Number = 6
+
+	fieldKey   protowire.Number = 1
+	fieldValue protowire.Number = 2
+)
+
+// ErrMalformed reports bytes that are not an encoded event.
+var ErrMalformed = errors.New("wire: malformed event")
+
+// Size returns the length of ev's encoding.
+func Size(ev *bridge.Event) int {
+	n := sizeBytes(fieldTopic, len(ev.Topic)) + sizeBytes(fieldType, len(ev.Type)) +
+		sizeBytes(fieldTypeURL, len(ev.TypeURL)) + sizeBytes(fieldPayload, len(ev.Payload))
+	if !ev.Time.IsZero() {
+		n += protowire.SizeTag(fieldTime) + protowire.SizeVarint(uint64(ev.Time.UnixNano()))
+	}
+	for k, v := range ev.Attributes {
+		n += sizeBytes(fieldAttribute, attrSize(k, v))
+	}
+	return n
+}
+
+func sizeBytes(num protowire.Number, n int) int {
+	if n == 0 {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeBytes(n)
+}
+
+func attrSize(k, v string) int {
+	return protowire.SizeTag(fieldKey) + protowire.SizeBytes(len(k)) + protowire.SizeTag(fieldValue) + protowire.SizeBytes(len(v))
+}
+
+// Append appends the encoding of ev's topic, type, type URL, payload,
+// attributes and time (when set) to dst.
+func Append(dst []byte, ev *bridge.Event) []byte {
+	dst = appendString(dst, fieldTopic, ev.Topic)
+	dst = appendString(dst, fieldType, ev.Type)
+	dst = appendString(dst, fieldTypeURL, ev.TypeURL)
+	if len(ev.Payload) > 0 {
+		dst = protowire.AppendTag(dst, fieldPayload, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, ev.Payload)
+	}
+	for k, v := range ev.Attributes {
+		dst = protowire.AppendTag(dst, fieldAttribute, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(attrSize(k, v)))
+		dst = protowire.AppendTag(dst, fieldKey, protowire.BytesType)
+		dst = protowire.AppendString(dst, k)
+		dst = protowire.AppendTag(dst, fieldValue, protowire.BytesType)
+		dst = protowire.AppendString(dst, v)
+	}
+	if ev.Time.IsZero() {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, fieldTime, protowire.VarintType)
+	return protowire.AppendVarint(dst, uint64(ev.Time.UnixNano()))
+}
+
+func appendString(dst []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, num, protowire.BytesType)
+	return protowire.AppendString(dst, s)
+}
+
+// Decode decodes an event encoded by Append. The event's Payload does not
+// alias b. Seq is left for the caller to set.
+func Decode(b []byte) (*bridge.Event, error) {
+	ev := &bridge.Event{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == fieldTime && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: time: %v", ErrMalformed, protowire.ParseError(n))
+			}
+			ev.Time = time.Unix(0, int64(v))
+			b = b[n:]
+		case typ == protowire.BytesType && num >= fieldTopic && num <= fieldAttribute:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			switch num {
+			case fieldTopic:
+				ev.Topic = string(v)
+			case fieldType:
+				ev.Type = string(v)
+			case fieldTypeURL:
+				ev.TypeURL = string(v)
+			case fieldPayload:
+				ev.Payload = append([]byte(nil), v...)
+			case fieldAttribute:
+				k, val, err := decodeAttr(v)
+				if err != nil {
+					return nil, err
+				}
+				if ev.Attributes == nil {
+					ev.Attributes = make(map[string]string)
+				}
+				ev.Attributes[k] = val
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	return ev, nil
+}
+
+func decodeAttr(b []byte) (k, v string, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", "", fmt.Errorf("%w: attribute: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || (num != fieldKey && num != fieldValue) {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return "", "", fmt.Errorf("%w: attribute: %v", ErrMalformed, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		s, n := protowire.ConsumeString(b)
+		if n < 0 {
+			return "", "", fmt.Errorf("%w: attribute: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == fieldKey {
+			k = s
+		} else {
+			v = s
+		}
+	}
+	return k, v, nil
+}

@@ -1,0 +1,71 @@
+package wire_test
+
+import (
+	"bytes"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/wire"
+)
+
+func TestRoundTrip(t *testing.T) {
+	for _, ev := range []*bridge.Event{
+		{Topic: "orders.eu", Type: "orders.v1.OrderPlaced", TypeURL: "type.googleapis.com/orders.v1.OrderPlaced",
+			Payload: []byte{0, 1, 2, 0xff}, Attributes: map[string]string{"a": "b", "empty": "", "nl": "x\ny", "ü": "✉"},
+			Time: time.Unix(1700000000, 123456789)},
+		{Topic: "t", Time: time.Unix(0, 1)},
+		{},
+	} {
+		b := wire.Append([]byte("prefix"), ev)
+		if !bytes.HasPrefix(b, []byte("prefix")) || len(b)-len("prefix") != wire.Size(ev) {
+			t.Fatalf("Append wrote %d bytes after the prefix, Size says %d", len(b)-len("prefix"), wire.Size(ev))
+		}
+		got, err := wire.Decode(b[len("prefix"):])
+		if err != nil {
+			t.Fatalf("Decode: %v", err)
+		}
+		if got.Topic != ev.Topic || got.Type != ev.Type || got.TypeURL != ev.TypeURL || !bytes.Equal(got.Payload, ev.Payload) ||
+			!maps.Equal(got.Attributes, ev.Attributes) || !got.Time.Equal(ev.Time) {
+			t.Errorf("round trip of %+v gave %+v", ev, got)
+		}
+	}
+}
+
+func TestDecodeSkipsUnknownFields(t *testing.T) {
+	b := wire.Append(nil, &bridge.Event{Topic: "a", Time: time.Unix(1, 0)})
+	b = append(b, 0x78, 0x05)         // field 15, varint 5
+	b = append(b, 0x82, 0x01, 1, 'x') // field 16, bytes "x"
+	got, err := wire.Decode(b)
+	if err != nil || got.Topic != "a" {
+		t.Fatalf("Decode with unknown fields = %+v, %v", got, err)
+	}
+}
+
+func TestDecodeRejectsGarbage(t *testing.T) {
+	for _, b := range [][]byte{{0x0a}, {0x0a, 5, 'a'}, {0xff}, {0x30}} {
+		if _, err := wire.Decode(b); err == nil {
+			t.Errorf("Decode(%x) succeeded", b)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(wire.Append(nil, &bridge.Event{Topic: "orders.eu", Type: "x", Payload: []byte("p"), Attributes: map[string]string{"k": "v"}, Time: time.Unix(5, 5)}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := wire.Decode(b)
+		if err != nil {
+			return
+		}
+		again, err := wire.Decode(wire.Append(nil, ev))
+		if err != nil {
+			t.Fatalf("re-encoding a decoded event does not decode: %v", err)
+		}
+		if again.Topic != ev.Topic || again.Type != ev.Type || again.TypeURL != ev.TypeURL || !bytes.Equal(again.Payload, ev.Payload) ||
+			!maps.Equal(again.Attributes, ev.Attributes) || !again.Time.Equal(ev.Time) {
+			t.Fatalf("not stable: %+v then %+v", ev, again)
+		}
+	})
+}
