@@ -18,7 +18,6 @@ import (
 	gosse "github.com/tmaxmax/go-sse"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -30,6 +29,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/heraldtest"
 	"github.com/heraldhq/herald/internal/schema"
 )
 
@@ -51,44 +51,8 @@ type serverOpts struct {
 
 func startServer(t testing.TB, opts serverOpts) *testServer {
 	t.Helper()
-	b := memory.New(opts.memory)
-	t.Cleanup(func() { b.Close() })
-	types, err := schema.New(context.Background(), schema.Options{Store: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := opts.cfg
-	cfg.Broker, cfg.Types, cfg.Schemas = b, types, schema.NewService(types)
-	srv, err := bridge.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(httpLn, grpcLn) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	conn, err := grpc.NewClient(grpcLn.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &testServer{Server: srv, url: "http://" + httpLn.Addr().String(), client: heraldv1.NewPublisherServiceClient(conn), schemas: heraldv1.NewSchemaServiceClient(conn), conn: conn, grpcAddr: grpcLn.Addr().String(), broker: b}
+	s := heraldtest.Start(t, heraldtest.Options{Config: opts.cfg, Memory: opts.memory})
+	return &testServer{Server: s.Server, url: s.URL, client: heraldv1.NewPublisherServiceClient(s.Conn), schemas: heraldv1.NewSchemaServiceClient(s.Conn), conn: s.Conn, grpcAddr: s.GRPCAddr, broker: s.Broker}
 }
 
 func ctxT(t testing.TB) context.Context {

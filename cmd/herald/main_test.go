@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,11 +31,23 @@ func herald(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// startServe runs `herald serve` on 127.0.0.1:0 and returns the process and
-// its HTTP and gRPC addresses, read from its start-up log.
+// startServe runs `herald serve` (in development mode unless extra sets
+// up tokens) on 127.0.0.1:0 and returns the process and its addresses.
 func startServe(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string) {
 	t.Helper()
-	args := append([]string{"serve", "--dev", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	cmd, httpAddr, grpcAddr, _ = startServeLog(t, extra...)
+	return cmd, httpAddr, grpcAddr
+}
+
+// startServeLog runs `herald serve` on 127.0.0.1:0, in development mode
+// unless extra sets up tokens, and returns the process, its addresses, and
+// its later log lines.
+func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
+	t.Helper()
+	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	if !slices.Contains(extra, "--auth-hs256-secret") {
+		args = append(args, "--dev")
+	}
 	cmd = herald(t, context.Background(), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -45,16 +57,24 @@ func startServe(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAdd
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
+	lines := make(chan string, 100)
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
 		var rec struct{ Msg, HTTP, GRPC string }
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "herald listening" {
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return cmd, rec.HTTP, rec.GRPC
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "herald listening" {
+			go func() {
+				for sc.Scan() {
+					select {
+					case lines <- sc.Text():
+					default:
+					}
+				}
+			}()
+			return cmd, rec.HTTP, rec.GRPC, lines
 		}
 	}
-	t.Fatalf("herald serve exited before listening: %v", lines.Err())
-	return nil, "", ""
+	t.Fatal("herald serve exited before listening")
+	return
 }
 
 func TestServePublishTail(t *testing.T) {

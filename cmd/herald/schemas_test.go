@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"net/http"
-	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,42 +17,6 @@ const pingV1 = `syntax = "proto3";
 package ops.v1;
 message Ping { string from = 1; }
 `
-
-// startServeLog is startServe that also hands back the server's log lines.
-func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
-	t.Helper()
-	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
-	if !slices.Contains(extra, "--auth-hs256-secret") {
-		args = append(args, "--dev")
-	}
-	cmd = herald(t, context.Background(), args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string, 100)
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		var rec struct{ Msg, HTTP, GRPC string }
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "herald listening" {
-			go func() {
-				for sc.Scan() {
-					select {
-					case lines <- sc.Text():
-					default:
-					}
-				}
-			}()
-			return cmd, rec.HTTP, rec.GRPC, lines
-		}
-	}
-	t.Fatal("herald serve exited before listening")
-	return
-}
 
 func waitLog(t *testing.T, logs <-chan string, want string) string {
 	t.Helper()

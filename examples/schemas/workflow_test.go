@@ -7,7 +7,6 @@ package schemasexample
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,14 +17,11 @@ import (
 
 	gosse "github.com/tmaxmax/go-sse"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 
-	"github.com/heraldhq/herald/bridge"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
-	"github.com/heraldhq/herald/internal/broker/memory"
-	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
 // buf runs the pinned buf from the repository's tools module.
@@ -118,33 +114,8 @@ func TestSchemaOwnerWorkflow(t *testing.T) {
 }
 
 func startHerald(t *testing.T) (string, *grpc.ClientConn) {
-	t.Helper()
-	b := memory.New(memory.Options{})
-	t.Cleanup(func() { b.Close() })
-	types, err := schema.New(context.Background(), schema.Options{Store: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := bridge.New(bridge.Config{Broker: b, Types: types, Schemas: schema.NewService(types)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	gl, _ := net.Listen("tcp", "127.0.0.1:0")
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(hl, gl) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return "http://" + hl.Addr().String(), conn
+	s := heraldtest.Start(t, heraldtest.Options{})
+	return s.URL, s.Conn
 }
 
 // checkTypeScript installs the page's npm packages, checks that the
