@@ -1,0 +1,51 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/brokertest"
+	"github.com/heraldhq/herald/internal/broker/redis/redistest"
+)
+
+var prefixes atomic.Int64
+
+// newPrefix returns a prefix no other broker of this test process uses, so
+// that checks sharing a server have logs of their own.
+func newPrefix() string {
+	return fmt.Sprintf("t%d", prefixes.Add(1))
+}
+
+func newBroker(tb testing.TB, opts Options) *Broker {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := New(ctx, opts)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	tb.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	brokertest.Run(t, brokertest.Options{
+		New: func(tb testing.TB, cfg brokertest.Config) bridge.Broker {
+			return newBroker(tb, Options{
+				URL:               srv.URL(),
+				Prefix:            newPrefix(),
+				MaxEvents:         cfg.MaxEvents,
+				MaxAge:            cfg.MaxAge,
+				IdempotencyWindow: cfg.IdempotencyWindow,
+			})
+		},
+		NewNode: func(tb testing.TB, b bridge.Broker) bridge.Broker {
+			return newBroker(tb, b.(*Broker).opts)
+		},
+	})
+}

@@ -1,0 +1,207 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/wire"
+)
+
+// maxCutLookups bounds how many removal marks above a position Replay
+// examines; with more, it reports Truncated without looking further.
+const maxCutLookups = 10_000
+
+// Replay implements bridge.Broker; see the package documentation.
+func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after bridge.EventID) (bridge.ReplayResult, error) {
+	var res bridge.ReplayResult
+	if err := b.usable(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	from := after.Seq
+	if after.Epoch != b.epoch {
+		res.Truncated = after.Seq > 0 || after.Epoch != ""
+		from = 0
+	}
+	if len(patterns) == 0 {
+		return res, nil
+	}
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
+	topics, err := b.matchingTopics(ctx, patterns)
+	if err != nil {
+		return bridge.ReplayResult{}, b.fail(ctx, "replay", err)
+	}
+	events, truncated, err := b.read(ctx, patterns, topics, from)
+	if err != nil {
+		return bridge.ReplayResult{}, err
+	}
+	res.Events = events
+	res.Truncated = res.Truncated || truncated
+	return res, nil
+}
+
+// matchingTopics returns the names of the topics that may hold events
+// matching patterns: literals as they are, wildcards looked up by their
+// literal prefix.
+func (b *Broker) matchingTopics(ctx context.Context, patterns []bridge.Pattern) ([]string, error) {
+	seen := make(map[string]bool)
+	var topics []string
+	add := func(t string) {
+		if !seen[t] {
+			seen[t] = true
+			topics = append(topics, t)
+		}
+	}
+	prefixes := make(map[string]bool)
+	for _, p := range patterns {
+		if p.Literal() {
+			add(p.String())
+			continue
+		}
+		prefixes[literalPrefix(p.String())] = true
+	}
+	if prefixes[""] {
+		prefixes = map[string]bool{"": true} // one full scan covers every prefix
+	}
+	for prefix := range prefixes {
+		min, max := "-", "+"
+		if prefix != "" {
+			min, max = "["+prefix, "["+prefix+"\xff"
+		}
+		names, err := b.rdb.ZRangeByLex(ctx, b.keys.topics, &goredis.ZRangeBy{Min: min, Max: max}).Result()
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range names {
+			if bridge.MatchAny(patterns, t) {
+				add(t)
+			}
+		}
+	}
+	slices.Sort(topics)
+	return topics, nil
+}
+
+// literalPrefix returns the part of a pattern before its first wildcard
+// token, with the dot: "orders.*.x" → "orders.", "*.eu" → "".
+func literalPrefix(pattern string) string {
+	end := 0
+	for _, tok := range strings.Split(pattern, ".") {
+		if tok == "*" || tok == ">" {
+			break
+		}
+		end += len(tok) + 1
+	}
+	return pattern[:end]
+}
+
+// read reads, at one instant, the events after from on topics and whether
+// any matching event after from was removed.
+func (b *Broker) read(ctx context.Context, patterns []bridge.Pattern, topics []string, from uint64) ([]*bridge.Event, bool, error) {
+	var (
+		now      *goredis.TimeCmd
+		epoch    *goredis.StringCmd
+		floor    *goredis.StringCmd
+		cuts     *goredis.ZSliceCmd
+		ranges   = make([]*goredis.XMessageSliceCmd, len(topics))
+		startID  = strconv.FormatUint(from+1, 10) + "-0"
+		aboveCut = "(" + strconv.FormatUint(from, 10)
+	)
+	_, err := b.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		now = p.Time(ctx)
+		epoch = p.Get(ctx, b.keys.epoch)
+		floor = p.Get(ctx, b.keys.cutFloor)
+		cuts = p.ZRangeByScoreWithScores(ctx, b.keys.cut, &goredis.ZRangeBy{Min: aboveCut, Max: "+inf", Count: maxCutLookups + 1})
+		for i, t := range topics {
+			ranges[i] = p.XRange(ctx, b.keys.topic(t), startID, "+")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, false, b.fail(ctx, "replay", err)
+	}
+	ep, err := epoch.Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, false, b.fail(ctx, "replay", err)
+	}
+	if err := b.checkEpoch(ep); err != nil {
+		return nil, false, err
+	}
+	truncated := false
+	if f, err := floor.Uint64(); err == nil && from < f {
+		truncated = true
+	}
+	marks := cuts.Val()
+	if len(marks) > maxCutLookups {
+		truncated = true
+	}
+	for _, m := range marks {
+		if t, ok := m.Member.(string); ok && bridge.MatchAny(patterns, t) {
+			truncated = true
+			break
+		}
+	}
+	cutoff := now.Val().Add(-b.opts.MaxAge)
+	var events []*bridge.Event
+	sources := 0
+	for i, r := range ranges {
+		added := false
+		for _, m := range r.Val() {
+			ev, err := decodeEntry(m.ID, m.Values)
+			if err != nil {
+				b.log.Warn("replay: skipping a malformed event", "topic", topics[i], "id", m.ID, "err", err)
+				continue
+			}
+			if ev.Time.Before(cutoff) {
+				truncated = true // aged out, not trimmed yet
+				continue
+			}
+			events = append(events, ev)
+			added = true
+		}
+		if added {
+			sources++
+		}
+	}
+	if sources > 1 {
+		slices.SortFunc(events, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+	}
+	return events, truncated, nil
+}
+
+// decodeEntry decodes a topic stream entry: id "<seq>-0", fields t and e.
+func decodeEntry(id string, values map[string]any) (*bridge.Event, error) {
+	seqText, _, _ := strings.Cut(id, "-")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("entry id %q", id)
+	}
+	return decodeFields(seq, values)
+}
+
+func decodeFields(seq uint64, values map[string]any) (*bridge.Event, error) {
+	data, _ := values["e"].(string)
+	us, err := strconv.ParseInt(fmt.Sprint(values["t"]), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("field t is %v", values["t"])
+	}
+	ev, err := wire.Decode([]byte(data))
+	if err != nil {
+		return nil, err
+	}
+	ev.Seq = seq
+	ev.Time = time.UnixMicro(us)
+	return ev, nil
+}
