@@ -188,7 +188,7 @@ var (
 
 type keys struct {
 	epoch, seq, all, topics, touched, cut, cutFloor, schemas string
-	topicPrefix, idemPrefix                                 string
+	topicPrefix, idemPrefix                                  string
 }
 
 func newKeys(prefix string) keys {
