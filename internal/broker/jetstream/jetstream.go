@@ -398,7 +398,7 @@ func (b *Broker) Healthy(ctx context.Context) error {
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: NATS connection is %v", bridge.ErrUnavailable, st)
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	info, err := b.stream.Info(ctx)
 	if err != nil {
@@ -439,7 +439,7 @@ func (b *Broker) checkCreated(created time.Time) error {
 // after Close, ctx's error when the caller's context ended, and otherwise
 // ErrUnavailable, noted as an outage.
 func (b *Broker) fail(ctx context.Context, op string, err error) error {
-	if b.closed.Load() || errors.Is(err, nats.ErrConnectionClosed) && b.closed.Load() {
+	if b.closed.Load() {
 		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
 	}
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, errTimeout) {
@@ -509,28 +509,32 @@ func (b *Broker) monitor() {
 // outage logs the start and the end of each broker outage once.
 type outage struct {
 	log   *slog.Logger
+	isOut atomic.Bool // read without mu on every delivery
 	mu    sync.Mutex
-	isOut bool
 	since time.Time
 }
 
 func (o *outage) down(err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.isOut {
+	if o.isOut.Load() {
 		return
 	}
-	o.isOut, o.since = true, time.Now()
+	o.isOut.Store(true)
+	o.since = time.Now()
 	o.log.Warn("broker unavailable", "broker", "nats", "err", err)
 }
 
 func (o *outage) up() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.isOut {
+	if !o.isOut.Load() {
 		return
 	}
-	o.isOut = false
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.isOut.Load() {
+		return
+	}
+	o.isOut.Store(false)
 	o.log.Info("broker back", "broker", "nats", "after", time.Since(o.since).Round(time.Millisecond))
 }
 

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/brokertest"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
+	"github.com/heraldhq/herald/internal/broker/outagetest"
 )
 
 var prefixes atomic.Int64
@@ -47,5 +49,17 @@ func TestConformance(t *testing.T) {
 		NewNode: func(tb testing.TB, b bridge.Broker) bridge.Broker {
 			return newBroker(tb, b.(*Broker).opts)
 		},
+	})
+}
+
+func TestOutage(t *testing.T) {
+	srv := jstest.Start(t)
+	outagetest.Run(t, outagetest.Options{
+		New: func(tb testing.TB, log *slog.Logger) bridge.Broker {
+			return newBroker(tb, Options{URL: srv.URL(), Prefix: newPrefix(), Timeout: time.Second, Logger: log})
+		},
+		Stop:    srv.Shutdown,
+		Start:   srv.Restart,
+		Timeout: time.Second,
 	})
 }

@@ -103,8 +103,7 @@ func (b *Broker) run(ctx context.Context, s *subscription, last uint64, deliver 
 				return
 			}
 			// The ordered consumer recovers by itself from what it can;
-			// note the trouble and go on.
-			b.outage.down(fmt.Errorf("subscription: %v", err))
+			// have the monitor check the stream, and go on.
 			b.kick()
 			select {
 			case <-ctx.Done():

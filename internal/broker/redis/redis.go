@@ -205,6 +205,7 @@ func (k keys) topic(t string) string { return k.topicPrefix + t }
 // New connects to Redis, creates the epoch if this is the first node, and
 // returns a running broker; Close releases it.
 func New(ctx context.Context, opts Options) (*Broker, error) {
+	quietOnce.Do(func() { goredis.SetLogger(quietLogger{}) })
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -315,7 +316,8 @@ func (o *Options) clientOptions() (*goredis.Options, error) {
 	c.WriteTimeout = o.Timeout
 	c.PoolTimeout = o.Timeout
 	c.ContextTimeoutEnabled = true
-	c.MaxRetries = -1 // a retried script could append an event twice
+	c.MaxRetries = -1   // a retried script could append an event twice
+	c.DialerRetries = 1 // a refused dial fails the call at once
 	c.DisableIdentity = true
 	return c, nil
 }
@@ -365,6 +367,14 @@ func validEpoch(e string) bool {
 	}
 	return true
 }
+
+// quietLogger silences go-redis's own log, which writes a line per failed
+// dial: the broker logs each outage once instead.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
 
 // Epoch implements bridge.Broker.
 func (b *Broker) Epoch() string { return b.epoch }

@@ -3,12 +3,14 @@ package redis
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/brokertest"
+	"github.com/heraldhq/herald/internal/broker/outagetest"
 	"github.com/heraldhq/herald/internal/broker/redis/redistest"
 )
 
@@ -47,5 +49,17 @@ func TestConformance(t *testing.T) {
 		NewNode: func(tb testing.TB, b bridge.Broker) bridge.Broker {
 			return newBroker(tb, b.(*Broker).opts)
 		},
+	})
+}
+
+func TestOutage(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Durable: true})
+	outagetest.Run(t, outagetest.Options{
+		New: func(tb testing.TB, log *slog.Logger) bridge.Broker {
+			return newBroker(tb, Options{URL: srv.URL(), Prefix: newPrefix(), Timeout: time.Second, Logger: log})
+		},
+		Stop:    srv.Kill,
+		Start:   srv.Restart,
+		Timeout: time.Second,
 	})
 }

@@ -101,7 +101,8 @@ func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last u
 			if s.stopped.Load() || b.closed.Load() {
 				return
 			}
-			b.outage.down(fmt.Errorf("subscription: %v", err))
+			// The monitor decides whether this is an outage, and logs it
+			// once; a subscription only retries.
 			b.kick()
 			select {
 			case <-ctx.Done():
