@@ -20,7 +20,8 @@ import (
 	"github.com/heraldhq/herald/internal/schema"
 )
 
-const serveSynopsis = `Runs a Herald node on the embedded in-memory broker:
+const serveSynopsis = `Runs a Herald node, on the embedded in-memory broker or (--broker nats|redis) on
+NATS JetStream or Redis Streams shared by every node of a cluster:
   HTTP  (--http-addr)  GET /v1/events?topic=...    Server-Sent Events (topics may repeat; * and > patterns)
                        POST /v1/topics/{topic}/events   publish over REST (JSON)
                        GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics  GET / (live demo page)
@@ -49,6 +50,7 @@ type serveConfig struct {
 	logFormat         string
 	debugAddr         string
 	security          securityFlags
+	broker            brokerFlags
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -58,9 +60,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and the demo page")
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: PublisherService, health, reflection")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
-	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients")
-	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long events are kept for resuming clients")
-	fs.DurationVar(&c.idempotencyWindow, "idempotency-window", memory.DefaultIdempotencyWindow, "how long a publish's idempotency_key is remembered")
+	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients (every --broker)")
+	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long events are kept for resuming clients (every --broker)")
+	fs.DurationVar(&c.idempotencyWindow, "idempotency-window", memory.DefaultIdempotencyWindow, "how long a publish's idempotency_key is remembered (every --broker; NATS caps it at --retention-age)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", bridge.DefaultHeartbeatInterval, "interval of the comment line sent on idle SSE streams, so proxies keep them open")
 	fs.DurationVar(&c.retry, "retry", bridge.DefaultRetryInterval, "reconnect delay suggested to SSE clients (the retry: field)")
 	fs.IntVar(&c.queueSize, "queue-size", bridge.DefaultQueueSize, "events that may wait for one SSE client before it is disconnected as too slow (it then resumes with Last-Event-ID)")
@@ -75,6 +77,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
 	c.security.register(fs)
+	c.broker.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -107,7 +110,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	broker := memory.New(memory.Options{MaxEvents: c.retentionEvents, MaxAge: c.retentionAge, IdempotencyWindow: c.idempotencyWindow})
+	broker, err := c.broker.open(ctx, c.retentionEvents, c.retentionAge, c.idempotencyWindow, log)
+	if err != nil {
+		return err
+	}
 	defer broker.Close()
 	types, err := schema.New(ctx, schema.Options{Store: broker, Descriptors: c.descriptors, Logger: log})
 	if err != nil {
@@ -159,7 +165,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if tlsConfig != nil {
 		scheme = "https"
 	}
-	log.Info("herald listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "tls", tlsConfig != nil, "broker", "memory", "demo", c.demo)
+	log.Info("herald listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "tls", tlsConfig != nil, "broker", c.broker.kind, "epoch", broker.Epoch(), "demo", c.demo)
 	if c.demo {
 		go demo.Run(ctx, srv.Publisher(), log)
 		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(httpLn.Addr())+"/")
