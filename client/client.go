@@ -6,8 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -53,9 +57,9 @@ func WithTLS(cfg *tls.Config) Option {
 }
 
 // WithToken sends "authorization: Bearer <token>" with every call. A token
-// is a secret, so it is sent only over TLS: New refuses WithToken without
-// WithTLS. (To send credentials over plaintext anyway, for a trusted local
-// hop, pass grpc.WithPerRPCCredentials through WithDialOptions.)
+// is a secret, so without WithTLS New accepts it only for a target on this
+// machine (localhost, a loopback address, a unix socket: a local Herald or
+// a TLS-terminating sidecar) and refuses it for any other.
 func WithToken(token string) Option {
 	return func(o *options) { o.token = token }
 }
@@ -114,13 +118,13 @@ func New(target string, opts ...Option) (*Client, error) {
 		dial = append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	if o.token != "" {
-		if !o.useTLS {
-			return nil, errors.New("herald client: WithToken needs WithTLS: a token is never sent in plaintext")
+		if !o.useTLS && !isLocal(target) {
+			return nil, fmt.Errorf("herald client: WithToken needs WithTLS for %s: a token is sent in plaintext only to this machine", target)
 		}
 		if strings.ContainsAny(o.token, "\r\n") {
 			return nil, errors.New("herald client: WithToken: the token contains a line break")
 		}
-		dial = append(dial, grpc.WithPerRPCCredentials(bearerToken(o.token)))
+		dial = append(dial, grpc.WithPerRPCCredentials(bearerToken{token: o.token, tls: o.useTLS}))
 	}
 	dial = append(dial, o.dial...)
 	conn, err := grpc.NewClient(target, dial...)
@@ -143,13 +147,39 @@ func (c *Client) Close() error { return c.conn.Close() }
 // herald.v1 clients directly.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
-type bearerToken string
-
-func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+type bearerToken struct {
+	token string
+	tls   bool
 }
 
-func (bearerToken) RequireTransportSecurity() bool { return true }
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + t.token}, nil
+}
+
+// RequireTransportSecurity is false only for the local plaintext targets
+// New allowed.
+func (t bearerToken) RequireTransportSecurity() bool { return t.tls }
+
+// isLocal reports whether a gRPC target names this machine: a unix socket,
+// localhost or a loopback address, with or without a dns or passthrough
+// scheme.
+func isLocal(target string) bool {
+	if strings.HasPrefix(target, "unix:") || strings.HasPrefix(target, "unix-abstract:") {
+		return true
+	}
+	if i := strings.Index(target, ":///"); i >= 0 {
+		target = target[i+4:]
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		host = target
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
+}
 
 // A PublishOption sets an optional field of a published event.
 type PublishOption func(*heraldv1.PublishRequest)
@@ -231,9 +261,13 @@ func (c *Client) Publish(ctx context.Context, topic string, msg proto.Message, o
 
 // Retryable reports whether a publish that failed with err may succeed if
 // made again with the same idempotency key, which makes the retry safe:
-// the gRPC code is UNAVAILABLE (the server or its broker cannot be reached,
-// or the server is shutting down) or DEADLINE_EXCEEDED (retry with a new
-// deadline; the first attempt may or may not have been accepted).
+//   - UNAVAILABLE: the server or its broker cannot be reached, or the
+//     server is shutting down;
+//   - DEADLINE_EXCEEDED: retry with a new deadline; the first attempt may
+//     or may not have been accepted;
+//   - RESOURCE_EXHAUSTED from the server's rate limit (it says when to
+//     retry: wait RetryDelay(err) first). Other RESOURCE_EXHAUSTED errors,
+//     such as a message over gRPC's size limit, are final.
 //
 // Every other code is final: INVALID_ARGUMENT (a bad topic, type,
 // attribute or payload, or an event over the size limit; the message names
@@ -243,6 +277,29 @@ func Retryable(err error) bool {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return true
+	case codes.ResourceExhausted:
+		_, ok := retryInfo(err)
+		return ok
 	}
 	return false
+}
+
+// RetryDelay returns how long the server asked the caller to wait before
+// retrying (the RetryInfo detail of a rate-limit error), or 0.
+func RetryDelay(err error) time.Duration {
+	d, _ := retryInfo(err)
+	return d
+}
+
+func retryInfo(err error) (time.Duration, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }

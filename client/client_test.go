@@ -166,10 +166,28 @@ func TestPublishRetriesWithTheSameKey(t *testing.T) {
 	}
 }
 
-func TestTokenOnlyOverTLS(t *testing.T) {
-	if _, err := client.New("127.0.0.1:1", client.WithToken("s3cret")); err == nil || !strings.Contains(err.Error(), "WithTLS") {
-		t.Fatalf("WithToken without TLS: %v, want a refusal naming WithTLS", err)
+func TestTokens(t *testing.T) {
+	// Plaintext tokens only to this machine.
+	for target, ok := range map[string]bool{
+		"herald.example.com:9090":        false,
+		"dns:///herald.example.com:9090": false,
+		"10.0.0.7:9090":                  false,
+		"localhost:9090":                 true,
+		"dns:///localhost:9090":          true,
+		"127.0.0.1:9090":                 true,
+		"[::1]:9090":                     true,
+		"unix:///run/herald.sock":        true,
+	} {
+		c, err := client.New(target, client.WithToken("s3cret"))
+		if ok && err != nil || !ok && (err == nil || !strings.Contains(err.Error(), "WithTLS")) {
+			t.Errorf("New(%q, WithToken) = %v; want accepted: %v", target, err, ok)
+		}
+		if c != nil {
+			c.Close()
+		}
 	}
+
+	// Over TLS, to any server.
 	creds, tlsCfg := selfSigned(t)
 	f := &fakePublisher{}
 	c := newClient(t, startFake(t, f, creds), client.WithTLS(tlsCfg), client.WithToken("s3cret"))
@@ -191,9 +209,103 @@ func TestTokenOnlyOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if len(f.auth) != 2 || f.auth[0] != "Bearer s3cret" || f.auth[1] != "Bearer s3cret" {
-		t.Fatalf("authorization seen by the server: %q, want the bearer token on both calls", f.auth)
+		t.Errorf("authorization seen by the server: %q, want the bearer token on both calls", f.auth)
+	}
+	f.mu.Unlock()
+
+	// A real Herald that checks them, on loopback without TLS.
+	h := startServer(t, serverOpts{cfg: bridge.Config{Auth: tokenAuth{"s3cret": {publish: "orders.>", subscribe: "orders.eu"}}}})
+	good := newClient(t, h.addr, client.WithToken("s3cret"))
+	id, err := good.Publish(ctxT(t), "orders.eu", order("o-3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range good.Subscribe(ctxT(t), []string{"orders.*"}) {
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("subscribing beyond the grant: %v, want PERMISSION_DENIED", err)
+		}
+	}
+	next, err := good.Publish(ctxT(t), "orders.eu", order("o-4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for ev, err := range good.Subscribe(ctxT(t), []string{"orders.eu"}, client.WithLastEventID(id)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = ev.ID
+		break
+	}
+	if got != next {
+		t.Fatalf("subscription with the token got %q, want %q", got, next)
+	}
+	// A stream the server refuses fails what is pending, without
+	// reconnecting in a loop, and the publisher goes on.
+	bad, err := newClient(t, h.addr, client.WithToken("wrong")).NewStreamPublisher(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, _ := bad.Publish(ctxT(t), "orders.eu", order("o-6"))
+	r2, _ := bad.Publish(ctxT(t), "orders.eu", order("o-7"))
+	for _, r := range []*client.Result{r1, r2} {
+		if _, err := r.Wait(ctxT(t)); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("event on a refused stream: %v, want UNAUTHENTICATED", err)
+		}
+	}
+	r3, err := bad.Publish(ctxT(t), "orders.eu", order("o-8"))
+	if err != nil {
+		t.Fatalf("publisher stopped after a refused stream: %v", err)
+	}
+	if err := r3.Err(); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("next event: %v, want UNAUTHENTICATED again", err)
+	}
+	if err := bad.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := newClient(t, h.addr).Publish(ctxT(t), "orders.eu", order("o-5")); status.Code(err) != codes.Unauthenticated || client.Retryable(err) {
+		t.Fatalf("publish without a token: %v, want a final UNAUTHENTICATED", err)
+	}
+}
+
+// tokenAuth is a bridge.Authenticator for tests: token → grants, each
+// token its own publish rate key.
+type tokenAuth map[string]struct{ publish, subscribe string }
+
+func (a tokenAuth) Authenticate(_ context.Context, c bridge.Credentials) (bridge.Permissions, error) {
+	g, ok := a[c.Token]
+	if !ok {
+		return bridge.Permissions{}, fmt.Errorf("%w: unknown token", bridge.ErrUnauthenticated)
+	}
+	pub, err := bridge.ParsePattern(g.publish)
+	if err != nil {
+		return bridge.Permissions{}, err
+	}
+	sub, err := bridge.ParsePattern(g.subscribe)
+	if err != nil {
+		return bridge.Permissions{}, err
+	}
+	return bridge.Permissions{Publish: []bridge.Pattern{pub}, Subscribe: []bridge.Pattern{sub}, RateKey: c.Token}, nil
+}
+
+// A rate-limited publish is retryable, after the delay the server names.
+func TestRateLimit(t *testing.T) {
+	h := startServer(t, serverOpts{cfg: bridge.Config{
+		Auth:        tokenAuth{"t": {publish: ">", subscribe: ">"}},
+		PublishRate: 0.001, PublishBurst: 1,
+	}})
+	c := newClient(t, h.addr, client.WithToken("t"))
+	if _, err := c.Publish(ctxT(t), "orders.eu", order("o-1")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Publish(ctxT(t), "orders.eu", order("o-2"))
+	if status.Code(err) != codes.ResourceExhausted || !client.Retryable(err) || client.RetryDelay(err) < time.Minute {
+		t.Fatalf("publish over the rate: %v (retryable %v, delay %v), want a retryable RESOURCE_EXHAUSTED with the delay", err, client.Retryable(err), client.RetryDelay(err))
+	}
+	if err := status.Error(codes.ResourceExhausted, "grpc: received message larger than max"); client.Retryable(err) || client.RetryDelay(err) != 0 {
+		t.Fatal("a RESOURCE_EXHAUSTED without RetryInfo is not a rate limit, and is final")
 	}
 }
 
@@ -585,10 +697,12 @@ func TestSubscribeErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	raw := 0
 	for ev, err := range c.Subscribe(ctxT(t), []string{"orders.eu"}, client.WithLastEventID(id), client.WithResolver(new(protoregistry.Types))) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		raw++
 		a, ok := ev.Payload.(*anypb.Any)
 		if !ok || a.GetTypeUrl() != "type.googleapis.com/orders.v1.OrderPlaced" {
 			t.Fatalf("payload %T %v, want the raw Any", ev.Payload, ev.Payload)
@@ -599,6 +713,9 @@ func TestSubscribeErrors(t *testing.T) {
 		}
 		break
 	}
+	if raw != 1 {
+		t.Fatal("no event with an unknown payload type")
+	}
 
 	// A closed client ends the subscription instead of retrying forever.
 	closed, err := client.New(h.addr)
@@ -606,9 +723,14 @@ func TestSubscribeErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed.Close()
+	n = 0
 	for _, err := range closed.Subscribe(ctxT(t), []string{"orders.eu"}) {
+		n++
 		if status.Code(err) != codes.Canceled {
 			t.Fatalf("subscribe on a closed client: %v, want CANCELED", err)
 		}
+	}
+	if n != 1 {
+		t.Fatalf("subscribe on a closed client yielded %d values, want the error", n)
 	}
 }

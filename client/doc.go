@@ -20,9 +20,10 @@
 // New does no I/O; the connection is made on first use and re-made when it
 // breaks. Without WithTLS the connection is plaintext (a Herald on
 // localhost, or behind a TLS-terminating sidecar). WithToken sends
-// "authorization: Bearer <token>" with every call and requires TLS.
-// WithDialOptions passes any other gRPC dial option (keepalive,
-// interceptors).
+// "authorization: Bearer <token>" with every call (a JWT whose herald claim
+// grants the topics; see docs/security.md); without TLS, only to a target on
+// this machine. WithDialOptions passes any other gRPC dial option
+// (keepalive, interceptors).
 //
 // # Publishing one event
 //
@@ -101,17 +102,25 @@
 //   - DEADLINE_EXCEEDED: your deadline passed; the event may or may not have
 //     been accepted. Retry with a new deadline and the same idempotency key,
 //     which makes the retry harmless either way.
-//   - RESOURCE_EXHAUSTED (Subscribe): you fell behind and were cut off;
-//     subscribe again after the last id. Subscribe does this itself.
+//   - RESOURCE_EXHAUSTED, publishing: over the publish rate allowed to your
+//     token. Wait RetryDelay(err), then retry with the same idempotency key.
+//     Subscribing: you fell behind and were cut off; subscribe again after
+//     the last id, which Subscribe does itself.
 //   - INVALID_ARGUMENT: a bad topic or pattern, type, attribute or payload
 //     (a type the server does not know, bytes that do not parse), or an
 //     event over the size limit. Final: fix the event; retrying fails the
 //     same way.
-//   - UNAUTHENTICATED, PERMISSION_DENIED: a missing or wrong token, or a
-//     topic you may not use. Final.
+//   - UNAUTHENTICATED, PERMISSION_DENIED: a missing, wrong or expired token,
+//     or a topic it does not grant. Final for this token; streams opened
+//     with a token end with UNAUTHENTICATED when it expires, and need a
+//     Client with a fresh one.
 //   - UNIMPLEMENTED, INTERNAL, CANCELED: final.
 //
-// Retryable reports whether a publish error is worth retrying. Idempotency
+// Retryable reports whether a publish error is worth retrying, RetryDelay
+// how long the server asked to wait. The StreamPublisher does not retry
+// events the server rejects (its per-event errors, a rate limit included):
+// resending one later would put it after events published since; publish
+// it again yourself with its Result's IdempotencyKey. Idempotency
 // keys are what make retries safe: a publish retried with the same key on
 // the same topic, within the idempotency window, returns the first event's
 // id and creates nothing. Give your own key (an order id, a message id) when

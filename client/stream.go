@@ -82,10 +82,12 @@ func OnReconnect(fn func(err error)) StreamOption {
 //     already accepted is answered with its first id instead of being
 //     published twice.
 //   - Every event is resolved exactly once: acknowledged with its id,
-//     rejected by the server (an error with the server's code, e.g.
-//     INVALID_ARGUMENT, which is final: a rejected event is not resent),
-//     failed after ReconnectTimeout, or failed when the publisher's
-//     context ends.
+//     rejected by the server (an error with the server's code:
+//     INVALID_ARGUMENT, PERMISSION_DENIED, RESOURCE_EXHAUSTED for the rate
+//     limit; a rejected event is not resent, as that would reorder it),
+//     failed with the error that ended the stream when it is not worth
+//     reconnecting (UNAUTHENTICATED, e.g. an expired token) or after
+//     ReconnectTimeout, or failed when the publisher's context ends.
 type StreamPublisher struct {
 	pub       heraldv1.PublisherServiceClient
 	opts      streamOptions
