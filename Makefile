@@ -21,7 +21,8 @@ run: ## Run Herald with the demo stream on the embedded broker (http://localhost
 	$(GO) run ./cmd/herald serve --demo
 
 .PHONY: test
-test: ## Run all tests with the race detector
+test: ## Run all tests with the race detector (e2e/ drives Chromium and Node: see docs/sse-checklist.md)
+	@bash e2e/check-clients.sh
 	$(GO) test -race -shuffle=on -timeout 15m ./...
 
 .PHONY: fuzz

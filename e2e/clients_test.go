@@ -108,3 +108,17 @@ func TestBrowser(t *testing.T) {
 		`with CORS origin "*" a page subscribes without credentials; withCredentials is blocked`,
 	})
 }
+
+// TestDefaultsFitTheChecklist pins the defaults the checklist asks for,
+// which the tests above run with shorter values to stay fast.
+func TestDefaultsFitTheChecklist(t *testing.T) {
+	if d := bridge.DefaultHeartbeatInterval; d <= 0 || d > 15*time.Second {
+		t.Errorf("DefaultHeartbeatInterval = %v: S12 wants a comment line at least every 15 s", d)
+	}
+	if bridge.DefaultQueueSize <= 0 || bridge.DefaultWriteTimeout <= 0 {
+		t.Errorf("DefaultQueueSize %d, DefaultWriteTimeout %v: S16 wants both bounded", bridge.DefaultQueueSize, bridge.DefaultWriteTimeout)
+	}
+	if d := bridge.DefaultRetryInterval; d <= 0 {
+		t.Errorf("DefaultRetryInterval = %v", d)
+	}
+}

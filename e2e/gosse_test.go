@@ -28,7 +28,8 @@ type goStream struct {
 	mu       sync.Mutex
 	requests []http.Header // the headers of every (re)connect
 	opened   chan struct{} // a 200 response's headers arrived: the server has subscribed it
-	done     chan error
+	done     chan struct{} // closed when the client gave up; err says why
+	err      error
 	cancel   context.CancelFunc
 }
 
@@ -44,7 +45,7 @@ func subscribeGo(t testing.TB, client *http.Client, url string) *goStream {
 func subscribeGoWith(t testing.TB, client *http.Client, url string, onEvent func(gosse.Event)) *goStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	st := &goStream{events: make(chan gosse.Event, 10000), opened: make(chan struct{}, 100), done: make(chan error, 1), cancel: cancel}
+	st := &goStream{events: make(chan gosse.Event, 10000), opened: make(chan struct{}, 100), done: make(chan struct{}), cancel: cancel}
 	if client == nil {
 		client = &http.Client{Transport: &http.Transport{}}
 	}
@@ -71,7 +72,10 @@ func subscribeGoWith(t testing.TB, client *http.Client, url string, onEvent func
 	conn := c.NewConnection(req)
 	conn.Buffer(nil, 2<<20) // events up to the 1 MiB limit, JSON-escaped
 	conn.SubscribeToAll(onEvent)
-	go func() { st.done <- conn.Connect() }()
+	go func() {
+		st.err = conn.Connect()
+		close(st.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-st.done
@@ -91,8 +95,8 @@ func (st *goStream) next(t testing.TB) gosse.Event {
 	select {
 	case ev := <-st.events:
 		return ev
-	case err := <-st.done:
-		t.Fatalf("the go-sse client gave up: %v", err)
+	case <-st.done:
+		t.Fatalf("the go-sse client gave up: %v", st.err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("no event within 20s")
 	}
@@ -179,6 +183,9 @@ func TestGoSSEClient(t *testing.T) {
 			if ev.LastEventID != id || ev.Data != fmt.Sprintf(`{"i":%d}`, i) {
 				t.Fatalf("event %d: %q %q, want %q", i, ev.LastEventID, ev.Data, id)
 			}
+			if !idRE.MatchString(id) {
+				t.Fatalf("id %q is not 1 to 128 CORS-safe ASCII characters", id)
+			}
 		}
 	})
 
@@ -234,12 +241,11 @@ func TestGoSSEClient(t *testing.T) {
 		for _, path := range []string{"/v1/nothing?topic=a", "/v1/events", "/v1/events?topic=a..b"} {
 			st := subscribeGo(t, nil, h.url()+path)
 			select {
-			case err := <-st.done:
+			case <-st.done:
 				var ce *gosse.ConnectionError
-				if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "validation") {
-					t.Fatalf("%s: Connect = %v, want a response validation error", path, err)
+				if !errors.As(st.err, &ce) || !strings.Contains(ce.Reason, "validation") {
+					t.Fatalf("%s: Connect = %v, want a response validation error", path, st.err)
 				}
-				st.done <- err // for the cleanup
 			case <-time.After(10 * time.Second):
 				t.Fatalf("%s: the client is still trying", path)
 			}
@@ -264,8 +270,8 @@ func (st *goStream) waitOpen(t testing.TB) {
 	t.Helper()
 	select {
 	case <-st.opened:
-	case err := <-st.done:
-		t.Fatalf("the go-sse client gave up: %v", err)
+	case <-st.done:
+		t.Fatalf("the go-sse client gave up: %v", st.err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stream did not open within 10s")
 	}

@@ -32,7 +32,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -398,357 +397,6 @@ func (h *herald) publishStream(ctx context.Context, reqs []*heraldv1.PublishRequ
 	return ids, <-errc
 }
 
-// metric returns the value of a Prometheus sample of the current server,
-// e.g. `herald_sse_refused_total{status="400"}`; 0 when absent.
-func (h *herald) metric(t testing.TB, sample string) float64 {
-	t.Helper()
-	client := http.DefaultClient
-	if h.cfg.TLS != nil {
-		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	}
-	resp, err := client.Get(h.direct() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
-func request(t testing.TB, topic string, msg proto.Message) *heraldv1.PublishRequest {
-	t.Helper()
-	payload, err := anypb.New(msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &heraldv1.PublishRequest{Topic: topic, Payload: payload}
-}
-
-// A tap is a TCP proxy in front of a server. It counts connections, can
-// cut them all (a network failure) and hold new ones (so that events are
-// surely missed), and, for plain HTTP/1.1, records each request's method,
-// target and headers: what the client really sent.
-type tap struct {
-	ln    net.Listener
-	sniff bool
-
-	mu       sync.Mutex
-	target   string
-	conns    map[net.Conn]struct{} // both sides of every proxied connection
-	accepted int
-	open     int
-	gate     chan struct{} // non-nil while held
-	reqs     []tapRequest
-	closed   bool
-	wg       sync.WaitGroup
-}
-
-type tapRequest struct {
-	Conn   int               `json:"conn"` // 1 for the first connection accepted
-	Method string            `json:"method"`
-	Target string            `json:"target"`
-	Header map[string]string `json:"header"` // lower-case names
-}
-
-func newTap(t testing.TB, target string, sniff bool) *tap {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tap{ln: ln, sniff: sniff, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	return p
-}
-
-func (p *tap) addr() string { return p.ln.Addr().String() }
-
-func (p *tap) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.accepted++
-		p.open++
-		n, gate := p.accepted, p.gate
-		p.conns[c] = struct{}{}
-		p.wg.Add(1)
-		p.mu.Unlock()
-		go p.handle(n, c, gate)
-	}
-}
-
-func (p *tap) handle(n int, c net.Conn, gate chan struct{}) {
-	defer p.wg.Done()
-	defer func() {
-		c.Close()
-		p.mu.Lock()
-		delete(p.conns, c)
-		p.open--
-		p.mu.Unlock()
-	}()
-	if gate != nil {
-		<-gate
-	}
-	p.mu.Lock()
-	target := p.target
-	p.mu.Unlock()
-	s, err := net.Dial("tcp", target)
-	if err != nil {
-		return
-	}
-	p.mu.Lock()
-	if _, ok := p.conns[c]; !ok || p.closed { // dropped while held
-		p.mu.Unlock()
-		s.Close()
-		return
-	}
-	p.conns[s] = struct{}{}
-	p.mu.Unlock()
-	defer func() {
-		s.Close()
-		p.mu.Lock()
-		delete(p.conns, s)
-		p.mu.Unlock()
-	}()
-
-	var src io.Reader = c
-	if p.sniff {
-		pr, pw := io.Pipe()
-		defer pw.Close()
-		src = io.TeeReader(c, pw)
-		go p.record(n, pr)
-	}
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(c, s)
-		c.Close()
-		close(done)
-	}()
-	_, _ = io.Copy(s, src)
-	s.Close()
-	<-done
-}
-
-// record parses the requests in a copy of the client's bytes.
-func (p *tap) record(n int, r *io.PipeReader) {
-	defer func() { _, _ = io.Copy(io.Discard, r) }()
-	br := bufio.NewReader(r)
-	for {
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		rec := tapRequest{Conn: n, Method: req.Method, Target: req.RequestURI, Header: map[string]string{}}
-		for k, v := range req.Header {
-			rec.Header[strings.ToLower(k)] = strings.Join(v, ", ")
-		}
-		if req.Host != "" {
-			rec.Header["host"] = req.Host
-		}
-		p.mu.Lock()
-		p.reqs = append(p.reqs, rec)
-		p.mu.Unlock()
-		_, _ = io.Copy(io.Discard, req.Body)
-	}
-}
-
-func (p *tap) retarget(addr string) {
-	p.mu.Lock()
-	p.target = addr
-	p.mu.Unlock()
-}
-
-// hold makes new connections wait (accepted, but not forwarded) until
-// release.
-func (p *tap) hold() {
-	p.mu.Lock()
-	if p.gate == nil {
-		p.gate = make(chan struct{})
-	}
-	p.mu.Unlock()
-}
-
-func (p *tap) release() {
-	p.mu.Lock()
-	if p.gate != nil {
-		close(p.gate)
-		p.gate = nil
-	}
-	p.mu.Unlock()
-}
-
-// dropAll closes every connection, both sides.
-func (p *tap) dropAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-type tapStats struct {
-	Accepted int          `json:"accepted"`
-	Open     int          `json:"open"`
-	Requests []tapRequest `json:"requests"`
-}
-
-func (p *tap) stats() tapStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return tapStats{Accepted: p.accepted, Open: p.open, Requests: append([]tapRequest(nil), p.reqs...)}
-}
-
-func (p *tap) close() {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	p.ln.Close()
-	p.release()
-	p.dropAll()
-	p.wg.Wait()
-}
-
-// control is the HTTP API through which a node test asks the Go side to
-// act on the servers: publish over gRPC, cut connections, restart. Errors
-// a test expects (a refused publish) are answered 200 with "error" set;
-// anything else is a 500 that fails the node test.
-type control struct {
-	t       testing.TB
-	servers map[string]*herald
-	url     string
-}
-
-func startControl(t testing.TB, servers map[string]*herald) *control {
-	t.Helper()
-	c := &control{t: t, servers: servers}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /publish", c.handle(c.publish))
-	mux.HandleFunc("POST /near-limit", c.handle(c.nearLimit))
-	mux.HandleFunc("POST /outage", c.handle(c.disrupt(false)))
-	mux.HandleFunc("POST /restart", c.handle(c.disrupt(true)))
-	mux.HandleFunc("POST /tap", c.handle(c.tapStats))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
-	c.url = "http://" + ln.Addr().String()
-	return c
-}
-
-// controlRequest is the body of every control call.
-type controlRequest struct {
-	Server   string            `json:"server"`
-	Topic    string            `json:"topic"`
-	Type     string            `json:"type"`
-	Payloads []json.RawMessage `json:"payloads"` // google.protobuf.Any in protojson form
-	Stream   bool              `json:"stream"`   // publish over one PublishStream
-	Unit     string            `json:"unit"`     // near-limit: the text repeated
-}
-
-func (c *control) handle(f func(context.Context, *herald, controlRequest) (any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var req controlRequest
-		err := json.NewDecoder(r.Body).Decode(&req)
-		var out any
-		if err == nil {
-			h := c.servers[req.Server]
-			if h == nil {
-				err = fmt.Errorf("no server %q", req.Server)
-			} else {
-				ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-				out, err = f(ctx, h, req)
-				cancel()
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			c.t.Logf("control %s: %v", r.URL.Path, err)
-			w.WriteHeader(http.StatusInternalServerError)
-			out = map[string]string{"error": err.Error()}
-		}
-		_ = json.NewEncoder(w).Encode(out)
-	}
-}
-
-func (c *control) requests(h *herald, req controlRequest) ([]*heraldv1.PublishRequest, error) {
-	var reqs []*heraldv1.PublishRequest
-	for _, raw := range req.Payloads {
-		payload := &anypb.Any{}
-		if err := (protojson.UnmarshalOptions{Resolver: h.types}).Unmarshal(raw, payload); err != nil {
-			return nil, fmt.Errorf("payload %s: %w", raw, err)
-		}
-		reqs = append(reqs, &heraldv1.PublishRequest{Topic: req.Topic, Type: req.Type, Payload: payload})
-	}
-	return reqs, nil
-}
-
-type publishResult struct {
-	IDs   []string `json:"ids"`
-	Error *refusal `json:"error,omitempty"`
-}
-
-type refusal struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (c *control) publish(ctx context.Context, h *herald, req controlRequest) (any, error) {
-	reqs, err := c.requests(h, req)
-	if err != nil {
-		return nil, err
-	}
-	if req.Stream {
-		ids, err := h.publishStream(ctx, reqs)
-		return publishResult{IDs: ids}, err
-	}
-	var res publishResult
-	for _, r := range reqs {
-		id, err := h.publish(ctx, r)
-		if st, ok := status.FromError(err); ok && err != nil {
-			res.Error = &refusal{Code: st.Code().String(), Message: st.Message()}
-			return res, nil
-		} else if err != nil {
-			return nil, err
-		}
-		res.IDs = append(res.IDs, id)
-	}
-	return res, nil
-}
-
-// nearLimit publishes a chat message exactly at the server's event size
-// limit (text: unit repeated, padded with x), and checks that one byte more
-// is refused.
-func (c *control) nearLimit(ctx context.Context, h *herald, req controlRequest) (any, error) {
-	id, text, overErr, err := h.publishNearLimit(ctx, req.Topic, req.Unit)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"id": id, "room": "big", "text": text, "overLimit": status.Convert(overErr).Message()}, nil
-}
-
 // publishNearLimit publishes a chat message to room "big" whose event is
 // exactly the size limit: text is unit repeated, padded with "x". One more
 // byte must be refused with INVALID_ARGUMENT: overErr is that refusal.
@@ -789,37 +437,39 @@ func (h *herald) publishNearLimit(ctx context.Context, topic, unit string) (id, 
 	return id, text, overErr, nil
 }
 
-// disrupt cuts every client of the server, by a network failure or by a
-// restart, publishes the payloads while they are away, and returns their
-// ids once clients may reconnect.
-func (c *control) disrupt(restart bool) func(context.Context, *herald, controlRequest) (any, error) {
-	return func(ctx context.Context, h *herald, req controlRequest) (any, error) {
-		reqs, err := c.requests(h, req)
-		if err != nil {
-			return nil, err
-		}
-		var ids []string
-		during := func() error {
-			for _, r := range reqs {
-				id, err := h.publish(ctx, r)
-				if err != nil {
-					return err
-				}
-				ids = append(ids, id)
-			}
-			return nil
-		}
-		if restart {
-			err = h.restart(during)
-		} else {
-			err = h.outage(during)
-		}
-		return publishResult{IDs: ids}, err
+// metric returns the value of a Prometheus sample of the current server,
+// e.g. `herald_sse_refused_total{status="400"}`; 0 when absent.
+func (h *herald) metric(t testing.TB, sample string) float64 {
+	t.Helper()
+	client := http.DefaultClient
+	if h.cfg.TLS != nil {
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	}
+	resp, err := client.Get(h.direct() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
-func (c *control) tapStats(_ context.Context, h *herald, _ controlRequest) (any, error) {
-	return h.tap.stats(), nil
+func request(t testing.TB, topic string, msg proto.Message) *heraldv1.PublishRequest {
+	t.Helper()
+	payload, err := anypb.New(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &heraldv1.PublishRequest{Topic: topic, Payload: payload}
 }
 
 // serverInfo is what a node test learns about a server.

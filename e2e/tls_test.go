@@ -82,7 +82,7 @@ func TestTLS(t *testing.T) {
 func TestServeTLSFlags(t *testing.T) {
 	t.Parallel()
 	_, certFile, keyFile, pool := selfSigned(t, t.TempDir())
-	httpAddr, grpcAddr := runHerald(t, "--tls-cert", certFile, "--tls-key", keyFile, "--retry", "100ms")
+	httpAddr, grpcAddr := runHerald(t, "--dev", "--tls-cert", certFile, "--tls-key", keyFile, "--retry", "100ms")
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 	t.Cleanup(client.CloseIdleConnections)
 
