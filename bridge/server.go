@@ -226,7 +226,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(grpcOpts...)
 	heraldv1.RegisterPublisherServiceServer(s.grpc, s.pub)
-	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub, auth: cfg.Auth})
+	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub, auth: cfg.Auth, maxTopics: cfg.MaxTopicsPerSubscription})
 	if cfg.Schemas != nil {
 		heraldv1.RegisterSchemaServiceServer(s.grpc, cfg.Schemas)
 	}

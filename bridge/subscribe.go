@@ -19,8 +19,9 @@ import (
 type subscriberService struct {
 	heraldv1.UnimplementedSubscriberServiceServer
 
-	hub  *Hub
-	auth Authenticator // nil: everything allowed
+	hub       *Hub
+	auth      Authenticator // nil: everything allowed
+	maxTopics int
 }
 
 // Subscribe implements herald.v1.SubscriberService. It mirrors the SSE
@@ -32,7 +33,7 @@ type subscriberService struct {
 // without waiting for it; the stream then ends with RESOURCE_EXHAUSTED as
 // soon as the consumer reads again, or with the connection.
 func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grpc.ServerStreamingServer[heraldv1.SubscribeResponse]) error {
-	patterns, err := parseTopics(req.GetTopics())
+	patterns, err := parseTopics(req.GetTopics(), s.maxTopics)
 	if err != nil {
 		return grpcError(err)
 	}
@@ -117,12 +118,12 @@ func (s *subscriberService) response(ev *Event) *heraldv1.SubscribeResponse {
 
 // parseTopics validates a subscription's topics and patterns under the
 // same rules as the SSE handler's topic parameters.
-func parseTopics(topics []string) ([]Pattern, error) {
+func parseTopics(topics []string, maxTopics int) ([]Pattern, error) {
 	if len(topics) == 0 {
 		return nil, fmt.Errorf("%w: no topic: give one or more topics or patterns", ErrBadRequest)
 	}
-	if len(topics) > maxTopicsPerSubscription {
-		return nil, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", ErrBadRequest, len(topics), maxTopicsPerSubscription)
+	if len(topics) > maxTopics {
+		return nil, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", ErrBadRequest, len(topics), maxTopics)
 	}
 	patterns := make([]Pattern, 0, len(topics))
 	seen := make(map[string]bool, len(topics))

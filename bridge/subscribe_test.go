@@ -326,6 +326,14 @@ func TestSubscribeRefusesBadTopics(t *testing.T) {
 			}
 		})
 	}
+
+	// The limit is the server's, as for SSE.
+	few := startGRPCServer(t, serverOpts{cfg: bridge.Config{MaxTopicsPerSubscription: 2}})
+	_, err := few.subscribe(t, &heraldv1.SubscribeRequest{Topics: []string{"a", "b", "c"}}).Recv()
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "3 topics, more than the limit of 2") {
+		t.Fatalf("3 topics with a limit of 2: %v", err)
+	}
+	few.subscribeLive(t, "a") // the marker topic makes 2
 }
 
 // A consumer that falls behind is cut off with RESOURCE_EXHAUSTED instead
