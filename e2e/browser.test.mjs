@@ -3,7 +3,7 @@
 // browser launch serves every test. Run by TestBrowser in clients_test.go.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -378,6 +378,40 @@ test('with CORS origin "*" a page subscribes without credentials; withCredential
     await got(p, i, 1);
     assert.equal((await events(p, i))[0].id, id);
     assert.equal((await state(p, j)).events, 0);
+  } finally {
+    await p.close();
+  }
+});
+
+test('page: the typed wrapper of docs/clients.md, as written there', { skip }, async () => {
+  // The first js block after "### A small typed wrapper".
+  const doc = await readFile(new URL('../docs/clients.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('### A small typed wrapper'));
+  const code = /```js\n([\s\S]*?)```/.exec(section)[1].replace(/^export /m, '');
+  const t = topic('wrapper');
+  const [old] = await publish('plain', t, [order]);
+  const p = await page(plain().url + '/healthz');
+  try {
+    await p.evaluate(([code, url]) => {
+      window.__wrapped = { orders: [], gaps: [], states: [] };
+      const subscribe = new Function(`${code}; return subscribe;`)();
+      window.__stop = subscribe(url, {
+        'orders.v1.OrderPlaced': (order, id) => window.__wrapped.orders.push({ order, id }),
+      }, {
+        onGap: (info) => window.__wrapped.gaps.push(info),
+        onState: (s) => window.__wrapped.states.push(s),
+      });
+    }, [code, `/v1/events?topic=${t}&last_event_id=not-an-id`]);
+    const w = () => p.evaluate(() => window.__wrapped);
+    await waitFor(async () => (await w()).orders.length === 1, 'the retained order');
+    const [id] = await publish('plain', t, [order]);
+    await waitFor(async () => (await w()).orders.length === 2, 'the live order');
+    const got = await w();
+    assert.deepEqual(got.orders, [{ order: orderJSON, id: old }, { order: orderJSON, id }]);
+    assert.equal(got.gaps.length, 1);
+    assert.equal(got.gaps[0].lastEventId, 'not-an-id');
+    assert.deepEqual(got.states, ['open']);
+    await p.evaluate(() => window.__stop());
   } finally {
     await p.close();
   }

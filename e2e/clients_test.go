@@ -106,6 +106,7 @@ func TestBrowser(t *testing.T) {
 		"page on a listed origin subscribes with credentials; reconnects need no preflight",
 		"page on an unlisted origin is blocked",
 		`with CORS origin "*" a page subscribes without credentials; withCredentials is blocked`,
+		"page: the typed wrapper of docs/clients.md, as written there",
 	})
 }
 
