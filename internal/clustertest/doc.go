@@ -1,0 +1,7 @@
+// Package clustertest holds the multi-node tests: three real `herald serve`
+// processes on one broker (an embedded NATS JetStream server, or a real
+// redis-server), SSE subscribers on every node read with an independent
+// parser, publishers spread over the nodes; then a node is killed with
+// SIGKILL and later the broker is restarted, mid-stream, and every
+// subscriber must still receive every event exactly once, in topic order.
+package clustertest
