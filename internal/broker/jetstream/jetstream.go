@@ -290,7 +290,7 @@ func (b *Broker) connectOptions() ([]nats.Option, error) {
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if !b.closed.Load() {
-				b.outage.down(fmt.Errorf("disconnected from NATS: %v", err))
+				b.outage.down(fmt.Errorf("disconnected from NATS: %v", err), time.Now())
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { b.kick() }),
@@ -449,7 +449,7 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
 	}
 	err = fmt.Errorf("%w: NATS JetStream: %s: %v", bridge.ErrUnavailable, op, err)
-	b.outage.down(err)
+	b.outage.down(err, callStart(ctx))
 	b.kick()
 	return err
 }
@@ -459,10 +459,29 @@ var errTimeout = errors.New("broker call timed out")
 
 // bounded returns ctx bounded by the call timeout.
 func (b *Broker) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, b.opts.Timeout, errTimeout)
+	return context.WithTimeoutCause(context.WithValue(ctx, startKey{}, time.Now()), b.opts.Timeout, errTimeout)
+}
+
+// startKey is the context key of when a bounded call began.
+type startKey struct{}
+
+// callStart returns when the call of ctx began, or now.
+func callStart(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(startKey{}).(time.Time); ok {
+		return t
+	}
+	return time.Now()
 }
 
 // kick asks the monitor to check the stream soon.
+// confirm notes a successful call: during an outage, the monitor checks
+// whether the broker is back (and says so, once).
+func (b *Broker) confirm() {
+	if b.outage.isOut.Load() {
+		b.kick()
+	}
+}
+
 func (b *Broker) kick() {
 	select {
 	case b.recheck <- struct{}{}:
@@ -483,6 +502,7 @@ func (b *Broker) monitor() {
 		}
 		wait := 100 * time.Millisecond
 		for {
+			started := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
 			info, err := b.stream.Info(ctx)
 			cancel()
@@ -495,7 +515,7 @@ func (b *Broker) monitor() {
 			if b.closed.Load() {
 				return
 			}
-			b.outage.down(fmt.Errorf("stream info: %v", err))
+			b.outage.down(fmt.Errorf("stream info: %v", err), started)
 			select {
 			case <-b.stop:
 				return
@@ -506,18 +526,22 @@ func (b *Broker) monitor() {
 	}
 }
 
-// outage logs the start and the end of each broker outage once.
+// outage logs the start and the end of each broker outage once. Only the
+// monitor, after a successful check of the broker, ends an outage; a
+// failure of a call that began before the last recovery belongs to the
+// outage already logged and starts no new one.
 type outage struct {
 	log   *slog.Logger
-	isOut atomic.Bool // read without mu on every delivery
+	isOut atomic.Bool // read without mu on every call
 	mu    sync.Mutex
-	since time.Time
+	since time.Time // when the outage began
+	upAt  time.Time // when the last one ended
 }
 
-func (o *outage) down(err error) {
+func (o *outage) down(err error, callStarted time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.isOut.Load() {
+	if o.isOut.Load() || callStarted.Before(o.upAt) {
 		return
 	}
 	o.isOut.Store(true)
@@ -535,6 +559,7 @@ func (o *outage) up() {
 		return
 	}
 	o.isOut.Store(false)
+	o.upAt = time.Now()
 	o.log.Info("broker back", "broker", "nats", "after", time.Since(o.since).Round(time.Millisecond))
 }
 
@@ -587,7 +612,7 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 		}
 		ack, err := b.js.PublishMsg(ctx, msg, opts...)
 		if err == nil {
-			b.outage.up()
+			b.confirm()
 			if ack.Duplicate {
 				return bridge.PublishResult{Seq: ack.Sequence, Duplicate: true}, nil
 			}

@@ -63,3 +63,29 @@ func TestOutage(t *testing.T) {
 		Timeout: time.Second,
 	})
 }
+
+// BenchmarkPublish measures publish round trips to an embedded server: one
+// topic (serialized per node by the Herald-Prev chain) and one topic per
+// goroutine.
+func BenchmarkPublish(b *testing.B) {
+	srv := jstest.Start(b)
+	br := newBroker(b, Options{URL: srv.URL(), Prefix: newPrefix()})
+	payload := make([]byte, 512)
+	for _, perGoroutine := range []bool{false, true} {
+		b.Run(map[bool]string{false: "OneTopic", true: "TopicPerGoroutine"}[perGoroutine], func(b *testing.B) {
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				topic := "bench.one"
+				if perGoroutine {
+					topic = fmt.Sprintf("bench.t%d", n.Add(1))
+				}
+				for pb.Next() {
+					if _, err := br.Publish(context.Background(), &bridge.Event{Topic: topic, Type: "t", TypeURL: "type.googleapis.com/t", Payload: payload}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -131,7 +131,7 @@ func (b *Broker) run(ctx context.Context, s *subscription, last uint64, deliver 
 		if s.stopped.Load() {
 			return
 		}
-		b.outage.up()
+		b.confirm()
 		deliver(ev)
 	}
 }

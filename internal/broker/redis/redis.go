@@ -422,7 +422,18 @@ func (b *Broker) checkEpoch(epoch string) error {
 var errTimeout = errors.New("broker call timed out")
 
 func (b *Broker) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, b.opts.Timeout, errTimeout)
+	return context.WithTimeoutCause(context.WithValue(ctx, startKey{}, time.Now()), b.opts.Timeout, errTimeout)
+}
+
+// startKey is the context key of when a bounded call began.
+type startKey struct{}
+
+// callStart returns when the call of ctx began, or now.
+func callStart(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(startKey{}).(time.Time); ok {
+		return t
+	}
+	return time.Now()
 }
 
 // fail turns an error of a Redis call into the error to return: ErrClosed
@@ -442,7 +453,7 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
 	}
 	err = fmt.Errorf("%w: redis: %s: %v", bridge.ErrUnavailable, op, err)
-	b.outage.down(err)
+	b.outage.down(err, callStart(ctx))
 	b.kick()
 	return err
 }
@@ -450,6 +461,14 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
+}
+
+// confirm notes a successful call: during an outage, the monitor checks
+// whether the broker is back (and says so, once).
+func (b *Broker) confirm() {
+	if b.outage.isOut.Load() {
+		b.kick()
+	}
 }
 
 func (b *Broker) kick() {
@@ -471,6 +490,7 @@ func (b *Broker) monitor() {
 		}
 		wait := 100 * time.Millisecond
 		for {
+			started := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
 			epoch, err := b.rdb.Get(ctx, b.keys.epoch).Result()
 			cancel()
@@ -483,7 +503,7 @@ func (b *Broker) monitor() {
 			if b.closed.Load() {
 				return
 			}
-			b.outage.down(err)
+			b.outage.down(err, started)
 			select {
 			case <-b.stop:
 				return
@@ -528,18 +548,22 @@ func (b *Broker) sweep() {
 	}
 }
 
-// outage logs the start and the end of each broker outage once.
+// outage logs the start and the end of each broker outage once. Only the
+// monitor, after a successful check of the broker, ends an outage; a
+// failure of a call that began before the last recovery belongs to the
+// outage already logged and starts no new one.
 type outage struct {
 	log   *slog.Logger
-	isOut atomic.Bool
+	isOut atomic.Bool // read without mu on every call
 	mu    sync.Mutex
-	since time.Time
+	since time.Time // when the outage began
+	upAt  time.Time // when the last one ended
 }
 
-func (o *outage) down(err error) {
+func (o *outage) down(err error, callStarted time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.isOut.Load() {
+	if o.isOut.Load() || callStarted.Before(o.upAt) {
 		return
 	}
 	o.isOut.Store(true)
@@ -557,6 +581,7 @@ func (o *outage) up() {
 		return
 	}
 	o.isOut.Store(false)
+	o.upAt = time.Now()
 	o.log.Info("broker back", "broker", "redis", "after", time.Since(o.since).Round(time.Millisecond))
 }
 
@@ -587,7 +612,7 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 	if len(res) != 3 {
 		return bridge.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", bridge.ErrUnavailable, res)
 	}
-	b.outage.up()
+	b.confirm()
 	if res[0] == 1 {
 		return bridge.PublishResult{Seq: uint64(res[1]), Duplicate: true}, nil
 	}

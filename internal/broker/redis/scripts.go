@@ -55,16 +55,21 @@ end
 -- Age: the oldest events older than the limit, a bounded batch per call
 -- (what is left is skipped by Replay and removed by later calls).
 local cutoff = us - tonumber(ARGV[5])
-local head = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 32)
-local aged = 0
-for _, e in ipairs(head) do
+local function timeOf(e)
   local f = e[2]
-  local ts = nil
   for i = 1, #f, 2 do
-    if f[i] == 't' then ts = tonumber(f[i + 1]) end
+    if f[i] == 't' then return tonumber(f[i + 1]) end
   end
-  if ts == nil or ts >= cutoff then break end
-  aged = seqOf(e[1])
+  return nil
+end
+local aged = 0
+local first = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)
+if first[1] and (timeOf(first[1]) or cutoff) < cutoff then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 32)) do
+    local ts = timeOf(e)
+    if ts == nil or ts >= cutoff then break end
+    aged = seqOf(e[1])
+  end
 end
 if aged > 0 then
   redis.call('XTRIM', KEYS[4], 'MINID', string.format('%d-0', aged + 1))

@@ -113,7 +113,7 @@ func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last u
 			continue
 		}
 		wait = 100 * time.Millisecond
-		b.outage.up()
+		b.confirm()
 		for _, st := range streams {
 			for _, m := range st.Messages {
 				cursor = m.ID
