@@ -28,14 +28,16 @@ type Hub struct {
 	epoch     string
 	queueSize int
 
-	mu     sync.RWMutex // guards the indexes; deliver holds it for reading
+	mu     sync.RWMutex // guards the indexes and closed; deliver holds it for reading
 	exact  map[string]map[*subscriber]struct{}
 	wild   map[string]*wildSubs
 	all    map[*subscriber]struct{}
 	closed bool
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	lifeMu  sync.Mutex // orders start and close; guards stopped and cancel
+	stopped bool
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the heartbeat goroutine ends
 }
 
 type wildSubs struct {
@@ -86,15 +88,22 @@ func newHub(broker Broker, types TypeResolver, log *slog.Logger, m *metrics, que
 	}
 }
 
-// start subscribes to the broker and starts the heartbeat schedule.
+// start subscribes to the broker and starts the heartbeat schedule. It may
+// race with close: a hub closed first starts nothing.
 func (h *Hub) start(heartbeatEvery time.Duration) error {
+	// Not h.mu: brokers may deliver (which takes h.mu) under their own
+	// lock, which Subscribe takes too.
+	h.lifeMu.Lock()
+	defer h.lifeMu.Unlock()
+	if h.stopped {
+		return ErrClosed
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
 	if err := h.broker.Subscribe(ctx, h.deliver); err != nil {
 		cancel()
-		close(h.done)
 		return err
 	}
+	h.cancel = cancel
 	go h.heartbeats(ctx, heartbeatEvery)
 	return nil
 }
@@ -320,7 +329,10 @@ func (h *Hub) close() {
 		h.drop(s, dropShutdown)
 	}
 	h.mu.Unlock()
-	if h.cancel != nil {
+	h.lifeMu.Lock()
+	defer h.lifeMu.Unlock()
+	h.stopped = true
+	if h.cancel != nil { // started: stop the subscription and heartbeats
 		h.cancel()
 		<-h.done
 	}

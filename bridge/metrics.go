@@ -46,8 +46,8 @@ func newMetrics() *metrics {
 			Help: "Resumptions whose Last-Event-ID reached back further than the retained history (the client was sent a herald.gap event).",
 		}),
 		subscribers: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "herald_sse_subscribers",
-			Help: "Open SSE streams on this node.",
+			Name: "herald_subscribers",
+			Help: "Open subscriptions on this node: SSE streams and gRPC Subscribe calls.",
 		}),
 		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_sse_streams_ended_total",

@@ -409,6 +409,11 @@ func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
 // error that stopped a listener.
 func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 	if err := s.hub.start(s.cfg.HeartbeatInterval); err != nil {
+		httpLn.Close()
+		grpcLn.Close()
+		if errors.Is(err, ErrClosed) {
+			return fmt.Errorf("bridge: Serve after Shutdown: %w", err)
+		}
 		return fmt.Errorf("subscribing to the broker: %w", err)
 	}
 	errc := make(chan error, 2)

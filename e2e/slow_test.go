@@ -133,7 +133,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 		p.waitOpen(t)
 		p.gate.pause()
 	}
-	eventually(t, 10*time.Second, "200 open streams", func() bool { return h.metric(t, "herald_sse_subscribers") == 200 })
+	eventually(t, 10*time.Second, "200 open streams", func() bool { return h.metric(t, "herald_subscribers") == 200 })
 
 	runtime.GC()
 	base := heapInUse()
@@ -217,7 +217,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 
 	// The 10 stalled were cut, and only they: by their queue overflowing
 	// or, when events stopped before it did, by the write timeout.
-	eventually(t, 15*time.Second, "the stalled streams to end", func() bool { return h.metric(t, "herald_sse_subscribers") == healthyN })
+	eventually(t, 15*time.Second, "the stalled streams to end", func() bool { return h.metric(t, "herald_subscribers") == healthyN })
 	ended := h.metric(t, `herald_sse_streams_ended_total{reason="slow"}`) + h.metric(t, `herald_sse_streams_ended_total{reason="write"}`)
 	if ended != pausedN+vanishedN {
 		t.Errorf("%v streams cut as slow, want exactly the %d stalled ones", ended, pausedN+vanishedN)
