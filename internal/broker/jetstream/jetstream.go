@@ -40,8 +40,9 @@
 // the contract allows, and exact for the common resume from a recent id.
 //
 // The cost of the chain is that publishes to one topic are serialized per
-// node (one round trip each: about 5,000-10,000 events/s per topic and node
-// on a LAN, unlimited across topics), and that two nodes publishing to the
+// node (one round trip each: about 4,000 events/s per topic and node with
+// the server on the same host, BenchmarkPublish; topics publish in
+// parallel), and that two nodes publishing to the
 // same topic at the same instant cost the loser one more round trip.
 //
 // # Idempotency
