@@ -2,11 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSecureByDefault(t *testing.T) {
@@ -86,4 +95,32 @@ func writeSecret(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return f
+}
+
+func TestPublishOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "herald"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kder, _ := x509.MarshalECPrivateKey(key)
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+
+	secret := writeSecret(t)
+	_, _, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret", secret, "--grpc-tls-cert", certFile, "--grpc-tls-key", keyFile)
+	tok, err := herald(t, context.Background(), "token", "--key", secret, "--publish", ">").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"publish", "--server", grpcAddr, "--token", strings.TrimSpace(string(tok)), "--topic", "a", "--type", "google.protobuf.Empty"}
+	if out, err := herald(t, context.Background(), append(args, "--tls-ca", certFile)...).CombinedOutput(); err != nil {
+		t.Fatalf("publish over TLS: %v %s", err, out)
+	}
+	if err := herald(t, context.Background(), append(args, "--timeout", "3s")...).Run(); err == nil {
+		t.Fatal("plaintext publish to a TLS port succeeded")
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -34,7 +33,8 @@ chat.v1.ChatMessage.`
 
 func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("publish", publishSynopsis, stderr)
-	server := fs.String("server", "localhost:9090", "gRPC address of a Herald node")
+	var dial dialFlags
+	dial.register(fs)
 	topic := fs.String("topic", "", "topic to publish to, e.g. orders.eu (required)")
 	typ := fs.String("type", "", "full protobuf name of the payload message, e.g. orders.v1.OrderPlaced (required)")
 	data := fs.String("data", "{}", "the payload as JSON (protojson) of --type")
@@ -51,7 +51,7 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return errors.New("publish: --topic and --type are required")
 	}
-	conn, err := grpc.NewClient(*server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dial.dial()
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}

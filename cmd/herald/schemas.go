@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -33,7 +32,8 @@ const schemasSynopsis = `Manages the payload types a Herald node knows.
 
 func schemas(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("schemas", schemasSynopsis, stderr)
-	server := fs.String("server", "localhost:9090", "gRPC address of a Herald node")
+	var dial dialFlags
+	dial.register(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	tok := fs.String("token", "", "bearer token of a publisher (needed to push when the server checks tokens)")
 	if err := parseFlags(fs, args); err != nil {
@@ -43,7 +43,7 @@ func schemas(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return errors.New("schemas: push, list or get?")
 	}
-	conn, err := grpc.NewClient(*server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dial.dial()
 	if err != nil {
 		return fmt.Errorf("schemas: %w", err)
 	}
