@@ -563,64 +563,6 @@ func pageServer(t testing.TB) string {
 	return "http://" + ln.Addr().String()
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// heraldBinary builds cmd/herald once per test run (with the race detector
-// when the tests run with it).
-func heraldBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "herald-e2e-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "herald")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, "-buildvcs=false", "github.com/heraldhq/herald/cmd/herald")...).CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-// runHerald runs `herald serve` with args on 127.0.0.1:0 and returns its
-// HTTP and gRPC addresses, read from its start-up log.
-func runHerald(t testing.TB, args ...string) (httpAddr, grpcAddr string) {
-	t.Helper()
-	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
-	cmd := exec.Command(heraldBinary(t), args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := bufio.NewScanner(stderr)
-	for lines.Scan() {
-		var rec struct{ Msg, HTTP, GRPC string }
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "herald listening" {
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return rec.HTTP, rec.GRPC
-		}
-	}
-	t.Fatalf("herald serve exited before listening: %v", lines.Err())
-	return "", ""
-}
-
 // eventually polls cond until it holds or d passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
