@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -192,15 +193,18 @@ type resumption struct {
 // Call it after subscribe, so that no event falls between the history and
 // the live queue; skip queued events with Seq <= lastSeq. A garbled or
 // foreign id is no error: the subscriber gets what is retained, with a gap.
-func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string) resumption {
+// An error (ErrUnavailable) means the broker could not be read: no gap is
+// known, and the subscriber should try again with the same id.
+func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string) (resumption, error) {
 	after, known := ParseEventID(lastEventID)
 	if !known {
 		after = EventID{Epoch: "?"}
 	}
 	res, err := h.broker.Replay(ctx, patterns, after)
 	if err != nil {
-		h.log.Warn("replay failed", "err", err)
-		res = ReplayResult{Truncated: true}
+		// No gap: the history is still there, only unreachable. The
+		// subscriber comes back with the same id and gets it then.
+		return resumption{}, fmt.Errorf("%w: reading the history to resume from failed; retry with the same id: %v", ErrUnavailable, err)
 	}
 	r := resumption{events: res.Events}
 	if n := len(res.Events); n > 0 {
@@ -209,8 +213,6 @@ func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string
 	if res.Truncated {
 		h.metrics.gaps.Inc()
 		switch {
-		case err != nil:
-			r.gap = "history could not be read"
 		case !known:
 			r.gap = "this id was not issued by this server"
 		case after.Epoch != h.epoch:
@@ -220,7 +222,7 @@ func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string
 		}
 	}
 	h.metrics.replayed.Add(float64(len(res.Events)))
-	return r
+	return r, nil
 }
 
 // deliver is the broker's callback: it queues ev to every matching

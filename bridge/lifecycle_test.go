@@ -3,11 +3,19 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/heraldhq/herald/bridge"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/schema"
 )
@@ -29,5 +37,40 @@ func TestShutdownBeforeServe(t *testing.T) {
 	gl, _ := net.Listen("tcp", "127.0.0.1:0")
 	if err := srv.Serve(hl, gl); !errors.Is(err, bridge.ErrClosed) {
 		t.Fatalf("Serve after Shutdown = %v, want ErrClosed", err)
+	}
+}
+
+// unreadable is a broker whose history cannot be read, as in an outage.
+type unreadable struct{ *memory.Broker }
+
+func (unreadable) Replay(context.Context, []bridge.Pattern, bridge.EventID) (bridge.ReplayResult, error) {
+	return bridge.ReplayResult{}, fmt.Errorf("%w: broker down", bridge.ErrUnavailable)
+}
+
+// A resume whose history cannot be read must not claim a gap (which
+// would move the client past what it missed): the client retries.
+func TestResumeDuringOutageRetriesInsteadOfSkipping(t *testing.T) {
+	b := memory.New(memory.Options{})
+	defer b.Close()
+	s := startServer(t, serverOpts{cfg: bridge.Config{Broker: unreadable{b}, RetryInterval: 250 * time.Millisecond}})
+	resp, err := http.DefaultClient.Do(func() *http.Request {
+		r, _ := http.NewRequest("GET", s.url+"/v1/events?topic=a", nil)
+		r.Header.Set("Last-Event-ID", b.Epoch()+"-3")
+		return r
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body) // the server ends the stream
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "retry: 250") || strings.Contains(string(body), bridge.GapEventType) || strings.Contains(string(body), "data:") {
+		t.Fatalf("%d %q: want a retry hint and the stream closed, no gap", resp.StatusCode, body)
+	}
+	sub, err := heraldv1.NewSubscriberServiceClient(s.conn).Subscribe(ctxT(t), &heraldv1.SubscribeRequest{Topics: []string{"a"}, LastEventId: b.Epoch() + "-3"})
+	if err == nil {
+		_, err = sub.Recv()
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("gRPC resume during an outage: %v, want UNAVAILABLE", err)
 	}
 }

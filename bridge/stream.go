@@ -124,7 +124,14 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	s, err := h.hub.subscribe(sub.patterns, sub.render)
 	if err != nil {
-		h.refuse(w, fmt.Errorf("%w: server is shutting down", ErrUnavailable))
+		// Shutting down. A 503 would close an EventSource for good: send
+		// it away like the streams that were open, to reconnect elsewhere.
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/event-stream")
+		hdr.Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		b := sse.AppendComment(nil, "server shutting down, reconnect")
+		_, _ = w.Write(sse.AppendRetry(b, (h.retry/2 + time.Duration(rand.Int64N(int64(time.Second)))).Milliseconds()))
 		return
 	}
 	defer h.hub.unsubscribe(s)
@@ -233,7 +240,15 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // flushing as it grows, preceded by a gap event when the history does not
 // reach back that far. It returns the last replayed Seq.
 func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *streamConn, sub subscription, render *Rendering, buf []byte) (uint64, []byte, bool) {
-	res := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
+	res, err := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
+	if err != nil {
+		// Ask the client to come back with the same Last-Event-ID rather
+		// than skip what it missed.
+		h.log.Warn("cannot resume a stream; the client will retry", "err", err)
+		buf = sse.AppendComment(buf, "history unavailable, reconnecting")
+		h.write(w, rc, buf)
+		return 0, nil, false
+	}
 	if res.gap != "" {
 		data, _ := json.Marshal(struct {
 			LastEventID string `json:"lastEventId"`

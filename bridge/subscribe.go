@@ -56,7 +56,10 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 	ctx := stream.Context()
 	var lastSeq uint64
 	if id := req.GetLastEventId(); id != "" {
-		res := s.hub.resume(ctx, patterns, id)
+		res, err := s.hub.resume(ctx, patterns, id)
+		if err != nil {
+			return grpcError(err)
+		}
 		if res.gap != "" {
 			gap := &heraldv1.Gap{LastEventId: id, Reason: res.gap}
 			if err := stream.Send(&heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Gap{Gap: gap}}); err != nil {
