@@ -32,6 +32,9 @@ before(async () => {
   await ctx.addInitScript(recorder);
   // A cookie for 127.0.0.1: sent on credentialed requests to any port.
   await ctx.addCookies([{ name: 'session', value: 'e2e-cookie', domain: '127.0.0.1', path: '/', sameSite: 'Lax' }]);
+  // The subscriber's token, as a backend would set it: HttpOnly, so page
+  // scripts never see it; the browser sends it with credentialed requests.
+  await ctx.addCookies([{ name: cfg.auth.cookie, value: cfg.auth.token, domain: '127.0.0.1', path: '/', sameSite: 'Lax', httpOnly: true }]);
 }, { timeout: 60000 });
 
 after(async () => {
@@ -331,7 +334,7 @@ test('page on a listed origin subscribes with credentials; reconnects need no pr
     for (const r of mine) {
       assert.equal(r.method, 'GET');
       assert.equal(r.header.origin, cfg.pages.listed);
-      assert.equal(r.header.cookie, 'session=e2e-cookie', 'withCredentials sends cookies');
+      assert.ok(r.header.cookie?.split('; ').includes('session=e2e-cookie'), 'withCredentials sends cookies');
     }
     assert.equal(mine[1].header['last-event-id'], before[0]);
     const other = reqs.find((r) => r.target === `/v1/events?topic=${t}&topic=${t}.x`);
@@ -412,6 +415,38 @@ test('page: the typed wrapper of docs/clients.md, as written there', { skip }, a
     assert.equal(got.gaps[0].lastEventId, 'not-an-id');
     assert.deepEqual(got.states, ['open']);
     await p.evaluate(() => window.__stop());
+  } finally {
+    await p.close();
+  }
+});
+
+test('page on a listed origin subscribes with a token cookie and withCredentials; without them it is refused', { skip }, async () => {
+  const srv = cfg.servers.auth;
+  const ok = topic('auth-ok');
+  const forbidden = topic('auth-no');
+  const p = await page(cfg.pages.listed + '/');
+  try {
+    const i = await open(p, `${srv.url}/v1/events?topic=${ok}`, { types: ['google.protobuf.Struct'], withCredentials: true });
+    const noCookie = await open(p, `${srv.url}/v1/events?topic=${ok}`, { types: ['google.protobuf.Struct'] });
+    const notAllowed = await open(p, `${srv.url}/v1/events?topic=${forbidden}`, { types: ['google.protobuf.Struct'], withCredentials: true });
+    await opened(p, i);
+    for (const k of [noCookie, notAllowed]) await until(p, k, (s) => s.readyState === CLOSED, 'CLOSED');
+    const ids = await publish('auth', ok, [struct({ secret: 'for the token holder' })]);
+    await publish('auth', forbidden, [struct({ secret: 'for nobody' })]);
+    await got(p, i, 1);
+    const [ev] = await events(p, i);
+    assert.equal(ev.id, ids[0]);
+    assert.deepEqual(JSON.parse(ev.data), { secret: 'for the token holder' });
+    for (const k of [noCookie, notAllowed]) {
+      const s = await state(p, k);
+      assert.equal(s.opens, 0, 'a refused EventSource never opens');
+      assert.equal(s.events, 0, 'and receives nothing');
+    }
+    const reqs = (await tapStats('auth')).requests.filter((r) => r.method === 'GET');
+    const sent = reqs.find((r) => r.target === `/v1/events?topic=${ok}` && r.header.cookie?.includes(cfg.auth.cookie));
+    assert.ok(sent, 'the token cookie went with the credentialed request');
+    const bare = reqs.filter((r) => r.target === `/v1/events?topic=${ok}` && !r.header.cookie);
+    assert.equal(bare.length, 1, 'the request without credentials carried no cookie, and was not retried');
   } finally {
     await p.close();
   }

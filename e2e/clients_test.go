@@ -87,10 +87,12 @@ func TestBrowser(t *testing.T) {
 		"h1":      startHerald(t, "h1", bridge.Config{}, memory.Options{}),
 		"cors":    startHerald(t, "cors", bridge.Config{CORSOrigins: []string{listed}, RetryInterval: 200 * time.Millisecond}, memory.Options{}),
 		"corsAny": startHerald(t, "corsAny", bridge.Config{CORSOrigins: []string{"*"}}, memory.Options{}),
+		"auth":    startHerald(t, "auth", bridge.Config{CORSOrigins: []string{listed}, Auth: cookieAuth(t)}, memory.Options{}),
 	}
 	runNode(t, "browser.test.mjs", nodeConfig(t, servers, map[string]any{
 		"chrome": chrome,
 		"pages":  map[string]string{"listed": listed, "unlisted": unlisted},
+		"auth":   map[string]string{"token": signTestToken(t, []string{"e2e.auth-ok.>"}), "cookie": "herald_token"},
 	}), []string{
 		`page: named events reach addEventListener(type); onmessage sees only type "message"`,
 		"page: JSON equals the published payload, non-ASCII and line breaks intact",
@@ -107,6 +109,7 @@ func TestBrowser(t *testing.T) {
 		"page on an unlisted origin is blocked",
 		`with CORS origin "*" a page subscribes without credentials; withCredentials is blocked`,
 		"page: the typed wrapper of docs/clients.md, as written there",
+		"page on a listed origin subscribes with a token cookie and withCredentials; without them it is refused",
 	})
 }
 
