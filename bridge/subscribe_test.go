@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -22,7 +21,7 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/memory"
-	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
 // grpcServer is a real Herald server on 127.0.0.1:0 with the memory broker,
@@ -40,52 +39,24 @@ type grpcServer struct {
 
 func startGRPCServer(t testing.TB, opts serverOpts, dial ...grpc.DialOption) *grpcServer {
 	t.Helper()
-	types, err := schema.NewBuiltin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := memory.New(opts.memory)
-	t.Cleanup(func() { b.Close() })
-	cfg := opts.cfg
-	cfg.Broker, cfg.Types = b, types
-	srv, err := bridge.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(httpLn, grpcLn) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+	s := heraldtest.Start(t, heraldtest.Options{Config: opts.cfg, Memory: opts.memory})
+	conn := s.Conn
+	if len(dial) > 0 {
+		var err error
+		dial = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dial...)
+		if conn, err = grpc.NewClient(s.GRPCAddr, dial...); err != nil {
+			t.Fatal(err)
 		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	dial = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dial...)
-	conn, err := grpc.NewClient(grpcLn.Addr().String(), dial...)
-	if err != nil {
-		t.Fatal(err)
+		t.Cleanup(func() { conn.Close() })
 	}
-	t.Cleanup(func() { conn.Close() })
 	return &grpcServer{
-		Server: srv,
-		url:    "http://" + httpLn.Addr().String(),
-		addr:   grpcLn.Addr().String(),
+		Server: s.Server,
+		url:    s.URL,
+		addr:   s.GRPCAddr,
 		conn:   conn,
 		pub:    heraldv1.NewPublisherServiceClient(conn),
 		sub:    heraldv1.NewSubscriberServiceClient(conn),
-		broker: b,
+		broker: s.Broker,
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,11 +19,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/client"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
-	"github.com/heraldhq/herald/internal/broker/memory"
-	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
 // order mirrors OrderPublisher.order(i) in Java.
@@ -91,37 +88,8 @@ func cmp(s, def string) string {
 // gRPC addresses.
 func startHerald(t *testing.T) (httpURL, grpcAddr string) {
 	t.Helper()
-	types, err := schema.NewBuiltin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := memory.New(memory.Options{})
-	t.Cleanup(func() { b.Close() })
-	srv, err := bridge.New(bridge.Config{Broker: b, Types: types})
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(httpLn, grpcLn) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + httpLn.Addr().String(), grpcLn.Addr().String()
+	s := heraldtest.Start(t, heraldtest.Options{})
+	return s.URL, s.GRPCAddr
 }
 
 func TestJavaPublisherEventsArriveOverSSE(t *testing.T) {
