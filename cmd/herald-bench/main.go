@@ -62,6 +62,7 @@ type config struct {
 	targetGRPC   string
 	targetPID    int
 	serverArgs   string
+	serverEnv    string
 	noFloor      bool
 	repeat       int
 	quietBelow   float64
@@ -132,6 +133,7 @@ func run(args []string) error {
 	fs.StringVar(&c.targetGRPC, "target-grpc", "", "gRPC address of the --target server")
 	fs.IntVar(&c.targetPID, "target-pid", 0, "process id of the --target server, to read its CPU and memory from /proc")
 	fs.StringVar(&c.serverArgs, "server-args", "", "extra flags for herald serve, space-separated")
+	fs.StringVar(&c.serverEnv, "server-env", "", "extra environment for herald serve, space-separated, e.g. GOMAXPROCS=1")
 	fs.BoolVar(&c.noFloor, "no-floor", false, "skip the floor servers")
 	fs.IntVar(&c.repeat, "repeat", 1, "run every scenario this many times (floor and Herald alternating); the table shows, per server, the run in which the rest of the machine was least busy")
 	fs.Float64Var(&c.quietBelow, "quiet-below", 0, "before each scenario, wait until the rest of the machine uses at most this many cores (0: don't wait)")

@@ -29,8 +29,9 @@ type server struct {
 // {"msg": readyMsg, ...}, reading the addresses from it. Lines before it
 // may name a debug listener ({"msg": "debug listening", "addr": ...}).
 // The rest of its log goes to logPath.
-func startServer(kind, bin string, args []string, readyMsg, logPath string) (*server, error) {
+func startServer(kind, bin string, args, env []string, readyMsg, logPath string) (*server, error) {
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	// Die with the harness, however it ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
@@ -166,7 +167,7 @@ func (b *bench) startHerald(scenario string, extra ...string) (*server, error) {
 	}
 	args = append(args, extra...)
 	args = append(args, strings.Fields(b.cfg.serverArgs)...)
-	return startServer("herald", b.heraldBin, args, "herald listening", filepath.Join(b.dir, scenario+"-herald.log"))
+	return startServer("herald", b.heraldBin, args, strings.Fields(b.cfg.serverEnv), "herald listening", filepath.Join(b.dir, scenario+"-herald.log"))
 }
 
 // startFloor runs this binary as a floor server: mode "sse" or "grpc";
@@ -183,7 +184,7 @@ func (b *bench) startFloor(scenario, kind, mode string) (*server, error) {
 	if b.cfg.profileDir != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0")
 	}
-	return startServer(kind, self, args, "floor listening", filepath.Join(b.dir, scenario+"-"+kind+".log"))
+	return startServer(kind, self, args, nil, "floor listening", filepath.Join(b.dir, scenario+"-"+kind+".log"))
 }
 
 var errStopped = errors.New("server stopped")
