@@ -500,6 +500,9 @@ func runCluster(t *testing.T, be backend) {
 		t.Errorf("delivered %d of %d, duplicated %d, lost %d, out of order %d; want every event exactly once, in order", delivered, expected, duplicated, lost, outOfOrder)
 	}
 	for _, n := range c.nodes[1:] {
+		// Traffic flows again before the health monitor confirms the
+		// recovery: give it its check interval to log so.
+		waitFor(t, 20*time.Second, n.name+` to log "broker back"`, func() bool { return n.logs.count(`"msg":"broker back"`) > 0 })
 		if got := n.logs.count(`"msg":"broker unavailable"`); got != 1 {
 			t.Errorf("%s logged \"broker unavailable\" %d times for one broker outage; want once:\n%s", n.name, got, n.logs)
 		}
