@@ -71,6 +71,7 @@ type config struct {
 	profileDir   string
 	perf         bool
 	jsonOut      string
+	report       string
 	keepLogs     bool
 }
 
@@ -142,6 +143,7 @@ func run(args []string) error {
 	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU (measurement window) and heap profiles of every server here; Herald runs with --debug-addr")
 	fs.BoolVar(&c.perf, "perf", false, "with --profile-dir, also record `perf record -g` of each server over the window")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the results to this file as JSON")
+	fs.StringVar(&c.report, "report", "", "run nothing: print the tables of the results in this --json file")
 	fs.BoolVar(&c.keepLogs, "keep-logs", false, "keep the servers' logs (the directory is printed)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -156,6 +158,9 @@ func run(args []string) error {
 		return errors.New("--duration, --payload, --heartbeat, --tick and --repeat must be positive")
 	}
 
+	if c.report != "" {
+		return printReport(c)
+	}
 	limit, err := raiseFileLimit()
 	if err != nil {
 		return fmt.Errorf("raising RLIMIT_NOFILE: %w", err)
@@ -320,4 +325,22 @@ func percentiles(lat []int64) (p50, p99, p999, maxv float64) {
 		return float64(lat[min(i, len(lat)-1)]) / 1e3
 	}
 	return at(0.50), at(0.99), at(0.999), float64(lat[len(lat)-1]) / 1e3
+}
+
+// printReport prints the tables of an earlier run's --json file.
+func printReport(c config) error {
+	data, err := os.ReadFile(c.report)
+	if err != nil {
+		return err
+	}
+	b := &bench{cfg: c}
+	if err := json.Unmarshal(data, &b.results); err != nil {
+		return fmt.Errorf("%s: %w", c.report, err)
+	}
+	b.cfg.repeat = 1
+	for _, r := range b.results {
+		b.cfg.repeat = max(b.cfg.repeat, r.Run)
+	}
+	b.printTables(os.Stdout)
+	return nil
 }

@@ -29,19 +29,31 @@ var targets = []target{
 	{"PublishStream throughput, 0 subscribers", "publish-stream", "publish", 0.5, true},
 }
 
-// find returns a server's result in a scenario: of several runs, the one
-// in which the rest of the machine was least busy.
+// find returns a server's result in a scenario. Of several runs it takes
+// the one in which the rest of the machine was least busy, the same run for
+// every server, so that ratios compare figures taken side by side.
 func (b *bench) find(scenario, server string) *result {
-	var best *result
+	usable := func(r *result) bool {
+		return r.Scenario == scenario && (r.Note == "" || strings.Contains(r.Note, "dropped"))
+	}
+	load := map[int]float64{}
 	for _, r := range b.results {
-		if r.Scenario != scenario || r.Server != server || r.Note != "" && !strings.Contains(r.Note, "dropped") {
-			continue
-		}
-		if best == nil || r.OtherCores < best.OtherCores {
-			best = r
+		if usable(r) {
+			load[r.Run] += r.OtherCores
 		}
 	}
-	return best
+	best := -1
+	for run, l := range load {
+		if best < 0 || l < load[best] || l == load[best] && run < best {
+			best = run
+		}
+	}
+	for _, r := range b.results {
+		if usable(r) && r.Run == best && r.Server == server {
+			return r
+		}
+	}
+	return nil
 }
 
 func ratio(h, f float64) string {
@@ -66,7 +78,7 @@ func mib(b int64) string   { return fmt.Sprintf("%.0f", float64(b)/(1<<20)) }
 
 func (b *bench) printTables(w io.Writer) {
 	if b.cfg.repeat > 1 {
-		fmt.Fprintf(w, "Every scenario ran %d times; each row is the run in which the rest of the machine was least busy (all runs are in --json).\n\n", b.cfg.repeat)
+		fmt.Fprintf(w, "Every scenario ran %d times; its rows are from the run in which the rest of the machine was least busy (all runs are in --json).\n\n", b.cfg.repeat)
 	}
 	fmt.Fprintln(w, "Delivery (scenarios 1–4): deliveries received in the window; server CPU per delivery from /proc/<pid>/stat; latency from the publish stamp")
 	fmt.Fprintln(w, "to the client's read, for events published in the window; cores = CPU seconds per second of the window. floor: net/http, one writer goroutine;")
