@@ -108,8 +108,8 @@ func (s *server) alive() bool {
 
 // stop asks the process to shut down and kills it after 15s.
 func (s *server) stop() {
-	if s == nil || s.cmd.Process == nil {
-		return
+	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+		return // not started here (--target)
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
