@@ -67,7 +67,9 @@ type Config struct {
 	// QueueSize is how many events may wait for one SSE subscriber before
 	// it is disconnected as too slow (default 256).
 	QueueSize int
-	// WriteTimeout bounds each write to an SSE stream (default 10s).
+	// WriteTimeout bounds each write to an SSE stream (default 10s): every
+	// write gets at least this long, and a stalled one is cut within 9/8 of
+	// it (the deadline is re-armed only every eighth of it).
 	WriteTimeout time.Duration
 	// Auth authenticates publishers and subscribers. nil allows everyone
 	// everything: for tests and embedding only (herald serve always sets

@@ -66,7 +66,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.heartbeat, "heartbeat", bridge.DefaultHeartbeatInterval, "interval of the comment line sent on idle SSE streams, so proxies keep them open")
 	fs.DurationVar(&c.retry, "retry", bridge.DefaultRetryInterval, "reconnect delay suggested to SSE clients (the retry: field)")
 	fs.IntVar(&c.queueSize, "queue-size", bridge.DefaultQueueSize, "events that may wait for one SSE client before it is disconnected as too slow (it then resumes with Last-Event-ID)")
-	fs.DurationVar(&c.writeTimeout, "write-timeout", bridge.DefaultWriteTimeout, "longest a write to one SSE client may take before its stream is closed")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", bridge.DefaultWriteTimeout, "how long a write to one SSE client may block before its stream is closed (every write gets at least this; a stalled one is cut within 9/8 of it)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest a graceful shutdown may take before open connections are cut")
 	fs.Var(&c.corsOrigins, "cors-origins", "origin of a page on another site allowed to subscribe and publish, e.g. https://app.example.com (such pages may send cookies); may repeat; \"*\" allows any origin, without credentials")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS with HTTP/2 on --http-addr instead of plain HTTP and h2c; needs --tls-key")
