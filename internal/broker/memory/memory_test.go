@@ -93,6 +93,8 @@ func TestSweepDropsIdleTopics(t *testing.T) {
 		defer b.Close()
 
 		publish(t, b, "idle", "k")
+		// In the synctest bubble the clock is virtual: Sleep advances it
+		// at once, when every goroutine of the bubble is blocked.
 		time.Sleep(maxAge / 2)
 		publish(t, b, "busy", "")
 		time.Sleep(maxAge/2 + 150*time.Millisecond) // "idle" is past MaxAge, "busy" is not
