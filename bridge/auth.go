@@ -143,3 +143,13 @@ func authorizePublish(creds Credentials, perms Permissions, topic string) error 
 	}
 	return fmt.Errorf("%w: these credentials do not allow publishing to %q", ErrPermissionDenied, topic)
 }
+
+// expiryTimer fires when perms expire; its channel is nil (never ready)
+// for permissions that do not.
+func expiryTimer(perms Permissions) (<-chan time.Time, func() bool) {
+	if perms.Expires.IsZero() {
+		return nil, func() bool { return false }
+	}
+	t := time.NewTimer(time.Until(perms.Expires))
+	return t.C, t.Stop
+}

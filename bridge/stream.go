@@ -165,12 +165,8 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := r.Context()
-	var expired <-chan time.Time
-	if !perms.Expires.IsZero() {
-		t := time.NewTimer(time.Until(perms.Expires))
-		defer t.Stop()
-		expired = t.C
-	}
+	expired, stop := expiryTimer(perms)
+	defer stop()
 	for {
 		select {
 		case <-expired:

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -75,12 +74,8 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 		lastSeq = res.lastSeq
 	}
 
-	var expired <-chan time.Time
-	if !perms.Expires.IsZero() {
-		t := time.NewTimer(time.Until(perms.Expires))
-		defer t.Stop()
-		expired = t.C
-	}
+	expired, stop := expiryTimer(perms)
+	defer stop()
 	for {
 		select {
 		case <-expired:
