@@ -90,6 +90,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/outage"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
 
@@ -172,7 +173,7 @@ type Broker struct {
 	subs   map[*subscription]struct{}
 	topics map[string]*topicState
 
-	outage  outage
+	outage  outage.Log
 	recheck chan struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -210,7 +211,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		recheck:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
-	b.outage.log = b.log
+	b.outage.Logger, b.outage.Broker = b.log, "nats"
 	copts, err := b.connectOptions()
 	if err != nil {
 		return nil, err
@@ -291,7 +292,7 @@ func (b *Broker) connectOptions() ([]nats.Option, error) {
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if !b.closed.Load() {
-				b.outage.down(fmt.Errorf("disconnected from NATS: %v", err), time.Now())
+				b.outage.Down(fmt.Errorf("disconnected from NATS: %v", err), time.Now())
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { b.kick() }),
@@ -450,7 +451,7 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
 	}
 	err = fmt.Errorf("%w: NATS JetStream: %s: %v", bridge.ErrUnavailable, op, err)
-	b.outage.down(err, callStart(ctx))
+	b.outage.Down(err, callStart(ctx))
 	b.kick()
 	return err
 }
@@ -478,7 +479,7 @@ func callStart(ctx context.Context) time.Time {
 // confirm notes a successful call: during an outage, the monitor checks
 // whether the broker is back (and says so, once).
 func (b *Broker) confirm() {
-	if b.outage.isOut.Load() {
+	if b.outage.Out() {
 		b.kick()
 	}
 }
@@ -509,14 +510,14 @@ func (b *Broker) monitor() {
 			cancel()
 			if err == nil {
 				if b.checkCreated(info.Created) == nil {
-					b.outage.up()
+					b.outage.Up()
 				}
 				break
 			}
 			if b.closed.Load() {
 				return
 			}
-			b.outage.down(fmt.Errorf("stream info: %v", err), started)
+			b.outage.Down(fmt.Errorf("stream info: %v", err), started)
 			select {
 			case <-b.stop:
 				return
@@ -525,43 +526,6 @@ func (b *Broker) monitor() {
 			wait = min(2*wait, 5*time.Second)
 		}
 	}
-}
-
-// outage logs the start and the end of each broker outage once. Only the
-// monitor, after a successful check of the broker, ends an outage; a
-// failure of a call that began before the last recovery belongs to the
-// outage already logged and starts no new one.
-type outage struct {
-	log   *slog.Logger
-	isOut atomic.Bool // read without mu on every call
-	mu    sync.Mutex
-	since time.Time // when the outage began
-	upAt  time.Time // when the last one ended
-}
-
-func (o *outage) down(err error, callStarted time.Time) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.isOut.Load() || callStarted.Before(o.upAt) {
-		return
-	}
-	o.isOut.Store(true)
-	o.since = time.Now()
-	o.log.Warn("broker unavailable", "broker", "nats", "err", err)
-}
-
-func (o *outage) up() {
-	if !o.isOut.Load() {
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.isOut.Load() {
-		return
-	}
-	o.isOut.Store(false)
-	o.upAt = time.Now()
-	o.log.Info("broker back", "broker", "nats", "after", time.Since(o.since).Round(time.Millisecond))
 }
 
 // Publish implements bridge.Broker. It returns once the stream acknowledged

@@ -106,6 +106,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker/outage"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
 
@@ -174,7 +175,7 @@ type Broker struct {
 	mu   sync.Mutex // guards subs
 	subs map[*subscription]struct{}
 
-	outage  outage
+	outage  outage.Log
 	recheck chan struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -223,7 +224,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		recheck: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
-	b.outage.log = b.log
+	b.outage.Logger, b.outage.Broker = b.log, "redis"
 	ctx, cancel := context.WithTimeout(ctx, 2*opts.Timeout)
 	defer cancel()
 	epoch, err := b.rdb.SetArgs(ctx, b.keys.epoch, newEpoch(), goredis.SetArgs{Mode: "NX", Get: true}).Result()
@@ -453,7 +454,7 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
 	}
 	err = fmt.Errorf("%w: redis: %s: %v", bridge.ErrUnavailable, op, err)
-	b.outage.down(err, callStart(ctx))
+	b.outage.Down(err, callStart(ctx))
 	b.kick()
 	return err
 }
@@ -466,7 +467,7 @@ func isTimeout(err error) bool {
 // confirm notes a successful call: during an outage, the monitor checks
 // whether the broker is back (and says so, once).
 func (b *Broker) confirm() {
-	if b.outage.isOut.Load() {
+	if b.outage.Out() {
 		b.kick()
 	}
 }
@@ -496,14 +497,14 @@ func (b *Broker) monitor() {
 			cancel()
 			if err == nil || errors.Is(err, goredis.Nil) {
 				if b.checkEpoch(epoch) == nil {
-					b.outage.up()
+					b.outage.Up()
 				}
 				break
 			}
 			if b.closed.Load() {
 				return
 			}
-			b.outage.down(err, started)
+			b.outage.Down(err, started)
 			select {
 			case <-b.stop:
 				return
@@ -546,43 +547,6 @@ func (b *Broker) sweep() {
 			}
 		}
 	}
-}
-
-// outage logs the start and the end of each broker outage once. Only the
-// monitor, after a successful check of the broker, ends an outage; a
-// failure of a call that began before the last recovery belongs to the
-// outage already logged and starts no new one.
-type outage struct {
-	log   *slog.Logger
-	isOut atomic.Bool // read without mu on every call
-	mu    sync.Mutex
-	since time.Time // when the outage began
-	upAt  time.Time // when the last one ended
-}
-
-func (o *outage) down(err error, callStarted time.Time) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.isOut.Load() || callStarted.Before(o.upAt) {
-		return
-	}
-	o.isOut.Store(true)
-	o.since = time.Now()
-	o.log.Warn("broker unavailable", "broker", "redis", "err", err)
-}
-
-func (o *outage) up() {
-	if !o.isOut.Load() {
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.isOut.Load() {
-		return
-	}
-	o.isOut.Store(false)
-	o.upAt = time.Now()
-	o.log.Info("broker back", "broker", "redis", "after", time.Since(o.since).Round(time.Millisecond))
 }
 
 // Publish implements bridge.Broker. It returns once Redis executed the
