@@ -163,7 +163,7 @@ func (p *publisher) publish(ctx context.Context, req *heraldv1.PublishRequest, t
 }
 
 // newEvent validates req and turns it into an Event whose payload is
-// already rendered as JSON, so that nothing a browser receives can fail to
+// known to render as JSON, so that nothing a browser receives can fail to
 // parse.
 func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*Event, error) {
 	if err := ValidateTopic(req.GetTopic()); err != nil {
@@ -211,8 +211,14 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*Event, error) {
 	if err := validatePayload(p.types, msg); err != nil {
 		return nil, err
 	}
-	if ev.json, err = renderJSON(p.types, msg, protojson.MarshalOptions{}); err != nil {
-		return nil, err
+	// Refuse what cannot be rendered as JSON. Most types can always be
+	// rendered, or once their timestamps and durations are in range: the
+	// hub renders those on first delivery, so an event no one receives
+	// is never rendered. The others are rendered here, once.
+	if m := msg.ProtoReflect(); !planFor(m.Descriptor()).renders(m) {
+		if ev.json, err = renderJSON(p.types, msg, protojson.MarshalOptions{}); err != nil {
+			return nil, err
+		}
 	}
 	return ev, nil
 }

@@ -1,0 +1,103 @@
+package bridge_test
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// benchStream is an in-memory PublishStream: Recv hands out the same
+// request n times, then io.EOF; Send counts the answers.
+type benchStream struct {
+	grpc.ServerStream // nil: only Context, Recv and Send are used
+	ctx               context.Context
+	req               *heraldv1.PublishRequest
+	n                 int
+	errs              int
+}
+
+func (s *benchStream) Context() context.Context { return s.ctx }
+
+func (s *benchStream) Recv() (*heraldv1.PublishRequest, error) {
+	if s.n == 0 {
+		return nil, io.EOF
+	}
+	s.n--
+	return s.req, nil
+}
+
+func (s *benchStream) Send(resp *heraldv1.PublishResponse) error {
+	if resp.GetError() != nil {
+		s.errs++
+	}
+	return nil
+}
+
+// benchChatRequest is a request as herald-bench sends it in scenario 5: a
+// chat.v1.ChatMessage whose JSON is about 256 bytes, no type, no
+// attributes, no idempotency key.
+func benchChatRequest(tb testing.TB, topic string, stamped bool) *heraldv1.PublishRequest {
+	tb.Helper()
+	msg := &chatv1.ChatMessage{Room: topic, MessageId: "0000000017.1767225600123456789", Author: "herald-bench",
+		Text: strings.Repeat("x", 256-len(`{"room":"bench.t00000","messageId":"0000000017.1767225600123456789","author":"herald-bench","text":""}`))}
+	if stamped {
+		msg.SentAt = timestamppb.New(time.Unix(1767225600, 123456789))
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &heraldv1.PublishRequest{Topic: topic, Payload: &anypb.Any{TypeUrl: "type.googleapis.com/chat.v1.ChatMessage", Value: b}}
+}
+
+// BenchmarkPublishStream is scenario 5's server side without gRPC: one
+// PublishStream into the memory broker of a running server (its hub
+// subscribed, no subscriber on the topic), the compiled-in schema
+// registry validating. One op is one request answered.
+func BenchmarkPublishStream(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		stamped bool
+	}{{"chat", false}, {"chat+timestamp", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv := heraldtest.Start(b, heraldtest.Options{})
+			pub := srv.Publisher()
+			st := &benchStream{ctx: context.Background(), req: benchChatRequest(b, "bench.t00000", bc.stamped)}
+			b.ReportAllocs()
+			b.ResetTimer()
+			st.n = b.N
+			if err := pub.PublishStream(st); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if st.errs > 0 {
+				b.Fatalf("%d publishes refused", st.errs)
+			}
+		})
+	}
+}
+
+// BenchmarkPublishUnary is the same publish through the unary Publish.
+func BenchmarkPublishUnary(b *testing.B) {
+	srv := heraldtest.Start(b, heraldtest.Options{})
+	pub := srv.Publisher()
+	req := benchChatRequest(b, "bench.t00000", false)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := pub.Publish(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
