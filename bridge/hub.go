@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,10 +36,14 @@ type Hub struct {
 	all    map[*subscriber]struct{}
 	closed bool
 
+	// shards write to direct streams (see writer.go); set by start.
+	shards    []*shard
+	nextShard atomic.Uint32
+
 	lifeMu  sync.Mutex // orders start and close; guards stopped and cancel
 	stopped bool
 	cancel  context.CancelFunc
-	done    chan struct{} // closed when the heartbeat goroutine ends
+	done    sync.WaitGroup // the heartbeat and shard goroutines
 }
 
 type wildSubs struct {
@@ -51,6 +56,7 @@ const (
 	dropNone int32 = iota
 	dropSlow
 	dropShutdown
+	dropGone // a direct stream's client went away
 )
 
 type subscriber struct {
@@ -61,8 +67,13 @@ type subscriber struct {
 	reason   atomic.Int32
 	// lastSeq is the last event handed to this subscriber; it keeps an
 	// event that matches several of its patterns from being queued twice.
-	// Touched only by deliver, which the broker serializes.
+	// Touched only by deliver, which the broker serializes, or for a
+	// direct subscriber by its shard.
 	lastSeq uint64
+	// d and shard are set for a direct stream (writer.go): its shard
+	// writes to it, and its queue is used only while it lags.
+	d     *direct
+	shard *shard
 }
 
 // heartbeat is queued to every subscriber on the shared heartbeat schedule;
@@ -85,7 +96,6 @@ func newHub(broker Broker, types TypeResolver, log *slog.Logger, m *metrics, que
 		exact:     make(map[string]map[*subscriber]struct{}),
 		wild:      make(map[string]*wildSubs),
 		all:       make(map[*subscriber]struct{}),
-		done:      make(chan struct{}),
 	}
 }
 
@@ -105,13 +115,33 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 		return err
 	}
 	h.cancel = cancel
-	go h.heartbeats(ctx, heartbeatEvery)
+	shards := make([]*shard, max(1, runtime.GOMAXPROCS(0)))
+	for i := range shards {
+		shards[i] = newShard(h)
+		h.done.Go(func() { shards[i].run(ctx.Done()) })
+	}
+	h.mu.Lock()
+	h.shards = shards
+	h.mu.Unlock()
+	h.done.Go(func() { h.heartbeats(ctx, heartbeatEvery) })
 	return nil
 }
 
 // subscribe registers a subscriber for patterns. Events accepted from now on
 // are queued to it; call unsubscribe when done.
 func (h *Hub) subscribe(patterns []Pattern, render *Rendering) (*subscriber, error) {
+	return h.add(patterns, render, false)
+}
+
+// subscribeDirect registers a subscriber that its shard may write to
+// directly once it has a connection (writer.go). Until the stream's
+// goroutine settles it, it lags: its events are queued. Before the hub
+// starts, it is an ordinary subscriber (s.d is nil).
+func (h *Hub) subscribeDirect(patterns []Pattern, render *Rendering) (*subscriber, error) {
+	return h.add(patterns, render, true)
+}
+
+func (h *Hub) add(patterns []Pattern, render *Rendering, isDirect bool) (*subscriber, error) {
 	if render != nil {
 		render.key() // computed before the rendering is shared
 	}
@@ -127,24 +157,14 @@ func (h *Hub) subscribe(patterns []Pattern, render *Rendering) (*subscriber, err
 		return nil, ErrClosed
 	}
 	h.all[s] = struct{}{}
-	for _, p := range patterns {
-		if p.Literal() {
-			set := h.exact[p.text]
-			if set == nil {
-				set = make(map[*subscriber]struct{})
-				h.exact[p.text] = set
-			}
-			set[s] = struct{}{}
-			continue
-		}
-		w := h.wild[p.text]
-		if w == nil {
-			w = &wildSubs{pattern: p, subs: make(map[*subscriber]struct{})}
-			h.wild[p.text] = w
-		}
-		w.subs[s] = struct{}{}
-	}
 	h.metrics.subscribers.Inc()
+	if isDirect && len(h.shards) > 0 {
+		s.d = &direct{lagging: true, lag: make(chan struct{}, 1)}
+		s.shard = h.shards[h.nextShard.Add(1)%uint32(len(h.shards))]
+		s.shard.add(s)
+		return s, nil
+	}
+	index(h.exact, h.wild, s)
 	return s, nil
 }
 
@@ -155,24 +175,54 @@ func (h *Hub) unsubscribe(s *subscriber) {
 		return
 	}
 	delete(h.all, s)
+	h.metrics.subscribers.Dec()
+	if s.shard != nil {
+		s.shard.remove(s)
+		return
+	}
+	unindex(h.exact, h.wild, s)
+}
+
+// index adds s to the indexes of subscribers by literal topic and by
+// wildcard pattern.
+func index(exact map[string]map[*subscriber]struct{}, wild map[string]*wildSubs, s *subscriber) {
 	for _, p := range s.patterns {
 		if p.Literal() {
-			if set := h.exact[p.text]; set != nil {
+			set := exact[p.text]
+			if set == nil {
+				set = make(map[*subscriber]struct{})
+				exact[p.text] = set
+			}
+			set[s] = struct{}{}
+			continue
+		}
+		w := wild[p.text]
+		if w == nil {
+			w = &wildSubs{pattern: p, subs: make(map[*subscriber]struct{})}
+			wild[p.text] = w
+		}
+		w.subs[s] = struct{}{}
+	}
+}
+
+func unindex(exact map[string]map[*subscriber]struct{}, wild map[string]*wildSubs, s *subscriber) {
+	for _, p := range s.patterns {
+		if p.Literal() {
+			if set := exact[p.text]; set != nil {
 				delete(set, s)
 				if len(set) == 0 {
-					delete(h.exact, p.text)
+					delete(exact, p.text)
 				}
 			}
 			continue
 		}
-		if w := h.wild[p.text]; w != nil {
+		if w := wild[p.text]; w != nil {
 			delete(w.subs, s)
 			if len(w.subs) == 0 {
-				delete(h.wild, p.text)
+				delete(wild, p.text)
 			}
 		}
 	}
-	h.metrics.subscribers.Dec()
 }
 
 // A resumption is what a subscriber resuming after an event id gets before
@@ -226,7 +276,8 @@ func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string
 }
 
 // deliver is the broker's callback: it queues ev to every matching
-// subscriber without blocking.
+// subscriber and hands it to the shards of direct streams, without
+// waiting for any client.
 func (h *Hub) deliver(ev *Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -239,6 +290,9 @@ func (h *Hub) deliver(ev *Event) {
 				h.enqueue(s, ev)
 			}
 		}
+	}
+	for _, sh := range h.shards {
+		sh.offer(ev)
 	}
 }
 
@@ -294,9 +348,9 @@ func (h *Hub) frame(ev *Event) []byte {
 
 // heartbeats queues a heartbeat to every subscriber once per interval: one
 // schedule for the node instead of a timer per connection. A subscriber
-// whose queue is not empty needs none.
+// whose queue is not empty needs none. The shards write it to their direct
+// streams.
 func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
-	defer close(h.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -305,8 +359,11 @@ func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			h.mu.RLock()
+			for _, sh := range h.shards {
+				sh.offer(heartbeat)
+			}
 			for s := range h.all {
-				if len(s.queue) == 0 {
+				if s.d == nil && len(s.queue) == 0 {
 					select {
 					case s.queue <- heartbeat:
 					default:
@@ -334,9 +391,9 @@ func (h *Hub) close() {
 	h.lifeMu.Lock()
 	defer h.lifeMu.Unlock()
 	h.stopped = true
-	if h.cancel != nil { // started: stop the subscription and heartbeats
+	if h.cancel != nil { // started: stop the subscription, heartbeats and shards
 		h.cancel()
-		<-h.done
+		h.done.Wait()
 	}
 }
 

@@ -184,6 +184,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	hub      *Hub
+	streams  *streamHandler
 	pub      *publisher
 	grpc     *grpc.Server
 	health   *health.Server
@@ -329,7 +330,7 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/events", &streamHandler{
+	s.streams = &streamHandler{
 		hub:          s.hub,
 		log:          s.log,
 		metrics:      s.metrics,
@@ -345,7 +346,8 @@ func (s *Server) routes() (http.Handler, error) {
 			trusted: s.cfg.TrustedProxies,
 			perIPs:  make(map[netip.Addr]int),
 		},
-	})
+	}
+	mux.Handle("GET /v1/events", s.streams)
 	mux.Handle("POST /v1/topics/{topic}/events", rest)
 	if s.cfg.Schemas != nil {
 		mux.Handle("GET /v1/schemas", rest)
@@ -463,6 +465,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			close(grpcDone)
 		}()
 		httpErr := s.http.Shutdown(ctx)
+		// Streams taken over from net/http (writer.go) are not its to
+		// wait for.
+		if err := s.streams.wait(ctx); err != nil && httpErr == nil {
+			httpErr = err
+		}
 		select {
 		case <-grpcDone:
 		case <-ctx.Done():

@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -39,6 +41,15 @@ type streamHandler struct {
 	queryToken   bool
 	maxTopics    int
 	conns        *connLimiter
+	// noDirect keeps every stream on its own goroutine and queue, with no
+	// direct writes from the shards (writer.go).
+	noDirect bool
+
+	// taken are the connections taken over from net/http, which its
+	// Shutdown neither waits for nor closes.
+	takenMu sync.Mutex
+	taken   map[net.Conn]struct{}
+	drained chan struct{} // closed when taken empties, if wait waits
 }
 
 // subscription is a parsed GET /v1/events request.
@@ -122,7 +133,15 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	s, err := h.hub.subscribe(sub.patterns, sub.render)
+	// A plain HTTP/1.1 stream can be written by the hub's shards directly
+	// once its head is out (writer.go); others keep a goroutine writing.
+	plain := r.ProtoMajor == 1 && r.TLS == nil && !h.noDirect
+	var s *subscriber
+	if plain {
+		s, err = h.hub.subscribeDirect(sub.patterns, sub.render)
+	} else {
+		s, err = h.hub.subscribe(sub.patterns, sub.render)
+	}
 	if err != nil {
 		// Shutting down. A 503 would close an EventSource for good: send
 		// it away like the streams that were open, to reconnect elsewhere.
@@ -136,12 +155,19 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.hub.unsubscribe(s)
 
-	rc := &streamConn{ResponseController: http.NewResponseController(w)}
+	out := &streamOut{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	hdr.Del("Content-Length")
+	if s.d != nil {
+		// No chunked encoding: the body runs until the connection
+		// closes, as the SSE specification suggests, so that frames can
+		// go to the socket as they are. net/http then closes the
+		// connection after the response.
+		hdr.Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
 
 	// The first bytes go out at once, so that onopen fires and proxies see
@@ -153,15 +179,52 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lastSeq := uint64(0)
 	if sub.resume {
 		var ok bool
-		lastSeq, buf, ok = h.replay(r.Context(), w, rc, sub, s.render, buf)
+		lastSeq, buf, ok = h.replay(r.Context(), out, sub, s.render, buf)
 		if !ok {
 			reason = "write"
 			return
 		}
 	}
-	if !h.write(w, rc, buf) {
+	if !out.write(buf) {
 		reason = "write"
 		return
+	}
+
+	// direct: the shard writes to this stream whenever it does not lag.
+	var lagged chan struct{}
+	direct := false
+	if s.d != nil {
+		if conn := h.takeOver(out, s); conn != nil {
+			defer func() {
+				s.d.detach()
+				_ = conn.Close()
+				h.takenMu.Lock()
+				delete(h.taken, conn)
+				if len(h.taken) == 0 && h.drained != nil {
+					close(h.drained)
+					h.drained = nil
+				}
+				h.takenMu.Unlock()
+			}()
+			if s.d.attach(conn) {
+				direct = true
+				lagged = s.d.lag
+				s.d.mu.Lock()
+				s.d.minSeq = lastSeq
+				s.d.mu.Unlock()
+				out.settle(s)
+			}
+		}
+	}
+	// last writes a stream's last words after what the shard left
+	// unwritten of a frame.
+	last := func(b []byte) {
+		if direct {
+			if p := s.d.detach(); len(p) > 0 && !out.write(p) {
+				return
+			}
+		}
+		out.write(b)
 	}
 
 	ctx := r.Context()
@@ -173,17 +236,32 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The client reconnects at once and must bring a fresh token.
 			reason = "expired"
 			b := sse.AppendComment(buf[:0], "token expired, reconnect with a fresh one")
-			b = sse.AppendRetry(b, 0)
-			h.write(w, rc, b)
+			last(sse.AppendRetry(b, 0))
 			return
+		case <-lagged:
+			// The shard could not write a whole frame: write its rest,
+			// then what queued up behind it.
+			s.d.mu.Lock()
+			p := s.d.pending
+			s.d.mu.Unlock()
+			if !out.write(p) {
+				reason = "write"
+				return
+			}
+			s.d.mu.Lock()
+			if cap(s.d.pending) > 4<<10 {
+				s.d.pending = nil
+			}
+			s.d.mu.Unlock()
+			out.settle(s)
 		case ev := <-s.queue:
 			n := 0
-			var out []byte
+			var b []byte
 			if len(s.queue) == 0 {
 				// The usual case, one event: its shared frame goes out
 				// as it is, not copied.
 				if ev == heartbeat || ev.Seq > lastSeq {
-					out = h.hub.frameFor(ev, s.render)
+					b = h.hub.frameFor(ev, s.render)
 					if ev != heartbeat {
 						n++
 					}
@@ -203,9 +281,9 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					}
 					ev = <-s.queue
 				}
-				out = buf
+				b = buf
 			}
-			if len(out) > 0 && !h.write(w, rc, out) {
+			if len(b) > 0 && !out.write(b) {
 				reason = "write"
 				return
 			}
@@ -213,16 +291,21 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if cap(buf) > 64<<10 {
 				buf = make([]byte, 0, 512) // don't pin a burst's buffer
 			}
+			if direct {
+				out.settle(s)
+			}
 		case <-s.done:
-			if s.reason.Load() == dropShutdown {
+			switch s.reason.Load() {
+			case dropShutdown:
 				reason = "shutdown"
 				// Spread the reconnects of all clients over a second or
 				// two, so that they do not all land at once.
 				jitter := time.Duration(rand.Int64N(int64(time.Second)))
 				b := sse.AppendComment(buf[:0], "server shutting down, reconnect")
-				b = sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds())
-				h.write(w, rc, b)
-			} else {
+				last(sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds()))
+			case dropGone:
+				reason = "client"
+			default:
 				reason = "slow"
 			}
 			return
@@ -232,17 +315,77 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// takeOver hijacks a plain HTTP/1.1 stream's connection once its head and
+// first bytes are out, for its shard to write to, and watches for the
+// client going away, which net/http no longer does for it. It returns nil
+// when the connection cannot be taken over; the stream then goes on
+// through net/http with its queue.
+func (h *streamHandler) takeOver(out *streamOut, s *subscriber) net.Conn {
+	conn, _, err := out.rc.Hijack()
+	if err != nil {
+		return nil
+	}
+	// Hijack cleared the deadlines net/http had set and this stream's.
+	out.conn, out.deadline = conn, time.Time{}
+	h.takenMu.Lock()
+	if h.taken == nil {
+		h.taken = make(map[net.Conn]struct{})
+	}
+	h.taken[conn] = struct{}{}
+	h.takenMu.Unlock()
+	go func() {
+		// SSE clients send nothing after the request: a read returns
+		// when the client closes the connection (or when it is closed
+		// here, after the stream ended).
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				h.hub.drop(s, dropGone)
+				return
+			}
+		}
+	}()
+	return conn
+}
+
+// wait waits until the streams taken over from net/http have ended, as
+// they do once the hub is closed, or until ctx is done; then it closes
+// what is left.
+func (h *streamHandler) wait(ctx context.Context) error {
+	h.takenMu.Lock()
+	if len(h.taken) == 0 {
+		h.takenMu.Unlock()
+		return nil
+	}
+	if h.drained == nil {
+		h.drained = make(chan struct{})
+	}
+	done := h.drained
+	h.takenMu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		h.takenMu.Lock()
+		for c := range h.taken {
+			_ = c.Close()
+		}
+		h.takenMu.Unlock()
+		return ctx.Err()
+	}
+}
+
 // replay writes the retained events after sub.lastEventID into buf,
 // flushing as it grows, preceded by a gap event when the history does not
 // reach back that far. It returns the last replayed Seq.
-func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *streamConn, sub subscription, render *Rendering, buf []byte) (uint64, []byte, bool) {
+func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscription, render *Rendering, buf []byte) (uint64, []byte, bool) {
 	res, err := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
 	if err != nil {
 		// Ask the client to come back with the same Last-Event-ID rather
 		// than skip what it missed.
 		h.log.Warn("cannot resume a stream; the client will retry", "err", err)
 		buf = sse.AppendComment(buf, "history unavailable, reconnecting")
-		h.write(w, rc, buf)
+		out.write(buf)
 		return 0, nil, false
 	}
 	if res.gap != "" {
@@ -255,7 +398,7 @@ func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *s
 	for _, ev := range res.events {
 		buf = append(buf, h.hub.frameFor(ev, render)...)
 		if len(buf) >= 32<<10 {
-			if !h.write(w, rc, buf) {
+			if !out.write(buf) {
 				return 0, nil, false
 			}
 			buf = buf[:0]
@@ -265,30 +408,60 @@ func (h *streamHandler) replay(ctx context.Context, w http.ResponseWriter, rc *s
 	return res.lastSeq, buf, true
 }
 
-// streamConn is a stream's ResponseController and the write deadline in
-// force on it. Arming a deadline updates a runtime timer, which at one per
-// write was a noticeable share of a delivery's CPU, so write re-arms it only
-// once an eighth of the write timeout has passed, an eighth beyond the
-// timeout: every write still gets at least the write timeout, and a stalled
-// one is cut within 9/8 of it.
-type streamConn struct {
-	*http.ResponseController
+// streamOut is where a stream's goroutine writes: the ResponseWriter, or
+// the connection once it is taken over; and the write deadline in force.
+// Arming a deadline updates a runtime timer, which at one per write was a
+// noticeable share of a delivery's CPU, so write re-arms it only once an
+// eighth of the write timeout has passed, an eighth beyond the timeout:
+// every write still gets at least the write timeout, and a stalled one is
+// cut within 9/8 of it.
+type streamOut struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	conn     net.Conn // set once taken over
+	timeout  time.Duration
 	deadline time.Time
 }
 
 // write writes b and flushes it within the write timeout.
-func (h *streamHandler) write(w http.ResponseWriter, rc *streamConn, b []byte) bool {
-	if now := time.Now(); rc.deadline.Sub(now) < h.writeTimeout {
-		d := now.Add(h.writeTimeout + h.writeTimeout/8)
-		if err := rc.SetWriteDeadline(d); err != nil && !errors.Is(err, http.ErrNotSupported) {
+func (o *streamOut) write(b []byte) bool {
+	if now := time.Now(); o.deadline.Sub(now) < o.timeout {
+		d := now.Add(o.timeout + o.timeout/8)
+		var err error
+		if o.conn != nil {
+			err = o.conn.SetWriteDeadline(d)
+		} else {
+			err = o.rc.SetWriteDeadline(d)
+		}
+		if err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return false
 		}
-		rc.deadline = d
+		o.deadline = d
 	}
-	if _, err := w.Write(b); err != nil {
+	if o.conn != nil {
+		_, err := o.conn.Write(b)
+		return err == nil
+	}
+	if _, err := o.w.Write(b); err != nil {
 		return false
 	}
-	return rc.Flush() == nil
+	return o.rc.Flush() == nil
+}
+
+// settle hands a direct stream whose queue is empty back to its shard,
+// clearing the write deadline, which the shard's writes do not use (an
+// expired one would fail them).
+func (o *streamOut) settle(s *subscriber) {
+	if len(s.queue) > 0 {
+		return
+	}
+	if !o.deadline.IsZero() {
+		if o.conn.SetWriteDeadline(time.Time{}) != nil {
+			return
+		}
+		o.deadline = time.Time{}
+	}
+	s.d.settle(s)
 }
 
 // refuse answers a subscription that cannot start with a real status and a

@@ -1,0 +1,399 @@
+package bridge
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// Direct writes: a plain HTTP/1.1 stream is taken over from net/http once
+// its response head is out, and from then on the hub's shard writers write
+// each event's shared frame to its socket themselves, in one pass over the
+// subscribers of a topic, with a write that never waits. The stream's own
+// goroutine sleeps until it has something to do, instead of being woken
+// for every event as a goroutine per subscriber would be: that wake-up
+// cost more than the write itself at low event rates.
+//
+// A socket that cannot take a whole frame at once puts its subscriber
+// behind ("lagging"): the rest of the frame and the events after it go to
+// the subscriber's queue, which its goroutine writes with ordinary blocking
+// writes and the write timeout, exactly as for any other stream, and hands
+// back to the shard once the queue is empty. A queue that overflows drops
+// the subscriber as too slow, as it always did.
+//
+// HTTP/2 streams, TLS connections and gRPC subscribers keep a goroutine
+// and a queue each; so does every stream until its history is replayed.
+
+// inlineMax is the most subscribers an event may have in a shard for the
+// delivering goroutine to write to them itself; a larger fan-out wakes the
+// shard's goroutine, so that the shards write in parallel.
+const inlineMax = 8
+
+// coalesceMax bounds what a shard gathers for one subscriber from a batch
+// of queued events before writing it.
+const coalesceMax = 32 << 10
+
+// direct is the part of a subscriber that a shard writes to.
+type direct struct {
+	mu sync.Mutex // serializes writes between the shard and the stream's goroutine
+	// lagging: the stream's goroutine is writing; the shard queues events
+	// to the subscriber instead. Subscribers start lagging, until their
+	// history is written.
+	lagging bool
+	// closed: the stream's goroutine has taken the connection back for
+	// good; the shard leaves it alone.
+	closed bool
+	// minSeq: events up to it were replayed from the history; skip them.
+	minSeq uint64
+	// pending is the unwritten rest of a frame, handed with lag to the
+	// stream's goroutine, which writes it before anything else.
+	pending []byte
+	lag     chan struct{}
+
+	conn net.Conn
+	raw  syscall.RawConn
+	// The arguments and results of one non-blocking write; writeFn is
+	// bound once so that a write does not allocate a closure.
+	wbuf    []byte
+	wn      int
+	werr    error
+	writeFn func(fd uintptr) bool
+
+	// out gathers frames for this subscriber while its shard writes a
+	// batch of events; only the shard's drain touches it.
+	out []byte
+}
+
+// attach gives d its connection. It reports false when the connection
+// cannot be written without blocking (it is not a plain socket); the
+// subscriber then stays with its queue.
+func (d *direct) attach(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	d.conn, d.raw = conn, raw
+	d.writeFn = d.rawWrite
+	return true
+}
+
+// tryWrite writes as much of b as the socket takes now, without waiting.
+func (d *direct) tryWrite(b []byte) (int, error) {
+	d.wbuf = b
+	err := d.raw.Write(d.writeFn)
+	d.wbuf = nil
+	if err != nil {
+		return 0, err
+	}
+	return d.wn, d.werr
+}
+
+func (d *direct) rawWrite(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), d.wbuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		if err == syscall.EAGAIN {
+			err = nil
+		}
+		d.wn, d.werr = n, err
+		return true
+	}
+}
+
+// writeLocked writes frame to a subscriber that is not lagging; with d.mu
+// held. What the socket does not take goes to pending, and the stream's
+// goroutine is told to write it. A broken connection drops the subscriber.
+func (sh *shard) writeLocked(s *subscriber, frame []byte) {
+	d := s.d
+	n, err := d.tryWrite(frame)
+	if err != nil {
+		sh.hub.drop(s, dropGone)
+		d.closed = true
+		return
+	}
+	if n < len(frame) {
+		d.pending = append(d.pending[:0], frame[n:]...)
+		d.lagging = true
+		select {
+		case d.lag <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// queueLocked hands ev to a lagging subscriber's goroutine; with d.mu held.
+func (sh *shard) queueLocked(s *subscriber, ev *Event) {
+	if ev == heartbeat {
+		if len(s.queue) == 0 {
+			select {
+			case s.queue <- heartbeat:
+			default:
+			}
+		}
+		return
+	}
+	select {
+	case s.queue <- ev:
+	default:
+		sh.hub.drop(s, dropSlow)
+	}
+}
+
+// settle hands a lagging subscriber back to its shard once its queue is
+// empty, and reports whether it did. The stream's goroutine calls it after
+// each write while lagging.
+func (d *direct) settle(s *subscriber) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || len(s.queue) > 0 {
+		return false
+	}
+	d.lagging = false
+	return true
+}
+
+// detach takes the connection back from the shard for good, for the
+// stream's last words; it returns what the shard left unwritten of a frame,
+// which must go out first.
+func (d *direct) detach() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	select {
+	case <-d.lag:
+		return d.pending
+	default:
+		return nil
+	}
+}
+
+// A shard is one writer of direct streams: it holds an index of its
+// subscribers and writes every event that matches one of them. Shards
+// write in parallel; each writes its events in order.
+type shard struct {
+	hub *Hub
+
+	mu    sync.RWMutex // guards the index; held for reading while writing
+	exact map[string]map[*subscriber]struct{}
+	wild  map[string]*wildSubs
+	all   map[*subscriber]struct{}
+
+	qmu     sync.Mutex // guards the fields below
+	pending []*Event
+	spare   []*Event
+	running bool // a goroutine is draining pending
+	wake    chan struct{}
+
+	touched []*subscriber // drain's scratch
+}
+
+func newShard(h *Hub) *shard {
+	return &shard{
+		hub:   h,
+		exact: make(map[string]map[*subscriber]struct{}),
+		wild:  make(map[string]*wildSubs),
+		all:   make(map[*subscriber]struct{}),
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+func (sh *shard) add(s *subscriber) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.all[s] = struct{}{}
+	index(sh.exact, sh.wild, s)
+}
+
+func (sh *shard) remove(s *subscriber) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	delete(sh.all, s)
+	unindex(sh.exact, sh.wild, s)
+}
+
+// offer queues ev to the shard if any of its subscribers want it, and
+// writes it at once in the calling goroutine when the shard is idle and
+// the event has few subscribers here; otherwise the shard's goroutine
+// writes it. Events are written in the order offered.
+func (sh *shard) offer(ev *Event) {
+	sh.mu.RLock()
+	n := len(sh.exact[ev.Topic])
+	for _, w := range sh.wild {
+		if w.pattern.Match(ev.Topic) {
+			n += len(w.subs)
+		}
+	}
+	if ev == heartbeat {
+		n = len(sh.all)
+	}
+	sh.mu.RUnlock()
+	if n == 0 {
+		return
+	}
+	sh.qmu.Lock()
+	sh.pending = append(sh.pending, ev)
+	if sh.running {
+		sh.qmu.Unlock()
+		return
+	}
+	sh.running = true
+	sh.qmu.Unlock()
+	if n <= inlineMax {
+		sh.drain()
+		return
+	}
+	select {
+	case sh.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the shard's goroutine: it drains what offer hands it.
+func (sh *shard) run(stop <-chan struct{}) {
+	for {
+		select {
+		case <-sh.wake:
+			sh.drain()
+		case <-stop:
+			return
+		}
+	}
+}
+
+// drain writes the pending events until there are none, then lets the
+// next offer start again.
+func (sh *shard) drain() {
+	for {
+		sh.qmu.Lock()
+		batch := sh.pending
+		if len(batch) == 0 {
+			sh.running = false
+			sh.qmu.Unlock()
+			return
+		}
+		sh.pending = sh.spare[:0]
+		sh.qmu.Unlock()
+
+		sh.write(batch)
+
+		clear(batch)
+		sh.qmu.Lock()
+		sh.spare = batch[:0]
+		sh.qmu.Unlock()
+	}
+}
+
+// each calls f for every subscriber of the shard that ev is for, once.
+// With sh.mu held for reading.
+func (sh *shard) each(ev *Event, f func(*subscriber)) {
+	if ev == heartbeat {
+		for s := range sh.all {
+			f(s)
+		}
+		return
+	}
+	for s := range sh.exact[ev.Topic] {
+		if s.lastSeq != ev.Seq {
+			s.lastSeq = ev.Seq
+			f(s)
+		}
+	}
+	for _, w := range sh.wild {
+		if w.pattern.Match(ev.Topic) {
+			for s := range w.subs {
+				if s.lastSeq != ev.Seq {
+					s.lastSeq = ev.Seq
+					f(s)
+				}
+			}
+		}
+	}
+}
+
+// write writes a batch of events. One event goes out as its shared frame,
+// written to each subscriber in turn; several are gathered per subscriber
+// and written with one write each, as a subscriber's goroutine coalesces
+// its queue when it is behind.
+func (sh *shard) write(batch []*Event) {
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	delivered := 0
+	if len(batch) == 1 {
+		ev := batch[0]
+		sh.each(ev, func(s *subscriber) {
+			d := s.d
+			d.mu.Lock()
+			switch {
+			case d.closed:
+			case d.lagging:
+				sh.queueLocked(s, ev)
+			case ev != heartbeat && ev.Seq <= d.minSeq:
+			default:
+				sh.writeLocked(s, sh.hub.frameFor(ev, s.render))
+				if ev != heartbeat {
+					delivered++
+				}
+			}
+			d.mu.Unlock()
+		})
+		sh.hub.metrics.delivered.Add(float64(delivered))
+		return
+	}
+
+	for _, ev := range batch {
+		sh.each(ev, func(s *subscriber) {
+			d := s.d
+			d.mu.Lock()
+			switch {
+			case d.closed:
+			case d.lagging:
+				sh.queueLocked(s, ev)
+			case ev != heartbeat && ev.Seq <= d.minSeq:
+			default:
+				if len(d.out) == 0 {
+					sh.touched = append(sh.touched, s)
+				}
+				d.out = append(d.out, sh.hub.frameFor(ev, s.render)...)
+				if ev != heartbeat {
+					delivered++
+				}
+				if len(d.out) >= coalesceMax {
+					// Only this drain makes a subscriber lag, so it
+					// cannot have started lagging since.
+					sh.writeLocked(s, d.out)
+					d.out = d.out[:0]
+				}
+			}
+			d.mu.Unlock()
+		})
+	}
+	for i, s := range sh.touched {
+		d := s.d
+		d.mu.Lock()
+		if !d.closed && len(d.out) > 0 {
+			sh.writeLocked(s, d.out)
+		}
+		d.mu.Unlock()
+		if cap(d.out) > 4<<10 {
+			d.out = nil // don't pin a burst's buffer
+		} else {
+			d.out = d.out[:0]
+		}
+		sh.touched[i] = nil
+	}
+	sh.touched = sh.touched[:0]
+	sh.hub.metrics.delivered.Add(float64(delivered))
+}
+
+// errClientGone is why a direct stream ends when its client went away.
+var errClientGone = errors.New("client closed the connection")

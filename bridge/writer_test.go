@@ -1,0 +1,171 @@
+package bridge_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosse "github.com/tmaxmax/go-sse"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/heraldhq/herald/bridge"
+	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
+)
+
+// rawSubscribe opens a plain HTTP/1.1 SSE stream on its own socket, with a
+// small receive buffer so that the server's writes fill it quickly, and
+// returns the connection with the response head read.
+func rawSubscribe(t *testing.T, s *testServer, query string) (net.Conn, *bufio.Reader, http.Header) {
+	t.Helper()
+	d := net.Dialer{Control: nil}
+	conn, err := d.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	fmt.Fprintf(conn, "GET /v1/events?%s HTTP/1.1\r\nHost: herald\r\nAccept: text/event-stream\r\n\r\n", query)
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	return conn, r, resp.Header
+}
+
+// readEvents parses the stream with go-sse until want events arrived or
+// the stream ended, and returns them.
+func readEvents(t *testing.T, r io.Reader, want int) []gosse.Event {
+	t.Helper()
+	var evs []gosse.Event
+	for ev, err := range gosse.Read(r, &gosse.ReadConfig{MaxEventSize: 4 << 20}) {
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(evs), err)
+		}
+		evs = append(evs, ev)
+		if len(evs) == want {
+			break
+		}
+	}
+	return evs
+}
+
+// A plain HTTP/1.1 stream whose client stops reading falls behind its
+// shard mid-frame: the rest of that frame and everything after it must
+// reach the client, whole and in order, once it reads again.
+func TestDirectStreamFallsBehindAndCatchesUp(t *testing.T) {
+	s := startServer(t, serverOpts{cfg: bridge.Config{QueueSize: 4096, WriteTimeout: 30 * time.Second}})
+	conn, r, hdr := rawSubscribe(t, s, "topic=chat.rooms.big")
+	if te := hdr.Get("Transfer-Encoding"); te != "" {
+		t.Errorf("Transfer-Encoding %q: a taken-over stream is not chunked", te)
+	}
+
+	// 400 events of ~40 KB: 16 MB, far more than two loopback socket
+	// buffers hold, published while the client reads nothing.
+	const n = 400
+	text := strings.Repeat("ü", 20000)
+	var ids []string
+	for i := range n {
+		ids = append(ids, s.publish(t, "chat.rooms.big", &chatv1.ChatMessage{Room: "big", MessageId: fmt.Sprint(i), Text: text}))
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	evs := readEvents(t, r, n)
+	if len(evs) != n {
+		t.Fatalf("got %d events, want %d", len(evs), n)
+	}
+	for i, ev := range evs {
+		if ev.LastEventID != ids[i] {
+			t.Fatalf("event %d has id %q, want %q", i, ev.LastEventID, ids[i])
+		}
+		var m chatv1.ChatMessage
+		if err := protojson.Unmarshal([]byte(ev.Data), &m); err != nil {
+			t.Fatalf("event %d: data is not whole JSON: %v", i, err)
+		}
+		if m.GetMessageId() != fmt.Sprint(i) || m.GetText() != text {
+			t.Fatalf("event %d carries message %q with %d bytes of text", i, m.GetMessageId(), len(m.GetText()))
+		}
+	}
+
+	// Caught up, the shard writes to it again.
+	id := s.publish(t, "chat.rooms.big", &chatv1.ChatMessage{Room: "big", MessageId: "after", Text: "short"})
+	if evs := readEvents(t, r, 1); evs[0].LastEventID != id {
+		t.Fatalf("after catching up got %q, want %q", evs[0].LastEventID, id)
+	}
+}
+
+// net/http no longer watches a taken-over connection: Herald must notice
+// the client leaving by itself, without waiting for a write to fail, so
+// that its connection slot is freed at once.
+func TestDirectStreamClientLeavingFreesItsSlot(t *testing.T) {
+	s := startServer(t, serverOpts{cfg: bridge.Config{MaxConnections: 1, HeartbeatInterval: time.Hour}})
+	conn, _, _ := rawSubscribe(t, s, "topic=orders.eu")
+	conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := http.Get(s.url + "/v1/events?topic=orders.eu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot of a closed stream was not freed: status %d", resp.StatusCode)
+		}
+		<-tick.C
+	}
+}
+
+// A stream that is behind when the server shuts down still ends on a whole
+// frame, followed by the reconnect hint; Shutdown waits for it.
+func TestShutdownEndsLaggingDirectStreamOnAWholeFrame(t *testing.T) {
+	s := startServer(t, serverOpts{cfg: bridge.Config{QueueSize: 4096, WriteTimeout: 20 * time.Second}})
+	conn, r, _ := rawSubscribe(t, s, "topic=chat.rooms.big")
+	text := strings.Repeat("x", 50000)
+	for i := range 200 {
+		s.publish(t, "chat.rooms.big", &chatv1.ChatMessage{MessageId: fmt.Sprint(i), Text: text})
+	}
+
+	var wg sync.WaitGroup
+	var shutdownErr error
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shutdownErr = s.Shutdown(ctx)
+	})
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	body, err := io.ReadAll(r)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("stream did not end cleanly: %v", err)
+	}
+	if shutdownErr != nil {
+		t.Fatalf("shutdown: %v", shutdownErr)
+	}
+	if tail := string(body[max(0, len(body)-200):]); !strings.HasSuffix(tail, "\n") || !strings.Contains(tail, "\n\n: server shutting down, reconnect\nretry: ") {
+		t.Fatalf("stream ended with %q, want a reconnect hint after whole frames", body[max(0, len(body)-200):])
+	}
+	evs := readEvents(t, strings.NewReader(string(body)), -1)
+	if len(evs) == 0 {
+		t.Fatal("no event before the end")
+	}
+	for i, ev := range evs {
+		var m chatv1.ChatMessage
+		if err := protojson.Unmarshal([]byte(ev.Data), &m); err != nil || m.GetMessageId() != fmt.Sprint(i) || m.GetText() != text {
+			t.Fatalf("event %d is torn or out of order (id %q, %d bytes of data): %v", i, ev.LastEventID, len(ev.Data), err)
+		}
+	}
+}
