@@ -72,7 +72,8 @@ type EventID struct {
 
 // String formats the id.
 func (id EventID) String() string {
-	return string(id.append(nil))
+	var buf [96]byte // an epoch of up to 64 bytes, '-', 20 digits
+	return string(id.append(buf[:0]))
 }
 
 func (id EventID) append(dst []byte) []byte {

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -19,6 +21,47 @@ type metrics struct {
 	slowDrops   prometheus.Counter
 	refused     *prometheus.CounterVec // refused subscriptions by status
 	renderings  prometheus.Counter
+
+	// accepted caches the children of published for accepted publishes,
+	// by transport, ok and duplicate: looked up once, not per publish.
+	accepted [numTransports][2]atomic.Pointer[prometheus.Counter]
+}
+
+// A transport is how a publish arrived: herald_publish_total's transport
+// label.
+type transport uint8
+
+const (
+	transportGRPC transport = iota
+	transportStream
+	transportREST
+	numTransports
+)
+
+var transportNames = [numTransports]string{"grpc", "grpc_stream", "rest"}
+
+func (t transport) String() string { return transportNames[t] }
+
+// countPublish counts a publish by transport and result: "ok",
+// "duplicate" or an error's gRPC code.
+func (m *metrics) countPublish(t transport, result string) {
+	i := 0
+	switch result {
+	case "ok":
+	case "duplicate":
+		i = 1
+	default:
+		m.published.WithLabelValues(t.String(), result).Inc()
+		return
+	}
+	slot := &m.accepted[t][i]
+	if c := slot.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := m.published.WithLabelValues(t.String(), result)
+	slot.Store(&c)
+	c.Inc()
 }
 
 func newMetrics() *metrics {

@@ -73,9 +73,9 @@ func (p *publisher) authorize(a access, topic string) error {
 
 // Publish implements herald.v1.PublisherService.
 func (p *publisher) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*heraldv1.PublishResponse, error) {
-	transport := "grpc"
+	transport := transportGRPC
 	if isGateway(ctx) {
-		transport = "rest"
+		transport = transportREST
 	}
 	a, err := p.authenticate(ctx)
 	if err == nil {
@@ -85,7 +85,7 @@ func (p *publisher) Publish(ctx context.Context, req *heraldv1.PublishRequest) (
 	if err == nil {
 		resp, err = p.publish(ctx, req, transport)
 	} else {
-		p.metrics.published.WithLabelValues(transport, Code(err).String()).Inc()
+		p.metrics.countPublish(transport, Code(err).String())
 	}
 	if err != nil {
 		var limit *LimitError
@@ -126,9 +126,9 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 		}
 		var resp *heraldv1.PublishResponse
 		if err == nil {
-			resp, err = p.publish(ctx, req, "grpc_stream")
+			resp, err = p.publish(ctx, req, transportStream)
 		} else {
-			p.metrics.published.WithLabelValues("grpc_stream", Code(err).String()).Inc()
+			p.metrics.countPublish(transportStream, Code(err).String())
 		}
 		if err != nil {
 			st := status.Convert(grpcError(err))
@@ -140,7 +140,7 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 	}
 }
 
-func (p *publisher) publish(ctx context.Context, req *heraldv1.PublishRequest, transport string) (*heraldv1.PublishResponse, error) {
+func (p *publisher) publish(ctx context.Context, req *heraldv1.PublishRequest, transport transport) (*heraldv1.PublishResponse, error) {
 	start := time.Now()
 	ev, err := p.newEvent(req)
 	var res PublishResult
@@ -154,7 +154,7 @@ func (p *publisher) publish(ctx context.Context, req *heraldv1.PublishRequest, t
 	case res.Duplicate:
 		result = "duplicate"
 	}
-	p.metrics.published.WithLabelValues(transport, result).Inc()
+	p.metrics.countPublish(transport, result)
 	if err != nil {
 		return nil, err
 	}

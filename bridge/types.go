@@ -51,8 +51,11 @@ func validatePayload(types TypeResolver, msg proto.Message) error {
 		return nil
 	}
 	err := v.ValidatePayload(msg)
+	if err == nil {
+		return nil
+	}
 	var violations *ViolationsError
-	if err == nil || errors.As(err, &violations) {
+	if errors.As(err, &violations) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrInvalidEvent, err)
