@@ -46,8 +46,8 @@ type Broker struct {
 	seq    uint64
 	topics map[string]*topicLog
 	dedup  map[dedupKey]dedupEntry
-	dedupQ []dedupKey // in insertion (= expiry) order
-	subs   map[*subscription]struct{}
+	dedupQ []dedupKey      // in insertion (= expiry) order
+	subs   []*subscription // a slice, not a map: Publish ranges over it every time
 	// dropped remembers, for topics the sweep removed, the highest Seq
 	// they lost, so that a resume still learns of the gap; beyond
 	// maxDropped topics the marks fold into droppedAll.
@@ -104,7 +104,6 @@ func New(opts Options) *Broker {
 		topics:  make(map[string]*topicLog),
 		dedup:   make(map[dedupKey]dedupEntry),
 		dropped: make(map[string]uint64),
-		subs:    make(map[*subscription]struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -171,7 +170,7 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 	}
 	b.expire(t, now)
 	t.push(ev, b.opts.MaxEvents)
-	for s := range b.subs {
+	for _, s := range b.subs {
 		s.deliver(ev)
 	}
 	return bridge.PublishResult{Seq: ev.Seq}, nil
@@ -281,10 +280,12 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 		return err
 	}
 	s := &subscription{deliver: deliver}
-	b.subs[s] = struct{}{}
+	b.subs = append(b.subs, s)
 	s.stop = context.AfterFunc(ctx, func() {
 		b.mu.Lock()
-		delete(b.subs, s)
+		if i := slices.Index(b.subs, s); i >= 0 {
+			b.subs = slices.Delete(b.subs, i, i+1)
+		}
 		b.mu.Unlock()
 	})
 	return nil
@@ -371,10 +372,10 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
-	for s := range b.subs {
+	for _, s := range b.subs {
 		s.stop()
 	}
-	clear(b.subs)
+	b.subs = nil
 	b.mu.Unlock()
 	close(b.stop)
 	<-b.done
