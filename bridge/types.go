@@ -163,13 +163,20 @@ const (
 var (
 	renderPlans     sync.Map // protoreflect.MessageDescriptor → *renderPlan
 	renderPlanCount atomic.Int64
+	// lastPlan is the plan planFor returned last: publishers tend to send
+	// one type after another, and this spares the map's hashing.
+	lastPlan atomic.Pointer[renderPlan]
 )
 
 const maxRenderPlans = 4096
 
 // planFor returns md's plan, building and caching it on first use.
 func planFor(md protoreflect.MessageDescriptor) *renderPlan {
+	if p := lastPlan.Load(); p != nil && p.md == md {
+		return p
+	}
 	if p, ok := renderPlans.Load(md); ok {
+		lastPlan.Store(p.(*renderPlan))
 		return p.(*renderPlan)
 	}
 	b := planBuilder{plans: map[protoreflect.MessageDescriptor]*renderPlan{}}
