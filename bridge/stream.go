@@ -41,10 +41,6 @@ type streamHandler struct {
 	queryToken   bool
 	maxTopics    int
 	conns        *connLimiter
-	// noDirect keeps every stream on its own goroutine and queue, with no
-	// direct writes from the shards (writer.go).
-	noDirect bool
-
 	// taken are the connections taken over from net/http, which its
 	// Shutdown neither waits for nor closes.
 	takenMu sync.Mutex
@@ -135,7 +131,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	// A plain HTTP/1.1 stream can be written by the hub's shards directly
 	// once its head is out (writer.go); others keep a goroutine writing.
-	plain := r.ProtoMajor == 1 && r.TLS == nil && !h.noDirect
+	plain := r.ProtoMajor == 1 && r.TLS == nil
 	var s *subscriber
 	if plain {
 		s, err = h.hub.subscribeDirect(sub.patterns, sub.render)

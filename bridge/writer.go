@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -394,6 +393,3 @@ func (sh *shard) write(batch []*Event) {
 	sh.touched = sh.touched[:0]
 	sh.hub.metrics.delivered.Add(float64(delivered))
 }
-
-// errClientGone is why a direct stream ends when its client went away.
-var errClientGone = errors.New("client closed the connection")
