@@ -31,14 +31,13 @@ type PayloadValidator interface {
 // decodePayload parses a payload of type typeURL. Its errors name the type
 // and the problem.
 func decodePayload(types TypeResolver, typeURL string, payload []byte) (proto.Message, error) {
-	name := messageName(typeURL)
 	mt, err := types.FindMessageByURL(typeURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", ErrInvalidEvent, name)
+		return nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", ErrInvalidEvent, messageName(typeURL))
 	}
 	msg := mt.New().Interface()
 	if err := (proto.UnmarshalOptions{Resolver: types}).Unmarshal(payload, msg); err != nil {
-		return nil, fmt.Errorf("%w: payload does not parse as %s: %v", ErrInvalidEvent, name, err)
+		return nil, fmt.Errorf("%w: payload does not parse as %s: %v", ErrInvalidEvent, messageName(typeURL), err)
 	}
 	return msg, nil
 }
