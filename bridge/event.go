@@ -32,8 +32,10 @@ type Event struct {
 	Time time.Time
 
 	// json is the payload as protojson when this node's publish path
-	// already rendered it (validating it); it spares the hub a decode and
-	// an encode. May be nil.
+	// already rendered it: only for types that protojson may refuse after
+	// they parse (see renderPlan), rendered to check them. It spares the
+	// hub a decode and an encode. Usually nil: the hub renders on first
+	// delivery.
 	json []byte
 	// frame caches the event's SSE frame bytes once the hub encoded them.
 	frame atomic.Pointer[[]byte]
