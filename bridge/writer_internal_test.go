@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -78,5 +79,117 @@ func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	s.d.mu.Unlock()
 	if !closed {
 		t.Fatal("detach did not close the subscriber to its shard")
+	}
+}
+
+// directSubscribers subscribes n direct subscribers to topic on a hub with
+// one shard, each attached to a loopback connection whose client end a
+// goroutine reads and discards, and hands them to the shard.
+func directSubscribers(tb testing.TB, h *Hub, topic string, n int) (*shard, []*subscriber) {
+	tb.Helper()
+	sh := newShard(h)
+	h.shards = []*shard{sh}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	p, err := ParsePattern(topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	subs := make([]*subscriber, n)
+	for i := range subs {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { c.Close(); sc.Close() })
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		s, err := h.subscribeDirect([]Pattern{p}, nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if s.d == nil || !s.d.attach(sc) || !s.d.settle(s) {
+			tb.Fatal("not a direct subscriber")
+		}
+		subs[i] = s
+	}
+	return sh, subs
+}
+
+// deliverDirect delivers ev and, when the shard's goroutine would write it,
+// writes it in this goroutine instead.
+func deliverDirect(h *Hub, sh *shard, ev *Event) {
+	h.deliver(ev)
+	select {
+	case <-sh.wake:
+		sh.drain()
+	default: // written inline
+	}
+}
+
+// BenchmarkShardFanout is the fan-out to direct streams: one event written
+// to n loopback sockets by a shard, the write(2) included. It must not
+// allocate per delivery.
+func BenchmarkShardFanout(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			h := newBenchHub(b, 256)
+			sh, subs := directSubscribers(b, h, "bench.t00000", n)
+			ev := chatEvent(b, "bench.t00000")
+			ev.Seq = 1
+			deliverDirect(h, sh, ev)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				ev.Seq = uint64(i) + 2
+				deliverDirect(h, sh, ev)
+			}
+			b.StopTimer()
+			lagged := 0
+			for _, s := range subs {
+				s.d.mu.Lock()
+				if s.d.lagging {
+					lagged++
+				}
+				s.d.mu.Unlock()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/delivery")
+			b.ReportMetric(float64(lagged), "lagging")
+		})
+	}
+}
+
+// TestShardFanoutDoesNotAllocate keeps the direct fan-out path free of
+// allocations per delivery and per event once the frame is encoded.
+func TestShardFanoutDoesNotAllocate(t *testing.T) {
+	h := newBenchHub(t, 256)
+	sh, subs := directSubscribers(t, h, "bench.t00000", 100)
+	ev := chatEvent(t, "bench.t00000")
+	ev.Seq = 1
+	deliverDirect(h, sh, ev)
+	allocs := testing.AllocsPerRun(50, func() {
+		ev.Seq++
+		deliverDirect(h, sh, ev)
+	})
+	if allocs != 0 {
+		t.Errorf("writing an encoded event to 100 direct streams allocates %v times, want 0", allocs)
+	}
+	for _, s := range subs {
+		if s.d.lagging || s.lastSeq != ev.Seq {
+			t.Fatalf("a subscriber lags or missed the last event (lastSeq %d, want %d)", s.lastSeq, ev.Seq)
+		}
 	}
 }
