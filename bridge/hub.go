@@ -152,35 +152,41 @@ func (h *Hub) add(patterns []Pattern, render *Rendering, isDirect bool) (*subscr
 		done:     make(chan struct{}),
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil, ErrClosed
 	}
 	h.all[s] = struct{}{}
 	h.metrics.subscribers.Inc()
-	if isDirect && len(h.shards) > 0 {
-		s.d = &direct{lagging: true, lag: make(chan struct{}, 1)}
-		s.shard = h.shards[h.nextShard.Add(1)%uint32(len(h.shards))]
-		s.shard.add(s)
+	if !isDirect || len(h.shards) == 0 {
+		index(h.exact, h.wild, s)
+		h.mu.Unlock()
 		return s, nil
 	}
-	index(h.exact, h.wild, s)
+	s.d = &direct{lagging: true, lag: make(chan struct{}, 1)}
+	s.shard = h.shards[h.nextShard.Add(1)%uint32(len(h.shards))]
+	h.mu.Unlock()
+	// Not under h.mu: the shard's index lock may be held for a whole
+	// pass over its streams, and deliver must not wait for that.
+	s.shard.add(s)
 	return s, nil
 }
 
 func (h *Hub) unsubscribe(s *subscriber) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if _, ok := h.all[s]; !ok {
+		h.mu.Unlock()
 		return
 	}
 	delete(h.all, s)
 	h.metrics.subscribers.Dec()
-	if s.shard != nil {
-		s.shard.remove(s)
+	if s.shard == nil {
+		unindex(h.exact, h.wild, s)
+		h.mu.Unlock()
 		return
 	}
-	unindex(h.exact, h.wild, s)
+	h.mu.Unlock()
+	s.shard.remove(s)
 }
 
 // index adds s to the indexes of subscribers by literal topic and by
