@@ -163,7 +163,7 @@ func (h *Hub) add(patterns []Pattern, render *Rendering, isDirect bool) (*subscr
 		h.mu.Unlock()
 		return s, nil
 	}
-	s.d = &direct{lagging: true, lag: make(chan struct{}, 1)}
+	s.d = &direct{lagging: true}
 	s.shard = h.shards[h.nextShard.Add(1)%uint32(len(h.shards))]
 	h.mu.Unlock()
 	// Not under h.mu: the shard's index lock may be held for a whole

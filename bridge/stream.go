@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -187,7 +188,6 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// direct: the shard writes to this stream whenever it does not lag.
-	var lagged chan struct{}
 	direct := false
 	if s.d != nil {
 		if conn := h.takeOver(out, s); conn != nil {
@@ -204,7 +204,6 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}()
 			if s.d.attach(conn) {
 				direct = true
-				lagged = s.d.lag
 				s.d.mu.Lock()
 				s.d.minSeq = lastSeq
 				s.d.mu.Unlock()
@@ -234,44 +233,19 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			b := sse.AppendComment(buf[:0], "token expired, reconnect with a fresh one")
 			last(sse.AppendRetry(b, 0))
 			return
-		case <-lagged:
-			// The shard could not write a whole frame: write its rest,
-			// then what queued up behind it.
-			s.d.mu.Lock()
-			p := s.d.pending
-			s.d.mu.Unlock()
-			if !out.write(p) {
-				reason = "write"
-				return
-			}
-			s.d.mu.Lock()
-			if cap(s.d.pending) > 4<<10 {
-				s.d.pending = nil
-			}
-			s.d.mu.Unlock()
-			out.settle(s)
 		case ev := <-s.queue:
 			n := 0
 			var b []byte
 			if len(s.queue) == 0 {
 				// The usual case, one event: its shared frame goes out
 				// as it is, not copied.
-				if ev == heartbeat || ev.Seq > lastSeq {
-					b = h.hub.frameFor(ev, s.render)
-					if ev != heartbeat {
-						n++
-					}
-				}
+				b, n = h.frameOf(s, ev, lastSeq)
 			} else {
 				// Behind: coalesce what is queued into one write.
 				buf = buf[:0]
 				for {
-					if ev == heartbeat || ev.Seq > lastSeq {
-						buf = append(buf, h.hub.frameFor(ev, s.render)...)
-						if ev != heartbeat {
-							n++
-						}
-					}
+					f, k := h.frameOf(s, ev, lastSeq)
+					buf, n = append(buf, f...), n+k
 					if len(buf) >= 32<<10 || len(s.queue) == 0 {
 						break
 					}
@@ -311,6 +285,25 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// streamSendBuffer, when not 0, is the socket send buffer of streams taken
+// over; tests set it small to make streams fall behind.
+var streamSendBuffer atomic.Int64
+
+// frameOf returns what to write for a queued item and whether it counts as
+// a delivered event: an event's frame (nothing if it was replayed already),
+// a heartbeat, or the rest of a frame its shard could not write whole.
+func (h *streamHandler) frameOf(s *subscriber, ev *Event, replayed uint64) ([]byte, int) {
+	switch {
+	case ev == heartbeat:
+		return h.hub.frameFor(ev, nil), 0
+	case ev == restOfFrame:
+		return s.d.takePending(), 0
+	case ev.Seq <= replayed:
+		return nil, 0
+	}
+	return h.hub.frameFor(ev, s.render), 1
+}
+
 // takeOver hijacks a plain HTTP/1.1 stream's connection once its head and
 // first bytes are out, for its shard to write to, and watches for the
 // client going away, which net/http no longer does for it. It returns nil
@@ -323,6 +316,11 @@ func (h *streamHandler) takeOver(out *streamOut, s *subscriber) net.Conn {
 	}
 	// Hijack cleared the deadlines net/http had set and this stream's.
 	out.conn, out.deadline = conn, time.Time{}
+	if n := streamSendBuffer.Load(); n > 0 {
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetWriteBuffer(int(n))
+		}
+	}
 	h.takenMu.Lock()
 	if h.taken == nil {
 		h.taken = make(map[net.Conn]struct{})

@@ -45,10 +45,9 @@ type direct struct {
 	closed bool
 	// minSeq: events up to it were replayed from the history; skip them.
 	minSeq uint64
-	// pending is the unwritten rest of a frame, handed with lag to the
-	// stream's goroutine, which writes it before anything else.
+	// pending is the unwritten rest of a frame; restOfFrame in the queue
+	// marks its place among the events queued after it.
 	pending []byte
-	lag     chan struct{}
 
 	conn net.Conn
 	raw  syscall.RawConn
@@ -121,12 +120,9 @@ func (sh *shard) writeLocked(s *subscriber, frame []byte) {
 		return
 	}
 	if n < len(frame) {
-		d.pending = append(d.pending[:0], frame[n:]...)
+		d.pending = append([]byte(nil), frame[n:]...)
 		d.lagging = true
-		select {
-		case d.lag <- struct{}{}:
-		default:
-		}
+		sh.queueLocked(s, restOfFrame) // the queue is empty: it was not lagging
 	}
 }
 
@@ -161,20 +157,31 @@ func (d *direct) settle(s *subscriber) bool {
 	return true
 }
 
+// takePending returns the rest of a frame that restOfFrame stands for.
+func (d *direct) takePending() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.pending
+	d.pending = nil
+	return p
+}
+
 // detach takes the connection back from the shard for good, for the
-// stream's last words; it returns what the shard left unwritten of a frame,
-// which must go out first.
+// stream's last words; it returns what the shard left unwritten of a frame
+// and the stream's goroutine has not taken yet, which must go out first.
 func (d *direct) detach() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed = true
-	select {
-	case <-d.lag:
-		return d.pending
-	default:
-		return nil
-	}
+	p := d.pending
+	d.pending = nil
+	return p
 }
+
+// restOfFrame is queued to a subscriber that fell behind in the middle of
+// a frame: its goroutine writes the rest of the frame (takePending) there,
+// before the events queued after it.
+var restOfFrame = &Event{}
 
 // A shard is one writer of direct streams: it holds an index of its
 // subscribers and writes every event that matches one of them. Shards

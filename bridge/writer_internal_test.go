@@ -35,14 +35,15 @@ func loopbackPair(t *testing.T) (server, client *net.TCPConn) {
 }
 
 // A shard's write that the socket takes only in part leaves the rest to
-// the stream's goroutine; when that goroutine takes the connection back
-// for the stream's last words before it wrote the rest, detach must hand
-// the rest over, or the client would get a torn frame.
+// the stream's goroutine, queued in its place; when that goroutine takes
+// the connection back for the stream's last words before it wrote the
+// rest, detach must hand the rest over, or the client would get a torn
+// frame.
 func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	h := newHub(epochBroker{}, protoregistry.GlobalTypes, slog.New(slog.DiscardHandler), newMetrics(), 4)
 	sh := newShard(h)
 	srv, cli := loopbackPair(t)
-	s := &subscriber{queue: make(chan *Event, 4), done: make(chan struct{}), d: &direct{lag: make(chan struct{}, 1)}}
+	s := &subscriber{queue: make(chan *Event, 4), done: make(chan struct{}), d: &direct{}}
 	if !s.d.attach(srv) {
 		t.Fatal("a TCP connection cannot be written directly")
 	}
@@ -54,10 +55,16 @@ func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	if !lagging {
 		t.Fatal("a write the socket could not take whole did not put the subscriber behind")
 	}
+	if len(s.queue) != 1 || <-s.queue != restOfFrame {
+		t.Fatal("the rest of the frame was not queued in its place")
+	}
 
 	rest := s.d.detach()
 	if len(rest) == 0 || len(rest) >= len(frame) {
 		t.Fatalf("detach returned %d bytes of a %d-byte frame, want the unwritten part", len(rest), len(frame))
+	}
+	if p := s.d.takePending(); p != nil {
+		t.Fatalf("the rest of the frame can be taken twice (%d bytes)", len(p))
 	}
 	got := make(chan []byte)
 	go func() {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,6 @@ func rawSubscribe(t *testing.T, s *testServer, query string) (net.Conn, *bufio.R
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	_ = conn.(*net.TCPConn).SetReadBuffer(16 << 10)
 	fmt.Fprintf(conn, "GET /v1/events?%s HTTP/1.1\r\nHost: herald\r\nAccept: text/event-stream\r\n\r\n", query)
 	r := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(r, nil)
@@ -167,5 +167,65 @@ func TestShutdownEndsLaggingDirectStreamOnAWholeFrame(t *testing.T) {
 		if err := protojson.Unmarshal([]byte(ev.Data), &m); err != nil || m.GetMessageId() != fmt.Sprint(i) || m.GetText() != text {
 			t.Fatalf("event %d is torn or out of order (id %q, %d bytes of data): %v", i, ev.LastEventID, len(ev.Data), err)
 		}
+	}
+}
+
+// A client that reads in spurts while events keep coming makes its stream
+// fall behind and catch up again and again, with new events arriving while
+// it catches up: every event must still arrive once, whole and in order.
+func TestDirectStreamFallingBehindRepeatedlyKeepsOrder(t *testing.T) {
+	defer bridge.SetStreamSendBuffer(16 << 10)()
+	s := startServer(t, serverOpts{cfg: bridge.Config{QueueSize: 8192, WriteTimeout: 30 * time.Second}})
+	conn, r, _ := rawSubscribe(t, s, "topic=chat.rooms.big")
+	_ = conn.(*net.TCPConn).SetReadBuffer(32 << 10)
+	const n = 1500
+	text := strings.Repeat("ë", 3000) // ~6 KB events
+
+	var published atomic.Int64
+	go func() {
+		stream, err := s.client.PublishStream(t.Context())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for i := range n {
+			if err := stream.Send(request(t, "chat.rooms.big", &chatv1.ChatMessage{MessageId: fmt.Sprint(i), Text: text})); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := stream.Recv(); err != nil {
+				t.Error(err)
+				return
+			}
+			published.Add(1)
+		}
+	}()
+
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	i := 0
+	for ev, err := range gosse.Read(r, &gosse.ReadConfig{MaxEventSize: 4 << 20}) {
+		if err != nil {
+			t.Fatalf("after %d events: %v", i, err)
+		}
+		var m chatv1.ChatMessage
+		if err := protojson.Unmarshal([]byte(ev.Data), &m); err != nil || m.GetMessageId() != fmt.Sprint(i) {
+			t.Fatalf("event %d: id %q, message %q: %v", i, ev.LastEventID, m.GetMessageId(), err)
+		}
+		if i++; i == n {
+			break
+		}
+		// Every 40 events, stop reading until 80 more (~500 KB, more
+		// than the socket buffers hold) are published, then read on
+		// while publishing goes on.
+		if i%40 == 0 {
+			for published.Load() < int64(min(n, i+80)) && t.Context().Err() == nil {
+				<-tick.C
+			}
+		}
+	}
+	if i != n {
+		t.Fatalf("stream ended after %d events, want %d", i, n)
 	}
 }

@@ -1,0 +1,9 @@
+package bridge
+
+// SetStreamSendBuffer makes every stream taken over from now on use a
+// socket send buffer of n bytes (0: the system's), so that tests can fill
+// it quickly; it returns a function that restores the default.
+func SetStreamSendBuffer(n int) (restore func()) {
+	streamSendBuffer.Store(int64(n))
+	return func() { streamSendBuffer.Store(0) }
+}
