@@ -327,8 +327,15 @@ func (h *Hub) drop(s *subscriber, reason int32) {
 
 // frame returns ev's SSE frame, encoding and caching it on first use. The
 // JSON is rendered at most once per event on this node: by the publish path
-// (which validates it) or here for events published on other nodes.
+// when the type may fail to render (which refuses the event then), or here
+// on first delivery. Shards may ask for it at the same time: one renders,
+// the others wait for it.
 func (h *Hub) frame(ev *Event) []byte {
+	if f := ev.frame.Load(); f != nil {
+		return *f
+	}
+	ev.renders.mu.Lock()
+	defer ev.renders.mu.Unlock()
 	if f := ev.frame.Load(); f != nil {
 		return *f
 	}

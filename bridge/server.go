@@ -433,7 +433,13 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 		}
 		errc <- err
 	}()
-	go func() { errc <- s.grpc.Serve(grpcLn) }()
+	go func() {
+		err := s.grpc.Serve(grpcLn)
+		if errors.Is(err, grpc.ErrServerStopped) { // Shutdown came first
+			err = nil
+		}
+		errc <- err
+	}()
 	s.ready.Store(true)
 	s.setServing(healthpb.HealthCheckResponse_SERVING)
 
