@@ -129,7 +129,6 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, err)
 		return
 	}
-	defer release()
 	// A plain HTTP/1.1 stream can be written by the hub's shards directly
 	// once its head is out (writer.go); others keep a goroutine writing.
 	plain := r.ProtoMajor == 1 && r.TLS == nil
@@ -140,6 +139,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s, err = h.hub.subscribe(sub.patterns, sub.render)
 	}
 	if err != nil {
+		release()
 		// Shutting down. A 503 would close an EventSource for good: send
 		// it away like the streams that were open, to reconnect elsewhere.
 		hdr := w.Header()
@@ -150,9 +150,8 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(sse.AppendRetry(b, (h.retry/2 + time.Duration(rand.Int64N(int64(time.Second)))).Milliseconds()))
 		return
 	}
-	defer h.hub.unsubscribe(s)
-
-	out := &streamOut{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
+	st := &stream{h: h, s: s, release: release, perms: perms, reason: "client"}
+	st.out = &streamOut{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -169,69 +168,72 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The first bytes go out at once, so that onopen fires and proxies see
 	// a live response. Replayed events (if any) follow in the same flush.
-	buf := sse.AppendRetry(make([]byte, 0, 512), h.retry.Milliseconds())
-	reason := "client"
-	defer func() { h.metrics.streams.WithLabelValues(reason).Inc() }()
-
-	lastSeq := uint64(0)
+	st.buf = sse.AppendRetry(make([]byte, 0, 512), h.retry.Milliseconds())
 	if sub.resume {
 		var ok bool
-		lastSeq, buf, ok = h.replay(r.Context(), out, sub, s.render, buf)
-		if !ok {
-			reason = "write"
+		if st.lastSeq, st.buf, ok = h.replay(r.Context(), st.out, sub, s.render, st.buf); !ok {
+			st.reason = "write"
+			st.finish()
 			return
 		}
 	}
-	if !out.write(buf) {
-		reason = "write"
+	if !st.out.write(st.buf) {
+		st.reason = "write"
+		st.finish()
 		return
 	}
 
-	// direct: the shard writes to this stream whenever it does not lag.
-	direct := false
 	if s.d != nil {
-		if conn := h.takeOver(out, s); conn != nil {
-			defer func() {
-				s.d.detach()
-				_ = conn.Close()
-				h.takenMu.Lock()
-				delete(h.taken, conn)
-				if len(h.taken) == 0 && h.drained != nil {
-					close(h.drained)
-					h.drained = nil
-				}
-				h.takenMu.Unlock()
-			}()
+		if conn := h.takeOver(st.out, s); conn != nil {
+			st.conn = conn
 			if s.d.attach(conn) {
-				direct = true
+				// The shard writes to this stream whenever it does
+				// not lag.
+				st.direct = true
 				s.d.mu.Lock()
-				s.d.minSeq = lastSeq
+				s.d.minSeq = st.lastSeq
 				s.d.mu.Unlock()
-				out.settle(s)
+				st.out.settle(s)
 			}
+			// The connection is the stream's now: this handler returns,
+			// and net/http lets go of its goroutine and buffers for it.
+			st.out.w, st.out.rc = nil, nil
+			go st.run(nil)
+			return
 		}
 	}
-	// last writes a stream's last words after what the shard left
-	// unwritten of a frame.
-	last := func(b []byte) {
-		if direct {
-			if p := s.d.detach(); len(p) > 0 && !out.write(p) {
-				return
-			}
-		}
-		out.write(b)
-	}
+	st.run(r.Context().Done())
+}
 
-	ctx := r.Context()
-	expired, stop := expiryTimer(perms)
+// A stream is one SSE stream once its head and history are written: its
+// subscriber, where it writes, and what to release when it ends.
+type stream struct {
+	h       *streamHandler
+	s       *subscriber
+	out     *streamOut
+	conn    net.Conn // set once taken over from net/http
+	direct  bool     // its shard writes to it (writer.go)
+	release func()   // its connection slot
+	perms   Permissions
+	buf     []byte
+	lastSeq uint64 // the last replayed event
+	reason  string // why it ended, for herald_sse_streams_ended_total
+}
+
+// run writes what the subscriber's queue brings until the stream ends: the
+// client leaves (gone closes), the hub drops it, or its token expires.
+func (st *stream) run(gone <-chan struct{}) {
+	defer st.finish()
+	h, s, out := st.h, st.s, st.out
+	expired, stop := expiryTimer(st.perms)
 	defer stop()
 	for {
 		select {
 		case <-expired:
 			// The client reconnects at once and must bring a fresh token.
-			reason = "expired"
-			b := sse.AppendComment(buf[:0], "token expired, reconnect with a fresh one")
-			last(sse.AppendRetry(b, 0))
+			st.reason = "expired"
+			b := sse.AppendComment(st.buf[:0], "token expired, reconnect with a fresh one")
+			st.last(sse.AppendRetry(b, 0))
 			return
 		case ev := <-s.queue:
 			n := 0
@@ -239,50 +241,82 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if len(s.queue) == 0 {
 				// The usual case, one event: its shared frame goes out
 				// as it is, not copied.
-				b, n = h.frameOf(s, ev, lastSeq)
+				b, n = h.frameOf(s, ev, st.lastSeq)
 			} else {
 				// Behind: coalesce what is queued into one write.
-				buf = buf[:0]
+				st.buf = st.buf[:0]
 				for {
-					f, k := h.frameOf(s, ev, lastSeq)
-					buf, n = append(buf, f...), n+k
-					if len(buf) >= 32<<10 || len(s.queue) == 0 {
+					f, k := h.frameOf(s, ev, st.lastSeq)
+					st.buf, n = append(st.buf, f...), n+k
+					if len(st.buf) >= 32<<10 || len(s.queue) == 0 {
 						break
 					}
 					ev = <-s.queue
 				}
-				b = buf
+				b = st.buf
 			}
 			if len(b) > 0 && !out.write(b) {
-				reason = "write"
+				st.reason = "write"
 				return
 			}
 			h.metrics.delivered.Add(float64(n))
-			if cap(buf) > 64<<10 {
-				buf = make([]byte, 0, 512) // don't pin a burst's buffer
+			if cap(st.buf) > 64<<10 {
+				st.buf = make([]byte, 0, 512) // don't pin a burst's buffer
 			}
-			if direct {
+			if st.direct {
 				out.settle(s)
 			}
 		case <-s.done:
 			switch s.reason.Load() {
 			case dropShutdown:
-				reason = "shutdown"
+				st.reason = "shutdown"
 				// Spread the reconnects of all clients over a second or
 				// two, so that they do not all land at once.
 				jitter := time.Duration(rand.Int64N(int64(time.Second)))
-				b := sse.AppendComment(buf[:0], "server shutting down, reconnect")
-				last(sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds()))
+				b := sse.AppendComment(st.buf[:0], "server shutting down, reconnect")
+				st.last(sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds()))
 			case dropGone:
-				reason = "client"
+				st.reason = "client"
 			default:
-				reason = "slow"
+				st.reason = "slow"
 			}
 			return
-		case <-ctx.Done():
+		case <-gone:
 			return
 		}
 	}
+}
+
+// last writes a stream's last words, after what its shard left unwritten
+// of a frame.
+func (st *stream) last(b []byte) {
+	if st.direct {
+		if p := st.s.d.detach(); len(p) > 0 && !st.out.write(p) {
+			return
+		}
+	}
+	st.out.write(b)
+}
+
+// finish releases what the stream held.
+func (st *stream) finish() {
+	h := st.h
+	if st.conn != nil {
+		if st.s.d != nil {
+			st.s.d.detach()
+		}
+		_ = st.conn.Close()
+		h.takenMu.Lock()
+		delete(h.taken, st.conn)
+		if len(h.taken) == 0 && h.drained != nil {
+			close(h.drained)
+			h.drained = nil
+		}
+		h.takenMu.Unlock()
+	}
+	h.metrics.streams.WithLabelValues(st.reason).Inc()
+	h.hub.unsubscribe(st.s)
+	st.release()
 }
 
 // streamSendBuffer, when not 0, is the socket send buffer of streams taken
