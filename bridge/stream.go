@@ -197,7 +197,9 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			// The connection is the stream's now: this handler returns,
 			// and net/http lets go of its goroutine and buffers for it.
+			// The stream needs a buffer of its own only when it is behind.
 			st.out.w, st.out.rc = nil, nil
+			st.buf = nil
 			go st.run(nil)
 			return
 		}
