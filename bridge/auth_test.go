@@ -368,6 +368,21 @@ func TestLimits(t *testing.T) {
 	if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 {
 		t.Fatalf("no RetryInfo in %v", status.Convert(err).Details())
 	}
+	// Over PublishStream the rejected event's answer carries the delay.
+	ps, err := s.client.PublishStream(withBearer(ctxT(t), pubTok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.Send(request(t, "a", order("o"))); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ps.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := resp.GetError(); codes.Code(e.GetCode()) != codes.ResourceExhausted || e.GetRetryDelay().AsDuration() <= 0 {
+		t.Fatalf("PublishStream over the rate answered %v, want RESOURCE_EXHAUSTED with a retry delay", resp)
+	}
 	req, _ := http.NewRequest("POST", s.url+"/v1/topics/a/events", strings.NewReader(`{"payload":{"@type":"type.googleapis.com/google.protobuf.Empty"}}`))
 	req.Header.Set("Authorization", "Bearer "+pubTok)
 	if resp := do(t, req); resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/sse"
@@ -132,7 +133,12 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 		}
 		if err != nil {
 			st := status.Convert(grpcError(err))
-			resp = &heraldv1.PublishResponse{Error: &heraldv1.PublishError{Code: int32(st.Code()), Message: st.Message()}}
+			e := &heraldv1.PublishError{Code: int32(st.Code()), Message: st.Message()}
+			var limit *LimitError
+			if errors.As(err, &limit) {
+				e.RetryDelay = durationpb.New(limit.RetryAfter)
+			}
+			resp = &heraldv1.PublishResponse{Error: e}
 		}
 		if err := stream.Send(resp); err != nil {
 			return err

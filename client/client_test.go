@@ -307,6 +307,22 @@ func TestRateLimit(t *testing.T) {
 	if err := status.Error(codes.ResourceExhausted, "grpc: received message larger than max"); client.Retryable(err) || client.RetryDelay(err) != 0 {
 		t.Fatal("a RESOURCE_EXHAUSTED without RetryInfo is not a rate limit, and is final")
 	}
+
+	// The same through a StreamPublisher: the rejected event's result says
+	// when to send it again, as the unary call does.
+	sp, err := c.NewStreamPublisher(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	r, err := sp.Publish(ctxT(t), "orders.eu", order("o-3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Wait(ctxT(t))
+	if status.Code(err) != codes.ResourceExhausted || !client.Retryable(err) || client.RetryDelay(err) < time.Minute {
+		t.Fatalf("stream publish over the rate: %v (retryable %v, delay %v), want a retryable RESOURCE_EXHAUSTED with the delay", err, client.Retryable(err), client.RetryDelay(err))
+	}
 }
 
 // The ordering, exactly-once and no-loss test: 100,000 events through one

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -420,7 +421,7 @@ func (p *StreamPublisher) receive(stream heraldv1.PublisherService_PublishStream
 		p.mu.Unlock()
 		progress.Store(true)
 		if e := resp.GetError(); e != nil {
-			p.resolve(r, "", status.Error(codes.Code(e.GetCode()), e.GetMessage()))
+			p.resolve(r, "", eventError(e))
 		} else {
 			p.resolve(r, resp.GetId(), nil)
 		}
@@ -478,4 +479,17 @@ func retryableStream(err error) bool {
 		return true
 	}
 	return false
+}
+
+// eventError is a PublishStream event's rejection as a gRPC status error,
+// with the server's retry delay as a RetryInfo detail, as a unary Publish
+// carries it, so that Retryable and RetryDelay read both alike.
+func eventError(e *heraldv1.PublishError) error {
+	st := status.New(codes.Code(e.GetCode()), e.GetMessage())
+	if d := e.GetRetryDelay(); d != nil {
+		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: d}); err == nil {
+			st = withInfo
+		}
+	}
+	return st.Err()
 }

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -187,7 +188,11 @@ type PublishError struct {
 	// The gRPC status code (google.rpc.Code), e.g. 3 for INVALID_ARGUMENT.
 	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	// A message naming the problem.
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// For RESOURCE_EXHAUSTED from the publish rate limit: how long to wait
+	// before sending the event again (the RetryInfo of a unary Publish).
+	// Unset for errors that are not worth retrying later.
+	RetryDelay    *durationpb.Duration `protobuf:"bytes,3,opt,name=retry_delay,json=retryDelay,proto3" json:"retry_delay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -236,11 +241,18 @@ func (x *PublishError) GetMessage() string {
 	return ""
 }
 
+func (x *PublishError) GetRetryDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RetryDelay
+	}
+	return nil
+}
+
 var File_herald_v1_publisher_proto protoreflect.FileDescriptor
 
 const file_herald_v1_publisher_proto_rawDesc = "" +
 	"\n" +
-	"\x19herald/v1/publisher.proto\x12\therald.v1\x1a\x19google/protobuf/any.proto\"\x9d\x02\n" +
+	"\x19herald/v1/publisher.proto\x12\therald.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\"\x9d\x02\n" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12.\n" +
 	"\apayload\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\apayload\x12\x12\n" +
@@ -255,10 +267,12 @@ const file_herald_v1_publisher_proto_rawDesc = "" +
 	"\x0fPublishResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12-\n" +
-	"\x05error\x18\x03 \x01(\v2\x17.herald.v1.PublishErrorR\x05error\"<\n" +
+	"\x05error\x18\x03 \x01(\v2\x17.herald.v1.PublishErrorR\x05error\"x\n" +
 	"\fPublishError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xa4\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +
+	"\vretry_delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryDelay2\xa4\x01\n" +
 	"\x10PublisherService\x12B\n" +
 	"\aPublish\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\"\x00\x12L\n" +
 	"\rPublishStream\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\"\x00(\x010\x01B3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
@@ -277,25 +291,27 @@ func file_herald_v1_publisher_proto_rawDescGZIP() []byte {
 
 var file_herald_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_herald_v1_publisher_proto_goTypes = []any{
-	(*PublishRequest)(nil),  // 0: herald.v1.PublishRequest
-	(*PublishResponse)(nil), // 1: herald.v1.PublishResponse
-	(*PublishError)(nil),    // 2: herald.v1.PublishError
-	nil,                     // 3: herald.v1.PublishRequest.AttributesEntry
-	(*anypb.Any)(nil),       // 4: google.protobuf.Any
+	(*PublishRequest)(nil),      // 0: herald.v1.PublishRequest
+	(*PublishResponse)(nil),     // 1: herald.v1.PublishResponse
+	(*PublishError)(nil),        // 2: herald.v1.PublishError
+	nil,                         // 3: herald.v1.PublishRequest.AttributesEntry
+	(*anypb.Any)(nil),           // 4: google.protobuf.Any
+	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
 }
 var file_herald_v1_publisher_proto_depIdxs = []int32{
 	4, // 0: herald.v1.PublishRequest.payload:type_name -> google.protobuf.Any
 	3, // 1: herald.v1.PublishRequest.attributes:type_name -> herald.v1.PublishRequest.AttributesEntry
 	2, // 2: herald.v1.PublishResponse.error:type_name -> herald.v1.PublishError
-	0, // 3: herald.v1.PublisherService.Publish:input_type -> herald.v1.PublishRequest
-	0, // 4: herald.v1.PublisherService.PublishStream:input_type -> herald.v1.PublishRequest
-	1, // 5: herald.v1.PublisherService.Publish:output_type -> herald.v1.PublishResponse
-	1, // 6: herald.v1.PublisherService.PublishStream:output_type -> herald.v1.PublishResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 3: herald.v1.PublishError.retry_delay:type_name -> google.protobuf.Duration
+	0, // 4: herald.v1.PublisherService.Publish:input_type -> herald.v1.PublishRequest
+	0, // 5: herald.v1.PublisherService.PublishStream:input_type -> herald.v1.PublishRequest
+	1, // 6: herald.v1.PublisherService.Publish:output_type -> herald.v1.PublishResponse
+	1, // 7: herald.v1.PublisherService.PublishStream:output_type -> herald.v1.PublishResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_publisher_proto_init() }
