@@ -279,6 +279,23 @@ func (sh *shard) each(ev *Event, f func(*subscriber)) {
 	}
 }
 
+// admit reports whether the shard writes ev to s now; with s.d.mu held.
+// It queues ev instead to a subscriber that lags, and skips one whose
+// stream took its connection back or that got ev from the history.
+func (sh *shard) admit(s *subscriber, ev *Event) bool {
+	d := s.d
+	switch {
+	case d.closed:
+		return false
+	case d.lagging:
+		sh.queueLocked(s, ev)
+		return false
+	case ev != heartbeat && ev.Seq <= d.minSeq:
+		return false
+	}
+	return true
+}
+
 // write writes a batch of events. One event goes out as its shared frame,
 // written to each subscriber in turn; several are gathered per subscriber
 // and written with one write each, as a subscriber's goroutine coalesces
@@ -290,20 +307,14 @@ func (sh *shard) write(batch []*Event) {
 	if len(batch) == 1 {
 		ev := batch[0]
 		sh.each(ev, func(s *subscriber) {
-			d := s.d
-			d.mu.Lock()
-			switch {
-			case d.closed:
-			case d.lagging:
-				sh.queueLocked(s, ev)
-			case ev != heartbeat && ev.Seq <= d.minSeq:
-			default:
+			s.d.mu.Lock()
+			if sh.admit(s, ev) {
 				sh.writeLocked(s, sh.hub.frameFor(ev, s.render))
 				if ev != heartbeat {
 					delivered++
 				}
 			}
-			d.mu.Unlock()
+			s.d.mu.Unlock()
 		})
 		sh.hub.metrics.delivered.Add(float64(delivered))
 		return
@@ -313,12 +324,7 @@ func (sh *shard) write(batch []*Event) {
 		sh.each(ev, func(s *subscriber) {
 			d := s.d
 			d.mu.Lock()
-			switch {
-			case d.closed:
-			case d.lagging:
-				sh.queueLocked(s, ev)
-			case ev != heartbeat && ev.Seq <= d.minSeq:
-			default:
+			if sh.admit(s, ev) {
 				if len(d.out) == 0 {
 					sh.touched = append(sh.touched, s)
 				}
