@@ -56,7 +56,8 @@ const (
 	dropNone int32 = iota
 	dropSlow
 	dropShutdown
-	dropGone // a direct stream's client went away
+	dropGone  // a direct stream's client went away
+	dropWrite // a shard's write to a direct stream failed
 )
 
 type subscriber struct {

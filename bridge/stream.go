@@ -279,8 +279,13 @@ func (st *stream) run(gone <-chan struct{}) {
 				st.last(sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds()))
 			case dropGone:
 				st.reason = "client"
+			case dropWrite:
+				st.reason = "write"
 			default:
 				st.reason = "slow"
+				// End on a whole frame: write what the shard left of
+				// one, if anything, before closing.
+				st.last(nil)
 			}
 			return
 		case <-gone:
@@ -289,15 +294,17 @@ func (st *stream) run(gone <-chan struct{}) {
 	}
 }
 
-// last writes a stream's last words, after what its shard left unwritten
-// of a frame.
+// last writes a stream's last words (if any), after what its shard left
+// unwritten of a frame.
 func (st *stream) last(b []byte) {
 	if st.direct {
 		if p := st.s.d.detach(); len(p) > 0 && !st.out.write(p) {
 			return
 		}
 	}
-	st.out.write(b)
+	if len(b) > 0 {
+		st.out.write(b)
+	}
 }
 
 // finish releases what the stream held.
@@ -346,10 +353,19 @@ func (h *streamHandler) frameOf(s *subscriber, ev *Event, replayed uint64) ([]by
 // when the connection cannot be taken over; the stream then goes on
 // through net/http with its queue.
 func (h *streamHandler) takeOver(out *streamOut, s *subscriber) net.Conn {
+	// Held from Hijack, which ends net/http's tracking of the connection,
+	// until the connection is in taken, so that wait never misses it.
+	h.takenMu.Lock()
 	conn, _, err := out.rc.Hijack()
 	if err != nil {
+		h.takenMu.Unlock()
 		return nil
 	}
+	if h.taken == nil {
+		h.taken = make(map[net.Conn]struct{})
+	}
+	h.taken[conn] = struct{}{}
+	h.takenMu.Unlock()
 	// Hijack cleared the deadlines net/http had set and this stream's.
 	out.conn, out.deadline = conn, time.Time{}
 	if n := streamSendBuffer.Load(); n > 0 {
@@ -357,22 +373,15 @@ func (h *streamHandler) takeOver(out *streamOut, s *subscriber) net.Conn {
 			_ = tc.SetWriteBuffer(int(n))
 		}
 	}
-	h.takenMu.Lock()
-	if h.taken == nil {
-		h.taken = make(map[net.Conn]struct{})
-	}
-	h.taken[conn] = struct{}{}
-	h.takenMu.Unlock()
 	go func() {
 		// SSE clients send nothing after the request: a read returns
 		// when the client closes the connection (or when it is closed
-		// here, after the stream ended).
-		var b [64]byte
-		for {
-			if _, err := conn.Read(b[:]); err != nil {
-				h.hub.drop(s, dropGone)
-				return
-			}
+		// here, after the stream ended). A client that does send
+		// something is not read further, as net/http does: its leaving
+		// shows when a write fails.
+		var b [1]byte
+		if _, err := conn.Read(b[:]); err != nil {
+			h.hub.drop(s, dropGone)
 		}
 	}()
 	return conn

@@ -63,17 +63,23 @@ type direct struct {
 
 // writeLocked writes frame to a subscriber that is not lagging; with d.mu
 // held. What the socket does not take goes to pending, and the stream's
-// goroutine is told to write it. A broken connection drops the subscriber.
-func (sh *shard) writeLocked(s *subscriber, frame []byte) {
+// goroutine writes it from its queue. A frame that is shared (an event's
+// frame, which never changes) is kept as it is; a gathering buffer, which
+// the shard reuses, is copied. A broken connection drops the subscriber.
+func (sh *shard) writeLocked(s *subscriber, frame []byte, shared bool) {
 	d := s.d
 	n, err := d.tryWrite(frame)
 	if err != nil {
-		sh.hub.drop(s, dropGone)
+		sh.hub.drop(s, dropWrite)
 		d.closed = true
 		return
 	}
 	if n < len(frame) {
-		d.pending = append([]byte(nil), frame[n:]...)
+		if shared {
+			d.pending = frame[n:]
+		} else {
+			d.pending = append([]byte(nil), frame[n:]...)
+		}
 		d.lagging = true
 		sh.queueLocked(s, restOfFrame) // the queue is empty: it was not lagging
 	}
@@ -279,6 +285,15 @@ func (sh *shard) each(ev *Event, f func(*subscriber)) {
 	}
 }
 
+// frameFor is what the shard writes of ev to s: a heartbeat is the same
+// comment line in every rendering.
+func (sh *shard) frameFor(s *subscriber, ev *Event) []byte {
+	if ev == heartbeat {
+		return sh.hub.frameFor(ev, nil)
+	}
+	return sh.hub.frameFor(ev, s.render)
+}
+
 // admit reports whether the shard writes ev to s now; with s.d.mu held.
 // It queues ev instead to a subscriber that lags, and skips one whose
 // stream took its connection back or that got ev from the history.
@@ -309,7 +324,7 @@ func (sh *shard) write(batch []*Event) {
 		sh.each(ev, func(s *subscriber) {
 			s.d.mu.Lock()
 			if sh.admit(s, ev) {
-				sh.writeLocked(s, sh.hub.frameFor(ev, s.render))
+				sh.writeLocked(s, sh.frameFor(s, ev), true)
 				if ev != heartbeat {
 					delivered++
 				}
@@ -328,14 +343,14 @@ func (sh *shard) write(batch []*Event) {
 				if len(d.out) == 0 {
 					sh.touched = append(sh.touched, s)
 				}
-				d.out = append(d.out, sh.hub.frameFor(ev, s.render)...)
+				d.out = append(d.out, sh.frameFor(s, ev)...)
 				if ev != heartbeat {
 					delivered++
 				}
 				if len(d.out) >= coalesceMax {
 					// Only this drain makes a subscriber lag, so it
 					// cannot have started lagging since.
-					sh.writeLocked(s, d.out)
+					sh.writeLocked(s, d.out, false)
 					d.out = d.out[:0]
 				}
 			}
@@ -346,7 +361,7 @@ func (sh *shard) write(batch []*Event) {
 		d := s.d
 		d.mu.Lock()
 		if !d.closed && len(d.out) > 0 {
-			sh.writeLocked(s, d.out)
+			sh.writeLocked(s, d.out, false)
 		}
 		d.mu.Unlock()
 		if cap(d.out) > 4<<10 {

@@ -49,7 +49,7 @@ func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	}
 	frame := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: more than the buffers hold
 	s.d.mu.Lock()
-	sh.writeLocked(s, frame)
+	sh.writeLocked(s, frame, true)
 	lagging := s.d.lagging
 	s.d.mu.Unlock()
 	if !lagging {

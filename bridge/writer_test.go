@@ -229,3 +229,58 @@ func TestDirectStreamFallingBehindRepeatedlyKeepsOrder(t *testing.T) {
 		t.Fatalf("stream ended after %d events, want %d", i, n)
 	}
 }
+
+// A heartbeat is a comment line in every JSON rendering, on direct streams
+// (HTTP/1.1) and queued ones (HTTP/2) alike: never an event, never an id.
+func TestHeartbeatsWithARenderingAreComments(t *testing.T) {
+	s := startServer(t, serverOpts{cfg: bridge.Config{HeartbeatInterval: 10 * time.Millisecond}})
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	defer h2c.CloseIdleConnections()
+	for _, tc := range []struct {
+		name  string
+		proto int
+		rt    http.RoundTripper
+	}{{"HTTP/1.1", 1, http.DefaultTransport}, {"HTTP/2", 2, h2c}} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", s.url+"/v1/events?topic=orders.eu&proto_names=true", nil)
+			resp, err := tc.rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.ProtoMajor != tc.proto {
+				t.Fatalf("protocol %s", resp.Proto)
+			}
+			r := bufio.NewReader(resp.Body)
+			comments := 0
+			for comments < 3 {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case strings.HasPrefix(line, ":"):
+					comments++
+				case line == "\n", strings.HasPrefix(line, "retry: "):
+				default:
+					t.Fatalf("before any event the stream sent %q, want only heartbeat comments", line)
+				}
+			}
+			id := s.publish(t, "orders.eu", order("o-1"))
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.HasPrefix(line, ":") || line == "\n" {
+					continue
+				}
+				if line != "id: "+id+"\n" {
+					t.Fatalf("the first event line is %q, want the published event's id %q", line, id)
+				}
+				return
+			}
+		})
+	}
+}
