@@ -250,7 +250,7 @@ func (st *stream) run(gone <-chan struct{}) {
 				for {
 					f, k := h.frameOf(s, ev, st.lastSeq)
 					st.buf, n = append(st.buf, f...), n+k
-					if len(st.buf) >= 32<<10 || len(s.queue) == 0 {
+					if len(st.buf) >= coalesceMax || len(s.queue) == 0 {
 						break
 					}
 					ev = <-s.queue
@@ -436,7 +436,7 @@ func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscrip
 	}
 	for _, ev := range res.events {
 		buf = append(buf, h.hub.frameFor(ev, render)...)
-		if len(buf) >= 32<<10 {
+		if len(buf) >= coalesceMax {
 			if !out.write(buf) {
 				return 0, nil, false
 			}

@@ -28,8 +28,9 @@ import (
 // shard's goroutine, so that the shards write in parallel.
 const inlineMax = 8
 
-// coalesceMax bounds what a shard gathers for one subscriber from a batch
-// of queued events before writing it.
+// coalesceMax bounds what is gathered for one subscriber before a write:
+// by a shard from a batch of events, by a stream's goroutine from its
+// queue or the history it replays.
 const coalesceMax = 32 << 10
 
 // direct is the part of a subscriber that a shard writes to.
