@@ -30,7 +30,7 @@ import (
 	"github.com/heraldhq/herald/bridge"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
-	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/auth/jwtauth"
 )
 
 // keys are the signing keys of the auth tests, written where the server
@@ -72,8 +72,8 @@ func newKeys(t testing.TB) *keys {
 	return k
 }
 
-func (k *keys) config() auth.Config {
-	return auth.Config{
+func (k *keys) config() jwtauth.Config {
+	return jwtauth.Config{
 		HMACSecretFiles: []string{filepath.Join(k.dir, "secret")},
 		PublicKeyFiles:  []string{filepath.Join(k.dir, "rsa.pem"), filepath.Join(k.dir, "ec.pem"), filepath.Join(k.dir, "ed.pem")},
 		PublicTopics:    []string{"public.>"},
@@ -96,7 +96,7 @@ func (k *keys) sign(t testing.TB, alg jwa.SignatureAlgorithm, key any, c claims)
 		c.subject = "test"
 	}
 	tok, err := jwt.NewBuilder().Subject(c.subject).Expiration(time.Now().Add(c.exp)).
-		Claim(auth.ClaimName, auth.Grants{Publish: c.pub, Subscribe: c.sub}).Build()
+		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: c.pub, Subscribe: c.sub}).Build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,13 +109,13 @@ func (k *keys) sign(t testing.TB, alg jwa.SignatureAlgorithm, key any, c claims)
 
 func (k *keys) hs(t testing.TB, c claims) string { return k.sign(t, jwa.HS256(), k.secret, c) }
 
-func startAuthServer(t testing.TB, k *keys, cfg bridge.Config, mutate func(*auth.Config)) *testServer {
+func startAuthServer(t testing.TB, k *keys, cfg bridge.Config, mutate func(*jwtauth.Config)) *testServer {
 	t.Helper()
 	ac := k.config()
 	if mutate != nil {
 		mutate(&ac)
 	}
-	a, err := auth.New(context.Background(), ac)
+	a, err := jwtauth.New(context.Background(), ac)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestLimits(t *testing.T) {
 		MaxConnectionsPerIP: 1, MaxConnections: 3,
 		MaxTopicsPerSubscription: 2,
 		TrustedProxies:           mustPrefixes(t, "127.0.0.1/32"),
-	}, func(c *auth.Config) { c.PublicTopics = []string{">"} })
+	}, func(c *jwtauth.Config) { c.PublicTopics = []string{">"} })
 	pubTok := k.hs(t, claims{pub: []string{">"}, subject: "fast-publisher"})
 	var err error
 	for range 3 {

@@ -9,34 +9,103 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
-	"github.com/heraldhq/herald/internal/sse"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
+// The fan-out engine: the Hub, its shards (shard.go) and the streams they
+// feed (stream.go). Its rules, which every change to these files keeps:
+//
+// # Goroutines
+//
+//   - The broker calls Hub.deliver from one goroutine at a time, in Seq
+//     order, holding none of its own locks (the Broker contract).
+//   - deliver hands an event to every matching queued subscriber (gRPC
+//     Subscribe calls, SSE streams over HTTP/2 or TLS, and every SSE stream
+//     until its history is written) with a send on its queue that never
+//     waits, and then to each shard.
+//   - A shard writes to the sockets of its direct subscribers (plain
+//     HTTP/1.1 streams taken over from net/http) with writes that never
+//     wait. One goroutine at a time drains a shard's pending events
+//     (shard.running): the delivering goroutine itself when the event has
+//     few subscribers in the shard, the shard's own goroutine otherwise.
+//   - Each stream has a goroutine that writes what its queue brings, with
+//     blocking writes bounded by the write timeout; for a direct stream only
+//     while it lags (below).
+//   - One goroutine of the hub queues heartbeats to every subscriber on one
+//     schedule.
+//
+// # Lock order
+//
+// A lock may be taken while holding those to its left, never the reverse:
+//
+//	Hub.lifeMu → (the broker's own locks, in Subscribe)
+//	Hub.mu     → rendered.mu
+//	shard.mu   → direct.mu → rendered.mu
+//
+// Hub.mu and shard.mu are never held together; shard.qmu,
+// streamHandler.takenMu and the limiters' locks are taken alone. No socket
+// is written while Hub.mu or any lock of the broker is held: sockets are
+// written by a shard (holding shard.mu for reading and the subscriber's
+// direct.mu) or by a stream's goroutine, holding nothing.
+//
+// # Who touches what
+//
+//   - subscriber.lastSeq, which keeps an event that matches several of a
+//     subscriber's patterns from reaching it twice: for a queued subscriber,
+//     only deliver writes it (under Hub.mu held for reading: safe because
+//     deliver never runs twice at once); for a direct subscriber, only its
+//     shard's drainer (under shard.mu held for reading: safe because a
+//     shard has one drainer at a time).
+//   - subscriber.queue: any goroutine may send, never waiting (deliver, a
+//     shard for a lagging subscriber, heartbeats); only the stream's
+//     goroutine receives.
+//   - direct.out and shard.touched: only the shard's drainer.
+//   - direct's other fields: whoever holds direct.mu.
+//
+// # A direct subscriber's states
+//
+//	lagging  the stream's goroutine writes, from the queue; the shard
+//	         queues events to it instead of writing. Every direct
+//	         subscriber starts here, until its history is written.
+//	settled  (not lagging) the shard writes each event to its socket.
+//	closed   the stream's goroutine has taken the connection back for its
+//	         last words, or the stream ended; the shard skips it.
+//
+// lagging → settled: only the stream's goroutine (settle), with its queue
+// empty. settled → lagging: only the shard's drainer, when the socket took
+// part of a frame; the rest is queued as an itemRestOfFrame, ahead of
+// every later event. → closed: the stream's goroutine (detach), or the
+// shard on a failed write.
+//
+// # Dropping
+//
+// A subscriber is dropped, its done channel closed once with the reason,
+// by whoever finds it too slow (its queue is full), broken (a write
+// failed), gone (the connection watcher) or by shutdown. Its stream's
+// goroutine then says its last words, ends and unsubscribes it; nothing
+// else ever waits for it.
+
 // Hub is the per-node fan-out: it holds one broker subscription and hands
-// every event to the queue of each local subscriber whose patterns match,
-// encoding the event's frame once and sharing the bytes.
+// every event to each local subscriber whose patterns match, encoding the
+// event's frame once and sharing the bytes.
 //
 // A subscriber's queue is bounded. A subscriber that falls so far behind
 // that its queue is full is dropped: its stream ends and the client resumes
 // with Last-Event-ID, replayed from the broker. Publishers and other
 // subscribers never wait for it.
 type Hub struct {
-	broker    Broker
+	broker    broker.Broker
 	types     TypeResolver
 	log       *slog.Logger
 	metrics   *metrics
 	epoch     string
 	queueSize int
 
-	mu     sync.RWMutex // guards the indexes and closed; deliver holds it for reading
-	exact  map[string]map[*subscriber]struct{}
-	wild   map[string]*wildSubs
+	mu     sync.RWMutex // guards idx, all, shards and closed; deliver holds it for reading
+	idx    subIndex     // the queued subscribers
 	all    map[*subscriber]struct{}
 	closed bool
-
-	// shards write to direct streams (see writer.go); set by start.
+	// shards write to direct subscribers (shard.go); set by start.
 	shards    []*shard
 	nextShard atomic.Uint32
 
@@ -44,11 +113,6 @@ type Hub struct {
 	stopped bool
 	cancel  context.CancelFunc
 	done    sync.WaitGroup // the heartbeat and shard goroutines
-}
-
-type wildSubs struct {
-	pattern Pattern
-	subs    map[*subscriber]struct{}
 }
 
 // Reasons a subscriber is dropped.
@@ -61,54 +125,59 @@ const (
 )
 
 type subscriber struct {
-	patterns []Pattern
+	patterns []broker.Pattern
 	render   *Rendering // nil: the default JSON form
-	queue    chan *Event
+	queue    chan item
 	done     chan struct{} // closed when the hub drops the subscriber
 	reason   atomic.Int32
-	// lastSeq is the last event handed to this subscriber; it keeps an
-	// event that matches several of its patterns from being queued twice.
-	// Touched only by deliver, which the broker serializes, or for a
-	// direct subscriber by its shard.
+	// lastSeq is the last event handed to this subscriber (see "Who
+	// touches what" above).
 	lastSeq uint64
-	// d and shard are set for a direct stream (writer.go): its shard
-	// writes to it, and its queue is used only while it lags.
+	// d and shard are set for a direct subscriber: its shard writes to
+	// it, and its queue is used only while it lags.
 	d     *direct
 	shard *shard
 }
 
-// heartbeat is queued to every subscriber on the shared heartbeat schedule;
-// its frame is a comment line.
-var heartbeat = func() *Event {
-	ev := &Event{}
-	b := sse.AppendComment(nil, "")
-	ev.frame.Store(&b)
-	return ev
-}()
+// An item is what a subscriber's queue (and a shard's pending list) holds.
+type item struct {
+	kind itemKind
+	ev   *broker.Event // for itemEvent
+}
 
-func newHub(broker Broker, types TypeResolver, log *slog.Logger, m *metrics, queueSize int) *Hub {
+type itemKind uint8
+
+const (
+	// itemEvent: an event to write in the subscriber's rendering.
+	itemEvent itemKind = iota
+	// itemHeartbeat: a comment line, the same in every rendering, to keep
+	// an idle stream open through proxies.
+	itemHeartbeat
+	// itemRestOfFrame: the unwritten rest of a frame the shard could write
+	// only in part (direct.pending), to write before what follows it.
+	itemRestOfFrame
+)
+
+func newHub(b broker.Broker, types TypeResolver, log *slog.Logger, m *metrics, queueSize int) *Hub {
 	return &Hub{
-		broker:    broker,
+		broker:    b,
 		types:     types,
 		log:       log,
 		metrics:   m,
-		epoch:     broker.Epoch(),
+		epoch:     b.Epoch(),
 		queueSize: queueSize,
-		exact:     make(map[string]map[*subscriber]struct{}),
-		wild:      make(map[string]*wildSubs),
+		idx:       newSubIndex(),
 		all:       make(map[*subscriber]struct{}),
 	}
 }
 
-// start subscribes to the broker and starts the heartbeat schedule. It may
-// race with close: a hub closed first starts nothing.
+// start subscribes to the broker and starts the shards and the heartbeat
+// schedule. It may race with close: a hub closed first starts nothing.
 func (h *Hub) start(heartbeatEvery time.Duration) error {
-	// Not h.mu: brokers may deliver (which takes h.mu) under their own
-	// lock, which Subscribe takes too.
 	h.lifeMu.Lock()
 	defer h.lifeMu.Unlock()
 	if h.stopped {
-		return ErrClosed
+		return broker.ErrClosed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := h.broker.Subscribe(ctx, h.deliver); err != nil {
@@ -116,6 +185,8 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 		return err
 	}
 	h.cancel = cancel
+	// Until the shards are set, every subscriber is a queued one, so that
+	// the events delivered before then reach everyone.
 	shards := make([]*shard, max(1, runtime.GOMAXPROCS(0)))
 	for i := range shards {
 		shards[i] = newShard(h)
@@ -128,47 +199,47 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 	return nil
 }
 
-// subscribe registers a subscriber for patterns. Events accepted from now on
-// are queued to it; call unsubscribe when done.
-func (h *Hub) subscribe(patterns []Pattern, render *Rendering) (*subscriber, error) {
+// subscribe registers a queued subscriber for patterns. Events accepted
+// from now on are queued to it; call unsubscribe when done.
+func (h *Hub) subscribe(patterns []broker.Pattern, render *Rendering) (*subscriber, error) {
 	return h.add(patterns, render, false)
 }
 
 // subscribeDirect registers a subscriber that its shard may write to
-// directly once it has a connection (writer.go). Until the stream's
+// directly once it has a connection (shard.go). Until the stream's
 // goroutine settles it, it lags: its events are queued. Before the hub
-// starts, it is an ordinary subscriber (s.d is nil).
-func (h *Hub) subscribeDirect(patterns []Pattern, render *Rendering) (*subscriber, error) {
+// starts, it is an ordinary queued subscriber (s.d is nil).
+func (h *Hub) subscribeDirect(patterns []broker.Pattern, render *Rendering) (*subscriber, error) {
 	return h.add(patterns, render, true)
 }
 
-func (h *Hub) add(patterns []Pattern, render *Rendering, isDirect bool) (*subscriber, error) {
+func (h *Hub) add(patterns []broker.Pattern, render *Rendering, isDirect bool) (*subscriber, error) {
 	if render != nil {
 		render.key() // computed before the rendering is shared
 	}
 	s := &subscriber{
 		patterns: patterns,
 		render:   render,
-		queue:    make(chan *Event, h.queueSize),
+		queue:    make(chan item, h.queueSize),
 		done:     make(chan struct{}),
 	}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return nil, ErrClosed
+		return nil, broker.ErrClosed
 	}
 	h.all[s] = struct{}{}
 	h.metrics.subscribers.Inc()
 	if !isDirect || len(h.shards) == 0 {
-		index(h.exact, h.wild, s)
+		h.idx.add(s)
 		h.mu.Unlock()
 		return s, nil
 	}
 	s.d = &direct{lagging: true}
 	s.shard = h.shards[h.nextShard.Add(1)%uint32(len(h.shards))]
 	h.mu.Unlock()
-	// Not under h.mu: the shard's index lock may be held for a whole
-	// pass over its streams, and deliver must not wait for that.
+	// Not under h.mu (the lock order): the shard's lock may be held for a
+	// whole pass over its subscribers.
 	s.shard.add(s)
 	return s, nil
 }
@@ -182,7 +253,7 @@ func (h *Hub) unsubscribe(s *subscriber) {
 	delete(h.all, s)
 	h.metrics.subscribers.Dec()
 	if s.shard == nil {
-		unindex(h.exact, h.wild, s)
+		h.idx.remove(s)
 		h.mu.Unlock()
 		return
 	}
@@ -190,44 +261,51 @@ func (h *Hub) unsubscribe(s *subscriber) {
 	s.shard.remove(s)
 }
 
-// index adds s to the indexes of subscribers by literal topic and by
-// wildcard pattern.
-func index(exact map[string]map[*subscriber]struct{}, wild map[string]*wildSubs, s *subscriber) {
-	for _, p := range s.patterns {
-		if p.Literal() {
-			set := exact[p.text]
-			if set == nil {
-				set = make(map[*subscriber]struct{})
-				exact[p.text] = set
-			}
-			set[s] = struct{}{}
-			continue
+// deliver is the broker's callback: it queues ev to every matching queued
+// subscriber and offers it to the shards, without waiting for any client.
+func (h *Hub) deliver(ev *broker.Event) {
+	h.mu.RLock()
+	h.idx.each(ev.Topic, func(s *subscriber) {
+		if s.lastSeq == ev.Seq {
+			return // matched by another of its patterns
 		}
-		w := wild[p.text]
-		if w == nil {
-			w = &wildSubs{pattern: p, subs: make(map[*subscriber]struct{})}
-			wild[p.text] = w
-		}
-		w.subs[s] = struct{}{}
+		s.lastSeq = ev.Seq
+		h.frameFor(ev, s.render) // encoded here, once, not by each stream
+		h.enqueue(s, item{ev: ev})
+	})
+	shards := h.shards
+	h.mu.RUnlock()
+	for _, sh := range shards {
+		sh.offer(item{ev: ev})
 	}
 }
 
-func unindex(exact map[string]map[*subscriber]struct{}, wild map[string]*wildSubs, s *subscriber) {
-	for _, p := range s.patterns {
-		if p.Literal() {
-			if set := exact[p.text]; set != nil {
-				delete(set, s)
-				if len(set) == 0 {
-					delete(exact, p.text)
-				}
+// enqueue queues it to s without waiting; a full queue drops s as too
+// slow. Heartbeats are never worth a drop: one is queued only to an empty
+// queue, and skipped when it does not fit.
+func (h *Hub) enqueue(s *subscriber, it item) {
+	if it.kind == itemHeartbeat {
+		if len(s.queue) == 0 {
+			select {
+			case s.queue <- it:
+			default:
 			}
-			continue
 		}
-		if w := wild[p.text]; w != nil {
-			delete(w.subs, s)
-			if len(w.subs) == 0 {
-				delete(wild, p.text)
-			}
+		return
+	}
+	select {
+	case s.queue <- it:
+	default:
+		h.drop(s, dropSlow)
+	}
+}
+
+// drop ends a subscriber's stream; its goroutine unsubscribes it.
+func (h *Hub) drop(s *subscriber, reason int32) {
+	if s.reason.CompareAndSwap(dropNone, reason) {
+		close(s.done)
+		if reason == dropSlow {
+			h.metrics.slowDrops.Inc()
 		}
 	}
 }
@@ -236,7 +314,7 @@ func unindex(exact map[string]map[*subscriber]struct{}, wild map[string]*wildSub
 // live events.
 type resumption struct {
 	// events are the retained events after the id, in Seq order.
-	events []*Event
+	events []*broker.Event
 	// gap, when not empty, says why events may have been missed: the id
 	// reaches back further than the retained history, belongs to another
 	// epoch, or is not an id at all.
@@ -252,16 +330,16 @@ type resumption struct {
 // foreign id is no error: the subscriber gets what is retained, with a gap.
 // An error (ErrUnavailable) means the broker could not be read: no gap is
 // known, and the subscriber should try again with the same id.
-func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string) (resumption, error) {
-	after, known := ParseEventID(lastEventID)
+func (h *Hub) resume(ctx context.Context, patterns []broker.Pattern, lastEventID string) (resumption, error) {
+	after, known := broker.ParseEventID(lastEventID)
 	if !known {
-		after = EventID{Epoch: "?"}
+		after = broker.EventID{Epoch: "?"}
 	}
 	res, err := h.broker.Replay(ctx, patterns, after)
 	if err != nil {
 		// No gap: the history is still there, only unreachable. The
 		// subscriber comes back with the same id and gets it then.
-		return resumption{}, fmt.Errorf("%w: reading the history to resume from failed; retry with the same id: %v", ErrUnavailable, err)
+		return resumption{}, fmt.Errorf("%w: reading the history to resume from failed; retry with the same id: %v", broker.ErrUnavailable, err)
 	}
 	r := resumption{events: res.Events}
 	if n := len(res.Events); n > 0 {
@@ -282,88 +360,10 @@ func (h *Hub) resume(ctx context.Context, patterns []Pattern, lastEventID string
 	return r, nil
 }
 
-// deliver is the broker's callback: it queues ev to every matching
-// subscriber and hands it to the shards of direct streams, without
-// waiting for any client.
-func (h *Hub) deliver(ev *Event) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for s := range h.exact[ev.Topic] {
-		h.enqueue(s, ev)
-	}
-	for _, w := range h.wild {
-		if w.pattern.Match(ev.Topic) {
-			for s := range w.subs {
-				h.enqueue(s, ev)
-			}
-		}
-	}
-	for _, sh := range h.shards {
-		sh.offer(ev)
-	}
-}
-
-func (h *Hub) enqueue(s *subscriber, ev *Event) {
-	if s.lastSeq == ev.Seq {
-		return
-	}
-	s.lastSeq = ev.Seq
-	h.frameFor(ev, s.render) // encoded here, once, not by each writer
-	select {
-	case s.queue <- ev:
-	default:
-		h.drop(s, dropSlow)
-	}
-}
-
-// drop ends a subscriber's stream; its handler unsubscribes it.
-func (h *Hub) drop(s *subscriber, reason int32) {
-	if s.reason.CompareAndSwap(dropNone, reason) {
-		close(s.done)
-		if reason == dropSlow {
-			h.metrics.slowDrops.Inc()
-		}
-	}
-}
-
-// frame returns ev's SSE frame, encoding and caching it on first use. The
-// JSON is rendered at most once per event on this node: by the publish path
-// when the type may fail to render (which refuses the event then), or here
-// on first delivery. Shards may ask for it at the same time: one renders,
-// the others wait for it.
-func (h *Hub) frame(ev *Event) []byte {
-	if f := ev.frame.Load(); f != nil {
-		return *f
-	}
-	ev.renders.mu.Lock()
-	defer ev.renders.mu.Unlock()
-	if f := ev.frame.Load(); f != nil {
-		return *f
-	}
-	data := ev.json
-	if data == nil {
-		msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
-		if err == nil {
-			data, err = renderJSON(h.types, msg, protojson.MarshalOptions{})
-		}
-		if err != nil {
-			// Validated when published, so only a node that lacks the
-			// schema gets here. Deliver what it can rather than drop.
-			h.log.Warn("cannot render event as JSON", "topic", ev.Topic, "seq", ev.Seq, "err", err)
-			data = []byte(`{"@type":` + quoteJSON(ev.TypeURL) + `,"@error":"payload type not known to this node"}`)
-		}
-	}
-	id := EventID{Epoch: h.epoch, Seq: ev.Seq}
-	b := make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48)
-	b = sse.AppendEvent(b, id.String(), ev.Type, data)
-	ev.frame.Store(&b)
-	return b
-}
-
 // heartbeats queues a heartbeat to every subscriber once per interval: one
 // schedule for the node instead of a timer per connection. A subscriber
 // whose queue is not empty needs none. The shards write it to their direct
-// streams.
+// subscribers.
 func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -373,18 +373,16 @@ func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			h.mu.RLock()
-			for _, sh := range h.shards {
-				sh.offer(heartbeat)
-			}
 			for s := range h.all {
-				if s.d == nil && len(s.queue) == 0 {
-					select {
-					case s.queue <- heartbeat:
-					default:
-					}
+				if s.d == nil {
+					h.enqueue(s, item{kind: itemHeartbeat})
 				}
 			}
+			shards := h.shards
 			h.mu.RUnlock()
+			for _, sh := range shards {
+				sh.offer(item{kind: itemHeartbeat})
+			}
 		}
 	}
 }
@@ -409,15 +407,4 @@ func (h *Hub) close() {
 		h.cancel()
 		h.done.Wait()
 	}
-}
-
-func quoteJSON(s string) string {
-	b := make([]byte, 0, len(s)+2)
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 0x20 && c != '"' && c != '\\' && c < 0x7f {
-			b = append(b, c)
-		}
-	}
-	return string(append(b, '"'))
 }

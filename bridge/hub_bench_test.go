@@ -16,11 +16,12 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	monitoringv1 "github.com/heraldhq/herald/gen/monitoring/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // hubBenchBroker is the least Broker a Hub needs when the benchmark calls
 // deliver itself.
-type hubBenchBroker struct{ Broker }
+type hubBenchBroker struct{ broker.Broker }
 
 func (hubBenchBroker) Epoch() string { return "k3j9x2ab" }
 
@@ -37,13 +38,13 @@ func newBenchHub(tb testing.TB, queueSize int) *Hub {
 // benchSubscribers subscribes n subscribers to topic.
 func benchSubscribers(tb testing.TB, h *Hub, topic string, n int, render *Rendering) []*subscriber {
 	tb.Helper()
-	p, err := ParsePattern(topic)
+	p, err := broker.ParsePattern(topic)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	subs := make([]*subscriber, n)
 	for i := range subs {
-		if subs[i], err = h.subscribe([]Pattern{p}, render); err != nil {
+		if subs[i], err = h.subscribe([]broker.Pattern{p}, render); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -52,7 +53,7 @@ func benchSubscribers(tb testing.TB, h *Hub, topic string, n int, render *Render
 
 // chatEvent is an event as the publish path hands it to the broker: the
 // payload already rendered as JSON (about 256 bytes, as in herald-bench).
-func chatEvent(tb testing.TB, topic string) *Event {
+func chatEvent(tb testing.TB, topic string) *broker.Event {
 	tb.Helper()
 	msg := &chatv1.ChatMessage{Room: topic, MessageId: "0000000017.1767225600123456789", Author: "herald-bench",
 		Text: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}
@@ -64,8 +65,18 @@ func chatEvent(tb testing.TB, topic string) *Event {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Event{Topic: topic, Type: "chat.v1.ChatMessage", TypeURL: "type.googleapis.com/chat.v1.ChatMessage", Payload: payload, json: json}
+	return withJSON(&broker.Event{Topic: topic, Type: "chat.v1.ChatMessage", TypeURL: "type.googleapis.com/chat.v1.ChatMessage", Payload: payload}, json)
 }
+
+// withJSON attaches the payload's JSON to ev, as the publish path does for
+// the types it renders to check them.
+func withJSON(ev *broker.Event, json []byte) *broker.Event {
+	ev.Attach(&rendered{json: json})
+	return ev
+}
+
+// jsonOf returns the JSON withJSON attached to ev.
+func jsonOf(ev *broker.Event) []byte { return renderedOf(ev).json }
 
 // BenchmarkHubFanout is the steady-state fan-out path: deliver one event
 // (its frame already encoded by the first subscriber of an earlier
@@ -159,7 +170,7 @@ func BenchmarkHubDeliverNewEvent(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				ev := &Event{Topic: tmpl.Topic, Type: tmpl.Type, TypeURL: tmpl.TypeURL, Payload: tmpl.Payload, json: tmpl.json, Seq: uint64(i) + 1}
+				ev := withJSON(&broker.Event{Topic: tmpl.Topic, Type: tmpl.Type, TypeURL: tmpl.TypeURL, Payload: tmpl.Payload, Seq: uint64(i) + 1}, jsonOf(tmpl))
 				h.deliver(ev)
 				for _, s := range subs {
 					<-s.queue
@@ -259,7 +270,7 @@ func BenchmarkHubFrame(b *testing.B) {
 	tmpl := chatEvent(b, "bench.t00000")
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		ev := &Event{Type: tmpl.Type, json: tmpl.json, Seq: uint64(i) + 1}
+		ev := withJSON(&broker.Event{Type: tmpl.Type, Seq: uint64(i) + 1}, jsonOf(tmpl))
 		_ = h.frame(ev)
 	}
 }

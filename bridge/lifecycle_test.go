@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/schema"
 )
@@ -35,7 +36,7 @@ func TestShutdownBeforeServe(t *testing.T) {
 	}
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	gl, _ := net.Listen("tcp", "127.0.0.1:0")
-	if err := srv.Serve(hl, gl); !errors.Is(err, bridge.ErrClosed) {
+	if err := srv.Serve(hl, gl); !errors.Is(err, broker.ErrClosed) {
 		t.Fatalf("Serve after Shutdown = %v, want ErrClosed", err)
 	}
 }
@@ -43,8 +44,8 @@ func TestShutdownBeforeServe(t *testing.T) {
 // unreadable is a broker whose history cannot be read, as in an outage.
 type unreadable struct{ *memory.Broker }
 
-func (unreadable) Replay(context.Context, []bridge.Pattern, bridge.EventID) (bridge.ReplayResult, error) {
-	return bridge.ReplayResult{}, fmt.Errorf("%w: broker down", bridge.ErrUnavailable)
+func (unreadable) Replay(context.Context, []broker.Pattern, broker.EventID) (broker.ReplayResult, error) {
+	return broker.ReplayResult{}, fmt.Errorf("%w: broker down", broker.ErrUnavailable)
 }
 
 // A resume whose history cannot be read must not claim a gap (which

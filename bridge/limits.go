@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,22 @@ import (
 
 	"golang.org/x/time/rate"
 )
+
+// ErrLimited: a limit was reached (gRPC RESOURCE_EXHAUSTED, HTTP 429).
+var ErrLimited = errors.New("limit reached")
+
+// LimitError is an ErrLimited that says when to retry.
+type LimitError struct {
+	What       string
+	RetryAfter time.Duration
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%s: %s; retry after %s", ErrLimited, e.What, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Unwrap makes a LimitError an ErrLimited.
+func (e *LimitError) Unwrap() error { return ErrLimited }
 
 // publishLimiter enforces a publish rate per credential (Permissions.RateKey).
 type publishLimiter struct {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
-	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/auth/jwtauth"
 )
 
 // testCA issues certificates for the mutual TLS test.
@@ -64,7 +64,7 @@ func TestMutualTLSPublishers(t *testing.T) {
 	ca := newCA(t)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)
-	a, err := auth.New(context.Background(), auth.Config{ClientCertTopics: map[string][]string{"billing": {"orders.>"}}})
+	a, err := jwtauth.New(context.Background(), jwtauth.Config{ClientCertTopics: map[string][]string{"billing": {"orders.>"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,183 +4,121 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/sse"
 )
 
-// A Rendering is a subscriber's choice of JSON form for event data, from
-// the query parameters of GET /v1/events:
-//
-//	proto_names=true       field names as in the .proto file (order_id), not lowerCamelCase (orderId)
-//	enum_numbers=true      enum values as numbers, not names
-//	emit_unpopulated=true  include fields that hold their zero value
-//	fields=a,b.c           only these fields (FieldMask semantics; a path may go
-//	                       through singular message fields; proto or JSON names)
-//
-// Each distinct rendering is encoded once per event and its frame shared by
-// every subscriber that asked for it. The zero Rendering is the default
-// form, which the publish path renders ahead of time.
-type Rendering struct {
-	ProtoNames      bool
-	EnumNumbers     bool
-	EmitUnpopulated bool
-	Fields          []string
+// Rendering: an event becomes JSON, and the JSON an SSE frame, at most once
+// per node and rendering, whatever the number of its subscribers; every
+// stream, shard and replay on the node shares the bytes, which never change
+// once made.
 
-	k string // cache key, set by the hub when the subscriber registers
+// rendered is what this node made of an event. It is attached to the event
+// (broker.Event.Attach) and lives as long as the event.
+type rendered struct {
+	// json is the payload in the default JSON form when the publish path
+	// rendered it already: only for types that protojson may refuse after
+	// they parse (renderPlan), rendered there to check them. It spares the
+	// hub a decode and an encode. Usually nil: the hub renders on first
+	// delivery, so that an event no one receives is never rendered.
+	json []byte
+	// frame is the event's frame in the default rendering, once encoded.
+	frame atomic.Pointer[[]byte]
+	// mu is held while encoding a frame and guards others.
+	mu sync.Mutex
+	// others are the frames in non-default renderings, by Rendering.key.
+	others map[string][]byte
 }
 
-// renderParams are the query parameters that choose a Rendering.
-var renderParams = []string{"proto_names", "enum_numbers", "emit_unpopulated", "fields"}
+// renderedOf returns what this node rendered of ev, attaching an empty
+// record on first use.
+func renderedOf(ev *broker.Event) *rendered {
+	if r, ok := ev.Local().(*rendered); ok {
+		return r
+	}
+	return ev.Attach(&rendered{}).(*rendered)
+}
 
-func parseRendering(q url.Values) (*Rendering, error) {
-	var r Rendering
-	for _, b := range []struct {
-		name string
-		dst  *bool
-	}{{"proto_names", &r.ProtoNames}, {"enum_numbers", &r.EnumNumbers}, {"emit_unpopulated", &r.EmitUnpopulated}} {
-		v := q.Get(b.name)
-		if v == "" {
-			continue
+// heartbeatFrame is a comment line: the same in every rendering.
+var heartbeatFrame = sse.AppendComment(nil, "")
+
+// frame returns ev's SSE frame in the default rendering, encoding and
+// caching it on first use. Shards may ask for it at the same time: one
+// encodes, the others wait for it.
+func (h *Hub) frame(ev *broker.Event) []byte {
+	r := renderedOf(ev)
+	if f := r.frame.Load(); f != nil {
+		return *f
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.frame.Load(); f != nil {
+		return *f
+	}
+	data := r.json
+	if data == nil {
+		msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
+		if err == nil {
+			data, err = renderJSON(h.types, msg, protojson.MarshalOptions{})
 		}
-		on, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s=%q: want true or false", ErrBadRequest, b.name, printable(v))
-		}
-		*b.dst = on
-	}
-	for _, list := range q["fields"] {
-		for _, p := range strings.Split(list, ",") {
-			p = strings.TrimSpace(p)
-			if p == "" {
-				continue
-			}
-			for _, seg := range strings.Split(p, ".") {
-				if !validIdent(seg) {
-					return nil, fmt.Errorf("%w: fields: %q is not a field path like a or a.b", ErrBadRequest, printable(p))
-				}
-			}
-			r.Fields = append(r.Fields, p)
+			data = h.unrenderable(ev, err)
 		}
 	}
-	if !r.ProtoNames && !r.EnumNumbers && !r.EmitUnpopulated && len(r.Fields) == 0 {
-		return nil, nil
-	}
-	return &r, nil
-}
-
-func validIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || i > 0 && '0' <= c && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// key identifies the rendering among those of one event.
-func (r *Rendering) key() string {
-	if r.k == "" {
-		r.k = fmt.Sprintf("%t%t%t%s", r.ProtoNames, r.EnumNumbers, r.EmitUnpopulated, strings.Join(r.Fields, ","))
-	}
-	return r.k
-}
-
-// MessageRanger is a TypeResolver that can list its types. The SSE handler
-// uses it to refuse field paths that no known type has.
-type MessageRanger interface {
-	RangeMessages(func(protoreflect.MessageType) bool)
-}
-
-// checkFields refuses a field path that exists in no known message type.
-func checkFields(types TypeResolver, paths []string) error {
-	ranger, ok := types.(MessageRanger)
-	if !ok {
-		return nil
-	}
-	for _, p := range paths {
-		known := false
-		ranger.RangeMessages(func(mt protoreflect.MessageType) bool {
-			_, known = resolvePath(mt.Descriptor(), strings.Split(p, "."))
-			return !known
-		})
-		if !known {
-			return fmt.Errorf("%w: fields: no known message type has the field path %q", ErrBadRequest, printable(p))
-		}
-	}
-	return nil
-}
-
-// resolvePath finds the fields of a path in md, by proto or JSON name. Only
-// the last field may be repeated, a map or a scalar.
-func resolvePath(md protoreflect.MessageDescriptor, segs []string) ([]protoreflect.FieldDescriptor, bool) {
-	var out []protoreflect.FieldDescriptor
-	for i, seg := range segs {
-		if md == nil {
-			return nil, false
-		}
-		fd := md.Fields().ByName(protoreflect.Name(seg))
-		if fd == nil {
-			fd = md.Fields().ByJSONName(seg)
-		}
-		if fd == nil {
-			return nil, false
-		}
-		out = append(out, fd)
-		if i < len(segs)-1 {
-			if fd.Message() == nil || fd.IsList() || fd.IsMap() {
-				return nil, false
-			}
-			md = fd.Message()
-		}
-	}
-	return out, true
-}
-
-// renderCache holds an event's frames in non-default renderings.
-type renderCache struct {
-	mu     sync.Mutex
-	frames map[string][]byte
+	b := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, data)
+	r.frame.Store(&b)
+	return b
 }
 
 // frameFor returns ev's frame in rendering r (nil: the default), encoding
 // it on first use; later subscribers with the same rendering share it.
-func (h *Hub) frameFor(ev *Event, r *Rendering) []byte {
+func (h *Hub) frameFor(ev *broker.Event, r *Rendering) []byte {
 	if r == nil {
 		return h.frame(ev)
 	}
 	k := r.key()
-	ev.renders.mu.Lock()
-	defer ev.renders.mu.Unlock()
-	if f, ok := ev.renders.frames[k]; ok {
+	rd := renderedOf(ev)
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if f, ok := rd.others[k]; ok {
 		return f
 	}
 	h.metrics.renderings.Inc()
 	data, err := h.render(ev, r)
 	if err != nil {
-		h.log.Warn("cannot render event as JSON", "topic", ev.Topic, "seq", ev.Seq, "err", err)
-		data = []byte(`{"@type":` + quoteJSON(ev.TypeURL) + `,"@error":"payload type not known to this node"}`)
+		data = h.unrenderable(ev, err)
 	}
-	id := EventID{Epoch: h.epoch, Seq: ev.Seq}
-	f := sse.AppendEvent(make([]byte, 0, len(data)+len(ev.Type)+48), id.String(), ev.Type, data)
-	if ev.renders.frames == nil {
-		ev.renders.frames = make(map[string][]byte, 1)
+	f := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, data)
+	if rd.others == nil {
+		rd.others = make(map[string][]byte, 1)
 	}
-	ev.renders.frames[k] = f
+	rd.others[k] = f
 	return f
 }
 
-func (h *Hub) render(ev *Event, r *Rendering) ([]byte, error) {
+func (h *Hub) appendFrame(b []byte, ev *broker.Event, data []byte) []byte {
+	return sse.AppendEvent(b, broker.EventID{Epoch: h.epoch, Seq: ev.Seq}.String(), ev.Type, data)
+}
+
+// unrenderable is the data sent for an event this node cannot render. It
+// was validated when published, so only a node that lacks the schema gets
+// here: it delivers what it can rather than drop the event.
+func (h *Hub) unrenderable(ev *broker.Event, err error) []byte {
+	h.log.Warn("cannot render event as JSON", "topic", ev.Topic, "seq", ev.Seq, "err", err)
+	data, _ := json.Marshal(struct {
+		Type  string `json:"@type"`
+		Error string `json:"@error"`
+	}{ev.TypeURL, "payload type not known to this node"})
+	return data
+}
+
+func (h *Hub) render(ev *broker.Event, r *Rendering) ([]byte, error) {
 	msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
 	if err != nil {
 		return nil, err
@@ -202,91 +140,43 @@ func (h *Hub) render(ev *Event, r *Rendering) ([]byte, error) {
 	return filterJSON(data, msg.ProtoReflect().Descriptor(), tree, r.ProtoNames)
 }
 
-// A fieldTree is a field mask resolved against one message type: a nil
-// child keeps the whole field. Paths that do not exist in the type select
-// nothing.
-type fieldTree map[protoreflect.FieldNumber]fieldTree
-
-func buildTree(md protoreflect.MessageDescriptor, paths []string) fieldTree {
-	tree := fieldTree{}
-	for _, p := range paths {
-		fds, ok := resolvePath(md, strings.Split(p, "."))
-		if !ok {
-			continue
-		}
-		n := tree
-		for i, fd := range fds {
-			child, seen := n[fd.Number()]
-			if seen && child == nil {
-				break // a shorter path already keeps the whole field
-			}
-			if i == len(fds)-1 {
-				n[fd.Number()] = nil
-				break
-			}
-			if child == nil {
-				child = fieldTree{}
-				n[fd.Number()] = child
-			}
-			n = child
-		}
+// renderJSON renders a payload as single-line protojson, compacted:
+// protojson varies its whitespace from build to build on purpose, and
+// subscribers should get the same bytes from every Herald.
+func renderJSON(types TypeResolver, msg proto.Message, opts protojson.MarshalOptions) ([]byte, error) {
+	opts.Resolver = types
+	out, err := opts.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload of type %s cannot be rendered as JSON: %v", broker.ErrInvalidEvent, msg.ProtoReflect().Descriptor().FullName(), err)
 	}
-	return tree
+	return compactJSON(out), nil
 }
 
-// project clears every field of m not in tree (FieldMask semantics).
-func project(m protoreflect.Message, tree fieldTree) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		child, keep := tree[fd.Number()]
+// compactJSON drops the whitespace between the tokens of valid JSON, in
+// place: a quarter of the cost of json.Compact on the publish path.
+func compactJSON(b []byte) []byte {
+	if !bytes.ContainsAny(b, " \t\n\r") {
+		return b
+	}
+	out := b[:0]
+	inString, escaped := false, false
+	for _, c := range b {
 		switch {
-		case !keep:
-			m.Clear(fd)
-		case child != nil:
-			project(m.Mutable(fd).Message(), child)
-		}
-		return true
-	})
-}
-
-// filterJSON keeps only the members of a rendered object that tree
-// selects, in their order.
-func filterJSON(data []byte, md protoreflect.MessageDescriptor, tree fieldTree, protoNames bool) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if _, err := dec.Token(); err != nil { // the opening brace
-		return nil, err
-	}
-	out := []byte{'{'}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		key, _ := t.(string)
-		fd := md.Fields().ByJSONName(key)
-		if protoNames {
-			fd = md.Fields().ByName(protoreflect.Name(key))
-		}
-		if fd == nil {
-			continue
-		}
-		child, keep := tree[fd.Number()]
-		if !keep {
-			continue
-		}
-		if child != nil && len(v) > 0 && v[0] == '{' {
-			if v, err = filterJSON(v, fd.Message(), child, protoNames); err != nil {
-				return nil, err
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
 			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\n' || c == '\t' || c == '\r':
+			continue
 		}
-		if len(out) > 1 {
-			out = append(out, ',')
-		}
-		k, _ := json.Marshal(key)
-		out = append(append(append(out, k...), ':'), v...)
+		out = append(out, c)
 	}
-	return append(out, '}'), nil
+	return out
 }

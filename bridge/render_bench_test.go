@@ -10,10 +10,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // epochBroker is just enough Broker for a hub that is fed by hand.
-type epochBroker struct{ Broker }
+type epochBroker struct{ broker.Broker }
 
 func (epochBroker) Epoch() string { return "bench" }
 
@@ -30,7 +31,7 @@ func BenchmarkRenderingShared(b *testing.B) {
 			h := newHub(epochBroker{}, types, slog.New(slog.DiscardHandler), m, 4)
 			var subs []*subscriber
 			for range n {
-				s, err := h.subscribe([]Pattern{mustPattern("orders.eu")}, render)
+				s, err := h.subscribe([]broker.Pattern{mustPattern("orders.eu")}, render)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -39,7 +40,7 @@ func BenchmarkRenderingShared(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				h.deliver(&Event{Topic: "orders.eu", Type: "orders.v1.OrderPlaced", TypeURL: "type.googleapis.com/orders.v1.OrderPlaced", Payload: payload, Seq: uint64(i + 1)})
+				h.deliver(&broker.Event{Topic: "orders.eu", Type: "orders.v1.OrderPlaced", TypeURL: "type.googleapis.com/orders.v1.OrderPlaced", Payload: payload, Seq: uint64(i + 1)})
 				for _, s := range subs {
 					<-s.queue
 				}
@@ -52,8 +53,8 @@ func BenchmarkRenderingShared(b *testing.B) {
 	}
 }
 
-func mustPattern(s string) Pattern {
-	p, err := ParsePattern(s)
+func mustPattern(s string) broker.Pattern {
+	p, err := broker.ParsePattern(s)
 	if err != nil {
 		panic(err)
 	}

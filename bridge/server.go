@@ -28,6 +28,8 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/apidoc"
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/web"
 )
 
@@ -45,7 +47,7 @@ const (
 // Config configures a Server. Zero values mean the defaults.
 type Config struct {
 	// Broker is the event log; required. The Server does not close it.
-	Broker Broker
+	Broker broker.Broker
 	// Types resolves payload types; required. When it is also a
 	// PayloadValidator, payloads are checked against their constraints;
 	// when it is a MessageRanger, subscriptions' field paths are checked.
@@ -74,7 +76,7 @@ type Config struct {
 	// Auth authenticates publishers and subscribers. nil allows everyone
 	// everything: for tests and embedding only (herald serve always sets
 	// one, open only with --dev).
-	Auth Authenticator
+	Auth auth.Authenticator
 	// AuthCookie is the cookie a subscriber's token may come in (default
 	// "herald_token").
 	AuthCookie string
@@ -202,8 +204,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	if cfg.Schemas != nil && cfg.Auth != nil {
-		cfg.Schemas = guardedSchemas{SchemaServiceServer: cfg.Schemas, auth: cfg.Auth}
+	if cfg.Schemas != nil {
+		cfg.Schemas = schemaService{inner: cfg.Schemas, auth: cfg.Auth}
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -261,29 +263,6 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
-}
-
-// guardedSchemas lets only publishers register schemas: callers whose
-// credentials allow publishing to some topic. Listing and reading schemas
-// is open.
-type guardedSchemas struct {
-	heraldv1.SchemaServiceServer
-	auth Authenticator
-}
-
-func (g guardedSchemas) RegisterSchemas(ctx context.Context, req *heraldv1.RegisterSchemasRequest) (*heraldv1.RegisterSchemasResponse, error) {
-	creds := grpcCredentials(ctx)
-	perms, err := g.auth.Authenticate(ctx, creds)
-	if err == nil && len(perms.Publish) == 0 {
-		err = fmt.Errorf("%w: registering schemas takes a token that may publish", ErrPermissionDenied)
-		if creds.Empty() {
-			err = fmt.Errorf("%w: registering schemas takes a token that may publish", ErrUnauthenticated)
-		}
-	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	return g.SchemaServiceServer.RegisterSchemas(ctx, req)
 }
 
 // Publisher returns the server's PublisherService implementation, for
@@ -363,7 +342,7 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /{$}", web.Handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, fmt.Errorf("%w: no route for %s %s", ErrNotFound, r.Method, printable(r.URL.Path)))
+		writeError(w, fmt.Errorf("%w: no route for %s %s", broker.ErrNotFound, r.Method, broker.Printable(r.URL.Path)))
 	})
 	if len(s.cfg.CORSOrigins) == 0 {
 		return mux, nil
@@ -387,7 +366,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("not ready: not serving or shutting down\n"))
 		return
 	}
-	if hc, ok := s.cfg.Broker.(HealthChecker); ok {
+	if hc, ok := s.cfg.Broker.(broker.HealthChecker); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := hc.Healthy(ctx); err != nil {
@@ -415,7 +394,7 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 	if err := s.hub.start(s.cfg.HeartbeatInterval); err != nil {
 		httpLn.Close()
 		grpcLn.Close()
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, broker.ErrClosed) {
 			return fmt.Errorf("bridge: Serve after Shutdown: %w", err)
 		}
 		return fmt.Errorf("subscribing to the broker: %w", err)

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // subscriberService implements herald.v1.SubscriberService: the SSE
@@ -19,7 +21,7 @@ type subscriberService struct {
 	heraldv1.UnimplementedSubscriberServiceServer
 
 	hub       *Hub
-	auth      Authenticator // nil: everything allowed
+	auth      auth.Authenticator // nil: everything allowed
 	maxTopics int
 }
 
@@ -36,7 +38,7 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 	if err != nil {
 		return grpcError(err)
 	}
-	var perms Permissions
+	var perms auth.Permissions
 	if s.auth != nil {
 		creds := grpcCredentials(stream.Context())
 		if perms, err = s.auth.Authenticate(stream.Context(), creds); err == nil {
@@ -80,11 +82,11 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 		select {
 		case <-expired:
 			return status.Error(codes.Unauthenticated, "the token has expired; subscribe again with a fresh token and last_event_id to resume")
-		case ev := <-sub.queue:
-			if ev == heartbeat || ev.Seq <= lastSeq {
+		case it := <-sub.queue:
+			if it.kind != itemEvent || it.ev.Seq <= lastSeq {
 				continue // gRPC keeps idle connections alive by itself
 			}
-			if err := stream.Send(s.response(ev)); err != nil {
+			if err := stream.Send(s.response(it.ev)); err != nil {
 				return err
 			}
 			s.hub.metrics.delivered.Inc()
@@ -103,9 +105,9 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 
 // response builds the message for ev. Payload and attributes are shared
 // with ev, which is read-only once published.
-func (s *subscriberService) response(ev *Event) *heraldv1.SubscribeResponse {
+func (s *subscriberService) response(ev *broker.Event) *heraldv1.SubscribeResponse {
 	return &heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Event{Event: &heraldv1.Event{
-		Id:         EventID{Epoch: s.hub.epoch, Seq: ev.Seq}.String(),
+		Id:         broker.EventID{Epoch: s.hub.epoch, Seq: ev.Seq}.String(),
 		Topic:      ev.Topic,
 		Type:       ev.Type,
 		Payload:    &anypb.Any{TypeUrl: ev.TypeURL, Value: ev.Payload},
@@ -116,21 +118,21 @@ func (s *subscriberService) response(ev *Event) *heraldv1.SubscribeResponse {
 
 // parseTopics validates a subscription's topics and patterns under the
 // same rules as the SSE handler's topic parameters.
-func parseTopics(topics []string, maxTopics int) ([]Pattern, error) {
+func parseTopics(topics []string, maxTopics int) ([]broker.Pattern, error) {
 	if len(topics) == 0 {
-		return nil, fmt.Errorf("%w: no topic: give one or more topics or patterns", ErrBadRequest)
+		return nil, fmt.Errorf("%w: no topic: give one or more topics or patterns", broker.ErrBadRequest)
 	}
 	if len(topics) > maxTopics {
-		return nil, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", ErrBadRequest, len(topics), maxTopics)
+		return nil, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", broker.ErrBadRequest, len(topics), maxTopics)
 	}
-	patterns := make([]Pattern, 0, len(topics))
+	patterns := make([]broker.Pattern, 0, len(topics))
 	seen := make(map[string]bool, len(topics))
 	for _, t := range topics {
 		if seen[t] {
 			continue
 		}
 		seen[t] = true
-		p, err := ParsePattern(t)
+		p, err := broker.ParsePattern(t)
 		if err != nil {
 			return nil, err
 		}

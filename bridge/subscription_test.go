@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 func TestParseSubscription(t *testing.T) {
@@ -33,16 +35,16 @@ func TestParseSubscription(t *testing.T) {
 		{name: "duplicates once", query: "topic=a&topic=b&topic=a", patterns: []string{"a", "b"}},
 		{name: "escaped", query: "topic=monitoring%2Eeu.>", patterns: []string{"monitoring.eu.>"}},
 		{name: "64 topics", query: topics(64), patterns: strings.Split(strings.ReplaceAll(topics(64), "topic=", ""), "&")},
-		{name: "65 topics", query: topics(65), wantErr: ErrBadRequest, wantMsg: "65 topics"},
-		{name: "no query", query: "", wantErr: ErrBadRequest, wantMsg: "no topic"},
-		{name: "only an id", query: "last_event_id=e-1", wantErr: ErrBadRequest, wantMsg: "no topic"},
-		{name: "unknown parameter", query: "topic=a&topics=b", wantErr: ErrBadRequest, wantMsg: `unknown query parameter "topics"`},
-		{name: "unknown parameter quoted", query: "topic=a&x%0Ay=1", wantErr: ErrBadRequest, wantMsg: `"x\ny"`},
-		{name: "malformed escape", query: "topic=%zz", wantErr: ErrBadRequest, wantMsg: "malformed query"},
-		{name: "semicolon", query: "topic=a;b", wantErr: ErrBadRequest, wantMsg: "malformed query"},
-		{name: "empty topic", query: "topic=", wantErr: ErrInvalidTopic, wantMsg: "empty"},
-		{name: "bad topic", query: "topic=ok&topic=a..b", wantErr: ErrInvalidTopic, wantMsg: `"a..b"`},
-		{name: "bad pattern", query: "topic=a.>.b", wantErr: ErrInvalidTopic, wantMsg: "before its last token"},
+		{name: "65 topics", query: topics(65), wantErr: broker.ErrBadRequest, wantMsg: "65 topics"},
+		{name: "no query", query: "", wantErr: broker.ErrBadRequest, wantMsg: "no topic"},
+		{name: "only an id", query: "last_event_id=e-1", wantErr: broker.ErrBadRequest, wantMsg: "no topic"},
+		{name: "unknown parameter", query: "topic=a&topics=b", wantErr: broker.ErrBadRequest, wantMsg: `unknown query parameter "topics"`},
+		{name: "unknown parameter quoted", query: "topic=a&x%0Ay=1", wantErr: broker.ErrBadRequest, wantMsg: `"x\ny"`},
+		{name: "malformed escape", query: "topic=%zz", wantErr: broker.ErrBadRequest, wantMsg: "malformed query"},
+		{name: "semicolon", query: "topic=a;b", wantErr: broker.ErrBadRequest, wantMsg: "malformed query"},
+		{name: "empty topic", query: "topic=", wantErr: broker.ErrInvalidTopic, wantMsg: "empty"},
+		{name: "bad topic", query: "topic=ok&topic=a..b", wantErr: broker.ErrInvalidTopic, wantMsg: `"a..b"`},
+		{name: "bad pattern", query: "topic=a.>.b", wantErr: broker.ErrInvalidTopic, wantMsg: "before its last token"},
 		{name: "id in query", query: "topic=a&last_event_id=e-5", patterns: []string{"a"}, lastID: "e-5"},
 		{name: "id in header", query: "topic=a", header: []string{"e-7"}, patterns: []string{"a"}, lastID: "e-7"},
 		{name: "header wins", query: "topic=a&last_event_id=e-5", header: []string{"e-7"}, patterns: []string{"a"}, lastID: "e-7"},

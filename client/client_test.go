@@ -20,6 +20,8 @@ import (
 	"github.com/heraldhq/herald/client"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/memory"
 )
 
@@ -28,20 +30,20 @@ func order(id string) *ordersv1.OrderPlaced {
 }
 
 // replay returns every retained event on topics matching pattern.
-func replay(t testing.TB, h *herald, pattern string) []*bridge.Event {
+func replay(t testing.TB, h *herald, pattern string) []*broker.Event {
 	t.Helper()
-	p, err := bridge.ParsePattern(pattern)
+	p, err := broker.ParsePattern(pattern)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := h.broker.Replay(ctxT(t), []bridge.Pattern{p}, bridge.EventID{Epoch: h.broker.Epoch()})
+	res, err := h.broker.Replay(ctxT(t), []broker.Pattern{p}, broker.EventID{Epoch: h.broker.Epoch()})
 	if err != nil || res.Truncated {
 		t.Fatalf("replay: %v (truncated %v)", err, res.Truncated)
 	}
 	return res.Events
 }
 
-func payloadOf(t testing.TB, ev *bridge.Event) proto.Message {
+func payloadOf(t testing.TB, ev *broker.Event) proto.Message {
 	t.Helper()
 	msg, err := anypb.UnmarshalNew(&anypb.Any{TypeUrl: ev.TypeURL, Value: ev.Payload}, proto.UnmarshalOptions{})
 	if err != nil {
@@ -64,7 +66,7 @@ func TestPublish(t *testing.T) {
 		t.Fatalf("%d events in the broker, want 1", len(evs))
 	}
 	ev := evs[0]
-	if want := (bridge.EventID{Epoch: h.broker.Epoch(), Seq: ev.Seq}).String(); id != want {
+	if want := (broker.EventID{Epoch: h.broker.Epoch(), Seq: ev.Seq}).String(); id != want {
 		t.Errorf("id = %q, want %q", id, want)
 	}
 	if ev.Type != "order-placed" || ev.TypeURL != "type.googleapis.com/orders.v1.OrderPlaced" || ev.Attributes["source"] != "test" || ev.Attributes["ünï"] != "✓" {
@@ -270,24 +272,24 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-// tokenAuth is a bridge.Authenticator for tests: token → grants, each
+// tokenAuth is a auth.Authenticator for tests: token → grants, each
 // token its own publish rate key.
 type tokenAuth map[string]struct{ publish, subscribe string }
 
-func (a tokenAuth) Authenticate(_ context.Context, c bridge.Credentials) (bridge.Permissions, error) {
+func (a tokenAuth) Authenticate(_ context.Context, c auth.Credentials) (auth.Permissions, error) {
 	g, ok := a[c.Token]
 	if !ok {
-		return bridge.Permissions{}, fmt.Errorf("%w: unknown token", bridge.ErrUnauthenticated)
+		return auth.Permissions{}, fmt.Errorf("%w: unknown token", auth.ErrUnauthenticated)
 	}
-	pub, err := bridge.ParsePattern(g.publish)
+	pub, err := broker.ParsePattern(g.publish)
 	if err != nil {
-		return bridge.Permissions{}, err
+		return auth.Permissions{}, err
 	}
-	sub, err := bridge.ParsePattern(g.subscribe)
+	sub, err := broker.ParsePattern(g.subscribe)
 	if err != nil {
-		return bridge.Permissions{}, err
+		return auth.Permissions{}, err
 	}
-	return bridge.Permissions{Publish: []bridge.Pattern{pub}, Subscribe: []bridge.Pattern{sub}, RateKey: c.Token}, nil
+	return auth.Permissions{Publish: []broker.Pattern{pub}, Subscribe: []broker.Pattern{sub}, RateKey: c.Token}, nil
 }
 
 // A rate-limited publish is retryable, after the delay the server names.
@@ -374,11 +376,11 @@ func TestStreamPublisherExactlyOnceAcrossConnectionDrops(t *testing.T) {
 
 	// Results come back in order; check them as they do.
 	var resolved atomic.Int64
-	var lastID bridge.EventID
+	var lastID broker.EventID
 	var bad error
 	count := 0
 	p, err := newClient(t, px.addr).NewStreamPublisher(ctx, client.MaxInFlight(500), client.OnResult(func(r *client.Result) {
-		id, ok := bridge.ParseEventID(r.ID())
+		id, ok := broker.ParseEventID(r.ID())
 		switch {
 		case bad != nil:
 		case r.Err() != nil:

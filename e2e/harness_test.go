@@ -412,7 +412,7 @@ func (h *herald) publishNearLimit(ctx context.Context, topic, unit string) (id, 
 		payload, _ := anypb.New(&chatv1.ChatMessage{Room: "big", Text: text})
 		return &heraldv1.PublishRequest{Topic: topic, Payload: payload}
 	}
-	size := func(text string) int { // as bridge.Event.Size counts it
+	size := func(text string) int { // as broker.Event.Size counts it
 		r := msg(text)
 		return len(r.Topic) + len(r.Payload.GetTypeUrl()) + len(r.Payload.GetValue()) + len("chat.v1.ChatMessage")
 	}

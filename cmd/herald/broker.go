@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/jetstream"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/broker/redis"
@@ -56,8 +56,8 @@ func (f *brokerFlags) register(fs *flag.FlagSet) {
 
 // A backend is a broker that also stores pushed schemas.
 type backend interface {
-	bridge.Broker
-	bridge.SchemaStore
+	broker.Broker
+	broker.SchemaStore
 }
 
 // open returns the chosen broker with the given retention.

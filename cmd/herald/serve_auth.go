@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/auth/jwtauth"
 	"github.com/heraldhq/herald/internal/config"
 )
 
@@ -105,7 +106,7 @@ func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*
 		}
 		certTopics[cn] = append(certTopics[cn], strings.Split(topics, ",")...)
 	}
-	a, err := auth.New(ctx, auth.Config{
+	a, err := jwtauth.New(ctx, jwtauth.Config{
 		HMACSecretFiles:  s.hmacSecrets,
 		PublicKeyFiles:   s.publicKeys,
 		JWKSFile:         s.jwksFile,

@@ -12,8 +12,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
-	"github.com/heraldhq/herald/bridge"
-	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/auth/jwtauth"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/config"
 )
 
@@ -46,7 +46,7 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("token: --key is required")
 	}
 	for _, p := range append(append([]string{}, publish...), subscribe...) {
-		if _, err := bridge.ParsePattern(p); err != nil {
+		if _, err := broker.ParsePattern(p); err != nil {
 			return fmt.Errorf("token: %w", err)
 		}
 	}
@@ -60,7 +60,7 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	now := time.Now()
 	b := jwt.NewBuilder().Subject(*subject).IssuedAt(now).Expiration(now.Add(*ttl)).
-		Claim(auth.ClaimName, auth.Grants{Publish: publish, Subscribe: subscribe})
+		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: publish, Subscribe: subscribe})
 	if *issuer != "" {
 		b = b.Issuer(*issuer)
 	}

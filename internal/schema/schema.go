@@ -52,10 +52,10 @@ import (
 
 	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 
-	"github.com/heraldhq/herald/bridge"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	monitoringv1 "github.com/heraldhq/herald/gen/monitoring/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // Source is where a type came from.
@@ -120,7 +120,7 @@ type Info struct {
 // Options configure a Registry.
 type Options struct {
 	// Store keeps pushed schemas; nil keeps them in this process only.
-	Store bridge.SchemaStore
+	Store broker.SchemaStore
 	// Descriptors are descriptor set files, or directories of them.
 	Descriptors []string
 	// Logger receives reload results (default slog.Default()).
@@ -438,7 +438,7 @@ func (r *Registry) Lookup(name string) (Info, protoreflect.MessageDescriptor, bo
 }
 
 // ValidatePayload checks msg against its schema's buf.validate constraints.
-// Violations come back as a bridge.ViolationsError with field paths.
+// Violations come back as a broker.ViolationsError with field paths.
 func (r *Registry) ValidatePayload(msg proto.Message) error {
 	err := r.validator.Validate(msg)
 	if err == nil {
@@ -448,9 +448,9 @@ func (r *Registry) ValidatePayload(msg proto.Message) error {
 	if !errors.As(err, &verr) {
 		return fmt.Errorf("checking the constraints of %s: %w", msg.ProtoReflect().Descriptor().FullName(), err)
 	}
-	out := &bridge.ViolationsError{Type: string(msg.ProtoReflect().Descriptor().FullName())}
+	out := &broker.ViolationsError{Type: string(msg.ProtoReflect().Descriptor().FullName())}
 	for _, v := range verr.Violations {
-		out.Violations = append(out.Violations, bridge.FieldViolation{
+		out.Violations = append(out.Violations, broker.FieldViolation{
 			Field:       protovalidate.FieldPathString(v.Proto.GetField()),
 			Description: v.Proto.GetMessage(),
 		})
@@ -469,7 +469,7 @@ func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescripto
 		}
 	}
 	if len(files) == 0 {
-		return nil, nil, fmt.Errorf("%w: the set holds no files besides google/protobuf and buf/validate ones", bridge.ErrInvalidEvent)
+		return nil, nil, fmt.Errorf("%w: the set holds no files besides google/protobuf and buf/validate ones", broker.ErrInvalidEvent)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -478,7 +478,7 @@ func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescripto
 	}
 	snap, conflicts, err := r.build(files)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", bridge.ErrBadRequest, err)
+		return nil, nil, fmt.Errorf("%w: %v", broker.ErrBadRequest, err)
 	}
 	if len(conflicts) > 0 {
 		return nil, nil, &ConflictError{Conflicts: conflicts}
@@ -522,8 +522,8 @@ func (e *ConflictError) Error() string {
 	return "incompatible schema change: " + strings.Join(e.Conflicts, "; ")
 }
 
-// Unwrap makes a ConflictError a bridge.ErrConflict.
-func (e *ConflictError) Unwrap() error { return bridge.ErrConflict }
+// Unwrap makes a ConflictError a broker.ErrConflict.
+func (e *ConflictError) Unwrap() error { return broker.ErrConflict }
 
 // Reload re-reads the descriptor files and the store. On a conflict or a
 // broken file it keeps the current types and returns the error.

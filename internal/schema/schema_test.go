@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/schema"
 	"github.com/heraldhq/herald/internal/schema/schematest"
@@ -84,7 +84,7 @@ func TestPushedSchemasReachOtherNodesThroughTheStore(t *testing.T) {
 	}
 	// And node2 checks compatibility against it.
 	_, _, err = node2.Register(ctx, schematest.Compile(t, map[string]string{"ops/v1/ping.proto": strings.Replace(v1, "string from", "bytes from", 1)}))
-	if !errors.Is(err, bridge.ErrConflict) {
+	if !errors.Is(err, broker.ErrConflict) {
 		t.Fatalf("incompatible push on node 2: %v", err)
 	}
 }
@@ -120,7 +120,7 @@ func TestCompatibility(t *testing.T) {
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("compatible change refused: %v", err)
-			case tc.want != "" && (!errors.Is(err, bridge.ErrConflict) || !strings.Contains(err.Error(), tc.want)):
+			case tc.want != "" && (!errors.Is(err, broker.ErrConflict) || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("err = %v, want a conflict mentioning %q", err, tc.want)
 			}
 			if tc.want != "" && !hasField(r, "ops.v1.Ping", "from") {

@@ -12,11 +12,13 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/heraldhq/herald/bridge"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
-// Service implements herald.v1.SchemaService on a Registry.
+// Service implements herald.v1.SchemaService on a Registry. Its errors are
+// gRPC statuses or wrap the sentinel errors of internal/broker, which the
+// server maps to codes.
 type Service struct {
 	heraldv1.UnimplementedSchemaServiceServer
 	reg *Registry
@@ -32,14 +34,14 @@ func (s *Service) RegisterSchemas(ctx context.Context, req *heraldv1.RegisterSch
 	}
 	added, updated, err := s.reg.Register(ctx, req.GetDescriptors())
 	if err != nil {
+		// The server maps the sentinels to codes: a conflict is
+		// FAILED_PRECONDITION, a malformed set INVALID_ARGUMENT, a broker
+		// outage UNAVAILABLE.
 		var conflict *ConflictError
-		if errors.As(err, &conflict) {
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		if errors.As(err, &conflict) || errors.Is(err, broker.ErrBadRequest) || errors.Is(err, broker.ErrInvalidEvent) {
+			return nil, err
 		}
-		if errors.Is(err, bridge.ErrBadRequest) || errors.Is(err, bridge.ErrInvalidEvent) {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
-		return nil, status.Error(bridge.Code(err), fmt.Sprintf("storing the schemas: %v", err))
+		return nil, fmt.Errorf("storing the schemas: %w", err)
 	}
 	return &heraldv1.RegisterSchemasResponse{Added: added, Updated: updated}, nil
 }

@@ -1,11 +1,11 @@
-// Package brokertest is the conformance suite for bridge.Broker: every
+// Package brokertest is the conformance suite for broker.Broker: every
 // backend (memory, NATS JetStream, Redis Streams ...) runs the same checks
-// from its own tests, so that the contract written on bridge.Broker holds
+// from its own tests, so that the contract written on broker.Broker holds
 // whichever one cmd/herald wires in.
 //
 //	func TestConformance(t *testing.T) {
 //		brokertest.Run(t, brokertest.Options{
-//			New: func(t testing.TB, cfg brokertest.Config) bridge.Broker { ... },
+//			New: func(t testing.TB, cfg brokertest.Config) broker.Broker { ... },
 //		})
 //	}
 //
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // Options describe the backend under test.
@@ -28,12 +28,12 @@ type Options struct {
 	// The suite closes it; New may register its own cleanups on t (a
 	// server, a stream to delete). Brokers from different calls must not
 	// see each other's events.
-	New func(t testing.TB, cfg Config) bridge.Broker
+	New func(t testing.TB, cfg Config) broker.Broker
 	// NewNode, when set, returns another broker handle on the same log as
 	// b, as a second Herald node sharing the backend would have. The suite
 	// closes it. Leave it nil for single-node backends; the multi-node
 	// checks are then skipped.
-	NewNode func(t testing.TB, b bridge.Broker) bridge.Broker
+	NewNode func(t testing.TB, b broker.Broker) broker.Broker
 	// LargePayload is the payload size of the large-event check; 0 means
 	// 1 MiB. A backend with a smaller message limit sets its own.
 	LargePayload int
@@ -101,7 +101,7 @@ type suite struct {
 }
 
 // newBroker returns a broker from opts.New that is closed when tb ends.
-func (s *suite) newBroker(tb testing.TB, cfg Config) bridge.Broker {
+func (s *suite) newBroker(tb testing.TB, cfg Config) broker.Broker {
 	tb.Helper()
 	b := s.opts.New(tb, cfg)
 	if b == nil {
@@ -113,7 +113,7 @@ func (s *suite) newBroker(tb testing.TB, cfg Config) bridge.Broker {
 
 // newNode returns another handle on b's log, closed when tb ends; it skips
 // tb when the backend serves one node only.
-func (s *suite) newNode(tb testing.TB, b bridge.Broker) bridge.Broker {
+func (s *suite) newNode(tb testing.TB, b broker.Broker) broker.Broker {
 	tb.Helper()
 	if s.opts.NewNode == nil {
 		tb.Skip("single-node backend: Options.NewNode is nil")

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/brokertest"
 	"github.com/heraldhq/herald/internal/broker/memory"
 )
@@ -16,10 +16,10 @@ import (
 // are known to pass on a conforming backend.
 func TestMultiNodeChecks(t *testing.T) {
 	brokertest.Run(t, brokertest.Options{
-		New: func(t testing.TB, cfg brokertest.Config) bridge.Broker {
+		New: func(t testing.TB, cfg brokertest.Config) broker.Broker {
 			return memory.New(memory.Options{MaxEvents: cfg.MaxEvents, MaxAge: cfg.MaxAge, IdempotencyWindow: cfg.IdempotencyWindow})
 		},
-		NewNode: func(t testing.TB, b bridge.Broker) bridge.Broker {
+		NewNode: func(t testing.TB, b broker.Broker) broker.Broker {
 			ctx, cancel := context.WithCancel(context.Background())
 			return &node{Broker: b, ctx: ctx, cancel: cancel}
 		},
@@ -28,9 +28,9 @@ func TestMultiNodeChecks(t *testing.T) {
 
 // A node is another handle on a shared broker: closing it ends its own
 // subscriptions and calls, not the shared log. The shared broker must be a
-// bridge.SchemaStore.
+// broker.SchemaStore.
 type node struct {
-	bridge.Broker
+	broker.Broker
 	ctx    context.Context // ends when the node closes
 	cancel context.CancelFunc
 	mu     sync.Mutex
@@ -41,19 +41,19 @@ func (n *node) check() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return fmt.Errorf("%w: node is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: node is closed", broker.ErrClosed)
 	}
 	return nil
 }
 
-func (n *node) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishResult, error) {
+func (n *node) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
 	if err := n.check(); err != nil {
-		return bridge.PublishResult{}, err
+		return broker.PublishResult{}, err
 	}
 	return n.Broker.Publish(ctx, ev)
 }
 
-func (n *node) Subscribe(ctx context.Context, deliver func(*bridge.Event)) error {
+func (n *node) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
 	if err := n.check(); err != nil {
 		return err
 	}
@@ -62,9 +62,9 @@ func (n *node) Subscribe(ctx context.Context, deliver func(*bridge.Event)) error
 	return n.Broker.Subscribe(ctx, deliver)
 }
 
-func (n *node) Replay(ctx context.Context, patterns []bridge.Pattern, after bridge.EventID) (bridge.ReplayResult, error) {
+func (n *node) Replay(ctx context.Context, patterns []broker.Pattern, after broker.EventID) (broker.ReplayResult, error) {
 	if err := n.check(); err != nil {
-		return bridge.ReplayResult{}, err
+		return broker.ReplayResult{}, err
 	}
 	return n.Broker.Replay(ctx, patterns, after)
 }
@@ -73,14 +73,14 @@ func (n *node) SaveSchemas(ctx context.Context, set []byte) error {
 	if err := n.check(); err != nil {
 		return err
 	}
-	return n.Broker.(bridge.SchemaStore).SaveSchemas(ctx, set)
+	return n.Broker.(broker.SchemaStore).SaveSchemas(ctx, set)
 }
 
 func (n *node) LoadSchemas(ctx context.Context, skip int) ([][]byte, error) {
 	if err := n.check(); err != nil {
 		return nil, err
 	}
-	return n.Broker.(bridge.SchemaStore).LoadSchemas(ctx, skip)
+	return n.Broker.(broker.SchemaStore).LoadSchemas(ctx, skip)
 }
 
 func (n *node) Close() error {

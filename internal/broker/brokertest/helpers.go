@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // A recorder is a subscription's deliver function that keeps what it was
@@ -21,7 +21,7 @@ import (
 // after the test marked the broker closed.
 type recorder struct {
 	mu     sync.Mutex
-	events []*bridge.Event
+	events []*broker.Event
 	wake   chan struct{} // signalled after each delivery; one waiter
 
 	inFlight atomic.Int32
@@ -34,7 +34,7 @@ func newRecorder() *recorder {
 	return &recorder{wake: make(chan struct{}, 1)}
 }
 
-func (r *recorder) deliver(ev *bridge.Event) {
+func (r *recorder) deliver(ev *broker.Event) {
 	if r.inFlight.Add(1) > 1 {
 		r.overlap.Store(true)
 	}
@@ -54,7 +54,7 @@ func (r *recorder) deliver(ev *bridge.Event) {
 	}
 }
 
-func (r *recorder) snapshot() []*bridge.Event {
+func (r *recorder) snapshot() []*broker.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.events)
@@ -62,7 +62,7 @@ func (r *recorder) snapshot() []*bridge.Event {
 
 // waitFor waits until cond holds for the events delivered so far and
 // returns them; it fails tb at the timeout.
-func (r *recorder) waitFor(tb testing.TB, timeout time.Duration, what string, cond func([]*bridge.Event) bool) []*bridge.Event {
+func (r *recorder) waitFor(tb testing.TB, timeout time.Duration, what string, cond func([]*broker.Event) bool) []*broker.Event {
 	tb.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -80,9 +80,9 @@ func (r *recorder) waitFor(tb testing.TB, timeout time.Duration, what string, co
 }
 
 // waitSeqs waits until every seq in want has been delivered.
-func (r *recorder) waitSeqs(tb testing.TB, timeout time.Duration, want []uint64) []*bridge.Event {
+func (r *recorder) waitSeqs(tb testing.TB, timeout time.Duration, want []uint64) []*broker.Event {
 	tb.Helper()
-	return r.waitFor(tb, timeout, fmt.Sprintf("delivery of %d events", len(want)), func(got []*bridge.Event) bool {
+	return r.waitFor(tb, timeout, fmt.Sprintf("delivery of %d events", len(want)), func(got []*broker.Event) bool {
 		have := make(map[uint64]bool, len(got))
 		for _, ev := range got {
 			have[ev.Seq] = true
@@ -114,7 +114,7 @@ func (r *recorder) checkOrder(tb testing.TB) {
 }
 
 // subscribe subscribes a recorder to b until tb ends.
-func subscribe(tb testing.TB, ctx context.Context, b bridge.Broker) *recorder {
+func subscribe(tb testing.TB, ctx context.Context, b broker.Broker) *recorder {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	tb.Cleanup(cancel)
@@ -143,8 +143,8 @@ func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bo
 
 // newEvent returns an event whose payload and attributes tell it apart
 // from every other event of the check.
-func newEvent(topic string, i int) *bridge.Event {
-	return &bridge.Event{
+func newEvent(topic string, i int) *broker.Event {
+	return &broker.Event{
 		Topic:      topic,
 		Type:       "test.ping",
 		TypeURL:    "type.googleapis.com/herald.test.v1.Ping",
@@ -155,8 +155,8 @@ func newEvent(topic string, i int) *bridge.Event {
 
 // clone copies what the publisher set on ev. Publish takes ownership of
 // ev, so the checks compare against a copy of their own.
-func clone(ev *bridge.Event) *bridge.Event {
-	return &bridge.Event{
+func clone(ev *broker.Event) *broker.Event {
+	return &broker.Event{
 		Topic:          ev.Topic,
 		Type:           ev.Type,
 		TypeURL:        ev.TypeURL,
@@ -168,7 +168,7 @@ func clone(ev *bridge.Event) *bridge.Event {
 
 // publish publishes ev, fails tb unless it was accepted as a new event,
 // and returns a copy of it with the Seq and Time the broker set.
-func publish(tb testing.TB, ctx context.Context, b bridge.Broker, ev *bridge.Event) *bridge.Event {
+func publish(tb testing.TB, ctx context.Context, b broker.Broker, ev *broker.Event) *broker.Event {
 	tb.Helper()
 	want := clone(ev)
 	res, err := b.Publish(ctx, ev)
@@ -189,7 +189,7 @@ func publish(tb testing.TB, ctx context.Context, b bridge.Broker, ev *bridge.Eve
 }
 
 // replay calls Replay, failing tb on error.
-func replay(tb testing.TB, ctx context.Context, b bridge.Broker, after bridge.EventID, patterns ...string) bridge.ReplayResult {
+func replay(tb testing.TB, ctx context.Context, b broker.Broker, after broker.EventID, patterns ...string) broker.ReplayResult {
 	tb.Helper()
 	res, err := b.Replay(ctx, parsePatterns(tb, patterns), after)
 	if err != nil {
@@ -198,11 +198,11 @@ func replay(tb testing.TB, ctx context.Context, b bridge.Broker, after bridge.Ev
 	return res
 }
 
-func parsePatterns(tb testing.TB, patterns []string) []bridge.Pattern {
+func parsePatterns(tb testing.TB, patterns []string) []broker.Pattern {
 	tb.Helper()
-	var ps []bridge.Pattern
+	var ps []broker.Pattern
 	for _, s := range patterns {
-		p, err := bridge.ParsePattern(s)
+		p, err := broker.ParsePattern(s)
 		if err != nil {
 			tb.Fatalf("bad pattern in check: %v", err)
 		}
@@ -217,7 +217,7 @@ const timeSkew = time.Millisecond
 
 // checkEvents fails tb unless got holds the events of want, in that order,
 // with their Seq, Time and publisher-set fields intact.
-func checkEvents(tb testing.TB, what string, got, want []*bridge.Event) {
+func checkEvents(tb testing.TB, what string, got, want []*broker.Event) {
 	tb.Helper()
 	if len(got) != len(want) {
 		tb.Errorf("%s: got %d events, seqs %s; want %d, seqs %s", what, len(got), fmtSeqs(got), len(want), fmtSeqs(want))
@@ -232,7 +232,7 @@ func checkEvents(tb testing.TB, what string, got, want []*bridge.Event) {
 }
 
 // diffEvent describes how got differs from want, or returns "".
-func diffEvent(got, want *bridge.Event) string {
+func diffEvent(got, want *broker.Event) string {
 	switch {
 	case got.Seq != want.Seq:
 		return fmt.Sprintf("Seq %d, want %d", got.Seq, want.Seq)
@@ -261,7 +261,7 @@ func firstDiff(a, b []byte) string {
 	return ""
 }
 
-func seqsOf(evs []*bridge.Event) []uint64 {
+func seqsOf(evs []*broker.Event) []uint64 {
 	seqs := make([]uint64, len(evs))
 	for i, ev := range evs {
 		seqs[i] = ev.Seq
@@ -271,7 +271,7 @@ func seqsOf(evs []*bridge.Event) []uint64 {
 
 // fmtSeqs lists the Seqs of evs for a failure message, eliding the middle
 // of a long list.
-func fmtSeqs(evs []*bridge.Event) string {
+func fmtSeqs(evs []*broker.Event) string {
 	const show = 20
 	seqs := seqsOf(evs)
 	if len(seqs) <= 2*show {
@@ -281,8 +281,8 @@ func fmtSeqs(evs []*bridge.Event) string {
 }
 
 // pick returns the events of evs with Seq > seq whose topic is in topics.
-func pick(evs []*bridge.Event, seq uint64, topics ...string) []*bridge.Event {
-	var out []*bridge.Event
+func pick(evs []*broker.Event, seq uint64, topics ...string) []*broker.Event {
+	var out []*broker.Event
 	for _, ev := range evs {
 		if ev.Seq > seq && slices.Contains(topics, ev.Topic) {
 			out = append(out, ev)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // lateDelivery is how long the close check listens for a delivery that
@@ -48,7 +48,7 @@ func (s *suite) testCloseWhileBusy(t *testing.T) {
 					return
 				case err == nil:
 					continue
-				case afterClose && !errors.Is(err, bridge.ErrClosed):
+				case afterClose && !errors.Is(err, broker.ErrClosed):
 					t.Errorf("Publish after Close returned: %v; want ErrClosed", err)
 				}
 				return // a call racing with Close may fail any way
@@ -57,7 +57,7 @@ func (s *suite) testCloseWhileBusy(t *testing.T) {
 	}
 	ps := parsePatterns(t, []string{"close.>"})
 	wg.Go(func() {
-		after := bridge.EventID{Epoch: b.Epoch()}
+		after := broker.EventID{Epoch: b.Epoch()}
 		for {
 			afterClose := closeReturned.Load()
 			res, err := b.Replay(ctx, ps, after)
@@ -70,13 +70,13 @@ func (s *suite) testCloseWhileBusy(t *testing.T) {
 					after.Seq = res.Events[n-1].Seq
 				}
 				continue
-			case afterClose && !errors.Is(err, bridge.ErrClosed):
+			case afterClose && !errors.Is(err, broker.ErrClosed):
 				t.Errorf("Replay after Close returned: %v; want ErrClosed", err)
 			}
 			return
 		}
 	})
-	r.waitFor(t, s.opts.Timeout, "100 deliveries before closing", func(evs []*bridge.Event) bool { return len(evs) >= 100 })
+	r.waitFor(t, s.opts.Timeout, "100 deliveries before closing", func(evs []*broker.Event) bool { return len(evs) >= 100 })
 
 	closed := make(chan error, 1)
 	go func() {
@@ -109,19 +109,19 @@ func (s *suite) testCloseWhileBusy(t *testing.T) {
 		t.Fatalf("publishers and replayer still running %v after Close", s.opts.Timeout)
 	}
 
-	if _, err := b.Publish(ctx, newEvent("close.after", 0)); !errors.Is(err, bridge.ErrClosed) {
+	if _, err := b.Publish(ctx, newEvent("close.after", 0)); !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("Publish after Close: %v; want ErrClosed", err)
 	}
-	if _, err := b.Replay(ctx, parsePatterns(t, []string{">"}), bridge.EventID{Epoch: b.Epoch()}); !errors.Is(err, bridge.ErrClosed) {
+	if _, err := b.Replay(ctx, parsePatterns(t, []string{">"}), broker.EventID{Epoch: b.Epoch()}); !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("Replay after Close: %v; want ErrClosed", err)
 	}
-	if err := b.Subscribe(ctx, func(*bridge.Event) {}); !errors.Is(err, bridge.ErrClosed) {
+	if err := b.Subscribe(ctx, func(*broker.Event) {}); !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("Subscribe after Close: %v; want ErrClosed", err)
 	}
 	go func() { closed <- b.Close() }()
 	select {
 	case err := <-closed:
-		if err != nil && !errors.Is(err, bridge.ErrClosed) {
+		if err != nil && !errors.Is(err, broker.ErrClosed) {
 			t.Errorf("second Close: %v; want nil or ErrClosed", err)
 		}
 	case <-timer.C:
@@ -162,10 +162,10 @@ func (s *suite) testMultiNode(t *testing.T) {
 	if b1.Epoch() != b2.Epoch() {
 		t.Fatalf("nodes on one log have epochs %q and %q", b1.Epoch(), b2.Epoch())
 	}
-	nodes := []bridge.Broker{b1, b2}
+	nodes := []broker.Broker{b1, b2}
 	r1, r2 := subscribe(t, ctx, b1), subscribe(t, ctx, b2)
 
-	var all []*bridge.Event
+	var all []*broker.Event
 	for i := range 20 {
 		ev := publish(t, ctx, nodes[i%2], newEvent([]string{"node.a", "node.b", "node.a.c"}[i%3], i))
 		if n := len(all); n > 0 && ev.Seq <= all[n-1].Seq {
@@ -174,7 +174,7 @@ func (s *suite) testMultiNode(t *testing.T) {
 		all = append(all, ev)
 	}
 	// Both nodes publishing at once.
-	published := make([][]*bridge.Event, 4)
+	published := make([][]*broker.Event, 4)
 	var wg sync.WaitGroup
 	for p := range 4 {
 		wg.Go(func() {
@@ -195,7 +195,7 @@ func (s *suite) testMultiNode(t *testing.T) {
 		return
 	}
 	all = append(all, slices.Concat(published...)...)
-	slices.SortFunc(all, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+	slices.SortFunc(all, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
 	for i := 1; i < len(all); i++ {
 		if all[i].Seq == all[i-1].Seq {
 			t.Fatalf("Seq %d was given to two events", all[i].Seq)
@@ -208,7 +208,7 @@ func (s *suite) testMultiNode(t *testing.T) {
 		checkEvents(t, fmt.Sprintf("delivered on node %d", i+1), r.snapshot(), all)
 	}
 	for _, pos := range []uint64{0, all[5].Seq, all[len(all)-1].Seq} {
-		after := bridge.EventID{Epoch: b1.Epoch(), Seq: pos} // an id node 1 gave out
+		after := broker.EventID{Epoch: b1.Epoch(), Seq: pos} // an id node 1 gave out
 		for i, n := range nodes {
 			res := replay(t, ctx, n, after, "node.>")
 			checkEvents(t, fmt.Sprintf("replayed on node %d after %v", i+1, after), res.Events, pick(all, pos, "node.a", "node.b", "node.a.c"))
@@ -236,6 +236,6 @@ func (s *suite) testMultiNode(t *testing.T) {
 	}
 	last := publish(t, ctx, b1, newEvent("node.a", 10000))
 	r1.waitSeqs(t, s.opts.Timeout, []uint64{last.Seq})
-	rres := replay(t, ctx, b1, bridge.EventID{Epoch: b1.Epoch(), Seq: orig.Seq}, "node.a")
-	checkEvents(t, "replayed on node 1 after node 2 closed", rres.Events, []*bridge.Event{last})
+	rres := replay(t, ctx, b1, broker.EventID{Epoch: b1.Epoch(), Seq: orig.Seq}, "node.a")
+	checkEvents(t, "replayed on node 1 after node 2 closed", rres.Events, []*broker.Event{last})
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // clockSkew is how far from the test's clock a backend's acceptance time
@@ -28,7 +28,7 @@ func (s *suite) testEpoch(t *testing.T) {
 	}
 	for i := range 10 {
 		publish(t, ctx, b, newEvent("epoch.a", i))
-		replay(t, ctx, b, bridge.EventID{Epoch: e}, "epoch.a")
+		replay(t, ctx, b, broker.EventID{Epoch: e}, "epoch.a")
 		if got := b.Epoch(); got != e {
 			t.Fatalf("Epoch() changed from %q to %q while the broker ran", e, got)
 		}
@@ -69,7 +69,7 @@ func (s *suite) testSubscribe(t *testing.T) {
 	}
 	r := subscribe(t, ctx, b)
 	topics := []string{"sub.a", "sub.b", "sub.b.c", "sub-d"}
-	var want []*bridge.Event
+	var want []*broker.Event
 	for i := range 400 {
 		want = append(want, publish(t, ctx, b, newEvent(topics[i%len(topics)], i)))
 	}
@@ -77,7 +77,7 @@ func (s *suite) testSubscribe(t *testing.T) {
 	r.checkOrder(t)
 	got := r.snapshot()
 	// Drop any pre-subscription events: they come first if at all.
-	got = slices.DeleteFunc(got, func(ev *bridge.Event) bool { return ev.Topic == "sub.before" })
+	got = slices.DeleteFunc(got, func(ev *broker.Event) bool { return ev.Topic == "sub.before" })
 	checkEvents(t, "delivered", got, want)
 }
 
@@ -87,12 +87,12 @@ func (s *suite) testSubscribeEverySubscription(t *testing.T) {
 	ctx := s.ctx(t)
 	b := s.newBroker(t, roomy)
 	r1 := subscribe(t, ctx, b)
-	var all []*bridge.Event
+	var all []*broker.Event
 	for i := range 50 {
 		all = append(all, publish(t, ctx, b, newEvent("every.a", i)))
 	}
 	r2 := subscribe(t, ctx, b)
-	var later []*bridge.Event
+	var later []*broker.Event
 	for i := 50; i < 100; i++ {
 		ev := publish(t, ctx, b, newEvent("every.b", i))
 		all = append(all, ev)
@@ -103,7 +103,7 @@ func (s *suite) testSubscribeEverySubscription(t *testing.T) {
 	r1.checkOrder(t)
 	r2.checkOrder(t)
 	checkEvents(t, "first subscription", r1.snapshot(), all)
-	got2 := slices.DeleteFunc(r2.snapshot(), func(ev *bridge.Event) bool { return ev.Topic == "every.a" })
+	got2 := slices.DeleteFunc(r2.snapshot(), func(ev *broker.Event) bool { return ev.Topic == "every.a" })
 	checkEvents(t, "second subscription", got2, later)
 }
 
@@ -179,11 +179,11 @@ func (s *suite) testIdempotency(t *testing.T) {
 	noKey1 := publish(t, ctx, b, newEvent("idem.a", 4))
 	noKey2 := publish(t, ctx, b, newEvent("idem.a", 4)) // same content, no key: new event
 
-	want := []*bridge.Event{orig, other, onB, noKey1, noKey2}
+	want := []*broker.Event{orig, other, onB, noKey1, noKey2}
 	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
 	r.checkOrder(t)
 	checkEvents(t, "delivered (duplicates must not be)", r.snapshot(), want)
-	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "idem.a", "idem.b")
+	res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, "idem.a", "idem.b")
 	checkEvents(t, "replayed (duplicates must not be)", res.Events, want)
 }
 
@@ -197,7 +197,7 @@ func (s *suite) testIdempotencyWindow(t *testing.T) {
 	ev := newEvent("window.a", 0)
 	ev.IdempotencyKey = "k"
 	orig := publish(t, ctx, b, ev)
-	var again *bridge.Event
+	var again *broker.Event
 	waitUntil(t, s.opts.Timeout, "the idempotency key to expire", func() bool {
 		ev := newEvent("window.a", 1)
 		ev.IdempotencyKey = "k"
@@ -223,8 +223,8 @@ func (s *suite) testIdempotencyWindow(t *testing.T) {
 	if again.Seq <= orig.Seq {
 		t.Fatalf("event after the window has Seq %d, not after the original's %d", again.Seq, orig.Seq)
 	}
-	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "window.a")
-	checkEvents(t, "replayed", res.Events, []*bridge.Event{orig, again})
+	res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, "window.a")
+	checkEvents(t, "replayed", res.Events, []*broker.Event{orig, again})
 }
 
 // testConcurrentPublishers: Seqs stay unique and ordered, and delivery and
@@ -234,7 +234,7 @@ func (s *suite) testConcurrentPublishers(t *testing.T) {
 	b := s.newBroker(t, roomy)
 	r := subscribe(t, ctx, b)
 	const publishers, each = 8, 200
-	published := make([][]*bridge.Event, publishers)
+	published := make([][]*broker.Event, publishers)
 	var wg sync.WaitGroup
 	for p := range publishers {
 		wg.Go(func() {
@@ -267,7 +267,7 @@ func (s *suite) testConcurrentPublishers(t *testing.T) {
 		return
 	}
 	all := slices.Concat(published...)
-	slices.SortFunc(all, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+	slices.SortFunc(all, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
 	for i := 1; i < len(all); i++ {
 		if all[i].Seq == all[i-1].Seq {
 			t.Fatalf("Seq %d was given to two events (%q and %q)", all[i].Seq, all[i-1].Payload, all[i].Payload)
@@ -276,7 +276,7 @@ func (s *suite) testConcurrentPublishers(t *testing.T) {
 	r.waitSeqs(t, s.opts.Timeout, seqsOf(all))
 	r.checkOrder(t)
 	checkEvents(t, "delivered", r.snapshot(), all)
-	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, ">")
+	res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, ">")
 	checkEvents(t, "replayed", res.Events, all)
 	if res.Truncated {
 		t.Error("Replay reported Truncated, but nothing was removed")
@@ -293,7 +293,7 @@ func (s *suite) testLargeEvent(t *testing.T) {
 
 	payload := make([]byte, s.opts.LargePayload)
 	_, _ = rand.NewChaCha8([32]byte{'h', 'e', 'r', 'a', 'l', 'd'}).Read(payload)
-	large := &bridge.Event{
+	large := &broker.Event{
 		Topic:   "large.a",
 		Type:    "test.large",
 		TypeURL: "type.googleapis.com/herald.test.v1.Large",
@@ -305,12 +305,12 @@ func (s *suite) testLargeEvent(t *testing.T) {
 			"spaces":  "a b\tc\nd",
 		},
 	}
-	empty := &bridge.Event{Topic: "large.b", Type: "test.empty", TypeURL: "type.googleapis.com/google.protobuf.Empty"}
-	want := []*bridge.Event{publish(t, ctx, b, large), publish(t, ctx, b, empty)}
+	empty := &broker.Event{Topic: "large.b", Type: "test.empty", TypeURL: "type.googleapis.com/google.protobuf.Empty"}
+	want := []*broker.Event{publish(t, ctx, b, large), publish(t, ctx, b, empty)}
 
 	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
 	checkEvents(t, "delivered", r.snapshot(), want)
-	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "large.*")
+	res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, "large.*")
 	checkEvents(t, "replayed", res.Events, want)
 }
 
@@ -331,9 +331,9 @@ func (s *suite) testCancelledPublish(t *testing.T) {
 
 	ev = newEvent("cancelled.a", 1)
 	ev.IdempotencyKey = "k"
-	want := []*bridge.Event{publish(t, ctx, b, ev)} // fails on a duplicate
+	want := []*broker.Event{publish(t, ctx, b, ev)} // fails on a duplicate
 	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
 	checkEvents(t, "delivered", r.snapshot(), want)
-	res := replay(t, ctx, b, bridge.EventID{Epoch: b.Epoch()}, "cancelled.a")
+	res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, "cancelled.a")
 	checkEvents(t, "replayed", res.Events, want)
 }

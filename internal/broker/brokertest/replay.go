@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // testReplay: from a position of this epoch, Replay returns exactly the
@@ -19,7 +19,7 @@ func (s *suite) testReplay(t *testing.T) {
 	ctx := s.ctx(t)
 	b := s.newBroker(t, roomy)
 	topics := []string{"orders.eu", "orders.us", "orders.eu.north", "orders", "monitoring.eu", "monitoring.eu.game-1", "monitoring", "other"}
-	var all []*bridge.Event
+	var all []*broker.Event
 	for i := range 3 * len(topics) {
 		all = append(all, publish(t, ctx, b, newEvent(topics[i%len(topics)], i)))
 	}
@@ -43,7 +43,7 @@ func (s *suite) testReplay(t *testing.T) {
 	positions := []uint64{0, all[0].Seq, all[5].Seq, all[len(all)/2].Seq, all[len(all)-2].Seq, all[len(all)-1].Seq}
 	for _, c := range cases {
 		for _, pos := range positions {
-			after := bridge.EventID{Epoch: b.Epoch(), Seq: pos}
+			after := broker.EventID{Epoch: b.Epoch(), Seq: pos}
 			res := replay(t, ctx, b, after, c.patterns...)
 			checkEvents(t, c.name+" after "+after.String(), res.Events, pick(all, pos, c.topics...))
 			if res.Truncated {
@@ -59,13 +59,13 @@ func (s *suite) testReplay(t *testing.T) {
 func (s *suite) testReplayOtherEpoch(t *testing.T) {
 	ctx := s.ctx(t)
 	b := s.newBroker(t, roomy)
-	var all []*bridge.Event
+	var all []*broker.Event
 	for i := range 12 {
 		all = append(all, publish(t, ctx, b, newEvent([]string{"epoch.a", "epoch.b", "epoch.c"}[i%3], i)))
 	}
 	other := otherEpoch(b.Epoch())
 	for _, seq := range []uint64{0, 5, all[len(all)-1].Seq, math.MaxUint64} {
-		after := bridge.EventID{Epoch: other, Seq: seq}
+		after := broker.EventID{Epoch: other, Seq: seq}
 		res := replay(t, ctx, b, after, "epoch.a", "epoch.b")
 		checkEvents(t, "after "+after.String(), res.Events, pick(all, 0, "epoch.a", "epoch.b"))
 		if !res.Truncated {
@@ -74,7 +74,7 @@ func (s *suite) testReplayOtherEpoch(t *testing.T) {
 	}
 	// The zero EventID: the contract says only that events with Seq > 0,
 	// that is all retained ones, are returned; Truncated is not checked.
-	res := replay(t, ctx, b, bridge.EventID{}, "epoch.a", "epoch.b")
+	res := replay(t, ctx, b, broker.EventID{}, "epoch.a", "epoch.b")
 	checkEvents(t, "after the zero EventID", res.Events, pick(all, 0, "epoch.a", "epoch.b"))
 }
 
@@ -92,7 +92,7 @@ func (s *suite) retentionByCount(t *testing.T, keep int) {
 	ctx := s.ctx(t)
 	b := s.newBroker(t, Config{MaxEvents: keep, MaxAge: time.Hour, IdempotencyWindow: time.Hour})
 	const removed = 3
-	var a, other, full []*bridge.Event
+	var a, other, full []*broker.Event
 	for i := range keep + removed {
 		a = append(a, publish(t, ctx, b, newEvent("count.a", i)))
 		if i%3 == 1 {
@@ -105,13 +105,13 @@ func (s *suite) retentionByCount(t *testing.T, keep int) {
 	ep := b.Epoch()
 	kept := a[removed:]
 	newest := a[len(a)-1]
-	all := slices.SortedFunc(slices.Values(slices.Concat(kept, other, full)), func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+	all := slices.SortedFunc(slices.Values(slices.Concat(kept, other, full)), func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
 
 	for _, tc := range []struct {
 		name      string
 		patterns  []string
 		after     uint64
-		want      []*bridge.Event
+		want      []*broker.Event
 		truncated bool
 	}{
 		{"from the start", []string{"count.a"}, 0, kept, true},
@@ -125,7 +125,7 @@ func (s *suite) retentionByCount(t *testing.T, keep int) {
 		{"the untouched ones, from the start", []string{"count.b", "count.c"}, 0, pick(all, 0, "count.b", "count.c"), false},
 		{"everything", []string{"count.>"}, 0, all, true},
 	} {
-		after := bridge.EventID{Epoch: ep, Seq: tc.after}
+		after := broker.EventID{Epoch: ep, Seq: tc.after}
 		res := replay(t, ctx, b, after, tc.patterns...)
 		checkEvents(t, tc.name, res.Events, tc.want)
 		if res.Truncated != tc.truncated {
@@ -144,22 +144,22 @@ func (s *suite) testRetentionByAge(t *testing.T) {
 
 	start := time.Now()
 	old := publish(t, ctx, b, newEvent("age.a", 0))
-	res := replay(t, ctx, b, bridge.EventID{Epoch: ep}, "age.a")
+	res := replay(t, ctx, b, broker.EventID{Epoch: ep}, "age.a")
 	if time.Since(start) < maxAge/2 { // only then is it surely still young
-		checkEvents(t, "young event", res.Events, []*bridge.Event{old})
+		checkEvents(t, "young event", res.Events, []*broker.Event{old})
 		if res.Truncated {
 			t.Error("young event: Replay reported Truncated, but nothing was removed")
 		}
 	}
 
 	waitUntil(t, s.opts.Timeout, "the event to age out", func() bool {
-		res = replay(t, ctx, b, bridge.EventID{Epoch: ep}, "age.a")
+		res = replay(t, ctx, b, broker.EventID{Epoch: ep}, "age.a")
 		return len(res.Events) == 0
 	})
 	if !res.Truncated {
 		t.Error("after the event aged out: Replay from the start did not report Truncated")
 	}
-	res = replay(t, ctx, b, bridge.EventID{Epoch: ep, Seq: old.Seq}, "age.a")
+	res = replay(t, ctx, b, broker.EventID{Epoch: ep, Seq: old.Seq}, "age.a")
 	checkEvents(t, "from the aged-out event", res.Events, nil)
 	if res.Truncated {
 		t.Error("from the aged-out event: Replay reported Truncated, but nothing after it was removed")
@@ -167,16 +167,16 @@ func (s *suite) testRetentionByAge(t *testing.T) {
 
 	start = time.Now()
 	fresh := publish(t, ctx, b, newEvent("age.a", 1))
-	res = replay(t, ctx, b, bridge.EventID{Epoch: ep}, "age.a")
+	res = replay(t, ctx, b, broker.EventID{Epoch: ep}, "age.a")
 	if time.Since(start) < maxAge/2 {
-		checkEvents(t, "after a new publish", res.Events, []*bridge.Event{fresh})
+		checkEvents(t, "after a new publish", res.Events, []*broker.Event{fresh})
 	}
 	if !res.Truncated {
 		t.Error("after a new publish: Replay from the start did not report Truncated")
 	}
-	res = replay(t, ctx, b, bridge.EventID{Epoch: ep, Seq: old.Seq}, "age.a")
+	res = replay(t, ctx, b, broker.EventID{Epoch: ep, Seq: old.Seq}, "age.a")
 	if time.Since(start) < maxAge/2 {
-		checkEvents(t, "after a new publish, from the aged-out event", res.Events, []*bridge.Event{fresh})
+		checkEvents(t, "after a new publish, from the aged-out event", res.Events, []*broker.Event{fresh})
 		if res.Truncated {
 			t.Error("after a new publish, from the aged-out event: Replay reported Truncated, but nothing after it was removed")
 		}

@@ -6,20 +6,20 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
-// testSchemaStore: a broker that is also a bridge.SchemaStore keeps
+// testSchemaStore: a broker that is also a broker.SchemaStore keeps
 // registrations byte-exact and in order, LoadSchemas skips the first ones,
 // another node sees them, and SaveSchemas fails with ErrClosed after Close.
 func (s *suite) testSchemaStore(t *testing.T) {
 	ctx := s.ctx(t)
 	b := s.newBroker(t, roomy)
-	store, ok := b.(bridge.SchemaStore)
+	store, ok := b.(broker.SchemaStore)
 	if !ok {
-		t.Skip("the broker is not a bridge.SchemaStore")
+		t.Skip("the broker is not a broker.SchemaStore")
 	}
-	load := func(st bridge.SchemaStore, skip int) [][]byte {
+	load := func(st broker.SchemaStore, skip int) [][]byte {
 		t.Helper()
 		sets, err := st.LoadSchemas(ctx, skip)
 		if err != nil {
@@ -43,9 +43,9 @@ func (s *suite) testSchemaStore(t *testing.T) {
 	}
 
 	if s.opts.NewNode != nil {
-		n2, ok := s.newNode(t, b).(bridge.SchemaStore)
+		n2, ok := s.newNode(t, b).(broker.SchemaStore)
 		if !ok {
-			t.Fatal("the broker is a bridge.SchemaStore but another node on it is not")
+			t.Fatal("the broker is a broker.SchemaStore but another node on it is not")
 		}
 		checkSets(t, "LoadSchemas(0) on another node", load(n2, 0), saved)
 		set := []byte("from node 2")
@@ -59,7 +59,7 @@ func (s *suite) testSchemaStore(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := store.SaveSchemas(ctx, []byte("late")); !errors.Is(err, bridge.ErrClosed) {
+	if err := store.SaveSchemas(ctx, []byte("late")); !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("SaveSchemas after Close: %v; want ErrClosed", err)
 	}
 }

@@ -66,7 +66,7 @@
 //
 // Every call is bounded by Options.Timeout. While NATS is unreachable the
 // client buffers nothing (a reconnect buffer would turn a failed publish into
-// a late one): Publish fails at once with bridge.ErrUnavailable, and Healthy
+// a late one): Publish fails at once with broker.ErrUnavailable, and Healthy
 // reports the outage. The first failure logs "broker unavailable", recovery
 // logs "broker back", once per outage; reconnection is the client's, with
 // backoff and jitter.
@@ -89,7 +89,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/outage"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
@@ -151,7 +151,7 @@ const (
 // prevHeader carries the sequence of the previous event on the same topic.
 const prevHeader = "Herald-Prev"
 
-// Broker is a bridge.Broker on a JetStream stream. Its zero value is not
+// Broker is a broker.Broker on a JetStream stream. Its zero value is not
 // usable; call New.
 type Broker struct {
 	opts       Options
@@ -180,9 +180,9 @@ type Broker struct {
 }
 
 var (
-	_ bridge.Broker        = (*Broker)(nil)
-	_ bridge.HealthChecker = (*Broker)(nil)
-	_ bridge.SchemaStore   = (*Broker)(nil)
+	_ broker.Broker        = (*Broker)(nil)
+	_ broker.HealthChecker = (*Broker)(nil)
+	_ broker.SchemaStore   = (*Broker)(nil)
 )
 
 // topicState serializes this node's publishes to one topic and remembers
@@ -218,7 +218,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	nc, err := nats.Connect(opts.URL, copts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: connecting to NATS at %s: %v", bridge.ErrUnavailable, redactURL(opts.URL), err)
+		return nil, fmt.Errorf("%w: connecting to NATS at %s: %v", broker.ErrUnavailable, redactURL(opts.URL), err)
 	}
 	b.nc = nc
 	if b.js, err = natsjs.New(nc, natsjs.WithDefaultTimeout(opts.Timeout)); err != nil {
@@ -241,7 +241,7 @@ func (o *Options) setDefaults() error {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
-	if err := bridge.ValidateTopic(o.Prefix); err != nil || strings.Contains(o.Prefix, ".") {
+	if err := broker.ValidateTopic(o.Prefix); err != nil || strings.Contains(o.Prefix, ".") {
 		return fmt.Errorf("jetstream: Prefix %q must be one token of A-Z a-z 0-9 _ -", o.Prefix)
 	}
 	if o.Replicas <= 0 {
@@ -359,7 +359,7 @@ func (b *Broker) setUp(ctx context.Context) error {
 		AllowDirect:       true,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: creating stream %s: %v", bridge.ErrUnavailable, b.streamName, err)
+		return fmt.Errorf("%w: creating stream %s: %v", broker.ErrUnavailable, b.streamName, err)
 	}
 	b.stream = stream
 	b.created = stream.CachedInfo().Created
@@ -374,7 +374,7 @@ func (b *Broker) setUp(ctx context.Context) error {
 		AllowDirect: true,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: creating stream %s_SCHEMAS: %v", bridge.ErrUnavailable, b.streamName, err)
+		return fmt.Errorf("%w: creating stream %s_SCHEMAS: %v", broker.ErrUnavailable, b.streamName, err)
 	}
 	if mp := b.nc.MaxPayload(); mp < int64(1<<20)+64<<10 {
 		b.log.Warn("the NATS server's max_payload is below 1 MiB plus headers: larger events will be refused; raise max_payload or lower --max-event-bytes", "max_payload", mp)
@@ -388,17 +388,17 @@ func epochOf(created time.Time) string {
 	return strconv.FormatUint(uint64(created.UnixNano()), 36)
 }
 
-// Epoch implements bridge.Broker.
+// Epoch implements broker.Broker.
 func (b *Broker) Epoch() string { return b.epoch }
 
-// Healthy implements bridge.HealthChecker: the connection is up and the
+// Healthy implements broker.HealthChecker: the connection is up and the
 // stream answers, and it is still the stream the epoch names.
 func (b *Broker) Healthy(ctx context.Context) error {
 	if err := b.usable(); err != nil {
 		return err
 	}
 	if st := b.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("%w: NATS connection is %v", bridge.ErrUnavailable, st)
+		return fmt.Errorf("%w: NATS connection is %v", broker.ErrUnavailable, st)
 	}
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
@@ -413,7 +413,7 @@ func (b *Broker) Healthy(ctx context.Context) error {
 // turned out to be another log.
 func (b *Broker) usable() error {
 	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	if err := b.broken.Load(); err != nil {
 		return *err
@@ -430,7 +430,7 @@ func (b *Broker) checkCreated(created time.Time) error {
 		return nil
 	}
 	err := fmt.Errorf("%w: stream %s was deleted and created again (epoch %s, now %s): restart this node",
-		bridge.ErrUnavailable, b.streamName, b.epoch, epochOf(created))
+		broker.ErrUnavailable, b.streamName, b.epoch, epochOf(created))
 	if b.broken.CompareAndSwap(nil, &err) {
 		b.log.Error("broker log was reset: this node refuses to publish and deliver until restarted", "err", err)
 	}
@@ -442,7 +442,7 @@ func (b *Broker) checkCreated(created time.Time) error {
 // ErrUnavailable, noted as an outage.
 func (b *Broker) fail(ctx context.Context, op string, err error) error {
 	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, errTimeout) {
 		return fmt.Errorf("NATS JetStream: %s: %w", op, ctx.Err())
@@ -450,7 +450,7 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
 		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
 	}
-	err = fmt.Errorf("%w: NATS JetStream: %s: %v", bridge.ErrUnavailable, op, err)
+	err = fmt.Errorf("%w: NATS JetStream: %s: %v", broker.ErrUnavailable, op, err)
 	b.outage.Down(err, callStart(ctx))
 	b.kick()
 	return err
@@ -528,20 +528,20 @@ func (b *Broker) monitor() {
 	}
 }
 
-// Publish implements bridge.Broker. It returns once the stream acknowledged
+// Publish implements broker.Broker. It returns once the stream acknowledged
 // the event (stored on a quorum of replicas).
-func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishResult, error) {
+func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
 	if err := b.usable(); err != nil {
-		return bridge.PublishResult{}, err
+		return broker.PublishResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return bridge.PublishResult{}, err
+		return broker.PublishResult{}, err
 	}
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 	ts, err := b.lockTopic(ctx, ev.Topic)
 	if err != nil {
-		return bridge.PublishResult{}, b.fail(ctx, "publish", err)
+		return broker.PublishResult{}, b.fail(ctx, "publish", err)
 	}
 	defer b.unlockTopic(ev.Topic, ts)
 
@@ -555,7 +555,7 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 	for attempt := 0; ; attempt++ {
 		if !ts.known {
 			if err := b.loadLast(ctx, ev.Topic, ts); err != nil {
-				return bridge.PublishResult{}, err
+				return broker.PublishResult{}, err
 			}
 		}
 		prev := ts.last
@@ -566,7 +566,7 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 			// side of a gap and never of silence.
 			info, err := b.stream.Info(ctx)
 			if err != nil {
-				return bridge.PublishResult{}, b.fail(ctx, "publish", err)
+				return broker.PublishResult{}, b.fail(ctx, "publish", err)
 			}
 			prev = max(info.State.FirstSeq, 1) - 1
 		}
@@ -579,11 +579,11 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 		if err == nil {
 			b.confirm()
 			if ack.Duplicate {
-				return bridge.PublishResult{Seq: ack.Sequence, Duplicate: true}, nil
+				return broker.PublishResult{Seq: ack.Sequence, Duplicate: true}, nil
 			}
 			ts.last = ack.Sequence
 			ev.Seq = ack.Sequence
-			return bridge.PublishResult{Seq: ack.Sequence}, nil
+			return broker.PublishResult{Seq: ack.Sequence}, nil
 		}
 		var apiErr *natsjs.APIError
 		switch {
@@ -599,17 +599,17 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 		case errors.As(err, &apiErr) && apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant:
 			ts.known = false // a replicated stream does not say which
 		case errors.Is(err, nats.ErrMaxPayload):
-			return bridge.PublishResult{}, fmt.Errorf("%w: %d bytes with headers are more than the NATS server's max_payload (%d)",
-				bridge.ErrEventTooLarge, len(msg.Data), b.nc.MaxPayload())
+			return broker.PublishResult{}, fmt.Errorf("%w: %d bytes with headers are more than the NATS server's max_payload (%d)",
+				broker.ErrEventTooLarge, len(msg.Data), b.nc.MaxPayload())
 		default:
-			return bridge.PublishResult{}, b.fail(ctx, "publish", err)
+			return broker.PublishResult{}, b.fail(ctx, "publish", err)
 		}
 		if attempt >= 3 {
 			// Contention on a hot topic: back off a little, with jitter,
 			// until the deadline.
 			select {
 			case <-ctx.Done():
-				return bridge.PublishResult{}, b.fail(ctx, "publish", ctx.Err())
+				return broker.PublishResult{}, b.fail(ctx, "publish", ctx.Err())
 			case <-time.After(time.Duration(attempt%8+1) * time.Millisecond):
 			}
 		}
@@ -668,7 +668,7 @@ func (b *Broker) unlockTopic(_ string, ts *topicState) {
 	b.mu.Unlock()
 }
 
-// Close implements bridge.Broker.
+// Close implements broker.Broker.
 func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil

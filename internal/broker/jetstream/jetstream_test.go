@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/brokertest"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
 	"github.com/heraldhq/herald/internal/broker/outagetest"
@@ -37,7 +37,7 @@ func newBroker(tb testing.TB, opts Options) *Broker {
 func TestConformance(t *testing.T) {
 	srv := jstest.Start(t)
 	brokertest.Run(t, brokertest.Options{
-		New: func(tb testing.TB, cfg brokertest.Config) bridge.Broker {
+		New: func(tb testing.TB, cfg brokertest.Config) broker.Broker {
 			return newBroker(tb, Options{
 				URL:               srv.URL(),
 				Prefix:            newPrefix(),
@@ -46,7 +46,7 @@ func TestConformance(t *testing.T) {
 				IdempotencyWindow: cfg.IdempotencyWindow,
 			})
 		},
-		NewNode: func(tb testing.TB, b bridge.Broker) bridge.Broker {
+		NewNode: func(tb testing.TB, b broker.Broker) broker.Broker {
 			return newBroker(tb, b.(*Broker).opts)
 		},
 	})
@@ -55,7 +55,7 @@ func TestConformance(t *testing.T) {
 func TestOutage(t *testing.T) {
 	srv := jstest.Start(t)
 	outagetest.Run(t, outagetest.Options{
-		New: func(tb testing.TB, log *slog.Logger) bridge.Broker {
+		New: func(tb testing.TB, log *slog.Logger) broker.Broker {
 			return newBroker(tb, Options{URL: srv.URL(), Prefix: newPrefix(), Timeout: time.Second, Logger: log})
 		},
 		Stop:    srv.Shutdown,
@@ -81,7 +81,7 @@ func BenchmarkPublish(b *testing.B) {
 					topic = fmt.Sprintf("bench.t%d", n.Add(1))
 				}
 				for pb.Next() {
-					if _, err := br.Publish(context.Background(), &bridge.Event{Topic: topic, Type: "t", TypeURL: "type.googleapis.com/t", Payload: payload}); err != nil {
+					if _, err := br.Publish(context.Background(), &broker.Event{Topic: topic, Type: "t", TypeURL: "type.googleapis.com/t", Payload: payload}); err != nil {
 						b.Fatal(err)
 					}
 				}

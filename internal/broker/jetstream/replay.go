@@ -7,21 +7,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/internal/broker"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-
-	"github.com/heraldhq/herald/bridge"
 )
 
 // replayBatch is how many messages one fetch of a replay asks for.
 const replayBatch = 256
 
-// Replay implements bridge.Broker. It reads the matching events with one
+// Replay implements broker.Broker. It reads the matching events with one
 // short-lived consumer per group of non-overlapping patterns (JetStream
 // refuses overlapping filters on one consumer), in stream order from
 // after+1 to the stream's end, and merges the groups by sequence. See the
 // package documentation for how Truncated is decided.
-func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after bridge.EventID) (bridge.ReplayResult, error) {
-	var res bridge.ReplayResult
+func (b *Broker) Replay(ctx context.Context, patterns []broker.Pattern, after broker.EventID) (broker.ReplayResult, error) {
+	var res broker.ReplayResult
 	if err := b.usable(); err != nil {
 		return res, err
 	}
@@ -39,7 +38,7 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
 
-	var events []*bridge.Event
+	var events []*broker.Event
 	firstPrev := make(map[string]uint64) // topic → Herald-Prev of its first replayed event
 	groups := filterGroups(patterns)
 	for _, g := range groups {
@@ -49,13 +48,13 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 		}
 		evs, err := b.fetch(ctx, subjects, from+1, firstPrev)
 		if err != nil {
-			return bridge.ReplayResult{}, err
+			return broker.ReplayResult{}, err
 		}
 		events = append(events, evs...)
 	}
 	if len(groups) > 1 {
-		slices.SortFunc(events, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
-		events = slices.CompactFunc(events, func(x, y *bridge.Event) bool { return x.Seq == y.Seq })
+		slices.SortFunc(events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+		events = slices.CompactFunc(events, func(x, y *broker.Event) bool { return x.Seq == y.Seq })
 	}
 	for _, prev := range firstPrev {
 		if prev > from {
@@ -68,10 +67,10 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 		// below it.
 		info, err := b.stream.Info(ctx)
 		if err != nil {
-			return bridge.ReplayResult{}, b.fail(ctx, "replay", err)
+			return broker.ReplayResult{}, b.fail(ctx, "replay", err)
 		}
 		if err := b.checkCreated(info.Created); err != nil {
-			return bridge.ReplayResult{}, err
+			return broker.ReplayResult{}, err
 		}
 		if from+1 < info.State.FirstSeq && !everyLiteralReturned(patterns, firstPrev) {
 			res.Truncated = true
@@ -84,7 +83,7 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 // everyLiteralReturned reports whether every pattern is a literal topic of
 // which some event was returned, so that no topic without returned events
 // can match.
-func everyLiteralReturned(patterns []bridge.Pattern, returned map[string]uint64) bool {
+func everyLiteralReturned(patterns []broker.Pattern, returned map[string]uint64) bool {
 	for _, p := range patterns {
 		if !p.Literal() {
 			return false
@@ -98,7 +97,7 @@ func everyLiteralReturned(patterns []bridge.Pattern, returned map[string]uint64)
 
 // fetch reads the events on subjects from sequence start to the end of the
 // stream with a temporary consumer, noting each topic's first Herald-Prev.
-func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, firstPrev map[string]uint64) ([]*bridge.Event, error) {
+func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, firstPrev map[string]uint64) ([]*broker.Event, error) {
 	cfg := natsjs.ConsumerConfig{
 		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:       start,
@@ -123,7 +122,7 @@ func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, fir
 		cancel()
 	}()
 	pending := cons.CachedInfo().NumPending
-	var events []*bridge.Event
+	var events []*broker.Event
 	for uint64(len(events)) < pending {
 		batch, err := cons.FetchNoWait(int(min(pending-uint64(len(events)), replayBatch)))
 		if err != nil {
@@ -162,8 +161,8 @@ func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, fir
 
 // filterGroups returns the patterns without those another one covers, in
 // groups whose members do not overlap, as consumer filters must not.
-func filterGroups(patterns []bridge.Pattern) [][]bridge.Pattern {
-	var kept []bridge.Pattern
+func filterGroups(patterns []broker.Pattern) [][]broker.Pattern {
+	var kept []broker.Pattern
 	for i, p := range patterns {
 		covered := false
 		for j, q := range patterns {
@@ -176,22 +175,22 @@ func filterGroups(patterns []bridge.Pattern) [][]bridge.Pattern {
 			kept = append(kept, p)
 		}
 	}
-	var groups [][]bridge.Pattern
+	var groups [][]broker.Pattern
 next:
 	for _, p := range kept {
 		for i, g := range groups {
-			if !slices.ContainsFunc(g, func(q bridge.Pattern) bool { return overlap(p, q) }) {
+			if !slices.ContainsFunc(g, func(q broker.Pattern) bool { return overlap(p, q) }) {
 				groups[i] = append(g, p)
 				continue next
 			}
 		}
-		groups = append(groups, []bridge.Pattern{p})
+		groups = append(groups, []broker.Pattern{p})
 	}
 	return groups
 }
 
 // overlap reports whether some topic matches both patterns.
-func overlap(p, q bridge.Pattern) bool {
+func overlap(p, q broker.Pattern) bool {
 	pt, qt := strings.Split(p.String(), "."), strings.Split(q.String(), ".")
 	for i := 0; ; i++ {
 		switch {

@@ -11,7 +11,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
 
@@ -38,12 +38,12 @@ func (s *subscription) halt() {
 	})
 }
 
-// Subscribe implements bridge.Broker: one ordered consumer over every
+// Subscribe implements broker.Broker: one ordered consumer over every
 // topic, starting after the stream's last sequence now, so every event
 // accepted after Subscribe returns is delivered. nats.go recreates the
 // consumer after a disconnect, a server restart or a lost consumer, from the
 // last sequence delivered + 1.
-func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) error {
+func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
 	if err := b.usable(); err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 	if b.closed.Load() {
 		b.mu.Unlock()
 		s.halt()
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	b.subs[s] = struct{}{}
 	b.wg.Add(1)
@@ -88,7 +88,7 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 	return nil
 }
 
-func (b *Broker) run(ctx context.Context, s *subscription, last uint64, deliver func(*bridge.Event)) {
+func (b *Broker) run(ctx context.Context, s *subscription, last uint64, deliver func(*broker.Event)) {
 	defer b.wg.Done()
 	defer func() {
 		b.mu.Lock()
@@ -137,7 +137,7 @@ func (b *Broker) run(ctx context.Context, s *subscription, last uint64, deliver 
 }
 
 // decode turns a stream message into an event and its Herald-Prev.
-func (b *Broker) decode(subject, prev string, data []byte) (*bridge.Event, uint64, error) {
+func (b *Broker) decode(subject, prev string, data []byte) (*broker.Event, uint64, error) {
 	topic, ok := cutPrefix(subject, b.subjPrefix)
 	if !ok {
 		return nil, 0, fmt.Errorf("subject %q is not under %s", subject, b.subjPrefix)

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // Options configure a Broker. Zero values mean the defaults.
@@ -60,13 +60,13 @@ type Broker struct {
 }
 
 var (
-	_ bridge.Broker        = (*Broker)(nil)
-	_ bridge.HealthChecker = (*Broker)(nil)
-	_ bridge.SchemaStore   = (*Broker)(nil)
+	_ broker.Broker        = (*Broker)(nil)
+	_ broker.HealthChecker = (*Broker)(nil)
+	_ broker.SchemaStore   = (*Broker)(nil)
 )
 
 type topicLog struct {
-	events  []*bridge.Event // ring buffer of retained events, oldest at head
+	events  []*broker.Event // ring buffer of retained events, oldest at head
 	head    int
 	n       int
 	evicted uint64 // highest Seq evicted from this topic
@@ -80,7 +80,7 @@ type dedupEntry struct {
 }
 
 type subscription struct {
-	deliver func(*bridge.Event)
+	deliver func(*broker.Event)
 	stop    func() bool // releases the context.AfterFunc
 }
 
@@ -122,29 +122,29 @@ func newEpoch() string {
 	return string(raw[:])
 }
 
-// Epoch implements bridge.Broker.
+// Epoch implements broker.Broker.
 func (b *Broker) Epoch() string { return b.epoch }
 
-// Healthy implements bridge.HealthChecker.
+// Healthy implements broker.HealthChecker.
 func (b *Broker) Healthy(context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return bridge.ErrClosed
+		return broker.ErrClosed
 	}
 	return nil
 }
 
-// Publish implements bridge.Broker. Subscribers are called before it
+// Publish implements broker.Broker. Subscribers are called before it
 // returns.
-func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishResult, error) {
+func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
 	if err := ctx.Err(); err != nil {
-		return bridge.PublishResult{}, err
+		return broker.PublishResult{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return bridge.PublishResult{}, fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return broker.PublishResult{}, fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	now := b.opts.Now()
 	var dk dedupKey
@@ -152,7 +152,7 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 		b.expireDedup(now)
 		dk = dedupKey{ev.Topic, ev.IdempotencyKey}
 		if d, ok := b.dedup[dk]; ok {
-			return bridge.PublishResult{Seq: d.seq, Duplicate: true}, nil
+			return broker.PublishResult{Seq: d.seq, Duplicate: true}, nil
 		}
 	}
 	b.seq++
@@ -164,7 +164,7 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 	}
 	t := b.topics[ev.Topic]
 	if t == nil {
-		t = &topicLog{events: make([]*bridge.Event, min(b.opts.MaxEvents, 16)), evicted: b.dropped[ev.Topic]}
+		t = &topicLog{events: make([]*broker.Event, min(b.opts.MaxEvents, 16)), evicted: b.dropped[ev.Topic]}
 		delete(b.dropped, ev.Topic)
 		b.topics[ev.Topic] = t
 	}
@@ -173,15 +173,15 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 	for _, s := range b.subs {
 		s.deliver(ev)
 	}
-	return bridge.PublishResult{Seq: ev.Seq}, nil
+	return broker.PublishResult{Seq: ev.Seq}, nil
 }
 
 // push appends ev, growing the ring up to max and evicting the oldest event
 // beyond it.
-func (t *topicLog) push(ev *bridge.Event, max int) {
+func (t *topicLog) push(ev *broker.Event, max int) {
 	if t.n == len(t.events) {
 		if t.n < max {
-			grown := make([]*bridge.Event, min(max, 2*len(t.events)))
+			grown := make([]*broker.Event, min(max, 2*len(t.events)))
 			for i := range t.n {
 				grown[i] = t.at(i)
 			}
@@ -197,7 +197,7 @@ func (t *topicLog) push(ev *bridge.Event, max int) {
 	t.n++
 }
 
-func (t *topicLog) at(i int) *bridge.Event { return t.events[(t.head+i)%len(t.events)] }
+func (t *topicLog) at(i int) *broker.Event { return t.events[(t.head+i)%len(t.events)] }
 
 // expire drops events older than MaxAge from the head of t.
 func (b *Broker) expire(t *topicLog, now time.Time) {
@@ -268,13 +268,13 @@ func (b *Broker) dropTopic(name string, lost uint64) {
 	b.dropped[name] = lost
 }
 
-// Subscribe implements bridge.Broker. deliver is called with the broker's
+// Subscribe implements broker.Broker. deliver is called with the broker's
 // lock held, from the publishing goroutine: it must not call the broker.
-func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) error {
+func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -291,9 +291,9 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 	return nil
 }
 
-// Replay implements bridge.Broker.
-func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after bridge.EventID) (bridge.ReplayResult, error) {
-	var res bridge.ReplayResult
+// Replay implements broker.Broker.
+func (b *Broker) Replay(ctx context.Context, patterns []broker.Pattern, after broker.EventID) (broker.ReplayResult, error) {
+	var res broker.ReplayResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -307,21 +307,21 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return res, fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return res, fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	cutoff := b.opts.Now().Add(-b.opts.MaxAge)
-	var out []*bridge.Event
+	var out []*broker.Event
 	sources := 0
 	if from < b.droppedAll && len(patterns) > 0 {
 		res.Truncated = true // a forgotten dropped topic may have matched
 	}
 	for name, lost := range b.dropped {
-		if lost > from && bridge.MatchAny(patterns, name) {
+		if lost > from && broker.MatchAny(patterns, name) {
 			res.Truncated = true
 		}
 	}
 	for name, t := range b.topics {
-		if !bridge.MatchAny(patterns, name) {
+		if !broker.MatchAny(patterns, name) {
 			continue
 		}
 		if t.evicted > from {
@@ -344,7 +344,7 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 	}
 	b.mu.Unlock()
 	if sources > 1 {
-		slices.SortFunc(out, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+		slices.SortFunc(out, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
 	}
 	res.Events = out
 	return res, ctx.Err()
@@ -364,7 +364,7 @@ func searchAfter(t *topicLog, seq uint64) int {
 	return lo
 }
 
-// Close implements bridge.Broker.
+// Close implements broker.Broker.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -382,24 +382,24 @@ func (b *Broker) Close() error {
 	return nil
 }
 
-// SaveSchemas implements bridge.SchemaStore. Like events, schemas pushed to
+// SaveSchemas implements broker.SchemaStore. Like events, schemas pushed to
 // the memory broker live as long as the process.
 func (b *Broker) SaveSchemas(_ context.Context, set []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	b.schemas = append(b.schemas, slices.Clone(set))
 	return nil
 }
 
-// LoadSchemas implements bridge.SchemaStore.
+// LoadSchemas implements broker.SchemaStore.
 func (b *Broker) LoadSchemas(_ context.Context, skip int) ([][]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return nil, fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	if skip >= len(b.schemas) {
 		return nil, nil

@@ -8,13 +8,13 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/brokertest"
 )
 
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, brokertest.Options{
-		New: func(t testing.TB, cfg brokertest.Config) bridge.Broker {
+		New: func(t testing.TB, cfg brokertest.Config) broker.Broker {
 			return New(Options{MaxEvents: cfg.MaxEvents, MaxAge: cfg.MaxAge, IdempotencyWindow: cfg.IdempotencyWindow})
 		},
 	})
@@ -60,22 +60,22 @@ func TestCloseEndsSweep(t *testing.T) {
 	}
 }
 
-func publish(t *testing.T, b *Broker, topic, key string) *bridge.Event {
+func publish(t *testing.T, b *Broker, topic, key string) *broker.Event {
 	t.Helper()
-	ev := &bridge.Event{Topic: topic, Type: "t", IdempotencyKey: key}
+	ev := &broker.Event{Topic: topic, Type: "t", IdempotencyKey: key}
 	if _, err := b.Publish(t.Context(), ev); err != nil {
 		t.Fatalf("Publish(%q): %v", topic, err)
 	}
 	return ev
 }
 
-func replay(t *testing.T, b *Broker, topic string, after uint64) bridge.ReplayResult {
+func replay(t *testing.T, b *Broker, topic string, after uint64) broker.ReplayResult {
 	t.Helper()
-	p, err := bridge.ParsePattern(topic)
+	p, err := broker.ParsePattern(topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.Replay(t.Context(), []bridge.Pattern{p}, bridge.EventID{Epoch: b.Epoch(), Seq: after})
+	res, err := b.Replay(t.Context(), []broker.Pattern{p}, broker.EventID{Epoch: b.Epoch(), Seq: after})
 	if err != nil {
 		t.Fatalf("Replay(%q): %v", topic, err)
 	}
@@ -125,7 +125,7 @@ func TestReplayDroppedTopic(t *testing.T) {
 		b := New(Options{MaxAge: maxAge})
 		defer b.Close()
 
-		var last *bridge.Event
+		var last *broker.Event
 		for range 3 {
 			last = publish(t, b, "gone", "")
 		}
@@ -188,7 +188,7 @@ func BenchmarkPublish(b *testing.B) {
 	br := New(Options{})
 	defer br.Close()
 	delivered := 0 // deliver is called under the broker's lock
-	if err := br.Subscribe(context.Background(), func(*bridge.Event) { delivered++ }); err != nil {
+	if err := br.Subscribe(context.Background(), func(*broker.Event) { delivered++ }); err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
@@ -197,7 +197,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		published++
-		ev := &bridge.Event{Topic: "bench.a", Type: "t", TypeURL: "type.googleapis.com/bench.v1.Event", Payload: payload}
+		ev := &broker.Event{Topic: "bench.a", Type: "t", TypeURL: "type.googleapis.com/bench.v1.Event", Payload: payload}
 		if _, err := br.Publish(ctx, ev); err != nil {
 			b.Fatal(err)
 		}

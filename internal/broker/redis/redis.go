@@ -78,7 +78,7 @@
 //
 // Every call is bounded by Options.Timeout, and go-redis does not retry
 // (a retried script might append twice). While Redis is unreachable Publish
-// fails at once with bridge.ErrUnavailable, Healthy reports it, and the
+// fails at once with broker.ErrUnavailable, Healthy reports it, and the
 // first failure logs "broker unavailable"; a monitor pings with backoff and
 // logs "broker back" when Redis answers again with the same epoch.
 // Subscriptions retry XREAD with backoff and resume from the last entry
@@ -105,7 +105,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/outage"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
@@ -160,7 +160,7 @@ const (
 // maxCutMarks bounds the per-topic removal marks kept one by one.
 const maxCutMarks = 100_000
 
-// Broker is a bridge.Broker on Redis Streams. Its zero value is not usable;
+// Broker is a broker.Broker on Redis Streams. Its zero value is not usable;
 // call New.
 type Broker struct {
 	opts   Options
@@ -182,9 +182,9 @@ type Broker struct {
 }
 
 var (
-	_ bridge.Broker        = (*Broker)(nil)
-	_ bridge.HealthChecker = (*Broker)(nil)
-	_ bridge.SchemaStore   = (*Broker)(nil)
+	_ broker.Broker        = (*Broker)(nil)
+	_ broker.HealthChecker = (*Broker)(nil)
+	_ broker.SchemaStore   = (*Broker)(nil)
 )
 
 type keys struct {
@@ -233,7 +233,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	if err != nil {
 		b.rdb.Close()
-		return nil, fmt.Errorf("%w: Redis at %s: %v", bridge.ErrUnavailable, redactURL(opts.URL), err)
+		return nil, fmt.Errorf("%w: Redis at %s: %v", broker.ErrUnavailable, redactURL(opts.URL), err)
 	}
 	if !validEpoch(epoch) {
 		b.rdb.Close()
@@ -253,7 +253,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 func (b *Broker) loadScripts(ctx context.Context) error {
 	for _, s := range []*goredis.Script{publishScript, sweepScript, positionScript} {
 		if err := s.Load(ctx, b.rdb).Err(); err != nil {
-			return fmt.Errorf("%w: loading scripts into Redis: %v", bridge.ErrUnavailable, err)
+			return fmt.Errorf("%w: loading scripts into Redis: %v", broker.ErrUnavailable, err)
 		}
 	}
 	return nil
@@ -377,10 +377,10 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 
 var quietOnce sync.Once
 
-// Epoch implements bridge.Broker.
+// Epoch implements broker.Broker.
 func (b *Broker) Epoch() string { return b.epoch }
 
-// Healthy implements bridge.HealthChecker: Redis answers and still holds
+// Healthy implements broker.HealthChecker: Redis answers and still holds
 // this node's epoch.
 func (b *Broker) Healthy(ctx context.Context) error {
 	if err := b.usable(); err != nil {
@@ -397,7 +397,7 @@ func (b *Broker) Healthy(ctx context.Context) error {
 
 func (b *Broker) usable() error {
 	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	if err := b.broken.Load(); err != nil {
 		return *err
@@ -412,7 +412,7 @@ func (b *Broker) checkEpoch(epoch string) error {
 	if epoch == b.epoch {
 		return nil
 	}
-	err := fmt.Errorf("%w: Redis lost this log (epoch %s, Redis holds %q): restart this node", bridge.ErrUnavailable, b.epoch, epoch)
+	err := fmt.Errorf("%w: Redis lost this log (epoch %s, Redis holds %q): restart this node", broker.ErrUnavailable, b.epoch, epoch)
 	if b.broken.CompareAndSwap(nil, &err) {
 		b.log.Error("broker log was reset: this node refuses to publish and deliver until restarted", "err", err)
 	}
@@ -442,7 +442,7 @@ func callStart(ctx context.Context) time.Time {
 // state for a reset log, and otherwise ErrUnavailable, noted as an outage.
 func (b *Broker) fail(ctx context.Context, op string, err error) error {
 	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, errTimeout) {
 		return fmt.Errorf("redis: %s: %w", op, ctx.Err())
@@ -453,7 +453,7 @@ func (b *Broker) fail(ctx context.Context, op string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
 	}
-	err = fmt.Errorf("%w: redis: %s: %v", bridge.ErrUnavailable, op, err)
+	err = fmt.Errorf("%w: redis: %s: %v", broker.ErrUnavailable, op, err)
 	b.outage.Down(err, callStart(ctx))
 	b.kick()
 	return err
@@ -549,14 +549,14 @@ func (b *Broker) sweep() {
 	}
 }
 
-// Publish implements bridge.Broker. It returns once Redis executed the
+// Publish implements broker.Broker. It returns once Redis executed the
 // append.
-func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishResult, error) {
+func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
 	if err := b.usable(); err != nil {
-		return bridge.PublishResult{}, err
+		return broker.PublishResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return bridge.PublishResult{}, err
+		return broker.PublishResult{}, err
 	}
 	ctx, cancel := b.bounded(ctx)
 	defer cancel()
@@ -571,21 +571,21 @@ func (b *Broker) Publish(ctx context.Context, ev *bridge.Event) (bridge.PublishR
 		b.epoch, ev.Topic, data, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(),
 		b.opts.FanInWindow.Milliseconds(), keyed).Int64Slice()
 	if err != nil {
-		return bridge.PublishResult{}, b.fail(ctx, "publish", err)
+		return broker.PublishResult{}, b.fail(ctx, "publish", err)
 	}
 	if len(res) != 3 {
-		return bridge.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", bridge.ErrUnavailable, res)
+		return broker.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", broker.ErrUnavailable, res)
 	}
 	b.confirm()
 	if res[0] == 1 {
-		return bridge.PublishResult{Seq: uint64(res[1]), Duplicate: true}, nil
+		return broker.PublishResult{Seq: uint64(res[1]), Duplicate: true}, nil
 	}
 	ev.Seq = uint64(res[1])
 	ev.Time = time.UnixMicro(res[2])
-	return bridge.PublishResult{Seq: ev.Seq}, nil
+	return broker.PublishResult{Seq: ev.Seq}, nil
 }
 
-// Close implements bridge.Broker.
+// Close implements broker.Broker.
 func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
@@ -604,7 +604,7 @@ func (b *Broker) Close() error {
 	return b.rdb.Close()
 }
 
-// SaveSchemas implements bridge.SchemaStore.
+// SaveSchemas implements broker.SchemaStore.
 func (b *Broker) SaveSchemas(ctx context.Context, set []byte) error {
 	if err := b.usable(); err != nil {
 		return err
@@ -617,7 +617,7 @@ func (b *Broker) SaveSchemas(ctx context.Context, set []byte) error {
 	return nil
 }
 
-// LoadSchemas implements bridge.SchemaStore.
+// LoadSchemas implements broker.SchemaStore.
 func (b *Broker) LoadSchemas(ctx context.Context, skip int) ([][]byte, error) {
 	if err := b.usable(); err != nil {
 		return nil, err

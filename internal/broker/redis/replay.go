@@ -12,7 +12,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
 
@@ -20,9 +20,9 @@ import (
 // examines; with more, it reports Truncated without looking further.
 const maxCutLookups = 10_000
 
-// Replay implements bridge.Broker; see the package documentation.
-func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after bridge.EventID) (bridge.ReplayResult, error) {
-	var res bridge.ReplayResult
+// Replay implements broker.Broker; see the package documentation.
+func (b *Broker) Replay(ctx context.Context, patterns []broker.Pattern, after broker.EventID) (broker.ReplayResult, error) {
+	var res broker.ReplayResult
 	if err := b.usable(); err != nil {
 		return res, err
 	}
@@ -41,11 +41,11 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 	defer cancel()
 	topics, err := b.matchingTopics(ctx, patterns)
 	if err != nil {
-		return bridge.ReplayResult{}, b.fail(ctx, "replay", err)
+		return broker.ReplayResult{}, b.fail(ctx, "replay", err)
 	}
 	events, truncated, err := b.read(ctx, patterns, topics, from)
 	if err != nil {
-		return bridge.ReplayResult{}, err
+		return broker.ReplayResult{}, err
 	}
 	res.Events = events
 	res.Truncated = res.Truncated || truncated
@@ -55,7 +55,7 @@ func (b *Broker) Replay(ctx context.Context, patterns []bridge.Pattern, after br
 // matchingTopics returns the names of the topics that may hold events
 // matching patterns: literals as they are, wildcards looked up by their
 // literal prefix.
-func (b *Broker) matchingTopics(ctx context.Context, patterns []bridge.Pattern) ([]string, error) {
+func (b *Broker) matchingTopics(ctx context.Context, patterns []broker.Pattern) ([]string, error) {
 	seen := make(map[string]bool)
 	var topics []string
 	add := func(t string) {
@@ -85,7 +85,7 @@ func (b *Broker) matchingTopics(ctx context.Context, patterns []bridge.Pattern) 
 			return nil, err
 		}
 		for _, t := range names {
-			if bridge.MatchAny(patterns, t) {
+			if broker.MatchAny(patterns, t) {
 				add(t)
 			}
 		}
@@ -109,7 +109,7 @@ func literalPrefix(pattern string) string {
 
 // read reads, at one instant, the events after from on topics and whether
 // any matching event after from was removed.
-func (b *Broker) read(ctx context.Context, patterns []bridge.Pattern, topics []string, from uint64) ([]*bridge.Event, bool, error) {
+func (b *Broker) read(ctx context.Context, patterns []broker.Pattern, topics []string, from uint64) ([]*broker.Event, bool, error) {
 	var (
 		now      *goredis.TimeCmd
 		epoch    *goredis.StringCmd
@@ -148,13 +148,13 @@ func (b *Broker) read(ctx context.Context, patterns []bridge.Pattern, topics []s
 		truncated = true
 	}
 	for _, m := range marks {
-		if t, ok := m.Member.(string); ok && bridge.MatchAny(patterns, t) {
+		if t, ok := m.Member.(string); ok && broker.MatchAny(patterns, t) {
 			truncated = true
 			break
 		}
 	}
 	cutoff := now.Val().Add(-b.opts.MaxAge)
-	var events []*bridge.Event
+	var events []*broker.Event
 	sources := 0
 	for i, r := range ranges {
 		added := false
@@ -176,13 +176,13 @@ func (b *Broker) read(ctx context.Context, patterns []bridge.Pattern, topics []s
 		}
 	}
 	if sources > 1 {
-		slices.SortFunc(events, func(x, y *bridge.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+		slices.SortFunc(events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
 	}
 	return events, truncated, nil
 }
 
 // decodeEntry decodes a topic stream entry: id "<seq>-0", fields t and e.
-func decodeEntry(id string, values map[string]any) (*bridge.Event, error) {
+func decodeEntry(id string, values map[string]any) (*broker.Event, error) {
 	seqText, _, _ := strings.Cut(id, "-")
 	seq, err := strconv.ParseUint(seqText, 10, 64)
 	if err != nil {
@@ -191,7 +191,7 @@ func decodeEntry(id string, values map[string]any) (*bridge.Event, error) {
 	return decodeFields(seq, values)
 }
 
-func decodeFields(seq uint64, values map[string]any) (*bridge.Event, error) {
+func decodeFields(seq uint64, values map[string]any) (*broker.Event, error) {
 	data, _ := values["e"].(string)
 	us, err := strconv.ParseInt(fmt.Sprint(values["t"]), 10, 64)
 	if err != nil {

@@ -9,9 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/internal/broker"
 	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/heraldhq/herald/bridge"
 )
 
 // readBlock is how long one XREAD waits for new entries.
@@ -38,10 +37,10 @@ func (s *subscription) halt() {
 	})
 }
 
-// Subscribe implements bridge.Broker: it reads the fan-in stream from the
+// Subscribe implements broker.Broker: it reads the fan-in stream from the
 // entry that is last now, so every event accepted after Subscribe returns
 // is delivered, in sequence order, each once.
-func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) error {
+func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
 	if err := b.usable(); err != nil {
 		return err
 	}
@@ -55,7 +54,7 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 		return b.fail(cctx, "subscribe", err)
 	}
 	if len(pos) != 2 {
-		return fmt.Errorf("%w: redis: position script answered %v", bridge.ErrUnavailable, pos)
+		return fmt.Errorf("%w: redis: position script answered %v", broker.ErrUnavailable, pos)
 	}
 	seq, _ := pos[0].(int64)
 	cursor, _ := pos[1].(string)
@@ -70,7 +69,7 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 	if b.closed.Load() {
 		b.mu.Unlock()
 		s.halt()
-		return fmt.Errorf("%w: broker is closed", bridge.ErrClosed)
+		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
 	b.subs[s] = struct{}{}
 	b.wg.Add(1)
@@ -80,7 +79,7 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*bridge.Event)) err
 	return nil
 }
 
-func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last uint64, deliver func(*bridge.Event)) {
+func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last uint64, deliver func(*broker.Event)) {
 	defer b.wg.Done()
 	defer func() {
 		b.mu.Lock()
@@ -149,11 +148,11 @@ func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last u
 
 // catchUp delivers the events with sequences in (last, next) from the topic
 // streams. It reports false when the subscription must end.
-func (b *Broker) catchUp(ctx context.Context, s *subscription, last, next uint64, deliver func(*bridge.Event)) bool {
-	all, _ := bridge.ParsePattern(">")
+func (b *Broker) catchUp(ctx context.Context, s *subscription, last, next uint64, deliver func(*broker.Event)) bool {
+	all, _ := broker.ParsePattern(">")
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*b.opts.Timeout)
-		res, err := b.Replay(rctx, []bridge.Pattern{all}, bridge.EventID{Epoch: b.epoch, Seq: last})
+		res, err := b.Replay(rctx, []broker.Pattern{all}, broker.EventID{Epoch: b.epoch, Seq: last})
 		cancel()
 		if err == nil {
 			missing := next - last - 1

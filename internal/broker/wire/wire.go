@@ -21,9 +21,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/heraldhq/herald/internal/broker"
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/heraldhq/herald/bridge"
 )
 
 const (
@@ -42,7 +41,7 @@ const (
 var ErrMalformed = errors.New("wire: malformed event")
 
 // Size returns the length of ev's encoding.
-func Size(ev *bridge.Event) int {
+func Size(ev *broker.Event) int {
 	n := sizeBytes(fieldTopic, len(ev.Topic)) + sizeBytes(fieldType, len(ev.Type)) +
 		sizeBytes(fieldTypeURL, len(ev.TypeURL)) + sizeBytes(fieldPayload, len(ev.Payload))
 	if !ev.Time.IsZero() {
@@ -67,7 +66,7 @@ func attrSize(k, v string) int {
 
 // Append appends the encoding of ev's topic, type, type URL, payload,
 // attributes and time (when set) to dst.
-func Append(dst []byte, ev *bridge.Event) []byte {
+func Append(dst []byte, ev *broker.Event) []byte {
 	dst = appendString(dst, fieldTopic, ev.Topic)
 	dst = appendString(dst, fieldType, ev.Type)
 	dst = appendString(dst, fieldTypeURL, ev.TypeURL)
@@ -100,8 +99,8 @@ func appendString(dst []byte, num protowire.Number, s string) []byte {
 
 // Decode decodes an event encoded by Append. The event's Payload does not
 // alias b. Seq is left for the caller to set.
-func Decode(b []byte) (*bridge.Event, error) {
-	ev := &bridge.Event{}
+func Decode(b []byte) (*broker.Event, error) {
+	ev := &broker.Event{}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {

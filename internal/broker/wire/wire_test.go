@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
 
 func TestRoundTrip(t *testing.T) {
-	for _, ev := range []*bridge.Event{
+	for _, ev := range []*broker.Event{
 		{Topic: "orders.eu", Type: "orders.v1.OrderPlaced", TypeURL: "type.googleapis.com/orders.v1.OrderPlaced",
 			Payload: []byte{0, 1, 2, 0xff}, Attributes: map[string]string{"a": "b", "empty": "", "nl": "x\ny", "ü": "✉"},
 			Time: time.Unix(1700000000, 123456789)},
@@ -34,7 +34,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDecodeSkipsUnknownFields(t *testing.T) {
-	b := wire.Append(nil, &bridge.Event{Topic: "a", Time: time.Unix(1, 0)})
+	b := wire.Append(nil, &broker.Event{Topic: "a", Time: time.Unix(1, 0)})
 	b = append(b, 0x78, 0x05)         // field 15, varint 5
 	b = append(b, 0x82, 0x01, 1, 'x') // field 16, bytes "x"
 	got, err := wire.Decode(b)
@@ -52,7 +52,7 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(wire.Append(nil, &bridge.Event{Topic: "orders.eu", Type: "x", Payload: []byte("p"), Attributes: map[string]string{"k": "v"}, Time: time.Unix(5, 5)}))
+	f.Add(wire.Append(nil, &broker.Event{Topic: "orders.eu", Type: "x", Payload: []byte("p"), Attributes: map[string]string{"k": "v"}, Time: time.Unix(5, 5)}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := wire.Decode(b)

@@ -1,4 +1,4 @@
-package bridge
+package broker
 
 import (
 	"fmt"
@@ -30,11 +30,11 @@ func validateTopic(name string, pattern bool) error {
 		tok := name[start:i]
 		switch {
 		case tok == "":
-			return fmt.Errorf("%w: topic %q has an empty token (tokens are separated by single dots)", ErrInvalidTopic, printable(name))
+			return fmt.Errorf("%w: topic %q has an empty token (tokens are separated by single dots)", ErrInvalidTopic, Printable(name))
 		case pattern && tok == "*":
 		case pattern && tok == ">":
 			if i != len(name) {
-				return fmt.Errorf("%w: pattern %q has \">\" before its last token", ErrInvalidTopic, printable(name))
+				return fmt.Errorf("%w: pattern %q has \">\" before its last token", ErrInvalidTopic, Printable(name))
 			}
 		default:
 			for j := 0; j < len(tok); j++ {
@@ -43,7 +43,7 @@ func validateTopic(name string, pattern bool) error {
 					if pattern {
 						what = "topic pattern"
 					}
-					return fmt.Errorf("%w: %s %q has %q at byte %d; tokens are made of A-Z a-z 0-9 _ -", ErrInvalidTopic, what, printable(name), printable(tok[j:j+1]), start+j)
+					return fmt.Errorf("%w: %s %q has %q at byte %d; tokens are made of A-Z a-z 0-9 _ -", ErrInvalidTopic, what, Printable(name), Printable(tok[j:j+1]), start+j)
 				}
 			}
 		}
@@ -56,8 +56,11 @@ func topicChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
 }
 
-// printable keeps error messages on one line whatever the input held.
-func printable(s string) string {
+// Printable shortens and cleans a client's input for an error message that
+// names it: at most MaxTopicLen+16 bytes, valid UTF-8, so that a message
+// stays one readable line whatever the input held (%q then escapes control
+// characters).
+func Printable(s string) string {
 	if len(s) > MaxTopicLen+16 {
 		s = s[:MaxTopicLen] + "..."
 	}

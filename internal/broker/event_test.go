@@ -1,4 +1,4 @@
-package bridge_test
+package broker_test
 
 import (
 	"math"
@@ -6,27 +6,27 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/sse"
 )
 
 func TestEventIDRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		id   bridge.EventID
+		id   broker.EventID
 		want string
 	}{
-		{bridge.EventID{Epoch: "a", Seq: 0}, "a-0"},
-		{bridge.EventID{Epoch: "k3j9x2", Seq: 1}, "k3j9x2-1"},
-		{bridge.EventID{Epoch: "0", Seq: 42}, "0-42"},
-		{bridge.EventID{Epoch: "abc", Seq: math.MaxUint64}, "abc-18446744073709551615"},
-		{bridge.EventID{Epoch: strings.Repeat("z", 64), Seq: math.MaxUint64}, strings.Repeat("z", 64) + "-18446744073709551615"},
+		{broker.EventID{Epoch: "a", Seq: 0}, "a-0"},
+		{broker.EventID{Epoch: "k3j9x2", Seq: 1}, "k3j9x2-1"},
+		{broker.EventID{Epoch: "0", Seq: 42}, "0-42"},
+		{broker.EventID{Epoch: "abc", Seq: math.MaxUint64}, "abc-18446744073709551615"},
+		{broker.EventID{Epoch: strings.Repeat("z", 64), Seq: math.MaxUint64}, strings.Repeat("z", 64) + "-18446744073709551615"},
 	} {
 		s := tt.id.String()
 		if s != tt.want {
 			t.Errorf("%#v.String() = %q, want %q", tt.id, s, tt.want)
 		}
-		if got, ok := bridge.ParseEventID(s); !ok || got != tt.id {
+		if got, ok := broker.ParseEventID(s); !ok || got != tt.id {
 			t.Errorf("ParseEventID(%q) = %#v, %v; want %#v, true", s, got, ok, tt.id)
 		}
 		if err := sse.ValidID(s); err != nil {
@@ -47,7 +47,7 @@ func TestParseEventIDRejects(t *testing.T) {
 		"a-" + strings.Repeat("9", 1<<20), // very long seq
 		"é-1", "a-١", "a-１", "\xff-1", "a-1\xff",
 	} {
-		if id, ok := bridge.ParseEventID(s); ok || id != (bridge.EventID{}) {
+		if id, ok := broker.ParseEventID(s); ok || id != (broker.EventID{}) {
 			t.Errorf("ParseEventID(%.40q) = %#v, %v; want zero, false", s, id, ok)
 		}
 	}
@@ -58,9 +58,9 @@ func FuzzParseEventID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		id, ok := bridge.ParseEventID(s)
+		id, ok := broker.ParseEventID(s)
 		if !ok {
-			if id != (bridge.EventID{}) {
+			if id != (broker.EventID{}) {
 				t.Fatalf("ParseEventID(%q) = %#v, false; want the zero EventID", s, id)
 			}
 			return
@@ -84,8 +84,8 @@ func FuzzEventIDString(f *testing.F) {
 	f.Add("a-b", uint64(1))
 	f.Add("?", uint64(0))
 	f.Fuzz(func(t *testing.T, epoch string, seq uint64) {
-		in := bridge.EventID{Epoch: epoch, Seq: seq}
-		got, ok := bridge.ParseEventID(in.String())
+		in := broker.EventID{Epoch: epoch, Seq: seq}
+		got, ok := broker.ParseEventID(in.String())
 		if want := epochRE.MatchString(epoch); ok != want || (ok && got != in) {
 			t.Fatalf("ParseEventID(%q) = %#v, %v; want ok %v", in.String(), got, ok, want)
 		}

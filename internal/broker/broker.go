@@ -1,4 +1,13 @@
-package bridge
+// Package broker is the contract between Herald's server and the event logs
+// beneath it, as database/sql/driver is between database/sql and its drivers:
+// the Event and its id, topics and patterns, the Broker interface every
+// backend implements (memory, jetstream, redis below this directory), and
+// the sentinel errors that every layer wraps. It imports only the standard
+// library, so a backend author reads this package and nothing of the server.
+//
+// The conformance suite, internal/broker/brokertest, checks every backend
+// against the contract written on Broker.
+package broker
 
 import "context"
 
@@ -86,7 +95,7 @@ type HealthChecker interface {
 }
 
 // A SchemaStore is a Broker that also keeps schemas pushed at run time
-// (SchemaService.RegisterSchemas), so that every node sharing the broker
+// (herald.v1.SchemaService.RegisterSchemas), so that every node sharing the broker
 // knows every type. Registrations are opaque bytes (serialized
 // FileDescriptorSets), kept in the order they were saved.
 type SchemaStore interface {

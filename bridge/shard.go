@@ -5,20 +5,20 @@ import (
 	"syscall"
 )
 
-// Direct writes: a plain HTTP/1.1 stream is taken over from net/http once
-// its response head is out, and from then on the hub's shard writers write
-// each event's shared frame to its socket themselves, in one pass over the
-// subscribers of a topic, with a write that never waits. The stream's own
-// goroutine sleeps until it has something to do, instead of being woken
-// for every event as a goroutine per subscriber would be: that wake-up
-// cost more than the write itself at low event rates.
+// Shard writers: a plain HTTP/1.1 stream is taken over from net/http once
+// its response head is out (takeover.go), and from then on one of the
+// hub's shards writes each event's shared frame to its socket itself, in
+// one pass over the subscribers of a topic, with a write that never waits.
+// The stream's own goroutine sleeps until it has something to do, instead
+// of being woken for every event as a goroutine per subscriber would be:
+// that wake-up cost more than the write itself at low event rates.
 //
 // A socket that cannot take a whole frame at once puts its subscriber
-// behind ("lagging"): the rest of the frame and the events after it go to
+// behind (it lags): the rest of the frame and the events after it go to
 // the subscriber's queue, which its goroutine writes with ordinary blocking
 // writes and the write timeout, exactly as for any other stream, and hands
 // back to the shard once the queue is empty. A queue that overflows drops
-// the subscriber as too slow, as it always did.
+// the subscriber as too slow. The engine's rules are in hub.go.
 //
 // HTTP/2 streams, TLS connections and gRPC subscribers keep a goroutine
 // and a queue each; so does every stream until its history is replayed.
@@ -36,17 +36,13 @@ const coalesceMax = 32 << 10
 // direct is the part of a subscriber that a shard writes to.
 type direct struct {
 	mu sync.Mutex // serializes writes between the shard and the stream's goroutine
-	// lagging: the stream's goroutine is writing; the shard queues events
-	// to the subscriber instead. Subscribers start lagging, until their
-	// history is written.
+	// lagging, closed: the subscriber's state (hub.go).
 	lagging bool
-	// closed: the stream's goroutine has taken the connection back for
-	// good; the shard leaves it alone.
-	closed bool
+	closed  bool
 	// minSeq: events up to it were replayed from the history; skip them.
 	minSeq uint64
-	// pending is the unwritten rest of a frame; restOfFrame in the queue
-	// marks its place among the events queued after it.
+	// pending is the unwritten rest of a frame; an itemRestOfFrame in the
+	// queue marks its place among the events queued after it.
 	pending []byte
 
 	raw syscall.RawConn
@@ -58,7 +54,7 @@ type direct struct {
 	writeFn func(fd uintptr) bool
 
 	// out gathers frames for this subscriber while its shard writes a
-	// batch of events; only the shard's drain touches it.
+	// batch of events; only the shard's drainer touches it.
 	out []byte
 }
 
@@ -82,25 +78,8 @@ func (sh *shard) writeLocked(s *subscriber, frame []byte, shared bool) {
 			d.pending = append([]byte(nil), frame[n:]...)
 		}
 		d.lagging = true
-		sh.queueLocked(s, restOfFrame) // the queue is empty: it was not lagging
-	}
-}
-
-// queueLocked hands ev to a lagging subscriber's goroutine; with d.mu held.
-func (sh *shard) queueLocked(s *subscriber, ev *Event) {
-	if ev == heartbeat {
-		if len(s.queue) == 0 {
-			select {
-			case s.queue <- heartbeat:
-			default:
-			}
-		}
-		return
-	}
-	select {
-	case s.queue <- ev:
-	default:
-		sh.hub.drop(s, dropSlow)
+		// The queue is empty (it was not lagging), so this goes first.
+		sh.hub.enqueue(s, item{kind: itemRestOfFrame})
 	}
 }
 
@@ -117,7 +96,8 @@ func (d *direct) settle(s *subscriber) bool {
 	return true
 }
 
-// takePending returns the rest of a frame that restOfFrame stands for.
+// takePending returns the rest of a frame that an itemRestOfFrame stands
+// for.
 func (d *direct) takePending() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -138,38 +118,31 @@ func (d *direct) detach() []byte {
 	return p
 }
 
-// restOfFrame is queued to a subscriber that fell behind in the middle of
-// a frame: its goroutine writes the rest of the frame (takePending) there,
-// before the events queued after it.
-var restOfFrame = &Event{}
-
-// A shard is one writer of direct streams: it holds an index of its
-// subscribers and writes every event that matches one of them. Shards
-// write in parallel; each writes its events in order.
+// A shard is one writer of direct subscribers: it holds an index of them
+// and writes every event that matches one of them. Shards write in
+// parallel; each writes its events in order.
 type shard struct {
 	hub *Hub
 
-	mu    sync.RWMutex // guards the index; held for reading while writing
-	exact map[string]map[*subscriber]struct{}
-	wild  map[string]*wildSubs
-	all   map[*subscriber]struct{}
+	mu  sync.RWMutex // guards idx and all; held for reading while writing
+	idx subIndex
+	all map[*subscriber]struct{}
 
 	qmu     sync.Mutex // guards the fields below
-	pending []*Event
-	spare   []*Event
-	running bool // a goroutine is draining pending
+	pending []item
+	spare   []item
+	running bool // a goroutine is draining pending: the one drainer
 	wake    chan struct{}
 
-	touched []*subscriber // drain's scratch
+	touched []*subscriber // the drainer's scratch
 }
 
 func newShard(h *Hub) *shard {
 	return &shard{
-		hub:   h,
-		exact: make(map[string]map[*subscriber]struct{}),
-		wild:  make(map[string]*wildSubs),
-		all:   make(map[*subscriber]struct{}),
-		wake:  make(chan struct{}, 1),
+		hub:  h,
+		idx:  newSubIndex(),
+		all:  make(map[*subscriber]struct{}),
+		wake: make(chan struct{}, 1),
 	}
 }
 
@@ -177,37 +150,32 @@ func (sh *shard) add(s *subscriber) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.all[s] = struct{}{}
-	index(sh.exact, sh.wild, s)
+	sh.idx.add(s)
 }
 
 func (sh *shard) remove(s *subscriber) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	delete(sh.all, s)
-	unindex(sh.exact, sh.wild, s)
+	sh.idx.remove(s)
 }
 
-// offer queues ev to the shard if any of its subscribers want it, and
+// offer queues it to the shard if any of its subscribers want it, and
 // writes it at once in the calling goroutine when the shard is idle and
 // the event has few subscribers here; otherwise the shard's goroutine
-// writes it. Events are written in the order offered.
-func (sh *shard) offer(ev *Event) {
+// writes it. Items are written in the order offered.
+func (sh *shard) offer(it item) {
 	sh.mu.RLock()
-	n := len(sh.exact[ev.Topic])
-	for _, w := range sh.wild {
-		if w.pattern.Match(ev.Topic) {
-			n += len(w.subs)
-		}
-	}
-	if ev == heartbeat {
-		n = len(sh.all)
+	n := len(sh.all)
+	if it.kind == itemEvent {
+		n = sh.idx.count(it.ev.Topic)
 	}
 	sh.mu.RUnlock()
 	if n == 0 {
 		return
 	}
 	sh.qmu.Lock()
-	sh.pending = append(sh.pending, ev)
+	sh.pending = append(sh.pending, it)
 	if sh.running {
 		sh.qmu.Unlock()
 		return
@@ -236,8 +204,8 @@ func (sh *shard) run(stop <-chan struct{}) {
 	}
 }
 
-// drain writes the pending events until there are none, then lets the
-// next offer start again.
+// drain writes the pending items until there are none, then lets the next
+// offer start again. Only the goroutine that set running calls it.
 func (sh *shard) drain() {
 	for {
 		sh.qmu.Lock()
@@ -259,74 +227,64 @@ func (sh *shard) drain() {
 	}
 }
 
-// each calls f for every subscriber of the shard that ev is for, once.
-// With sh.mu held for reading.
-func (sh *shard) each(ev *Event, f func(*subscriber)) {
-	if ev == heartbeat {
+// each calls f for every subscriber of the shard that it is for, once.
+// With sh.mu held for reading, by the drainer.
+func (sh *shard) each(it item, f func(*subscriber)) {
+	if it.kind == itemHeartbeat {
 		for s := range sh.all {
 			f(s)
 		}
 		return
 	}
-	for s := range sh.exact[ev.Topic] {
+	ev := it.ev
+	sh.idx.each(ev.Topic, func(s *subscriber) {
 		if s.lastSeq != ev.Seq {
 			s.lastSeq = ev.Seq
 			f(s)
 		}
-	}
-	for _, w := range sh.wild {
-		if w.pattern.Match(ev.Topic) {
-			for s := range w.subs {
-				if s.lastSeq != ev.Seq {
-					s.lastSeq = ev.Seq
-					f(s)
-				}
-			}
-		}
-	}
+	})
 }
 
-// frameFor is what the shard writes of ev to s: a heartbeat is the same
-// comment line in every rendering.
-func (sh *shard) frameFor(s *subscriber, ev *Event) []byte {
-	if ev == heartbeat {
-		return sh.hub.frameFor(ev, nil)
+// frameFor is what the shard writes of it to s.
+func (sh *shard) frameFor(s *subscriber, it item) []byte {
+	if it.kind == itemHeartbeat {
+		return heartbeatFrame
 	}
-	return sh.hub.frameFor(ev, s.render)
+	return sh.hub.frameFor(it.ev, s.render)
 }
 
-// admit reports whether the shard writes ev to s now; with s.d.mu held.
-// It queues ev instead to a subscriber that lags, and skips one whose
-// stream took its connection back or that got ev from the history.
-func (sh *shard) admit(s *subscriber, ev *Event) bool {
+// admit reports whether the shard writes it to s now; with s.d.mu held.
+// It queues it instead to a subscriber that lags, and skips one whose
+// stream took its connection back or that got the event from the history.
+func (sh *shard) admit(s *subscriber, it item) bool {
 	d := s.d
 	switch {
 	case d.closed:
 		return false
 	case d.lagging:
-		sh.queueLocked(s, ev)
+		sh.hub.enqueue(s, it)
 		return false
-	case ev != heartbeat && ev.Seq <= d.minSeq:
+	case it.kind == itemEvent && it.ev.Seq <= d.minSeq:
 		return false
 	}
 	return true
 }
 
-// write writes a batch of events. One event goes out as its shared frame,
+// write writes a batch of items. One event goes out as its shared frame,
 // written to each subscriber in turn; several are gathered per subscriber
 // and written with one write each, as a subscriber's goroutine coalesces
 // its queue when it is behind.
-func (sh *shard) write(batch []*Event) {
+func (sh *shard) write(batch []item) {
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	delivered := 0
 	if len(batch) == 1 {
-		ev := batch[0]
-		sh.each(ev, func(s *subscriber) {
+		it := batch[0]
+		sh.each(it, func(s *subscriber) {
 			s.d.mu.Lock()
-			if sh.admit(s, ev) {
-				sh.writeLocked(s, sh.frameFor(s, ev), true)
-				if ev != heartbeat {
+			if sh.admit(s, it) {
+				sh.writeLocked(s, sh.frameFor(s, it), true)
+				if it.kind == itemEvent {
 					delivered++
 				}
 			}
@@ -336,20 +294,20 @@ func (sh *shard) write(batch []*Event) {
 		return
 	}
 
-	for _, ev := range batch {
-		sh.each(ev, func(s *subscriber) {
+	for _, it := range batch {
+		sh.each(it, func(s *subscriber) {
 			d := s.d
 			d.mu.Lock()
-			if sh.admit(s, ev) {
+			if sh.admit(s, it) {
 				if len(d.out) == 0 {
 					sh.touched = append(sh.touched, s)
 				}
-				d.out = append(d.out, sh.frameFor(s, ev)...)
-				if ev != heartbeat {
+				d.out = append(d.out, sh.frameFor(s, it)...)
+				if it.kind == itemEvent {
 					delivered++
 				}
 				if len(d.out) >= coalesceMax {
-					// Only this drain makes a subscriber lag, so it
+					// Only this drainer makes a subscriber lag, so it
 					// cannot have started lagging since.
 					sh.writeLocked(s, d.out, false)
 					d.out = d.out[:0]

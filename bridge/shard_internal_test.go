@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/broker"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
@@ -43,7 +44,7 @@ func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	h := newHub(epochBroker{}, protoregistry.GlobalTypes, slog.New(slog.DiscardHandler), newMetrics(), 4)
 	sh := newShard(h)
 	srv, cli := loopbackPair(t)
-	s := &subscriber{queue: make(chan *Event, 4), done: make(chan struct{}), d: &direct{}}
+	s := &subscriber{queue: make(chan item, 4), done: make(chan struct{}), d: &direct{}}
 	if !s.d.attach(srv) {
 		t.Fatal("a TCP connection cannot be written directly")
 	}
@@ -55,7 +56,7 @@ func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	if !lagging {
 		t.Fatal("a write the socket could not take whole did not put the subscriber behind")
 	}
-	if len(s.queue) != 1 || <-s.queue != restOfFrame {
+	if len(s.queue) != 1 || (<-s.queue).kind != itemRestOfFrame {
 		t.Fatal("the rest of the frame was not queued in its place")
 	}
 
@@ -101,7 +102,7 @@ func directSubscribers(tb testing.TB, h *Hub, topic string, n int) (*shard, []*s
 		tb.Fatal(err)
 	}
 	defer ln.Close()
-	p, err := ParsePattern(topic)
+	p, err := broker.ParsePattern(topic)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func directSubscribers(tb testing.TB, h *Hub, topic string, n int) (*shard, []*s
 				}
 			}
 		}()
-		s, err := h.subscribeDirect([]Pattern{p}, nil)
+		s, err := h.subscribeDirect([]broker.Pattern{p}, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -138,7 +139,7 @@ func directSubscribers(tb testing.TB, h *Hub, topic string, n int) (*shard, []*s
 
 // deliverDirect delivers ev and, when the shard's goroutine would write it,
 // writes it in this goroutine instead.
-func deliverDirect(h *Hub, sh *shard, ev *Event) {
+func deliverDirect(h *Hub, sh *shard, ev *broker.Event) {
 	h.deliver(ev)
 	select {
 	case <-sh.wake:

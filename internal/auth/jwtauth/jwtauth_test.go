@@ -1,4 +1,4 @@
-package auth_test
+package jwtauth_test
 
 import (
 	"context"
@@ -12,19 +12,19 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
-	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/auth/jwtauth"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
 
-func newAuth(t testing.TB) *auth.Authenticator {
+func newAuth(t testing.TB) *jwtauth.Authenticator {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(f, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.New(context.Background(), auth.Config{HMACSecretFiles: []string{f}, Leeway: -1})
+	a, err := jwtauth.New(context.Background(), jwtauth.Config{HMACSecretFiles: []string{f}, Leeway: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func sign(t testing.TB, claim any, exp time.Duration) string {
 	t.Helper()
 	b := jwt.NewBuilder().Subject("s").Expiration(time.Now().Add(exp))
 	if claim != nil {
-		b = b.Claim(auth.ClaimName, claim)
+		b = b.Claim(jwtauth.ClaimName, claim)
 	}
 	tok, _ := b.Build()
 	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256(), secret))
@@ -52,16 +52,16 @@ func TestClaims(t *testing.T) {
 		token string
 		want  string // "" for success
 	}{
-		{"grants", sign(t, auth.Grants{Publish: []string{"a.*"}, Subscribe: []string{"b.>"}}, time.Hour), ""},
+		{"grants", sign(t, jwtauth.Grants{Publish: []string{"a.*"}, Subscribe: []string{"b.>"}}, time.Hour), ""},
 		{"no claim", sign(t, nil, time.Hour), ""},
-		{"bad pattern", sign(t, auth.Grants{Publish: []string{"a.>.b"}}, time.Hour), "publish claim"},
+		{"bad pattern", sign(t, jwtauth.Grants{Publish: []string{"a.>.b"}}, time.Hour), "publish claim"},
 		{"claim not an object", sign(t, "everything", time.Hour), "not an object"},
-		{"expired", sign(t, auth.Grants{}, -time.Second), "expired"},
+		{"expired", sign(t, jwtauth.Grants{}, -time.Second), "expired"},
 		{"garbage", "a.b.c", "not a well-formed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			perms, err := a.Authenticate(context.Background(), bridge.Credentials{Token: tc.token})
+			perms, err := a.Authenticate(context.Background(), auth.Credentials{Token: tc.token})
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -71,7 +71,7 @@ func TestClaims(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, bridge.ErrUnauthenticated) || !strings.Contains(err.Error(), tc.want) {
+			if !errors.Is(err, auth.ErrUnauthenticated) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want unauthenticated mentioning %q", err, tc.want)
 			}
 			if strings.Contains(err.Error(), tc.token) {
@@ -85,15 +85,15 @@ func TestKeyFilesAreChecked(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short")
 	_ = os.WriteFile(short, []byte("too short"), 0o600)
-	if _, err := auth.New(context.Background(), auth.Config{HMACSecretFiles: []string{short}}); err == nil || !strings.Contains(err.Error(), "at least 32") {
+	if _, err := jwtauth.New(context.Background(), jwtauth.Config{HMACSecretFiles: []string{short}}); err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Errorf("short secret: %v", err)
 	}
 	notPEM := filepath.Join(dir, "key.pem")
 	_ = os.WriteFile(notPEM, []byte("hello"), 0o600)
-	if _, err := auth.New(context.Background(), auth.Config{PublicKeyFiles: []string{notPEM}}); err == nil || !strings.Contains(err.Error(), "not a PEM public key") {
+	if _, err := jwtauth.New(context.Background(), jwtauth.Config{PublicKeyFiles: []string{notPEM}}); err == nil || !strings.Contains(err.Error(), "not a PEM public key") {
 		t.Errorf("not PEM: %v", err)
 	}
-	if _, err := auth.New(context.Background(), auth.Config{PublicTopics: []string{"a..b"}}); err == nil {
+	if _, err := jwtauth.New(context.Background(), jwtauth.Config{PublicTopics: []string{"a..b"}}); err == nil {
 		t.Error("bad public topic accepted")
 	}
 }
@@ -102,14 +102,14 @@ func TestKeyFilesAreChecked(t *testing.T) {
 // nothing panics.
 func FuzzAuthenticate(f *testing.F) {
 	a := newAuth(f)
-	good := sign(f, auth.Grants{Publish: []string{">"}}, time.Hour)
+	good := sign(f, jwtauth.Grants{Publish: []string{">"}}, time.Hour)
 	f.Add(good)
 	f.Add(good[:len(good)-2])
 	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
 	f.Add("Bearer x.y.z")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, token string) {
-		perms, err := a.Authenticate(context.Background(), bridge.Credentials{Token: token})
+		perms, err := a.Authenticate(context.Background(), auth.Credentials{Token: token})
 		if token == good || token == "" {
 			return
 		}
@@ -120,7 +120,7 @@ func FuzzAuthenticate(f *testing.F) {
 			}
 			return
 		}
-		if !errors.Is(err, bridge.ErrUnauthenticated) {
+		if !errors.Is(err, auth.ErrUnauthenticated) {
 			t.Fatalf("token %q: %v, want ErrUnauthenticated", token, err)
 		}
 	})

@@ -1,9 +1,9 @@
-package bridge_test
+package broker_test
 
 import (
 	"testing"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 func TestCovers(t *testing.T) {
@@ -30,8 +30,8 @@ func TestCovers(t *testing.T) {
 		{"*.eu", "orders.*", false},
 	}
 	for _, tc := range cases {
-		g, _ := bridge.ParsePattern(tc.grant)
-		w, _ := bridge.ParsePattern(tc.want)
+		g, _ := broker.ParsePattern(tc.grant)
+		w, _ := broker.ParsePattern(tc.want)
 		if got := g.Covers(w); got != tc.ok {
 			t.Errorf("%q covers %q = %v, want %v", tc.grant, tc.want, got, tc.ok)
 		}
@@ -50,9 +50,9 @@ func FuzzCovers(f *testing.F) {
 		f.Add(s[0], s[1], s[2])
 	}
 	f.Fuzz(func(t *testing.T, grant, want, topic string) {
-		g, err1 := bridge.ParsePattern(grant)
-		w, err2 := bridge.ParsePattern(want)
-		if err1 != nil || err2 != nil || bridge.ValidateTopic(topic) != nil {
+		g, err1 := broker.ParsePattern(grant)
+		w, err2 := broker.ParsePattern(want)
+		if err1 != nil || err2 != nil || broker.ValidateTopic(topic) != nil {
 			return
 		}
 		if g.Covers(w) && w.Match(topic) && !g.Match(topic) {

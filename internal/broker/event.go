@@ -1,4 +1,4 @@
-package bridge
+package broker
 
 import (
 	"strconv"
@@ -8,7 +8,8 @@ import (
 )
 
 // An Event is one published event. Once handed to Broker.Publish it is
-// shared read-only by every goroutine that delivers it.
+// shared read-only by every goroutine that delivers it, and passed by
+// pointer, never copied (go vet's copylocks check catches copies).
 type Event struct {
 	// Topic is the topic the event was published to.
 	Topic string
@@ -31,17 +32,16 @@ type Event struct {
 	// Time is when the broker accepted the event.
 	Time time.Time
 
-	// json is the payload as protojson when this node's publish path
-	// already rendered it: only for types that protojson may refuse after
-	// they parse (see renderPlan), rendered to check them. It spares the
-	// hub a decode and an encode. Usually nil: the hub renders on first
-	// delivery.
-	json []byte
-	// frame caches the event's SSE frame bytes once the hub encoded them.
-	frame atomic.Pointer[[]byte]
-	// renders caches its frames in non-default renderings.
-	renders renderCache
+	// local is what the server attached to the event on this node.
+	local atomic.Value
+	_     noCopy
 }
+
+// noCopy makes go vet's copylocks check report copies of an Event.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
 
 // Size is the event's size as the size limit counts it.
 func (e *Event) Size() int {
@@ -52,12 +52,33 @@ func (e *Event) Size() int {
 	return n
 }
 
-// MessageName returns the payload's full message name from TypeURL.
-func (e *Event) MessageName() string {
-	return messageName(e.TypeURL)
+// Local returns the value the server attached to the event on this node
+// (Attach), or nil.
+func (e *Event) Local() any { return e.local.Load() }
+
+// Attach attaches v to the event, unless a value is attached already, and
+// returns the value attached. The server attaches what it renders of an
+// event (its JSON and SSE frames), so that every subscriber, replay and
+// rendering on this node shares one copy for as long as the event is
+// retained. Brokers never read, copy or store the attached value: an event
+// a broker decodes from a shared log starts with none. Every value attached
+// to events must be of one concrete type.
+func (e *Event) Attach(v any) any {
+	if e.local.CompareAndSwap(nil, v) {
+		return v
+	}
+	return e.local.Load()
 }
 
-func messageName(typeURL string) string {
+// MessageName returns the payload's full message name from TypeURL.
+func (e *Event) MessageName() string {
+	return MessageName(e.TypeURL)
+}
+
+// MessageName returns the full message name a type URL names: what follows
+// its last slash ("type.googleapis.com/orders.v1.OrderPlaced" →
+// "orders.v1.OrderPlaced").
+func MessageName(typeURL string) string {
 	if i := strings.LastIndexByte(typeURL, '/'); i >= 0 {
 		return typeURL[i+1:]
 	}

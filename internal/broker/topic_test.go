@@ -1,4 +1,4 @@
-package bridge_test
+package broker_test
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/heraldhq/herald/bridge"
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 func TestValidateTopic(t *testing.T) {
@@ -19,8 +19,8 @@ func TestValidateTopic(t *testing.T) {
 		{"orders.eu", ""},
 		{"a-b_c.D9", ""},
 		{"_.-.0", ""},
-		{strings.Repeat("a", bridge.MaxTopicLen), ""},
-		{strings.Repeat("a.", bridge.MaxTopicLen/2-1) + "aa", ""},
+		{strings.Repeat("a", broker.MaxTopicLen), ""},
+		{strings.Repeat("a.", broker.MaxTopicLen/2-1) + "aa", ""},
 		{"", "topic is empty"},
 		{".", "empty token"},
 		{"a..b", "empty token"},
@@ -33,10 +33,10 @@ func TestValidateTopic(t *testing.T) {
 		{"orders.>", `">" at byte 7`},
 		{"orders.eu\n", `"\n" at byte 9`},
 		{"café", "at byte 3"},
-		{strings.Repeat("a", bridge.MaxTopicLen+1), "257 bytes, longer than the 256-byte limit"},
+		{strings.Repeat("a", broker.MaxTopicLen+1), "257 bytes, longer than the 256-byte limit"},
 	}
 	for _, tt := range tests {
-		err := bridge.ValidateTopic(tt.topic)
+		err := broker.ValidateTopic(tt.topic)
 		if tt.wantErr == "" {
 			if err != nil {
 				t.Errorf("ValidateTopic(%q) = %v, want nil", tt.topic, err)
@@ -75,10 +75,10 @@ func TestParsePattern(t *testing.T) {
 		{pattern: ">.>", wantErr: `">" before its last token`},
 		{pattern: ">.a", wantErr: `">" before its last token`},
 		{pattern: "a b.*", wantErr: "topic pattern"},
-		{pattern: strings.Repeat("*.", bridge.MaxTopicLen/2) + ">", wantErr: "longer than"},
+		{pattern: strings.Repeat("*.", broker.MaxTopicLen/2) + ">", wantErr: "longer than"},
 	}
 	for _, tt := range tests {
-		p, err := bridge.ParsePattern(tt.pattern)
+		p, err := broker.ParsePattern(tt.pattern)
 		if tt.wantErr != "" {
 			checkTopicError(t, err, tt.wantErr)
 			continue
@@ -127,15 +127,15 @@ func TestPatternMatch(t *testing.T) {
 
 func TestMatchAny(t *testing.T) {
 	t.Parallel()
-	ps := []bridge.Pattern{mustPattern(t, "orders.*"), mustPattern(t, "billing")}
+	ps := []broker.Pattern{mustPattern(t, "orders.*"), mustPattern(t, "billing")}
 	for topic, want := range map[string]bool{
 		"orders.eu": true, "billing": true, "billing.eu": false, "orders": false,
 	} {
-		if got := bridge.MatchAny(ps, topic); got != want {
+		if got := broker.MatchAny(ps, topic); got != want {
 			t.Errorf("MatchAny(%v, %q) = %v, want %v", ps, topic, got, want)
 		}
 	}
-	if bridge.MatchAny(nil, "orders") {
+	if broker.MatchAny(nil, "orders") {
 		t.Error("no patterns matched a topic")
 	}
 }
@@ -145,15 +145,15 @@ func FuzzValidateTopic(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		err := bridge.ValidateTopic(s)
+		err := broker.ValidateTopic(s)
 		if err != nil {
 			checkTopicError(t, err, "")
-			if _, perr := bridge.ParsePattern(s); perr == nil && !strings.ContainsAny(s, "*>") {
+			if _, perr := broker.ParsePattern(s); perr == nil && !strings.ContainsAny(s, "*>") {
 				t.Fatalf("ParsePattern accepts %q but ValidateTopic does not: %v", s, err)
 			}
 			return
 		}
-		p, err := bridge.ParsePattern(s)
+		p, err := broker.ParsePattern(s)
 		if err != nil || !p.Literal() || !p.Match(s) {
 			t.Fatalf("valid topic %q: ParsePattern = %v, %v; Literal %v; matches itself %v", s, p, err, p.Literal(), p.Match(s))
 		}
@@ -183,7 +183,7 @@ func FuzzParsePattern(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := bridge.ParsePattern(s)
+		p, err := broker.ParsePattern(s)
 		if err != nil {
 			checkTopicError(t, err, "")
 			return
@@ -193,7 +193,7 @@ func FuzzParsePattern(f *testing.F) {
 			t.Fatalf("ParsePattern(%q): String %q, Literal %v", s, p.String(), p.Literal())
 		}
 		if !wild {
-			if err := bridge.ValidateTopic(s); err != nil {
+			if err := broker.ValidateTopic(s); err != nil {
 				t.Fatalf("ParsePattern accepts %q without wildcards but ValidateTopic says %v", s, err)
 			}
 		}
@@ -209,12 +209,12 @@ func FuzzPatternMatch(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, pattern, topic string) {
-		p, err := bridge.ParsePattern(pattern)
+		p, err := broker.ParsePattern(pattern)
 		if err != nil {
 			return
 		}
 		got := p.Match(topic) // must not panic, whatever the topic
-		if bridge.ValidateTopic(topic) != nil {
+		if broker.ValidateTopic(topic) != nil {
 			return
 		}
 		if want := refMatch(strings.Split(pattern, "."), strings.Split(topic, ".")); got != want {
@@ -237,9 +237,9 @@ func refMatch(pattern, topic []string) bool {
 	return false
 }
 
-func mustPattern(tb testing.TB, s string) bridge.Pattern {
+func mustPattern(tb testing.TB, s string) broker.Pattern {
 	tb.Helper()
-	p, err := bridge.ParsePattern(s)
+	p, err := broker.ParsePattern(s)
 	if err != nil {
 		tb.Fatalf("ParsePattern(%q): %v", s, err)
 	}
@@ -250,7 +250,7 @@ func mustPattern(tb testing.TB, s string) bridge.Pattern {
 // bounded message containing want.
 func checkTopicError(tb testing.TB, err error, want string) {
 	tb.Helper()
-	if !errors.Is(err, bridge.ErrInvalidTopic) {
+	if !errors.Is(err, broker.ErrInvalidTopic) {
 		tb.Fatalf("error %v, want one wrapping ErrInvalidTopic", err)
 	}
 	msg := err.Error()

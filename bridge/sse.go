@@ -1,0 +1,260 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/sse"
+)
+
+// The SSE handler: GET /v1/events parses and authorizes a subscription,
+// subscribes it to the hub, writes the response head and the history it
+// resumes from, then hands the stream over: to the shards (takeover.go) for
+// a plain HTTP/1.1 connection, or to its own goroutine (stream.go).
+
+// GapEventType is the SSE event sent to a resuming client whose
+// Last-Event-ID reaches back further than the retained history (or cannot be
+// placed in it): events may have been missed between that id and the events
+// replayed after this one. Its data is a JSON object:
+//
+//	{"lastEventId": "<the id the client sent>", "reason": "<why>"}
+const GapEventType = "herald.gap"
+
+// streamHandler serves GET /v1/events: one SSE stream per request.
+type streamHandler struct {
+	hub          *Hub
+	log          *slog.Logger
+	metrics      *metrics
+	retry        time.Duration // reconnect hint sent on connect
+	writeTimeout time.Duration
+	auth         auth.Authenticator // nil: everything allowed
+	cookie       string
+	queryToken   bool
+	maxTopics    int
+	conns        *connLimiter
+	// taken are the connections taken over from net/http, which its
+	// Shutdown neither waits for nor closes.
+	takenMu sync.Mutex
+	taken   map[net.Conn]struct{}
+	drained chan struct{} // closed when taken empties, if wait waits
+}
+
+// subscription is a parsed GET /v1/events request.
+type subscription struct {
+	patterns []broker.Pattern
+	// lastEventID is the raw resume position; resume is false when the
+	// client sent none.
+	lastEventID string
+	resume      bool
+	// render is the JSON form asked for; nil for the default.
+	render *Rendering
+}
+
+func parseSubscription(r *http.Request, maxTopics int) (subscription, error) {
+	var sub subscription
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return sub, fmt.Errorf("%w: malformed query string: %v", broker.ErrBadRequest, err)
+	}
+	for k := range q {
+		if k != "topic" && k != "last_event_id" && k != "access_token" && !slices.Contains(renderParams, k) {
+			return sub, fmt.Errorf("%w: unknown query parameter %q (expected topic, last_event_id, access_token, %s)", broker.ErrBadRequest, broker.Printable(k), strings.Join(renderParams, ", "))
+		}
+	}
+	if sub.render, err = parseRendering(q); err != nil {
+		return sub, err
+	}
+	topics := q["topic"]
+	if len(topics) == 0 {
+		return sub, fmt.Errorf("%w: no topic: give one or more ?topic= parameters", broker.ErrBadRequest)
+	}
+	if len(topics) > maxTopics {
+		return sub, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", broker.ErrBadRequest, len(topics), maxTopics)
+	}
+	seen := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		p, err := broker.ParsePattern(t)
+		if err != nil {
+			return sub, err
+		}
+		sub.patterns = append(sub.patterns, p)
+	}
+	// The header is what EventSource sends when it reconnects, so it is
+	// newer than a last_event_id the page put in the URL.
+	if ids := r.Header.Values("Last-Event-ID"); len(ids) > 0 {
+		sub.lastEventID, sub.resume = ids[0], true
+	} else if ids := q["last_event_id"]; len(ids) > 0 {
+		sub.lastEventID, sub.resume = ids[0], true
+	}
+	if sub.resume && sub.lastEventID == "" {
+		sub.resume = false // an empty id means "no position", as in EventSource
+	}
+	return sub, nil
+}
+
+func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sub, err := parseSubscription(r, h.maxTopics)
+	if err == nil && sub.render != nil {
+		err = checkFields(h.hub.types, sub.render.Fields)
+	}
+	if err == nil && !h.queryToken && r.URL.Query().Has("access_token") {
+		err = fmt.Errorf("%w: this server does not take tokens in the access_token query parameter (--auth-query-token); use a cookie or the Authorization header", broker.ErrBadRequest)
+	}
+	var perms auth.Permissions
+	if err == nil && h.auth != nil {
+		creds := httpCredentials(r, h.cookie, h.queryToken)
+		if perms, err = h.auth.Authenticate(r.Context(), creds); err == nil {
+			err = authorizeSubscribe(creds, perms, sub.patterns)
+		}
+	}
+	var release func()
+	if err == nil {
+		release, err = h.conns.acquire(r)
+	}
+	if err != nil {
+		h.refuse(w, err)
+		return
+	}
+	// A plain HTTP/1.1 stream can be written by the hub's shards directly
+	// once its head is out (writer.go); others keep a goroutine writing.
+	plain := r.ProtoMajor == 1 && r.TLS == nil
+	var s *subscriber
+	if plain {
+		s, err = h.hub.subscribeDirect(sub.patterns, sub.render)
+	} else {
+		s, err = h.hub.subscribe(sub.patterns, sub.render)
+	}
+	if err != nil {
+		release()
+		// Shutting down. A 503 would close an EventSource for good: send
+		// it away like the streams that were open, to reconnect elsewhere.
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/event-stream")
+		hdr.Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		b := sse.AppendComment(nil, "server shutting down, reconnect")
+		_, _ = w.Write(sse.AppendRetry(b, (h.retry/2 + time.Duration(rand.Int64N(int64(time.Second)))).Milliseconds()))
+		return
+	}
+	st := &stream{h: h, s: s, release: release, perms: perms, reason: "client"}
+	st.out = &streamOut{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	hdr.Del("Content-Length")
+	if s.d != nil {
+		// No chunked encoding: the body runs until the connection
+		// closes, as the SSE specification suggests, so that frames can
+		// go to the socket as they are. net/http then closes the
+		// connection after the response.
+		hdr.Set("Transfer-Encoding", "identity")
+	}
+	w.WriteHeader(http.StatusOK)
+
+	// The first bytes go out at once, so that onopen fires and proxies see
+	// a live response. Replayed events (if any) follow in the same flush.
+	st.buf = sse.AppendRetry(make([]byte, 0, 512), h.retry.Milliseconds())
+	if sub.resume {
+		var ok bool
+		if st.lastSeq, st.buf, ok = h.replay(r.Context(), st.out, sub, s.render, st.buf); !ok {
+			st.reason = "write"
+			st.finish()
+			return
+		}
+	}
+	if !st.out.write(st.buf) {
+		st.reason = "write"
+		st.finish()
+		return
+	}
+
+	if s.d != nil {
+		if conn := h.takeOver(st.out, s); conn != nil {
+			st.conn = conn
+			if s.d.attach(conn) {
+				// The shard writes to this stream whenever it does
+				// not lag.
+				st.direct = true
+				s.d.mu.Lock()
+				s.d.minSeq = st.lastSeq
+				s.d.mu.Unlock()
+				st.out.settle(s)
+			}
+			// The connection is the stream's now: this handler returns,
+			// and net/http lets go of its goroutine and buffers for it.
+			// The stream needs a buffer of its own only when it is behind.
+			st.out.w, st.out.rc = nil, nil
+			st.buf = nil
+			go st.run(nil)
+			return
+		}
+	}
+	st.run(r.Context().Done())
+}
+
+// replay writes the retained events after sub.lastEventID into buf,
+// flushing as it grows, preceded by a gap event when the history does not
+// reach back that far. It returns the last replayed Seq.
+func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscription, render *Rendering, buf []byte) (uint64, []byte, bool) {
+	res, err := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
+	if err != nil {
+		// Ask the client to come back with the same Last-Event-ID rather
+		// than skip what it missed.
+		h.log.Warn("cannot resume a stream; the client will retry", "err", err)
+		buf = sse.AppendComment(buf, "history unavailable, reconnecting")
+		out.write(buf)
+		return 0, nil, false
+	}
+	if res.gap != "" {
+		data, _ := json.Marshal(struct {
+			LastEventID string `json:"lastEventId"`
+			Reason      string `json:"reason"`
+		}{sub.lastEventID, res.gap})
+		buf = sse.AppendEvent(buf, "", GapEventType, data)
+	}
+	for _, ev := range res.events {
+		buf = append(buf, h.hub.frameFor(ev, render)...)
+		if len(buf) >= coalesceMax {
+			if !out.write(buf) {
+				return 0, nil, false
+			}
+			buf = buf[:0]
+		}
+	}
+	h.metrics.delivered.Add(float64(len(res.events)))
+	return res.lastSeq, buf, true
+}
+
+// refuse answers a subscription that cannot start with a real status and a
+// JSON error body, so that EventSource gives up instead of reconnecting.
+func (h *streamHandler) refuse(w http.ResponseWriter, err error) {
+	code := HTTPStatus(err)
+	h.metrics.refused.WithLabelValues(fmt.Sprint(code)).Inc()
+	var limit *LimitError
+	switch {
+	case errors.As(err, &limit):
+		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(limit.RetryAfter.Seconds()))))
+	case errors.Is(err, auth.ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	}
+	writeError(w, err)
+}

@@ -1,0 +1,340 @@
+// Package jwtauth authenticates Herald's publishers and subscribers with
+// JSON Web Tokens (and, for gRPC publishers, client certificates): an
+// auth.Authenticator.
+//
+// A token is signed with HS256, RS256, ES256 or EdDSA by a key Herald
+// trusts: a shared secret file, a PEM public key file, or a JWKS from a file
+// or an HTTPS URL (cached and refreshed). Its "herald" claim lists the
+// topics it may use, as exact names or patterns ("orders.*",
+// "monitoring.>"):
+//
+//	{"sub": "billing-service", "exp": 1767225600,
+//	 "herald": {"publish": ["orders.>"], "subscribe": ["orders.eu"]}}
+//
+// Subscriptions to public topics need no token. Without any key, only
+// public topics are open.
+package jwtauth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/lestrrat-go/httprc/v3"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/broker"
+)
+
+// ClaimName is the token claim that holds Herald's permissions.
+const ClaimName = "herald"
+
+// Grants is the value of the "herald" claim.
+type Grants struct {
+	Publish   []string `json:"publish,omitempty"`
+	Subscribe []string `json:"subscribe,omitempty"`
+}
+
+// Config configures an Authenticator.
+type Config struct {
+	// HMACSecretFiles hold shared secrets for HS256 (the file's bytes,
+	// trailing newline removed; at least 32 bytes).
+	HMACSecretFiles []string
+	// PublicKeyFiles hold PEM public keys: RSA (RS256), ECDSA P-256
+	// (ES256) or Ed25519 (EdDSA).
+	PublicKeyFiles []string
+	// JWKSFile is a JSON Web Key Set file; JWKSURL one fetched over HTTP,
+	// cached and refreshed at most every JWKSRefresh (default 15m).
+	JWKSFile    string
+	JWKSURL     string
+	JWKSRefresh time.Duration
+	// Issuer and Audience, when set, must match the token's iss and aud.
+	Issuer, Audience string
+	// Leeway tolerates clock skew in exp and nbf (default 30s; negative
+	// for none).
+	Leeway time.Duration
+	// PublicTopics are patterns anyone may subscribe to without a token.
+	PublicTopics []string
+	// ClientCertTopics maps a client certificate's subject common name to
+	// the topics it may publish to (mutual TLS on gRPC).
+	ClientCertTopics map[string][]string
+	// HTTPClient fetches JWKSURL (default http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+// Authenticator verifies tokens and client certificates: an auth.Authenticator.
+type Authenticator struct {
+	cfg      Config
+	static   jwk.Set
+	remote   jwk.CachedSet
+	public   []broker.Pattern
+	certs    map[string][]broker.Pattern
+	parseOpt []jwt.ParseOption
+}
+
+var _ auth.Authenticator = (*Authenticator)(nil)
+
+// New loads the keys of cfg. ctx bounds the first JWKS fetch and the life
+// of its refreshes.
+func New(ctx context.Context, cfg Config) (*Authenticator, error) {
+	switch {
+	case cfg.Leeway == 0:
+		cfg.Leeway = 30 * time.Second
+	case cfg.Leeway < 0:
+		cfg.Leeway = 0
+	}
+	if cfg.JWKSRefresh == 0 {
+		cfg.JWKSRefresh = 15 * time.Minute
+	}
+	a := &Authenticator{cfg: cfg, static: jwk.NewSet(), certs: map[string][]broker.Pattern{}}
+	var err error
+	if a.public, err = patterns(cfg.PublicTopics); err != nil {
+		return nil, fmt.Errorf("auth: public topics: %w", err)
+	}
+	for cn, topics := range cfg.ClientCertTopics {
+		if a.certs[cn], err = patterns(topics); err != nil {
+			return nil, fmt.Errorf("auth: client certificate %q: %w", cn, err)
+		}
+	}
+	for _, f := range cfg.HMACSecretFiles {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		secret := trimNewline(raw)
+		if len(secret) < 32 {
+			return nil, fmt.Errorf("auth: HS256 secret in %s is %d bytes; use at least 32", f, len(secret))
+		}
+		k, err := jwk.Import(secret)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %s: %w", f, err)
+		}
+		if err := a.addKey(k, f); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range cfg.PublicKeyFiles {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		k, err := jwk.ParseKey(raw, jwk.WithPEM(true))
+		if err != nil {
+			return nil, fmt.Errorf("auth: %s is not a PEM public key: %w", f, err)
+		}
+		if err := a.addKey(k, f); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.JWKSFile != "" {
+		set, err := jwk.ReadFile(cfg.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth: JWKS file: %w", err)
+		}
+		for i := range set.Len() {
+			k, _ := set.Key(i)
+			if err := a.addKey(k, cfg.JWKSFile); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cfg.JWKSURL != "" {
+		client := cfg.HTTPClient
+		if client == nil {
+			client = http.DefaultClient
+		}
+		cache, err := jwk.NewCache(ctx, httprc.NewClient(httprc.WithHTTPClient(client)))
+		if err != nil {
+			return nil, fmt.Errorf("auth: JWKS cache: %w", err)
+		}
+		if err := cache.Register(ctx, cfg.JWKSURL, jwk.WithMinInterval(min(cfg.JWKSRefresh, time.Minute)), jwk.WithMaxInterval(cfg.JWKSRefresh)); err != nil {
+			return nil, fmt.Errorf("auth: fetching the JWKS at %s: %w", cfg.JWKSURL, err)
+		}
+		if a.remote, err = cache.CachedSet(cfg.JWKSURL); err != nil {
+			return nil, fmt.Errorf("auth: JWKS: %w", err)
+		}
+	}
+	a.parseOpt = []jwt.ParseOption{jwt.WithValidate(true), jwt.WithAcceptableSkew(cfg.Leeway)}
+	if cfg.Issuer != "" {
+		a.parseOpt = append(a.parseOpt, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		a.parseOpt = append(a.parseOpt, jwt.WithAudience(cfg.Audience))
+	}
+	return a, nil
+}
+
+// HasKeys reports whether any token can be verified.
+func (a *Authenticator) HasKeys() bool { return a.static.Len() > 0 || a.remote != nil }
+
+// addKey pins a key to the one algorithm its type allows.
+func (a *Authenticator) addKey(k jwk.Key, source string) error {
+	var raw any
+	if err := jwk.Export(k, &raw); err != nil {
+		return fmt.Errorf("auth: %s: %w", source, err)
+	}
+	var alg jwa.SignatureAlgorithm
+	switch key := raw.(type) {
+	case []byte:
+		alg = jwa.HS256()
+	case *rsa.PublicKey, *rsa.PrivateKey:
+		alg = jwa.RS256()
+	case *ecdsa.PublicKey, *ecdsa.PrivateKey:
+		alg = jwa.ES256()
+		if pub, ok := key.(*ecdsa.PublicKey); ok && pub.Curve.Params().BitSize != 256 {
+			return fmt.Errorf("auth: %s: ES256 needs a P-256 key", source)
+		}
+	case ed25519.PublicKey, ed25519.PrivateKey:
+		alg = jwa.EdDSA()
+	default:
+		return fmt.Errorf("auth: %s: unsupported key type %T (use HS256, RS256, ES256 or EdDSA keys)", source, raw)
+	}
+	if pk, err := k.PublicKey(); err == nil && alg != jwa.HS256() {
+		k = pk // never keep private material around for verification
+	}
+	if err := k.Set(jwk.AlgorithmKey, alg); err != nil {
+		return err
+	}
+	return a.static.AddKey(k)
+}
+
+// Authenticate implements auth.Authenticator.
+func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (auth.Permissions, error) {
+	perms := auth.Permissions{Subscribe: a.public}
+	if len(c.Certificates) > 0 {
+		cn := c.Certificates[0].Subject.CommonName
+		if topics, ok := a.certs[cn]; ok {
+			perms.Publish = append(perms.Publish, topics...)
+			perms.RateKey = "cert:" + cn
+		}
+	}
+	if c.Token == "" {
+		return perms, nil
+	}
+	tok, err := a.verify(ctx, c.Token)
+	if err != nil {
+		return auth.Permissions{}, err
+	}
+	var g Grants
+	var raw any
+	if tok.Has(ClaimName) && tok.Get(ClaimName, &raw) == nil && raw != nil {
+		// Private claims come back as generic JSON values.
+		b, err := json.Marshal(raw)
+		if err == nil {
+			err = json.Unmarshal(b, &g)
+		}
+		if err != nil {
+			return auth.Permissions{}, fmt.Errorf("%w: the token's %q claim is not an object of publish and subscribe lists", auth.ErrUnauthenticated, ClaimName)
+		}
+	}
+	pub, err := patterns(g.Publish)
+	if err != nil {
+		return auth.Permissions{}, fmt.Errorf("%w: the token's publish claim: %v", auth.ErrUnauthenticated, err)
+	}
+	sub, err := patterns(g.Subscribe)
+	if err != nil {
+		return auth.Permissions{}, fmt.Errorf("%w: the token's subscribe claim: %v", auth.ErrUnauthenticated, err)
+	}
+	perms.Publish = append(perms.Publish, pub...)
+	perms.Subscribe = append(append([]broker.Pattern(nil), a.public...), sub...)
+	if exp, ok := tok.Expiration(); ok {
+		// When the token stops being accepted: a stream cut then and
+		// reconnecting with the same token is refused, not let in again.
+		perms.Expires = exp.Add(a.cfg.Leeway)
+	}
+	if s, ok := tok.Subject(); ok && s != "" {
+		perms.RateKey = "sub:" + s
+	} else {
+		sum := sha256.Sum256([]byte(c.Token))
+		perms.RateKey = "tok:" + hex.EncodeToString(sum[:12])
+	}
+	return perms, nil
+}
+
+// verify checks the token's signature and time claims. Its errors say
+// what is wrong and never echo the token.
+func (a *Authenticator) verify(ctx context.Context, token string) (jwt.Token, error) {
+	if !a.HasKeys() {
+		return nil, fmt.Errorf("%w: this server trusts no signing keys, so it accepts no tokens", auth.ErrUnauthenticated)
+	}
+	if _, err := jws.ParseString(token); err != nil {
+		return nil, fmt.Errorf("%w: the token is not a well-formed signed JWT", auth.ErrUnauthenticated)
+	}
+	var lastErr error
+	for _, set := range a.sets(ctx) {
+		opts := append([]jwt.ParseOption{jwt.WithKeySet(set, jws.WithRequireKid(false))}, a.parseOpt...)
+		tok, err := jwt.ParseString(token, opts...)
+		if err == nil {
+			return tok, nil
+		}
+		lastErr = err
+		if !isSignatureError(err) {
+			break // a time or claim problem: another key set will not help
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", auth.ErrUnauthenticated, describe(lastErr))
+}
+
+func (a *Authenticator) sets(ctx context.Context) []jwk.Set {
+	var sets []jwk.Set
+	if a.static.Len() > 0 {
+		sets = append(sets, a.static)
+	}
+	if a.remote != nil {
+		sets = append(sets, a.remote)
+	}
+	return sets
+}
+
+func isSignatureError(err error) bool {
+	return !errors.Is(err, jwt.TokenExpiredError()) && !errors.Is(err, jwt.TokenNotYetValidError()) &&
+		!errors.Is(err, jwt.InvalidIssuerError()) && !errors.Is(err, jwt.InvalidAudienceError())
+}
+
+func describe(err error) string {
+	switch {
+	case err == nil:
+		return "the token could not be verified"
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return "the token has expired"
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return "the token is not valid yet (nbf)"
+	case errors.Is(err, jwt.InvalidIssuerError()):
+		return "the token's issuer is not the one this server expects"
+	case errors.Is(err, jwt.InvalidAudienceError()):
+		return "the token's audience is not this server"
+	}
+	return "the token's signature does not match any trusted key (or its algorithm is not HS256, RS256, ES256 or EdDSA)"
+}
+
+func patterns(list []string) ([]broker.Pattern, error) {
+	out := make([]broker.Pattern, 0, len(list))
+	for _, s := range list {
+		p, err := broker.ParsePattern(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
