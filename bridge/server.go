@@ -30,7 +30,6 @@ import (
 	"github.com/heraldhq/herald/internal/apidoc"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/broker"
-	"github.com/heraldhq/herald/internal/web"
 )
 
 // Defaults for Config.
@@ -116,6 +115,11 @@ type Config struct {
 	// stalls; over HTTP/2 every stream shares one connection. Unset: plain
 	// HTTP/1.1 and h2c, for running behind a TLS-terminating proxy.
 	TLS *tls.Config
+
+	// Pages are further routes of the HTTP listener, by net/http pattern
+	// ("GET /{$}" → the demo page): cmd/herald mounts the demo page here
+	// with --demo. They may not take the API's routes.
+	Pages map[string]http.Handler
 }
 
 // Validate reports the first invalid field, by name.
@@ -179,7 +183,7 @@ func (c *Config) setDefaults() {
 }
 
 // Server is one Herald node: the gRPC API, the HTTP API (SSE, REST,
-// OpenAPI, health, metrics, the demo page) and the hub between them and the
+// OpenAPI, health, metrics, any Pages) and the hub between them and the
 // broker.
 type Server struct {
 	cfg      Config
@@ -340,7 +344,11 @@ func (s *Server) routes() (http.Handler, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /{$}", web.Handler())
+	for pattern, h := range s.cfg.Pages {
+		if err := handlePage(mux, pattern, h); err != nil {
+			return nil, err
+		}
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s %s", broker.ErrNotFound, r.Method, broker.Printable(r.URL.Path)))
 	})
@@ -357,6 +365,18 @@ func (s *Server) routes() (http.Handler, error) {
 		AllowedHeaders:   []string{"Content-Type", "Authorization", "Last-Event-ID", "Cache-Control"},
 		MaxAge:           600,
 	}).Handler(mux), nil
+}
+
+// handlePage mounts a page, turning net/http's panic on a malformed or
+// conflicting pattern into an error.
+func handlePage(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bridge: Config.Pages: %v", r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
