@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/web"
 )
 
 const serveSynopsis = `Runs a Herald node, on the embedded in-memory broker or (--broker nats|redis) on
@@ -133,6 +135,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		WriteTimeout:      c.writeTimeout,
 		CORSOrigins:       c.corsOrigins,
 		TLS:               tlsConfig,
+	}
+	if c.demo {
+		cfg.Pages = map[string]http.Handler{"GET /{$}": web.Handler()}
 	}
 	if err := c.security.apply(ctx, &cfg, []*string{&c.httpAddr, &c.grpcAddr}, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
