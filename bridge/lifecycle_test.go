@@ -34,8 +34,14 @@ func TestShutdownBeforeServe(t *testing.T) {
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown of a server that never served: %v", err)
 	}
-	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	gl, _ := net.Listen("tcp", "127.0.0.1:0")
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := srv.Serve(hl, gl); !errors.Is(err, broker.ErrClosed) {
 		t.Fatalf("Serve after Shutdown = %v, want ErrClosed", err)
 	}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ type metrics struct {
 	gaps        prometheus.Counter
 	subscribers prometheus.Gauge
 	streams     *prometheus.CounterVec // ended streams by reason
+	ended       [numEndReasons]prometheus.Counter
 	slowDrops   prometheus.Counter
 	refused     *prometheus.CounterVec // refused subscriptions by status
 	renderings  prometheus.Counter
@@ -25,6 +27,38 @@ type metrics struct {
 	// accepted caches the children of published for accepted publishes,
 	// by transport, ok and duplicate: looked up once, not per publish.
 	accepted [numTransports][2]atomic.Pointer[prometheus.Counter]
+}
+
+// An endReason is why an SSE stream ended: herald_sse_streams_ended_total's
+// reason label. The label values and the metric's help come from endReasons,
+// so a reason the code can emit is always documented and always exported.
+type endReason uint8
+
+const (
+	endClient   endReason = iota // the client went away
+	endSlow                      // its queue overflowed: dropped as too slow
+	endWrite                     // a write failed or timed out
+	endExpired                   // its token expired
+	endShutdown                  // the server shut down
+	numEndReasons
+)
+
+var endReasons = [numEndReasons]struct{ label, help string }{
+	endClient:   {"client", "the client went away"},
+	endSlow:     {"slow", "its queue overflowed: dropped as too slow"},
+	endWrite:    {"write", "a write failed or timed out"},
+	endExpired:  {"expired", "its token expired"},
+	endShutdown: {"shutdown", "the server shut down"},
+}
+
+func (r endReason) String() string { return endReasons[r].label }
+
+func endReasonsHelp() string {
+	parts := make([]string, len(endReasons))
+	for i, r := range endReasons {
+		parts[i] = r.label + " (" + r.help + ")"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // A transport is how a publish arrived: herald_publish_total's transport
@@ -78,11 +112,11 @@ func newMetrics() *metrics {
 		}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_events_delivered_total",
-			Help: "Event frames written to SSE streams (one per event per subscriber), live and replayed.",
+			Help: "Events delivered to subscribers (one per event per subscriber), live and replayed: frames written to SSE streams and messages sent to gRPC Subscribe calls.",
 		}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_events_replayed_total",
-			Help: "Events written to resuming SSE streams from the broker's history.",
+			Help: "Events read from the broker's history for resuming subscribers (SSE streams and gRPC Subscribe calls).",
 		}),
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_resume_gaps_total",
@@ -94,7 +128,7 @@ func newMetrics() *metrics {
 		}),
 		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_sse_streams_ended_total",
-			Help: "SSE streams that ended, by reason: client (went away), slow (queue overflowed), write (write failed or timed out), shutdown.",
+			Help: "SSE streams that ended, by reason: " + endReasonsHelp() + ".",
 		}, []string{"reason"}),
 		slowDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_sse_slow_subscribers_dropped_total",
@@ -108,6 +142,9 @@ func newMetrics() *metrics {
 			Name: "herald_render_encodings_total",
 			Help: "Events encoded in a non-default JSON rendering (each distinct rendering of an event is encoded once, whatever the number of its subscribers).",
 		}),
+	}
+	for r := range numEndReasons {
+		m.ended[r] = m.streams.WithLabelValues(r.String())
 	}
 	m.registry.MustRegister(
 		m.published, m.publishTime, m.delivered, m.replayed, m.gaps, m.subscribers,

@@ -20,13 +20,13 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 )
 
-// rawSubscribe opens a plain HTTP/1.1 SSE stream on its own socket, with a
-// small receive buffer so that the server's writes fill it quickly, and
-// returns the connection with the response head read.
+// rawSubscribe opens a plain HTTP/1.1 SSE stream on its own socket and
+// returns the connection with the response head read. A test that wants the
+// server's writes to fill the socket makes the server's send buffer small
+// (bridge.SetStreamSendBuffer) and stops reading.
 func rawSubscribe(t *testing.T, s *testServer, query string) (net.Conn, *bufio.Reader, http.Header) {
 	t.Helper()
-	d := net.Dialer{Control: nil}
-	conn, err := d.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(sse.AppendRetry(b, (h.retry/2 + time.Duration(rand.Int64N(int64(time.Second)))).Milliseconds()))
 		return
 	}
-	st := &stream{h: h, s: s, release: release, perms: perms, reason: "client"}
+	st := &stream{h: h, s: s, release: release, perms: perms, reason: endClient}
 	st.out = &streamOut{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
@@ -176,13 +176,13 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sub.resume {
 		var ok bool
 		if st.lastSeq, st.buf, ok = h.replay(r.Context(), st.out, sub, s.render, st.buf); !ok {
-			st.reason = "write"
+			st.reason = endWrite
 			st.finish()
 			return
 		}
 	}
 	if !st.out.write(st.buf) {
-		st.reason = "write"
+		st.reason = endWrite
 		st.finish()
 		return
 	}

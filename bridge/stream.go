@@ -22,8 +22,8 @@ type stream struct {
 	release func()   // its connection slot
 	perms   auth.Permissions
 	buf     []byte
-	lastSeq uint64 // the last replayed event
-	reason  string // why it ended, for herald_sse_streams_ended_total
+	lastSeq uint64    // the last replayed event
+	reason  endReason // why it ended
 }
 
 // run writes what the subscriber's queue brings until the stream ends: the
@@ -37,7 +37,7 @@ func (st *stream) run(gone <-chan struct{}) {
 		select {
 		case <-expired:
 			// The client reconnects at once and must bring a fresh token.
-			st.reason = "expired"
+			st.reason = endExpired
 			b := sse.AppendComment(st.buf[:0], "token expired, reconnect with a fresh one")
 			st.last(sse.AppendRetry(b, 0))
 			return
@@ -62,7 +62,7 @@ func (st *stream) run(gone <-chan struct{}) {
 				b = st.buf
 			}
 			if len(b) > 0 && !out.write(b) {
-				st.reason = "write"
+				st.reason = endWrite
 				return
 			}
 			h.metrics.delivered.Add(float64(n))
@@ -75,18 +75,18 @@ func (st *stream) run(gone <-chan struct{}) {
 		case <-s.done:
 			switch s.reason.Load() {
 			case dropShutdown:
-				st.reason = "shutdown"
+				st.reason = endShutdown
 				// Spread the reconnects of all clients over a second or
 				// two, so that they do not all land at once.
 				jitter := time.Duration(rand.Int64N(int64(time.Second)))
 				b := sse.AppendComment(st.buf[:0], "server shutting down, reconnect")
 				st.last(sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds()))
 			case dropGone:
-				st.reason = "client"
+				st.reason = endClient
 			case dropWrite:
-				st.reason = "write"
+				st.reason = endWrite
 			default:
-				st.reason = "slow"
+				st.reason = endSlow
 				// End on a whole frame: write what the shard left of
 				// one, if anything, before closing.
 				st.last(nil)
@@ -127,7 +127,7 @@ func (st *stream) finish() {
 		}
 		h.takenMu.Unlock()
 	}
-	h.metrics.streams.WithLabelValues(st.reason).Inc()
+	h.metrics.ended[st.reason].Inc()
 	h.hub.unsubscribe(st.s)
 	st.release()
 }

@@ -30,8 +30,14 @@ func TestCovers(t *testing.T) {
 		{"*.eu", "orders.*", false},
 	}
 	for _, tc := range cases {
-		g, _ := broker.ParsePattern(tc.grant)
-		w, _ := broker.ParsePattern(tc.want)
+		g, err := broker.ParsePattern(tc.grant)
+		if err != nil {
+			t.Fatalf("grant %q: %v", tc.grant, err)
+		}
+		w, err := broker.ParsePattern(tc.want)
+		if err != nil {
+			t.Fatalf("pattern %q: %v", tc.want, err)
+		}
 		if got := g.Covers(w); got != tc.ok {
 			t.Errorf("%q covers %q = %v, want %v", tc.grant, tc.want, got, tc.ok)
 		}
