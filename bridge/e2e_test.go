@@ -602,7 +602,8 @@ func TestShutdownEndsPublishStreams(t *testing.T) {
 }
 
 func TestHealthAndMetrics(t *testing.T) {
-	s := startServer(t, serverOpts{})
+	page := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("a page with an EventSource")) })
+	s := startServer(t, serverOpts{cfg: bridge.Config{Pages: map[string]http.Handler{"GET /{$}": page}}})
 	s.publish(t, "orders.eu", order("o-1"))
 	for path, want := range map[string]string{
 		"/healthz":         "ok",
@@ -620,6 +621,20 @@ func TestHealthAndMetrics(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 			t.Errorf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
 		}
+	}
+}
+
+// Without pages, nothing is served at /: the demo page is cmd/herald's.
+func TestNoPageWithoutPages(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	resp, err := http.Get(s.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "no route for GET /") {
+		t.Fatalf("GET / without pages: %d %s, want a 404 naming the route", resp.StatusCode, body)
 	}
 }
 

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 )
 
 // ErrLimited: a limit was reached (gRPC RESOURCE_EXHAUSTED, HTTP 429).
@@ -82,19 +85,51 @@ func (l *publishLimiter) forgetIdle(now time.Time) {
 	}
 }
 
-// connLimiter bounds concurrent SSE streams in total and per client IP.
+// connLimiter bounds concurrent streams, SSE and gRPC Subscribe alike, in
+// total and per client IP, and gRPC Subscribe streams per connection.
 type connLimiter struct {
 	total, perIP int
+	perConn      int // Subscribe streams per gRPC connection; 0: no limit
 	trusted      []netip.Prefix
 
-	mu     sync.Mutex
-	open   int
-	perIPs map[netip.Addr]int
+	mu       sync.Mutex
+	open     int
+	perIPs   map[netip.Addr]int
+	perConns map[string]int // by the connection's remote address
 }
 
-// acquire counts a new stream from r, or refuses it. release undoes it.
-func (l *connLimiter) acquire(r *http.Request) (release func(), err error) {
-	ip := l.clientIP(r)
+// acquireConn counts a new gRPC Subscribe stream on the connection from
+// addr (its remote address) by client ip, or refuses it. release undoes it.
+func (l *connLimiter) acquireConn(addr string, ip netip.Addr) (release func(), err error) {
+	l.mu.Lock()
+	if l.perConn > 0 && l.perConns[addr] >= l.perConn {
+		l.mu.Unlock()
+		return nil, &LimitError{What: fmt.Sprintf("%d concurrent Subscribe streams per connection", l.perConn), RetryAfter: 5 * time.Second}
+	}
+	l.mu.Unlock()
+	releaseIP, err := l.acquire(ip)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if l.perConns == nil {
+		l.perConns = make(map[string]int)
+	}
+	l.perConns[addr]++
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		if l.perConns[addr]--; l.perConns[addr] <= 0 {
+			delete(l.perConns, addr)
+		}
+		l.mu.Unlock()
+		releaseIP()
+	}, nil
+}
+
+// acquire counts a new stream from client ip, or refuses it. release
+// undoes it.
+func (l *connLimiter) acquire(ip netip.Addr) (release func(), err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total > 0 && l.open >= l.total {
@@ -115,19 +150,36 @@ func (l *connLimiter) acquire(r *http.Request) (release func(), err error) {
 	}, nil
 }
 
-// clientIP is the connection's address, or, when that is a trusted proxy,
-// the right-most address in X-Forwarded-For that is not a trusted proxy.
+// clientIP is the address of r's client (forwardedIP).
 func (l *connLimiter) clientIP(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	return l.forwardedIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
+}
+
+// grpcClientIP is the address of a gRPC call's client (forwardedIP), from
+// its peer and x-forwarded-for metadata.
+func (l *connLimiter) grpcClientIP(ctx context.Context) (remote string, ip netip.Addr) {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "", netip.Addr{}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	return p.Addr.String(), l.forwardedIP(p.Addr.String(), md.Get("x-forwarded-for"))
+}
+
+// forwardedIP is the connection's address, or, when that is a trusted
+// proxy, the right-most address in X-Forwarded-For that is not a trusted
+// proxy.
+func (l *connLimiter) forwardedIP(remote string, forwarded []string) netip.Addr {
+	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		host = r.RemoteAddr
+		host = remote
 	}
 	ip, _ := netip.ParseAddr(host)
 	ip = ip.Unmap()
 	if !l.isTrusted(ip) {
 		return ip
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	hops := strings.Split(strings.Join(forwarded, ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {

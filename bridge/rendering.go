@@ -2,9 +2,11 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,10 +61,20 @@ func parseRendering(q url.Values) (*Rendering, error) {
 			if p == "" {
 				continue
 			}
-			for _, seg := range strings.Split(p, ".") {
+			segs := strings.Split(p, ".")
+			if len(segs) > maxFieldSegments {
+				return nil, fmt.Errorf("%w: fields: %q has more than %d segments", broker.ErrBadRequest, broker.Printable(p), maxFieldSegments)
+			}
+			for _, seg := range segs {
 				if !validIdent(seg) {
 					return nil, fmt.Errorf("%w: fields: %q is not a field path like a or a.b", broker.ErrBadRequest, broker.Printable(p))
 				}
+			}
+			if slices.Contains(r.Fields, p) {
+				continue
+			}
+			if len(r.Fields) == maxFieldPaths {
+				return nil, fmt.Errorf("%w: fields: more than %d distinct field paths", broker.ErrBadRequest, maxFieldPaths)
 			}
 			r.Fields = append(r.Fields, p)
 		}
@@ -95,23 +107,47 @@ func (r *Rendering) key() string {
 }
 
 // MessageRanger is a TypeResolver that can list its types. The SSE handler
-// uses it to refuse field paths that no known type has.
+// uses it to refuse field paths that no known type has, unless the
+// resolver is a FieldPathChecker.
 type MessageRanger interface {
 	RangeMessages(func(protoreflect.MessageType) bool)
 }
 
+// A FieldPathChecker is a TypeResolver that can tell whether any of its
+// message types has a field path (by proto or JSON names), in time that
+// does not grow with the number of types it knows.
+type FieldPathChecker interface {
+	HasFieldPath(segments []string) bool
+}
+
+// Bounds of a subscription's fields parameter.
+const (
+	maxFieldPaths    = 32
+	maxFieldSegments = 8
+)
+
 // checkFields refuses a field path that exists in no known message type.
-func checkFields(types TypeResolver, paths []string) error {
-	ranger, ok := types.(MessageRanger)
-	if !ok {
-		return nil
-	}
+// The SSE handler calls it after authentication. A FieldPathChecker
+// answers at once; otherwise every type is looked at, stopping when the
+// client has gone.
+func checkFields(ctx context.Context, types TypeResolver, paths []string) error {
 	for _, p := range paths {
+		segs := strings.Split(p, ".")
 		known := false
-		ranger.RangeMessages(func(mt protoreflect.MessageType) bool {
-			_, known = resolvePath(mt.Descriptor(), strings.Split(p, "."))
-			return !known
-		})
+		switch t := types.(type) {
+		case FieldPathChecker:
+			known = t.HasFieldPath(segs)
+		case MessageRanger:
+			t.RangeMessages(func(mt protoreflect.MessageType) bool {
+				_, known = resolvePath(mt.Descriptor(), segs)
+				return !known && ctx.Err() == nil
+			})
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		default:
+			known = true
+		}
 		if !known {
 			return fmt.Errorf("%w: fields: no known message type has the field path %q", broker.ErrBadRequest, broker.Printable(p))
 		}

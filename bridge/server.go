@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,11 +37,19 @@ import (
 const (
 	maxTopicsPerSubscription = 64
 
-	DefaultMaxEventBytes     = 1 << 20
-	DefaultHeartbeatInterval = 15 * time.Second
-	DefaultRetryInterval     = 2 * time.Second
-	DefaultQueueSize         = 256
-	DefaultWriteTimeout      = 10 * time.Second
+	DefaultMaxEventBytes        = 1 << 20
+	DefaultHeartbeatInterval    = 15 * time.Second
+	DefaultRetryInterval        = 2 * time.Second
+	DefaultQueueSize            = 256
+	DefaultWriteTimeout         = 10 * time.Second
+	DefaultBodyReadTimeout      = 10 * time.Second
+	DefaultIdleTimeout          = 2 * time.Minute
+	DefaultMaxBodyMemory        = 64 << 20
+	DefaultMaxSubscribesPerConn = 100
+
+	// maxHeaderBytes bounds a request's line and headers: room for 64
+	// topics, a token and the usual headers, and no more.
+	maxHeaderBytes = 64 << 10
 )
 
 // Config configures a Server. Zero values mean the defaults.
@@ -87,16 +96,34 @@ type Config struct {
 	// rate, at least 1).
 	PublishRate  float64
 	PublishBurst int
-	// MaxConnections and MaxConnectionsPerIP bound concurrent SSE streams
-	// in total and per client address (0: no limit).
+	// MaxConnections and MaxConnectionsPerIP bound concurrent streams, SSE
+	// and gRPC Subscribe alike, in total and per client address (0: no
+	// limit).
 	MaxConnections      int
 	MaxConnectionsPerIP int
+	// MaxSubscribesPerConn bounds concurrent gRPC Subscribe streams on one
+	// connection (default 100).
+	MaxSubscribesPerConn int
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client address; empty: the connection's address is the client's.
 	TrustedProxies []netip.Prefix
 	// MaxTopicsPerSubscription bounds the topic parameters of one
 	// subscription (default 64).
 	MaxTopicsPerSubscription int
+	// TypeURLPrefixes are the prefixes of the payload type URLs accepted
+	// from publishers (default: DefaultTypeURLPrefix alone); each ends with
+	// a slash, and the type's full name follows it.
+	TypeURLPrefixes []string
+	// BodyReadTimeout bounds reading a REST request's body (default 10s):
+	// a body that has not arrived whole by then is refused.
+	BodyReadTimeout time.Duration
+	// IdleTimeout is how long an idle keep-alive HTTP connection stays
+	// open (default 2m).
+	IdleTimeout time.Duration
+	// MaxBodyMemory bounds the memory held by REST request bodies being
+	// read or processed, across all requests (default 64 MiB); a request
+	// that finds it used up is refused with 429.
+	MaxBodyMemory int64
 
 	// GRPCTLS, when set, serves gRPC over TLS; with ClientCAs, client
 	// certificates become Credentials.Certificates.
@@ -131,15 +158,20 @@ func (c Config) Validate() error {
 		return errors.New("bridge: Config.Types is required")
 	case c.MaxEventBytes < 0:
 		return errors.New("bridge: Config.MaxEventBytes must not be negative")
-	case c.HeartbeatInterval < 0, c.RetryInterval < 0, c.WriteTimeout < 0:
+	case c.HeartbeatInterval < 0, c.RetryInterval < 0, c.WriteTimeout < 0, c.BodyReadTimeout < 0, c.IdleTimeout < 0:
 		return errors.New("bridge: Config durations must not be negative")
 	case c.QueueSize < 0:
 		return errors.New("bridge: Config.QueueSize must not be negative")
-	case c.PublishRate < 0, c.PublishBurst < 0, c.MaxConnections < 0, c.MaxConnectionsPerIP < 0, c.MaxTopicsPerSubscription < 0:
+	case c.PublishRate < 0, c.PublishBurst < 0, c.MaxConnections < 0, c.MaxConnectionsPerIP < 0, c.MaxTopicsPerSubscription < 0, c.MaxBodyMemory < 0, c.MaxSubscribesPerConn < 0:
 		return errors.New("bridge: Config limits must not be negative")
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
 		return errors.New("bridge: Config.TLS has no certificate: set Certificates or GetCertificate")
+	}
+	for _, p := range c.TypeURLPrefixes {
+		if !strings.HasSuffix(p, "/") || strings.ContainsAny(p, " \t\r\n") {
+			return fmt.Errorf("bridge: Config.TypeURLPrefixes: %q must end with a slash, like %s", p, DefaultTypeURLPrefix)
+		}
 	}
 	for _, o := range c.CORSOrigins {
 		if o == "*" && len(c.CORSOrigins) > 1 {
@@ -180,6 +212,21 @@ func (c *Config) setDefaults() {
 	if c.MaxTopicsPerSubscription == 0 {
 		c.MaxTopicsPerSubscription = maxTopicsPerSubscription
 	}
+	if len(c.TypeURLPrefixes) == 0 {
+		c.TypeURLPrefixes = []string{DefaultTypeURLPrefix}
+	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.MaxSubscribesPerConn == 0 {
+		c.MaxSubscribesPerConn = DefaultMaxSubscribesPerConn
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxBodyMemory == 0 {
+		c.MaxBodyMemory = DefaultMaxBodyMemory
+	}
 }
 
 // Server is one Herald node: the gRPC API, the HTTP API (SSE, REST,
@@ -192,6 +239,8 @@ type Server struct {
 	hub      *Hub
 	streams  *streamHandler
 	pub      *publisher
+	schemas  *schemaService // nil: no SchemaService
+	conns    *connLimiter   // streams, SSE and gRPC Subscribe
 	grpc     *grpc.Server
 	health   *health.Server
 	http     *http.Server
@@ -208,19 +257,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	if cfg.Schemas != nil {
-		cfg.Schemas = schemaService{inner: cfg.Schemas, auth: cfg.Auth}
-	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		metrics:  newMetrics(),
 		draining: make(chan struct{}),
 	}
+	if cfg.Schemas != nil {
+		s.schemas = &schemaService{inner: cfg.Schemas, auth: cfg.Auth}
+	}
 	s.hub = newHub(cfg.Broker, cfg.Types, s.log, s.metrics, cfg.QueueSize)
 	s.pub = &publisher{
 		broker:        cfg.Broker,
 		types:         cfg.Types,
+		typeURLs:      typeURLResolver{TypeResolver: cfg.Types, prefixes: cfg.TypeURLPrefixes},
 		metrics:       s.metrics,
 		epoch:         cfg.Broker.Epoch(),
 		maxEventBytes: cfg.MaxEventBytes,
@@ -235,9 +285,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(grpcOpts...)
 	heraldv1.RegisterPublisherServiceServer(s.grpc, s.pub)
-	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub, auth: cfg.Auth, maxTopics: cfg.MaxTopicsPerSubscription})
-	if cfg.Schemas != nil {
-		heraldv1.RegisterSchemaServiceServer(s.grpc, cfg.Schemas)
+	s.conns = &connLimiter{
+		total:   cfg.MaxConnections,
+		perIP:   cfg.MaxConnectionsPerIP,
+		perConn: cfg.MaxSubscribesPerConn,
+		trusted: cfg.TrustedProxies,
+		perIPs:  make(map[netip.Addr]int),
+	}
+	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub, auth: cfg.Auth, maxTopics: cfg.MaxTopicsPerSubscription, conns: s.conns})
+	if s.schemas != nil {
+		heraldv1.RegisterSchemaServiceServer(s.grpc, s.schemas)
 	}
 	s.health = health.NewServer()
 	s.setServing(healthpb.HealthCheckResponse_NOT_SERVING)
@@ -251,7 +308,8 @@ func New(cfg Config) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		Protocols:         new(http.Protocols),
 	}
@@ -291,26 +349,32 @@ func (s *Server) routes() (http.Handler, error) {
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			// Responses hold no payloads; only error details (Any) need
 			// resolving, and those types are linked in.
-			MarshalOptions:   protojson.MarshalOptions{Resolver: protoregistry.GlobalTypes},
-			UnmarshalOptions: protojson.UnmarshalOptions{Resolver: s.cfg.Types},
+			MarshalOptions: protojson.MarshalOptions{Resolver: protoregistry.GlobalTypes},
+			// The nesting bound keeps decoding linear in the body's size
+			// (each google.protobuf.Any level rescans what it holds).
+			UnmarshalOptions: protojson.UnmarshalOptions{Resolver: s.pub.typeURLs, RecursionLimit: maxPayloadDepth},
 		}),
+		runtime.WithErrorHandler(restErrorHandler),
 	)
 	if err := heraldv1.RegisterPublisherServiceHandlerServer(context.Background(), gw, s.pub); err != nil {
 		return nil, fmt.Errorf("bridge: registering REST routes: %w", err)
 	}
-	if s.cfg.Schemas != nil {
-		if err := heraldv1.RegisterSchemaServiceHandlerServer(context.Background(), gw, s.cfg.Schemas); err != nil {
+	if s.schemas != nil {
+		if err := heraldv1.RegisterSchemaServiceHandlerServer(context.Background(), gw, s.schemas); err != nil {
 			return nil, fmt.Errorf("bridge: registering REST routes: %w", err)
 		}
 	}
 	// JSON is bulkier than protobuf (base64 bytes, field names): allow
 	// the body some room over the event limit; the limit itself is checked
 	// on the decoded event.
-	maxBody := int64(3*s.cfg.MaxEventBytes + 64<<10)
-	rest := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		gw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), restKey{}, true)))
-	})
+	rest := &restFront{
+		gw:          gw,
+		pub:         s.pub,
+		schemas:     s.schemas,
+		maxBody:     int64(3*s.cfg.MaxEventBytes + 64<<10),
+		bodyTimeout: s.cfg.BodyReadTimeout,
+		budget:      &bodyBudget{max: s.cfg.MaxBodyMemory},
+	}
 
 	mux := http.NewServeMux()
 	s.streams = &streamHandler{
@@ -323,19 +387,14 @@ func (s *Server) routes() (http.Handler, error) {
 		cookie:       s.cfg.AuthCookie,
 		queryToken:   s.cfg.AllowQueryToken,
 		maxTopics:    s.cfg.MaxTopicsPerSubscription,
-		conns: &connLimiter{
-			total:   s.cfg.MaxConnections,
-			perIP:   s.cfg.MaxConnectionsPerIP,
-			trusted: s.cfg.TrustedProxies,
-			perIPs:  make(map[netip.Addr]int),
-		},
+		conns:        s.conns,
 	}
 	mux.Handle("GET /v1/events", s.streams)
-	mux.Handle("POST /v1/topics/{topic}/events", rest)
-	if s.cfg.Schemas != nil {
-		mux.Handle("GET /v1/schemas", rest)
-		mux.Handle("GET /v1/schemas/{name}", rest)
-		mux.Handle("POST /v1/schemas", rest)
+	mux.HandleFunc("POST /v1/topics/{topic}/events", rest.publish)
+	if s.schemas != nil {
+		mux.HandleFunc("GET /v1/schemas", rest.read)
+		mux.HandleFunc("GET /v1/schemas/{name}", rest.read)
+		mux.HandleFunc("POST /v1/schemas", rest.registerSchemas)
 	}
 	mux.Handle("GET /v1/openapi.json", apidoc.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))

@@ -111,26 +111,28 @@ func parseSubscription(r *http.Request, maxTopics int) (subscription, error) {
 }
 
 func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Parsing is bounded by the request line's size; everything that
+	// costs more comes after authentication.
 	sub, err := parseSubscription(r, h.maxTopics)
-	if err == nil && sub.render != nil {
-		err = checkFields(h.hub.types, sub.render.Fields)
-	}
 	if err == nil && !h.queryToken && r.URL.Query().Has("access_token") {
 		err = fmt.Errorf("%w: this server does not take tokens in the access_token query parameter (--auth-query-token); use a cookie or the Authorization header", broker.ErrBadRequest)
 	}
+	creds := httpCredentials(r, h.cookie, h.queryToken)
 	var perms auth.Permissions
 	if err == nil && h.auth != nil {
-		creds := httpCredentials(r, h.cookie, h.queryToken)
 		if perms, err = h.auth.Authenticate(r.Context(), creds); err == nil {
 			err = authorizeSubscribe(creds, perms, sub.patterns)
 		}
 	}
+	if err == nil && sub.render != nil {
+		err = checkFields(r.Context(), h.hub.types, sub.render.Fields)
+	}
 	var release func()
 	if err == nil {
-		release, err = h.conns.acquire(r)
+		release, err = h.conns.acquire(h.conns.clientIP(r))
 	}
 	if err != nil {
-		h.refuse(w, err)
+		h.refuse(w, creds, err)
 		return
 	}
 	// A plain HTTP/1.1 stream can be written by the hub's shards directly
@@ -246,7 +248,7 @@ func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscrip
 
 // refuse answers a subscription that cannot start with a real status and a
 // JSON error body, so that EventSource gives up instead of reconnecting.
-func (h *streamHandler) refuse(w http.ResponseWriter, err error) {
+func (h *streamHandler) refuse(w http.ResponseWriter, creds auth.Credentials, err error) {
 	code := HTTPStatus(err)
 	h.metrics.refused.WithLabelValues(fmt.Sprint(code)).Inc()
 	var limit *LimitError
@@ -254,7 +256,7 @@ func (h *streamHandler) refuse(w http.ResponseWriter, err error) {
 	case errors.As(err, &limit):
 		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(limit.RetryAfter.Seconds()))))
 	case errors.Is(err, auth.ErrUnauthenticated):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		w.Header().Set("WWW-Authenticate", bearerChallenge(!creds.Empty(), err.Error()))
 	}
 	writeError(w, err)
 }

@@ -1,10 +1,13 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
+	"math"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -23,6 +26,7 @@ type subscriberService struct {
 	hub       *Hub
 	auth      auth.Authenticator // nil: everything allowed
 	maxTopics int
+	conns     *connLimiter // shared with the SSE handler
 }
 
 // Subscribe implements herald.v1.SubscriberService. It mirrors the SSE
@@ -48,11 +52,26 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 			return grpcError(err)
 		}
 	}
+	remote, ip := s.conns.grpcClientIP(stream.Context())
+	release, err := s.conns.acquireConn(remote, ip)
+	if err != nil {
+		var limit *LimitError
+		if errors.As(err, &limit) {
+			stream.SetTrailer(metadata.Pairs("retry-after", fmt.Sprint(int(math.Ceil(limit.RetryAfter.Seconds())))))
+		}
+		return grpcError(err)
+	}
+	defer release()
 	sub, err := s.hub.subscribe(patterns, nil)
 	if err != nil {
 		return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id, to resume")
 	}
 	defer s.hub.unsubscribe(sub)
+	// The response headers tell the client it is subscribed: every event
+	// accepted from now on reaches it.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
 
 	ctx := stream.Context()
 	var lastSeq uint64

@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/internal/sse"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
@@ -25,6 +26,13 @@ const (
 	maxAttributeKeyLen   = 128
 	maxIdempotencyKeyLen = 128
 	reservedTypePrefix   = "herald."
+	// maxPayloadDepth bounds how deeply a payload's messages may nest,
+	// google.protobuf.Any, Struct, Value and ListValue included, when it is
+	// decoded from protobuf or JSON: deeper payloads are refused, so that
+	// decoding costs time linear in the payload's size (an Any's contents
+	// are decoded once per level around them). A JSON value in a Struct
+	// takes two levels per nesting.
+	maxPayloadDepth = 32
 )
 
 // A TypeResolver finds payload message types. It is the seam for the
@@ -33,6 +41,35 @@ const (
 type TypeResolver interface {
 	protoregistry.MessageTypeResolver
 	protoregistry.ExtensionTypeResolver
+}
+
+// DefaultTypeURLPrefix is the type URL prefix of google.protobuf.Any
+// values that every server accepts.
+const DefaultTypeURLPrefix = "type.googleapis.com/"
+
+// typeURLResolver resolves only type URLs with one of its prefixes, so that
+// whatever a publisher writes before a type's name cannot reach a browser
+// verbatim (an Any's "@type" is rendered as published). The publish path
+// decodes and renders with it, nested Any values included.
+type typeURLResolver struct {
+	TypeResolver
+	prefixes []string
+}
+
+func (r typeURLResolver) allowed(url string) bool {
+	for _, p := range r.prefixes {
+		if len(url) > len(p) && url[:len(p)] == p && strings.IndexByte(url[len(p):], '/') < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (r typeURLResolver) FindMessageByURL(url string) (protoreflect.MessageType, error) {
+	if !r.allowed(url) {
+		return nil, protoregistry.NotFound
+	}
+	return r.TypeResolver.FindMessageByURL(url)
 }
 
 // A PayloadValidator is a TypeResolver that can also check a payload
@@ -50,10 +87,66 @@ func decodePayload(types TypeResolver, typeURL string, payload []byte) (proto.Me
 		return nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", broker.ErrInvalidEvent, broker.MessageName(typeURL))
 	}
 	msg := mt.New().Interface()
-	if err := (proto.UnmarshalOptions{Resolver: types}).Unmarshal(payload, msg); err != nil {
+	if err := (proto.UnmarshalOptions{Resolver: types, RecursionLimit: maxPayloadDepth}).Unmarshal(payload, msg); err != nil {
+		if strings.Contains(err.Error(), "recursion depth") {
+			return nil, errTooDeep
+		}
 		return nil, fmt.Errorf("%w: payload does not parse as %s: %v", broker.ErrInvalidEvent, broker.MessageName(typeURL), err)
 	}
 	return msg, nil
+}
+
+var errTooDeep = fmt.Errorf("%w: the payload nests messages more than %d deep (google.protobuf.Any, Struct, Value and ListValue count as messages), the limit", broker.ErrInvalidEvent, maxPayloadDepth)
+
+// checkDepth refuses a payload whose messages nest more than
+// maxPayloadDepth deep, counting what google.protobuf.Any values hold.
+// decodePayload bounds the nesting of the message itself, but an Any's
+// contents are opaque bytes to it, which every rendering decodes again,
+// level by level: unbounded, that cost grows with the square of the
+// depth. Here each Any's contents are decoded once, with what is left of
+// the bound. m is at depth (the payload itself is at 1).
+func checkDepth(types TypeResolver, m protoreflect.Message, depth int) error {
+	if depth > maxPayloadDepth {
+		return errTooDeep
+	}
+	if md := m.Descriptor(); md.FullName() == "google.protobuf.Any" {
+		fields := md.Fields()
+		mt, err := types.FindMessageByURL(m.Get(fields.ByNumber(1)).String())
+		if err != nil {
+			return nil // an unknown type fails the rendering that follows, with its own message
+		}
+		inner := mt.New()
+		err = proto.UnmarshalOptions{Resolver: types, RecursionLimit: maxPayloadDepth - depth, AllowPartial: true}.Unmarshal(m.Get(fields.ByNumber(2)).Bytes(), inner.Interface())
+		switch {
+		case err != nil && strings.Contains(err.Error(), "recursion depth"):
+			return errTooDeep
+		case err != nil:
+			return nil // as above: rendering says what is wrong
+		}
+		return checkDepth(types, inner, depth+1)
+	}
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fieldMessage(fd) == nil {
+			return true
+		}
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len() && err == nil; i++ {
+				err = checkDepth(types, l.Get(i).Message(), depth+1)
+			}
+		case fd.IsMap():
+			v.Map().Range(func(_ protoreflect.MapKey, v protoreflect.Value) bool {
+				err = checkDepth(types, v.Message(), depth+1)
+				return err == nil
+			})
+		default:
+			err = checkDepth(types, v.Message(), depth+1)
+		}
+		return err == nil
+	})
+	return err
 }
 
 // validatePayload applies the schema's constraints, when the resolver has
@@ -126,7 +219,10 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*broker.Event, error
 	if n := ev.Size(); n > p.maxEventBytes {
 		return nil, fmt.Errorf("%w: event is %d bytes, over the limit of %d bytes", broker.ErrEventTooLarge, n, p.maxEventBytes)
 	}
-	msg, err := decodePayload(p.types, ev.TypeURL, ev.Payload)
+	if !p.typeURLs.allowed(ev.TypeURL) {
+		return nil, fmt.Errorf("%w: payload type URL %q: this server accepts only type URLs starting with %s", broker.ErrInvalidEvent, broker.Printable(ev.TypeURL), strings.Join(p.typeURLs.prefixes, " or "))
+	}
+	msg, err := decodePayload(p.typeURLs, ev.TypeURL, ev.Payload)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +234,10 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*broker.Event, error
 	// hub renders those on first delivery, so an event no one receives
 	// is never rendered. The others are rendered here, once.
 	if m := msg.ProtoReflect(); !planFor(m.Descriptor()).renders(m) {
-		if pe.r.json, err = renderJSON(p.types, msg, protojson.MarshalOptions{}); err != nil {
+		if err := checkDepth(p.typeURLs, m, 1); err != nil {
+			return nil, err
+		}
+		if pe.r.json, err = renderJSON(p.typeURLs, msg, protojson.MarshalOptions{}); err != nil {
 			return nil, err
 		}
 	}
