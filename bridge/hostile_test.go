@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/heraldhq/herald/bridge"
+	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker"
 )
@@ -404,5 +406,54 @@ func TestGRPCSubscribeStreamsAreCounted(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("an SSE stream from an address with 3 gRPC streams: %d, want 429", resp.StatusCode)
+	}
+}
+
+// Finding 9: a stream whose client reads too slowly for the write timeout
+// ends as "slow", like one whose queue overflowed; "write" is for broken
+// connections.
+func TestWriteTimeoutsCountAsSlow(t *testing.T) {
+	// Not parallel: the send buffer setting is global.
+	defer bridge.SetStreamSendBuffer(16 << 10)()
+	s := startServer(t, serverOpts{cfg: bridge.Config{QueueSize: 8192, WriteTimeout: 300 * time.Millisecond}})
+	conn, _, _ := rawSubscribe(t, s, "topic=chat.rooms.stalled")
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	text := strings.Repeat("x", 64<<10)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; metricValue(t, s.url, `herald_sse_streams_ended_total{reason="slow"}`) < 1; i++ {
+		if i > 3000 {
+			t.Fatal("the stalled stream never ended as slow")
+		}
+		if i < 64 { // enough to fill the socket, far from the queue's size
+			s.publish(t, "chat.rooms.stalled", &chatv1.ChatMessage{MessageId: fmt.Sprint(i), Text: text})
+		}
+		<-tick.C
+	}
+	if n := metricValue(t, s.url, `herald_sse_streams_ended_total{reason="write"}`); n != 0 {
+		t.Errorf("%v streams counted as broken, want the stalled one as slow only", n)
+	}
+	if n := metricValue(t, s.url, "herald_sse_slow_subscribers_dropped_total"); n != 0 {
+		t.Errorf("%v queues overflowed: the test meant the write timeout to end the stream", n)
+	}
+}
+
+// Finding 9: /metrics can be taken off the public listener and served
+// privately.
+func TestMetricsCanBePrivate(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{cfg: bridge.Config{PrivateMetrics: true}})
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics on the public port of a server with private metrics: %d, want 404", resp.StatusCode)
+	}
+	rec := httptest.NewRecorder()
+	s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "herald_subscribers") {
+		t.Fatal("MetricsHandler does not serve the metrics")
 	}
 }

@@ -36,8 +36,8 @@ type endReason uint8
 
 const (
 	endClient   endReason = iota // the client went away
-	endSlow                      // its queue overflowed: dropped as too slow
-	endWrite                     // a write failed or timed out
+	endSlow                      // too slow: its queue overflowed or a write timed out
+	endWrite                     // a write failed: the connection broke
 	endExpired                   // its token expired
 	endShutdown                  // the server shut down
 	numEndReasons
@@ -45,8 +45,8 @@ const (
 
 var endReasons = [numEndReasons]struct{ label, help string }{
 	endClient:   {"client", "the client went away"},
-	endSlow:     {"slow", "its queue overflowed: dropped as too slow"},
-	endWrite:    {"write", "a write failed or timed out"},
+	endSlow:     {"slow", "too slow: its queue overflowed or a write took longer than the write timeout"},
+	endWrite:    {"write", "a write failed: the connection broke"},
 	endExpired:  {"expired", "its token expired"},
 	endShutdown: {"shutdown", "the server shut down"},
 }

@@ -143,6 +143,10 @@ type Config struct {
 	// HTTP/1.1 and h2c, for running behind a TLS-terminating proxy.
 	TLS *tls.Config
 
+	// PrivateMetrics leaves /metrics off the HTTP listener, for a server
+	// that serves MetricsHandler on a listener of its own.
+	PrivateMetrics bool
+
 	// Pages are further routes of the HTTP listener, by net/http pattern
 	// ("GET /{$}" → the demo page): cmd/herald mounts the demo page here
 	// with --demo. They may not take the API's routes.
@@ -331,6 +335,11 @@ func New(cfg Config) (*Server, error) {
 // in-process publishers such as the demo.
 func (s *Server) Publisher() heraldv1.PublisherServiceServer { return s.pub }
 
+// MetricsHandler serves the server's Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
+}
+
 // Handler returns the HTTP handler (SSE, REST, OpenAPI, health, metrics).
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
@@ -397,7 +406,9 @@ func (s *Server) routes() (http.Handler, error) {
 		mux.HandleFunc("POST /v1/schemas", rest.registerSchemas)
 	}
 	mux.Handle("GET /v1/openapi.json", apidoc.Handler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	if !s.cfg.PrivateMetrics {
+		mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -178,13 +178,13 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sub.resume {
 		var ok bool
 		if st.lastSeq, st.buf, ok = h.replay(r.Context(), st.out, sub, s.render, st.buf); !ok {
-			st.reason = endWrite
+			st.reason = st.out.failure()
 			st.finish()
 			return
 		}
 	}
 	if !st.out.write(st.buf) {
-		st.reason = endWrite
+		st.reason = st.out.failure()
 		st.finish()
 		return
 	}

@@ -62,7 +62,7 @@ func (st *stream) run(gone <-chan struct{}) {
 				b = st.buf
 			}
 			if len(b) > 0 && !out.write(b) {
-				st.reason = endWrite
+				st.reason = out.failure()
 				return
 			}
 			h.metrics.delivered.Add(float64(n))
@@ -160,10 +160,16 @@ type streamOut struct {
 	conn     net.Conn // set once taken over
 	timeout  time.Duration
 	deadline time.Time
+	err      error // of the last write
 }
 
 // write writes b and flushes it within the write timeout.
 func (o *streamOut) write(b []byte) bool {
+	o.err = o.writeErr(b)
+	return o.err == nil
+}
+
+func (o *streamOut) writeErr(b []byte) error {
 	if now := time.Now(); o.deadline.Sub(now) < o.timeout {
 		d := now.Add(o.timeout + o.timeout/8)
 		var err error
@@ -173,18 +179,27 @@ func (o *streamOut) write(b []byte) bool {
 			err = o.rc.SetWriteDeadline(d)
 		}
 		if err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return false
+			return err
 		}
 		o.deadline = d
 	}
 	if o.conn != nil {
 		_, err := o.conn.Write(b)
-		return err == nil
+		return err
 	}
 	if _, err := o.w.Write(b); err != nil {
-		return false
+		return err
 	}
-	return o.rc.Flush() == nil
+	return o.rc.Flush()
+}
+
+// failure is why the last write failed: the client took longer than the
+// write timeout (too slow), or the connection broke.
+func (o *streamOut) failure() endReason {
+	if isTimeout(o.err) {
+		return endSlow
+	}
+	return endWrite
 }
 
 // settle hands a direct stream whose queue is empty back to its shard,
