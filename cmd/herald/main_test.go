@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,11 +45,18 @@ func startServe(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAdd
 // its later log lines.
 func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
 	t.Helper()
+	return startServeEnv(t, nil, extra...)
+}
+
+// startServeEnv is startServeLog with HERALD_* variables set in env.
+func startServeEnv(t *testing.T, env []string, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
+	t.Helper()
 	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
 	if !slices.Contains(extra, "--auth-hs256-secret") {
 		args = append(args, "--dev")
 	}
 	cmd = herald(t, context.Background(), args...)
+	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +187,36 @@ func TestConfigFileAndEnvironment(t *testing.T) {
 		}
 	}
 	t.Fatal("no start-up line: the environment did not override the file")
+}
+
+func TestRepeatableFlagFromTheEnvironment(t *testing.T) {
+	_, httpAddr, _, _ := startServeEnv(t, []string{"HERALD_CORS_ORIGINS=https://a.example, https://b.example"})
+	for origin, allowed := range map[string]bool{"https://a.example": true, "https://b.example": true, "https://a.example,https://b.example": false} {
+		req, _ := http.NewRequest(http.MethodOptions, "http://"+httpAddr+"/v1/events?topic=a", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "GET")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); (got == origin) != allowed {
+			t.Errorf("preflight from %s: Access-Control-Allow-Origin %q, want allowed %v", origin, got, allowed)
+		}
+	}
+}
+
+func TestRegroup(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{nil, nil},
+		{[]string{"billing=orders.>", "invoices.>", "shop=carts.*"}, []string{"billing=orders.>,invoices.>", "shop=carts.*"}},
+		{[]string{"k=a", "b", "c=d"}, []string{"k=a,b", "c=d"}},
+		{[]string{"stray", "k=v"}, []string{"stray", "k=v"}}, // refused by the flag's own check
+	} {
+		if got := regroup(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("regroup(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
 }
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {

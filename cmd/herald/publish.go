@@ -96,7 +96,7 @@ func buildRequest(ctx context.Context, conn grpc.ClientConnInterface, topic, typ
 		return nil, err
 	}
 	req := &heraldv1.PublishRequest{Topic: topic, Payload: payload, Type: eventType, IdempotencyKey: key}
-	for _, a := range attrs {
+	for _, a := range regroup(attrs) {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
 			return nil, fmt.Errorf("publish: --attr %q: want key=value", a)

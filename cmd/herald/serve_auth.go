@@ -99,7 +99,7 @@ func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*
 		return nil
 	}
 	certTopics := map[string][]string{}
-	for _, m := range s.clientCertTopics {
+	for _, m := range regroup(s.clientCertTopics) {
 		cn, topics, ok := strings.Cut(m, "=")
 		if !ok || cn == "" || topics == "" {
 			return fmt.Errorf("--grpc-client-cert-topics %q: want COMMON-NAME=pattern,pattern", m)
