@@ -52,11 +52,20 @@ func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpc
 func startServeEnv(t *testing.T, env []string, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
 	t.Helper()
 	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
-	if !slices.Contains(extra, "--auth-hs256-secret") {
+	if !slices.Contains(extra, "--auth-hs256-secret-file") && !slices.Contains(extra, "--auth-hs256-secret") {
 		args = append(args, "--dev")
 	}
 	cmd = herald(t, context.Background(), args...)
 	cmd.Env = append(cmd.Env, env...)
+	_, httpAddr, grpcAddr, logs = startLogged(t, cmd)
+	return cmd, httpAddr, grpcAddr, logs
+}
+
+// startLogged starts cmd, a `herald serve --log-format json`, and waits
+// for its "herald listening" line. It returns the log lines before that
+// line, the addresses, and the later lines; the test's cleanup kills it.
+func startLogged(t *testing.T, cmd *exec.Cmd) (early, httpAddr, grpcAddr string, logs <-chan string) {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +75,7 @@ func startServeEnv(t *testing.T, env []string, extra ...string) (cmd *exec.Cmd, 
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	lines := make(chan string, 100)
+	var before strings.Builder
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		var rec struct{ Msg, HTTP, GRPC string }
@@ -78,10 +88,11 @@ func startServeEnv(t *testing.T, env []string, extra ...string) (cmd *exec.Cmd, 
 					}
 				}
 			}()
-			return cmd, rec.HTTP, rec.GRPC, lines
+			return before.String(), rec.HTTP, rec.GRPC, lines
 		}
+		before.WriteString(sc.Text() + "\n")
 	}
-	t.Fatal("herald serve exited before listening")
+	t.Fatalf("herald serve exited before listening:\n%s", before.String())
 	return
 }
 
@@ -224,7 +235,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		b, _ := herald(t, context.Background(), sub, "--help").CombinedOutput()
 		help := string(b)
 		for _, want := range map[string][]string{
-			"serve":   {"--http-addr", "HERALD_HTTP_ADDR", "--grpc-addr", "--retention-events", "--heartbeat", "--shutdown-timeout", "--demo", "--config"},
+			"serve":   {"--http-addr", "HERALD_HTTP_ADDR", "--grpc-addr", "--retention-events", "--heartbeat", "--shutdown-timeout", "--demo", "--config", "--auth-hs256-secret-file", "HERALD_AUTH_HS256_SECRET_FILE"},
 			"publish": {"--server", "--topic", "--type", "--data", "--idempotency-key", "HERALD_SERVER"},
 			"tail":    {"--url", "--topic", "--last-event-id"},
 		}[sub] {

@@ -23,6 +23,7 @@ import (
 type securityFlags struct {
 	dev              bool
 	hmacSecrets      config.StringList
+	oldSecretName    bool // --auth-hs256-secret, the deprecated name of --auth-hs256-secret-file, was set
 	publicKeys       config.StringList
 	jwksFile         string
 	jwksURL          string
@@ -45,7 +46,8 @@ type securityFlags struct {
 
 func (s *securityFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&s.dev, "dev", false, "development mode: anyone may publish and subscribe to anything, and Herald listens on loopback only (refusing other addresses). Never in production. --demo implies it")
-	fs.Var(&s.hmacSecrets, "auth-hs256-secret", "file holding a shared secret (at least 32 bytes) that signs HS256 tokens; may repeat")
+	fs.Var(&s.hmacSecrets, "auth-hs256-secret-file", "file holding a shared secret (at least 32 bytes) that signs HS256 tokens; may repeat")
+	config.Alias(fs, "auth-hs256-secret", "auth-hs256-secret-file", &s.oldSecretName)
 	fs.Var(&s.publicKeys, "auth-public-key", "PEM public key file (RSA: RS256, ECDSA P-256: ES256, Ed25519: EdDSA) that verifies tokens; may repeat")
 	fs.StringVar(&s.jwksFile, "auth-jwks-file", "", "JSON Web Key Set file of keys that verify tokens")
 	fs.StringVar(&s.jwksURL, "auth-jwks-url", "", "URL of a JSON Web Key Set, fetched at start, cached and refreshed every 15 minutes")
@@ -94,6 +96,9 @@ func (s *securityFlags) validate(addrs ...string) error {
 // development mode it also moves listen addresses to loopback. The flags
 // must have passed validate.
 func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*string, log *slog.Logger) error {
+	if s.oldSecretName {
+		log.Warn("--auth-hs256-secret is deprecated: use --auth-hs256-secret-file")
+	}
 	cfg.AuthCookie, cfg.AllowQueryToken = s.cookie, s.queryToken
 	cfg.PublishRate, cfg.PublishBurst = s.publishRate, s.publishBurst
 	cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxTopicsPerSubscription = s.maxConns, s.maxConnsPerIP, s.maxTopics
@@ -135,7 +140,7 @@ func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*
 	}
 	cfg.Auth = a
 	if !a.HasKeys() && len(certs) == 0 {
-		log.Warn("no token keys configured (--auth-hs256-secret, --auth-public-key, --auth-jwks-*): every publish is refused, and only --public-topics may be subscribed to. Use --dev on a development machine.", "public_topics", len(s.publicTopics))
+		log.Warn("no token keys configured (--auth-hs256-secret-file, --auth-public-key, --auth-jwks-*): every publish is refused, and only --public-topics may be subscribed to. Use --dev on a development machine.", "public_topics", len(s.publicTopics))
 	}
 	return nil
 }

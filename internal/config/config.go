@@ -114,8 +114,30 @@ type StringList []string
 
 // IsList reports whether f is a repeatable flag.
 func IsList(f *flag.Flag) bool {
-	_, ok := f.Value.(*StringList)
+	v := f.Value
+	if a, ok := v.(*alias); ok {
+		v = a.Value
+	}
+	_, ok := v.(*StringList)
 	return ok
+}
+
+// Alias defines old as another name of the flag current (which must be
+// defined), on the command line, as an environment variable and as a YAML
+// key, so that a renamed setting keeps working. Setting old sets *used,
+// for the caller to warn.
+func Alias(fs *flag.FlagSet, old, current string, used *bool) {
+	fs.Var(&alias{Value: fs.Lookup(current).Value, used: used}, old, "deprecated name of --"+current)
+}
+
+type alias struct {
+	flag.Value
+	used *bool
+}
+
+func (a *alias) Set(v string) error {
+	*a.used = true
+	return a.Value.Set(v)
 }
 
 // SplitList splits an environment variable's value for a repeatable flag

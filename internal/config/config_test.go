@@ -122,3 +122,41 @@ func TestListsFromEnvironmentAndFile(t *testing.T) {
 		})
 	}
 }
+
+func TestAlias(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("old-key: [f1, f2]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+		used bool
+	}{
+		{"new name", []string{"--key", "a"}, nil, "a", false},
+		{"old name", []string{"--old-key", "a", "--old-key", "b"}, nil, "a,b", true},
+		{"both names", []string{"--key", "a", "--old-key", "b"}, nil, "a,b", true},
+		{"old variable", nil, map[string]string{"HERALD_OLD_KEY": "e1,e2"}, "e1,e2", true},
+		{"old YAML key", []string{"--config", file}, nil, "f1,f2", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.String("config", "", "")
+			var keys StringList
+			var used bool
+			fs.Var(&keys, "key", "")
+			Alias(fs, "old-key", "key", &used)
+			if err := Parse(fs, tc.args, func(k string) string { return tc.env[k] }); err != nil {
+				t.Fatal(err)
+			}
+			if keys.String() != tc.want || used != tc.used {
+				t.Errorf("key = %q, used %v; want %q, %v", keys.String(), used, tc.want, tc.used)
+			}
+			if !IsList(fs.Lookup("old-key")) {
+				t.Error("the alias of a list is not a list")
+			}
+		})
+	}
+}
