@@ -26,8 +26,11 @@ const serveSynopsis = `Runs a Herald node, on the embedded in-memory broker or (
 NATS JetStream or Redis Streams shared by every node of a cluster:
   HTTP  (--http-addr)  GET /v1/events?topic=...    Server-Sent Events (topics may repeat; * and > patterns)
                        POST /v1/topics/{topic}/events   publish over REST (JSON)
-                       GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics  GET / (live demo page)
-  gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream), gRPC health, server reflection
+                       GET /v1/schemas  GET /v1/schemas/{name}  POST /v1/schemas   list, describe, register payload types
+                       GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics
+                       GET /   the live demo page, with --demo only
+  gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream), herald.v1.SubscriberService,
+                       herald.v1.SchemaService, grpc.health.v1.Health, server reflection
 SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.`
 
 // serveConfig holds the settings of `herald serve`, one field per flag.
@@ -80,8 +83,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	c := new(serveConfig)
 	fs := newFlagSet("serve", serveSynopsis, stderr)
 	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML file of settings: keys are these flag names, e.g. `http-addr: \":8080\"`")
-	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and the demo page")
-	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: PublisherService, health, reflection")
+	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and, with --demo, the demo page")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: herald.v1.PublisherService, herald.v1.SubscriberService, herald.v1.SchemaService, grpc.health.v1.Health and server reflection")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
 	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients (every --broker)")
 	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long events are kept for resuming clients (every --broker)")
