@@ -98,7 +98,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS with HTTP/2 on --http-addr instead of plain HTTP and h2c; needs --tls-key")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.Var(&c.descriptors, "descriptors", "descriptor set file (buf build -o x.binpb, or protoc --include_imports --descriptor_set_out), or a directory of them, whose message types may be published; reloaded on SIGHUP and when the files change; may repeat")
-	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /")
+	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /, and know their schemas (orders.v1, monitoring.v1, chat.v1) as builtin types; implies --dev")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
@@ -192,7 +192,11 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if n.broker, err = c.broker.open(ctx, c.retentionEvents, c.retentionAge, c.idempotencyWindow, log); err != nil {
 		return nil, err
 	}
-	if n.types, err = schema.New(ctx, schema.Options{Store: n.broker, Descriptors: c.descriptors, Logger: log}); err != nil {
+	typeOpts := schema.Options{Store: n.broker, Descriptors: c.descriptors, Logger: log}
+	if c.demo {
+		typeOpts.Compiled = demo.Files()
+	}
+	if n.types, err = schema.New(ctx, typeOpts); err != nil {
 		return nil, err
 	}
 	cfg := bridge.Config{

@@ -1,7 +1,8 @@
 // Package heraldtest starts real, in-process Herald servers for tests: the
-// memory broker, the compiled-in schema registry (with the broker as its
-// store), HTTP and gRPC on 127.0.0.1:0, and a gRPC client connection.
-// Everything is shut down by the test's cleanup.
+// memory broker, a schema registry of the well-known types and the example
+// schemas (as with herald serve --demo, the broker as its store), HTTP and
+// gRPC on 127.0.0.1:0, and a gRPC client connection. Everything is shut
+// down by the test's cleanup.
 package heraldtest
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
 )
 
@@ -43,7 +45,7 @@ func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	b := memory.New(opts.Memory)
 	tb.Cleanup(func() { b.Close() })
-	types, err := schema.New(context.Background(), schema.Options{Store: b})
+	types, err := schema.New(context.Background(), schema.Options{Store: b, Compiled: demo.Files()})
 	if err != nil {
 		tb.Fatal(err)
 	}
