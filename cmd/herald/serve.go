@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -213,7 +212,7 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 		TLS:               tlsConfig,
 	}
 	if c.demo {
-		cfg.Pages = map[string]http.Handler{"GET /{$}": web.Handler()}
+		cfg.Pages = web.Pages()
 	}
 	httpAddr, grpcAddr := c.httpAddr, c.grpcAddr
 	if err := c.security.apply(ctx, &cfg, []*string{&httpAddr, &grpcAddr}, log); err != nil {

@@ -1,8 +1,9 @@
-// Package heraldtest starts real, in-process Herald servers for tests: the
-// memory broker, a schema registry of the well-known types and the example
-// schemas (as with herald serve --demo, the broker as its store), HTTP and
-// gRPC on 127.0.0.1:0, and a gRPC client connection. Everything is shut
-// down by the test's cleanup.
+// Package heraldtest starts real, in-process Herald servers for tests, set
+// up as herald serve --demo sets up its server (without the demo's event
+// stream): the memory broker, a schema registry of the well-known types
+// and the example schemas (the broker as its store), the demo page at /,
+// HTTP and gRPC on 127.0.0.1:0, and a gRPC client connection. Everything
+// is shut down by the test's cleanup.
 package heraldtest
 
 import (
@@ -18,10 +19,11 @@ import (
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/web"
 )
 
-// Options configure a test server. Config's Broker, Types and Schemas are
-// filled in unless set.
+// Options configure a test server. Config's Broker, Types, Schemas and
+// Pages are filled in unless set.
 type Options struct {
 	Config bridge.Config
 	Memory memory.Options
@@ -58,6 +60,9 @@ func Start(tb testing.TB, opts Options) *Server {
 	}
 	if cfg.Schemas == nil {
 		cfg.Schemas = schema.NewService(types)
+	}
+	if cfg.Pages == nil {
+		cfg.Pages = web.Pages()
 	}
 	srv, err := bridge.New(cfg)
 	if err != nil {
