@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
 )
 
@@ -25,7 +26,7 @@ type herald struct {
 // serve starts a Herald server for the caller's lifetime and returns a
 // function that shuts it down and waits for Serve to return.
 func serve(cfg bridge.Config, mem memory.Options) (*herald, func() error, error) {
-	types, err := schema.NewBuiltin()
+	types, err := schema.NewBuiltin(demo.Files()...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -39,6 +39,7 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
 )
 
@@ -228,7 +229,7 @@ var (
 func builtinTypes(t testing.TB) *schema.Registry {
 	typesOnce.Do(func() {
 		var err error
-		if types, err = schema.NewBuiltin(); err != nil {
+		if types, err = schema.NewBuiltin(demo.Files()...); err != nil {
 			panic(err)
 		}
 	})

@@ -79,7 +79,8 @@ type bench struct {
 	cfg       config
 	dir       string // logs
 	heraldBin string
-	heraldDev bool // herald serve has --dev (open access on loopback)
+	heraldDev bool   // herald serve has --dev (open access on loopback)
+	schemas   string // the payload's schema for herald serve --descriptors (writeSchemas); "" for builds without it
 	dialer    *dialer
 	results   []*result
 }
@@ -130,7 +131,7 @@ func run(args []string) error {
 	fs.IntVar(&c.dialParallel, "dial-parallel", 64, "connections opened at once")
 	fs.StringVar(&c.heraldPkg, "herald-pkg", "./cmd/herald", "package to build as the server under test")
 	fs.StringVar(&c.heraldBin, "herald-bin", "", "use this herald binary instead of building one")
-	fs.StringVar(&c.targetHTTP, "target", "", "measure an already running Herald at this HTTP address instead of starting one (needs --target-grpc)")
+	fs.StringVar(&c.targetHTTP, "target", "", "measure an already running Herald at this HTTP address instead of starting one (needs --target-grpc; it must know chat.v1.ChatMessage: give it --descriptors of proto/chat/v1/chat.proto)")
 	fs.StringVar(&c.targetGRPC, "target-grpc", "", "gRPC address of the --target server")
 	fs.IntVar(&c.targetPID, "target-pid", 0, "process id of the --target server, to read its CPU and memory from /proc")
 	fs.StringVar(&c.serverArgs, "server-args", "", "extra flags for herald serve, space-separated")
@@ -186,6 +187,11 @@ func run(args []string) error {
 	}
 	if b.heraldBin != "" {
 		b.heraldDev = hasFlag(b.heraldBin, "dev")
+		if hasFlag(b.heraldBin, "descriptors") {
+			if b.schemas, err = writeSchemas(b.dir); err != nil {
+				return err
+			}
+		}
 	}
 	fmt.Printf("herald-bench: %s\n", machine())
 	fmt.Printf("RLIMIT_NOFILE %d (servers inherit it); %d loopback source addresses; window %v after %v warm-up; heartbeat %v; logs in %s\n\n",

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -11,6 +13,7 @@ import (
 
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/schema"
 )
 
 // Events are chat.v1.ChatMessage payloads whose message_id carries the
@@ -25,6 +28,18 @@ const (
 	eventType = "chat.v1.ChatMessage"
 	author    = "herald-bench"
 )
+
+// writeSchemas writes the payload's schema as a descriptor set file in dir.
+// chat.v1 is an example schema, which a node knows by itself only with
+// --demo, whose own events would skew the figures.
+func writeSchemas(dir string) (string, error) {
+	raw, err := proto.Marshal(schema.DescriptorSet(chatv1.File_chat_v1_chat_proto))
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "chat.binpb")
+	return path, os.WriteFile(path, raw, 0o600)
+}
 
 func topicName(i int) string { return fmt.Sprintf("bench.t%05d", i) }
 

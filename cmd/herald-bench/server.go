@@ -165,6 +165,9 @@ func (b *bench) startHerald(scenario string, extra ...string) (*server, error) {
 	if b.cfg.profileDir != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0")
 	}
+	if b.schemas != "" {
+		args = append(args, "--descriptors", b.schemas)
+	}
 	args = append(args, extra...)
 	args = append(args, strings.Fields(b.cfg.serverArgs)...)
 	return startServer("herald", b.heraldBin, args, strings.Fields(b.cfg.serverEnv), "herald listening", filepath.Join(b.dir, scenario+"-herald.log"))

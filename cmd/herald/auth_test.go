@@ -19,7 +19,7 @@ import (
 )
 
 func TestSecureByDefault(t *testing.T) {
-	_, httpAddr, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret", writeSecret(t), "--public-topics", "monitoring.>")
+	_, httpAddr, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret-file", writeSecret(t), "--public-topics", "monitoring.>")
 	// No token: no publish, no private subscription; public topics open.
 	out, err := herald(t, context.Background(), "publish", "--server", grpcAddr, "--topic", "orders.eu", "--type", "google.protobuf.Empty").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Unauthenticated") {
@@ -39,7 +39,7 @@ func TestSecureByDefault(t *testing.T) {
 
 func TestMintedTokensWork(t *testing.T) {
 	secret := writeSecret(t)
-	_, httpAddr, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret", secret)
+	_, httpAddr, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret-file", secret)
 	mint := func(args ...string) string {
 		out, err := herald(t, context.Background(), append([]string{"token", "--key", secret}, args...)...).Output()
 		if err != nil {
@@ -68,6 +68,46 @@ func TestMintedTokensWork(t *testing.T) {
 	}
 	if err := herald(t, context.Background(), "token", "--key", secret, "--publish", "a..b").Run(); err == nil {
 		t.Error("herald token accepted a malformed pattern")
+	}
+}
+
+// TestOldSecretFlagName: --auth-hs256-secret, the name before
+// --auth-hs256-secret-file, still works as a flag, a variable and a YAML
+// key, with one warning at start.
+func TestOldSecretFlagName(t *testing.T) {
+	secret := writeSecret(t)
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("auth-hs256-secret: "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := herald(t, context.Background(), "token", "--key", secret, "--publish", ">").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ env, args []string }{
+		"flag":     {nil, []string{"--auth-hs256-secret", secret}},
+		"variable": {[]string{"HERALD_AUTH_HS256_SECRET=" + secret}, nil},
+		"YAML key": {nil, []string{"--config", file}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, tc.args...)
+			cmd := herald(t, context.Background(), args...)
+			cmd.Env = append(cmd.Env, tc.env...)
+			early, _, grpcAddr, _ := startLogged(t, cmd)
+			const warning = "--auth-hs256-secret is deprecated: use --auth-hs256-secret-file"
+			if n := strings.Count(early, warning); n != 1 {
+				t.Errorf("the deprecation warning was logged %d times before listening, want once:\n%s", n, early)
+			}
+			out, err := herald(t, context.Background(), "publish", "--server", grpcAddr, "--token", strings.TrimSpace(string(tok)), "--topic", "a", "--type", "google.protobuf.Empty").CombinedOutput()
+			if err != nil {
+				t.Fatalf("publish with a token signed by the secret: %v %s", err, out)
+			}
+		})
+	}
+	// The new name warns of nothing.
+	cmd := herald(t, context.Background(), "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json", "--auth-hs256-secret-file", secret)
+	if early, _, _, _ := startLogged(t, cmd); strings.Contains(early, "deprecated") {
+		t.Errorf("--auth-hs256-secret-file logged a deprecation:\n%s", early)
 	}
 }
 
@@ -111,7 +151,7 @@ func TestPublishOverTLS(t *testing.T) {
 	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 
 	secret := writeSecret(t)
-	_, _, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret", secret, "--grpc-tls-cert", certFile, "--grpc-tls-key", keyFile)
+	_, _, grpcAddr, _ := startServeLog(t, "--auth-hs256-secret-file", secret, "--grpc-tls-cert", certFile, "--grpc-tls-key", keyFile)
 	tok, err := herald(t, context.Background(), "token", "--key", secret, "--publish", ">").Output()
 	if err != nil {
 		t.Fatal(err)

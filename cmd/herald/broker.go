@@ -60,11 +60,22 @@ type backend interface {
 	broker.SchemaStore
 }
 
-// open returns the chosen broker with the given retention.
-func (f *brokerFlags) open(ctx context.Context, events int, age, idempotency time.Duration, log *slog.Logger) (backend, error) {
-	if f.timeout <= 0 {
-		return nil, fmt.Errorf("serve: --broker-timeout must be positive, got %v", f.timeout)
+// validate checks the broker flags without connecting.
+func (f *brokerFlags) validate() error {
+	switch f.kind {
+	case "memory", "nats", "redis":
+	default:
+		return fmt.Errorf("serve: --broker is %q; want memory, nats or redis", f.kind)
 	}
+	if f.timeout <= 0 {
+		return fmt.Errorf("serve: --broker-timeout must be positive, got %v", f.timeout)
+	}
+	return nil
+}
+
+// open returns the chosen broker with the given retention. The flags must
+// have passed validate.
+func (f *brokerFlags) open(ctx context.Context, events int, age, idempotency time.Duration, log *slog.Logger) (backend, error) {
 	switch f.kind {
 	case "memory":
 		return memory.New(memory.Options{MaxEvents: events, MaxAge: age, IdempotencyWindow: idempotency}), nil
@@ -93,5 +104,5 @@ func (f *brokerFlags) open(ctx context.Context, events int, age, idempotency tim
 		}
 		return b, nil
 	}
-	return nil, fmt.Errorf("serve: --broker is %q; want memory, nats or redis", f.kind)
+	return nil, f.validate()
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/heraldhq/herald/internal/config"
@@ -92,7 +93,11 @@ func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
 			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
 				fmt.Fprintf(out, "        default: %s\n", f.DefValue)
 			}
-			fmt.Fprintf(out, "        env: %s\n", config.EnvName(f.Name))
+			if config.IsList(f) {
+				fmt.Fprintf(out, "        env: %s (a comma-separated list)\n", config.EnvName(f.Name))
+			} else {
+				fmt.Fprintf(out, "        env: %s\n", config.EnvName(f.Name))
+			}
 		})
 	}
 	return fs
@@ -100,4 +105,19 @@ func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	return config.Parse(fs, args, os.Getenv)
+}
+
+// regroup undoes the environment's split of a repeatable flag whose items
+// are key=value with commas in the value (config.SplitList): an item without
+// "=" continues the one before it.
+func regroup(items []string) []string {
+	var out []string
+	for _, item := range items {
+		if n := len(out); n > 0 && !strings.Contains(item, "=") {
+			out[n-1] += "," + item
+			continue
+		}
+		out = append(out, item)
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/demo"
+	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/schema/schematest"
 )
 
 // The test binary doubles as the herald binary: with HERALD_TEST_MAIN set
@@ -44,11 +49,27 @@ func startServe(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAdd
 // its later log lines.
 func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
 	t.Helper()
+	return startServeEnv(t, nil, extra...)
+}
+
+// startServeEnv is startServeLog with HERALD_* variables set in env.
+func startServeEnv(t *testing.T, env []string, extra ...string) (cmd *exec.Cmd, httpAddr, grpcAddr string, logs <-chan string) {
+	t.Helper()
 	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
-	if !slices.Contains(extra, "--auth-hs256-secret") {
+	if !slices.Contains(extra, "--auth-hs256-secret-file") && !slices.Contains(extra, "--auth-hs256-secret") {
 		args = append(args, "--dev")
 	}
 	cmd = herald(t, context.Background(), args...)
+	cmd.Env = append(cmd.Env, env...)
+	_, httpAddr, grpcAddr, logs = startLogged(t, cmd)
+	return cmd, httpAddr, grpcAddr, logs
+}
+
+// startLogged starts cmd, a `herald serve --log-format json`, and waits
+// for its "herald listening" line. It returns the log lines before that
+// line, the addresses, and the later lines; the test's cleanup kills it.
+func startLogged(t *testing.T, cmd *exec.Cmd) (early, httpAddr, grpcAddr string, logs <-chan string) {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +79,7 @@ func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpc
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	lines := make(chan string, 100)
+	var before strings.Builder
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		var rec struct{ Msg, HTTP, GRPC string }
@@ -70,15 +92,23 @@ func startServeLog(t *testing.T, extra ...string) (cmd *exec.Cmd, httpAddr, grpc
 					}
 				}
 			}()
-			return cmd, rec.HTTP, rec.GRPC, lines
+			return before.String(), rec.HTTP, rec.GRPC, lines
 		}
+		before.WriteString(sc.Text() + "\n")
 	}
-	t.Fatal("herald serve exited before listening")
+	t.Fatalf("herald serve exited before listening:\n%s", before.String())
 	return
 }
 
+// writeExamples writes the example schemas (those herald serve --demo
+// knows) as a descriptor set file, for --descriptors.
+func writeExamples(t *testing.T) string {
+	t.Helper()
+	return schematest.WriteSet(t, t.TempDir(), "examples.binpb", schema.DescriptorSet(demo.Files()...))
+}
+
 func TestServePublishTail(t *testing.T) {
-	srv, httpAddr, grpcAddr := startServe(t)
+	srv, httpAddr, grpcAddr := startServe(t, "--descriptors", writeExamples(t))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -147,7 +177,7 @@ func TestServePublishTail(t *testing.T) {
 func TestPublishReportsServerErrors(t *testing.T) {
 	_, _, grpcAddr := startServe(t, "--max-event-bytes", "100")
 	pub := herald(t, context.Background(), "publish", "--server", grpcAddr, "--topic", "chat.rooms.a",
-		"--type", "chat.v1.ChatMessage", "--data", `{"text":"`+strings.Repeat("x", 200)+`"}`)
+		"--type", "google.protobuf.Struct", "--data", `{"text":"`+strings.Repeat("x", 200)+`"}`)
 	b, err := pub.CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "InvalidArgument") || !strings.Contains(string(b), "limit of 100 bytes") {
 		t.Fatalf("publish of an oversized event: %v, %s", err, b)
@@ -181,12 +211,42 @@ func TestConfigFileAndEnvironment(t *testing.T) {
 	t.Fatal("no start-up line: the environment did not override the file")
 }
 
+func TestRepeatableFlagFromTheEnvironment(t *testing.T) {
+	_, httpAddr, _, _ := startServeEnv(t, []string{"HERALD_CORS_ORIGINS=https://a.example, https://b.example"})
+	for origin, allowed := range map[string]bool{"https://a.example": true, "https://b.example": true, "https://a.example,https://b.example": false} {
+		req, _ := http.NewRequest(http.MethodOptions, "http://"+httpAddr+"/v1/events?topic=a", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "GET")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); (got == origin) != allowed {
+			t.Errorf("preflight from %s: Access-Control-Allow-Origin %q, want allowed %v", origin, got, allowed)
+		}
+	}
+}
+
+func TestRegroup(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{nil, nil},
+		{[]string{"billing=orders.>", "invoices.>", "shop=carts.*"}, []string{"billing=orders.>,invoices.>", "shop=carts.*"}},
+		{[]string{"k=a", "b", "c=d"}, []string{"k=a,b", "c=d"}},
+		{[]string{"stray", "k=v"}, []string{"stray", "k=v"}}, // refused by the flag's own check
+	} {
+		if got := regroup(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("regroup(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestHelpDocumentsEveryFlag(t *testing.T) {
 	for _, sub := range []string{"serve", "publish", "tail"} {
 		b, _ := herald(t, context.Background(), sub, "--help").CombinedOutput()
 		help := string(b)
 		for _, want := range map[string][]string{
-			"serve":   {"--http-addr", "HERALD_HTTP_ADDR", "--grpc-addr", "--retention-events", "--heartbeat", "--shutdown-timeout", "--demo", "--config"},
+			"serve":   {"--http-addr", "HERALD_HTTP_ADDR", "--grpc-addr", "--retention-events", "--heartbeat", "--shutdown-timeout", "--demo", "--config", "--auth-hs256-secret-file", "HERALD_AUTH_HS256_SECRET_FILE"},
 			"publish": {"--server", "--topic", "--type", "--data", "--idempotency-key", "HERALD_SERVER"},
 			"tail":    {"--url", "--topic", "--last-event-id"},
 		}[sub] {

@@ -28,8 +28,9 @@ JSON (--data) of the protobuf message named by --type, e.g.
     --data '{"orderId":"ord-1","customer":"Ada","totalCents":"4200","currency":"EUR"}'
 
 Known types: the protobuf well-known types (google.protobuf.Struct, ...) and
-the example schemas orders.v1.OrderPlaced, monitoring.v1.ServerStats and
-chat.v1.ChatMessage.`
+whatever the server knows besides: the example schemas (orders.v1.OrderPlaced,
+monitoring.v1.ServerStats, chat.v1.ChatMessage) on a server run with --demo,
+and the types of its --descriptors and of herald schemas push.`
 
 func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("publish", publishSynopsis, stderr)
@@ -82,7 +83,9 @@ func buildRequest(ctx context.Context, conn grpc.ClientConnInterface, topic, typ
 	}
 	mt, err := types.FindMessageByName(protoreflect.FullName(typ))
 	if err != nil {
-		// Not compiled in: the server may know it (pushed or from files).
+		// Not a well-known type: the server may know it (an example
+		// schema with --demo, from files, or pushed), and its version is
+		// the one it checks payloads against.
 		if mt, err = remoteType(ctx, conn, typ); err != nil {
 			return nil, fmt.Errorf("publish: --type %q is not a known message type: %v", typ, err)
 		}
@@ -96,7 +99,7 @@ func buildRequest(ctx context.Context, conn grpc.ClientConnInterface, topic, typ
 		return nil, err
 	}
 	req := &heraldv1.PublishRequest{Topic: topic, Payload: payload, Type: eventType, IdempotencyKey: key}
-	for _, a := range attrs {
+	for _, a := range regroup(attrs) {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
 			return nil, fmt.Errorf("publish: --attr %q: want key=value", a)

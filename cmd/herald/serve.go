@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,10 +25,14 @@ const serveSynopsis = `Runs a Herald node, on the embedded in-memory broker or (
 NATS JetStream or Redis Streams shared by every node of a cluster:
   HTTP  (--http-addr)  GET /v1/events?topic=...    Server-Sent Events (topics may repeat; * and > patterns)
                        POST /v1/topics/{topic}/events   publish over REST (JSON)
-                       GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics  GET / (live demo page)
-  gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream), gRPC health, server reflection
+                       GET /v1/schemas  GET /v1/schemas/{name}  POST /v1/schemas   list, describe, register payload types
+                       GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics
+                       GET /   the live demo page, with --demo only
+  gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream), herald.v1.SubscriberService,
+                       herald.v1.SchemaService, grpc.health.v1.Health, server reflection
 SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.`
 
+// serveConfig holds the settings of `herald serve`, one field per flag.
 type serveConfig struct {
 	configFile        string
 	httpAddr          string
@@ -55,12 +58,32 @@ type serveConfig struct {
 	broker            brokerFlags
 }
 
+// serve runs `herald serve` in four steps: flags, validation, wiring, run.
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	var c serveConfig
+	c, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	n, err := c.wire(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	return n.run(ctx)
+}
+
+// parseServeFlags defines serve's flags, fills a config from the command
+// line, the environment and the --config file, and applies what one flag
+// implies for another.
+func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
+	c := new(serveConfig)
 	fs := newFlagSet("serve", serveSynopsis, stderr)
 	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML file of settings: keys are these flag names, e.g. `http-addr: \":8080\"`")
-	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and the demo page")
-	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: PublisherService, health, reflection")
+	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and, with --demo, the demo page")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: herald.v1.PublisherService, herald.v1.SubscriberService, herald.v1.SchemaService, grpc.health.v1.Health and server reflection")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
 	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients (every --broker)")
 	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long events are kept for resuming clients (every --broker)")
@@ -74,59 +97,111 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS with HTTP/2 on --http-addr instead of plain HTTP and h2c; needs --tls-key")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.Var(&c.descriptors, "descriptors", "descriptor set file (buf build -o x.binpb, or protoc --include_imports --descriptor_set_out), or a directory of them, whose message types may be published; reloaded on SIGHUP and when the files change; may repeat")
-	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /")
+	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /, and know their schemas (orders.v1, monitoring.v1, chat.v1) as builtin types; implies --dev")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
 	c.security.register(fs)
 	c.broker.register(fs)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
 	c.security.dev = c.security.dev || c.demo
-	log, err := newLogger(stderr, c.logLevel, c.logFormat)
-	if err != nil {
+	return c, nil
+}
+
+// Validate checks the settings without touching files or the network. Its
+// messages name the flags.
+func (c *serveConfig) Validate() error {
+	if _, err := logLevel(c.logLevel); err != nil {
+		return err
+	}
+	if _, err := logHandler(c.logFormat); err != nil {
 		return err
 	}
 	if c.maxEventBytes <= 0 || c.retentionEvents <= 0 || c.queueSize <= 0 {
 		return fmt.Errorf("serve: --max-event-bytes, --retention-events and --queue-size must be positive")
 	}
-	for name, d := range map[string]time.Duration{"retention-age": c.retentionAge, "idempotency-window": c.idempotencyWindow, "heartbeat": c.heartbeat, "retry": c.retry, "write-timeout": c.writeTimeout, "shutdown-timeout": c.shutdownTimeout} {
-		if d <= 0 {
-			return fmt.Errorf("serve: --%s must be positive, got %v", name, d)
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"retention-age", c.retentionAge}, {"idempotency-window", c.idempotencyWindow}, {"heartbeat", c.heartbeat},
+		{"retry", c.retry}, {"write-timeout", c.writeTimeout}, {"shutdown-timeout", c.shutdownTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("serve: --%s must be positive, got %v", d.flag, d.v)
 		}
 	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return fmt.Errorf("serve: --tls-cert and --tls-key go together")
+	}
+	if err := c.broker.validate(); err != nil {
+		return err
+	}
+	if err := c.security.validate(c.httpAddr, c.grpcAddr); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
 
-	var tlsConfig *tls.Config
-	if c.tlsCert != "" || c.tlsKey != "" {
-		if c.tlsCert == "" || c.tlsKey == "" {
-			return fmt.Errorf("serve: --tls-cert and --tls-key go together")
+// node is a wired Herald node: its broker, registry and server, and the
+// listeners it will serve. close releases them; run serves until its
+// context ends.
+type node struct {
+	c         *serveConfig
+	log       *slog.Logger
+	broker    backend
+	types     *schema.Registry
+	srv       *bridge.Server
+	httpLn    net.Listener
+	grpcLn    net.Listener
+	tls       bool
+	stopDebug func()
+}
+
+// wire builds the node from validated settings: it reads the key and schema
+// files, connects to the broker and opens the listeners. ctx bounds the
+// broker, the schema watch and the JWKS refreshes, so it must live as long
+// as the node.
+func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err error) {
+	log, err := newLogger(stderr, c.logLevel, c.logFormat)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{c: c, log: log, stopDebug: func() {}}
+	defer func() {
+		if err != nil {
+			n.close()
 		}
+	}()
+	var tlsConfig *tls.Config
+	if c.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
 		if err != nil {
-			return fmt.Errorf("serve: --tls-cert/--tls-key: %w", err)
+			return nil, fmt.Errorf("serve: --tls-cert/--tls-key: %w", err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	n.tls = tlsConfig != nil
 
-	broker, err := c.broker.open(ctx, c.retentionEvents, c.retentionAge, c.idempotencyWindow, log)
-	if err != nil {
-		return err
+	if n.broker, err = c.broker.open(ctx, c.retentionEvents, c.retentionAge, c.idempotencyWindow, log); err != nil {
+		return nil, err
 	}
-	defer broker.Close()
-	types, err := schema.New(ctx, schema.Options{Store: broker, Descriptors: c.descriptors, Logger: log})
-	if err != nil {
-		return err
+	typeOpts := schema.Options{Store: n.broker, Descriptors: c.descriptors, Logger: log}
+	if c.demo {
+		typeOpts.Compiled = demo.Files()
 	}
-	go types.Watch(ctx, 2*time.Second)
-	go reloadOnHangup(ctx, types, log)
+	if n.types, err = schema.New(ctx, typeOpts); err != nil {
+		return nil, err
+	}
 	cfg := bridge.Config{
-		Broker:            broker,
-		Types:             types,
-		Schemas:           schema.NewService(types),
+		Broker:            n.broker,
+		Types:             n.types,
+		Schemas:           schema.NewService(n.types),
 		Logger:            log,
 		MaxEventBytes:     c.maxEventBytes,
 		HeartbeatInterval: c.heartbeat,
@@ -137,43 +212,62 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		TLS:               tlsConfig,
 	}
 	if c.demo {
-		cfg.Pages = map[string]http.Handler{"GET /{$}": web.Handler()}
+		cfg.Pages = web.Pages()
 	}
-	if err := c.security.apply(ctx, &cfg, []*string{&c.httpAddr, &c.grpcAddr}, log); err != nil {
-		return fmt.Errorf("serve: %w", err)
+	httpAddr, grpcAddr := c.httpAddr, c.grpcAddr
+	if err := c.security.apply(ctx, &cfg, []*string{&httpAddr, &grpcAddr}, log); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
 	}
-	srv, err := bridge.New(cfg)
-	if err != nil {
-		return err
+	if n.srv, err = bridge.New(cfg); err != nil {
+		return nil, err
 	}
-	httpLn, err := net.Listen("tcp", c.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listening for HTTP: %w", err)
+	if n.httpLn, err = net.Listen("tcp", httpAddr); err != nil {
+		return nil, fmt.Errorf("listening for HTTP: %w", err)
 	}
-	grpcLn, err := net.Listen("tcp", c.grpcAddr)
-	if err != nil {
-		httpLn.Close()
-		return fmt.Errorf("listening for gRPC: %w", err)
+	if n.grpcLn, err = net.Listen("tcp", grpcAddr); err != nil {
+		return nil, fmt.Errorf("listening for gRPC: %w", err)
 	}
 	if c.debugAddr != "" {
-		stopDebug, err := serveDebug(c.debugAddr, log)
-		if err != nil {
-			httpLn.Close()
-			grpcLn.Close()
-			return err
+		if n.stopDebug, err = serveDebug(c.debugAddr, log); err != nil {
+			return nil, err
 		}
-		defer stopDebug()
 	}
+	return n, nil
+}
+
+// close releases what wire acquired. Listeners that Serve took over are
+// already closed by then; closing them again is harmless.
+func (n *node) close() {
+	if n.httpLn != nil {
+		n.httpLn.Close()
+	}
+	if n.grpcLn != nil {
+		n.grpcLn.Close()
+	}
+	if n.stopDebug != nil {
+		n.stopDebug()
+	}
+	if n.broker != nil {
+		n.broker.Close()
+	}
+}
+
+// run serves until ctx ends or serving fails, then shuts down within
+// --shutdown-timeout.
+func (n *node) run(ctx context.Context) error {
+	c, log := n.c, n.log
+	go n.types.Watch(ctx, 2*time.Second)
+	reloadOnHangup(ctx, n.types, log)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(httpLn, grpcLn) }()
+	go func() { errc <- n.srv.Serve(n.httpLn, n.grpcLn) }()
 	scheme := "http"
-	if tlsConfig != nil {
+	if n.tls {
 		scheme = "https"
 	}
-	log.Info("herald listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "tls", tlsConfig != nil, "broker", c.broker.kind, "epoch", broker.Epoch(), "demo", c.demo)
+	log.Info("herald listening", "http", n.httpLn.Addr().String(), "grpc", n.grpcLn.Addr().String(), "tls", n.tls, "broker", c.broker.kind, "epoch", n.broker.Epoch(), "demo", c.demo)
 	if c.demo {
-		go demo.Run(ctx, srv.Publisher(), log)
-		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(httpLn.Addr())+"/")
+		go demo.Run(ctx, n.srv.Publisher(), log)
+		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(n.httpLn.Addr())+"/")
 	}
 
 	select {
@@ -184,7 +278,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(sctx)
+	err := n.srv.Shutdown(sctx)
 	if serveErr := <-errc; err == nil {
 		err = serveErr
 	}
@@ -207,35 +301,54 @@ func browsable(a net.Addr) string {
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	l, err := logLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	h, err := logHandler(format)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(h(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func logLevel(level string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return l, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	return l, nil
+}
+
+func logHandler(format string) (func(io.Writer, *slog.HandlerOptions) slog.Handler, error) {
 	switch strings.ToLower(format) {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }, nil
 	}
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
 }
 
-// reloadOnHangup reloads the descriptor files on SIGHUP.
+// reloadOnHangup reloads the descriptor files on SIGHUP until ctx ends. It
+// takes SIGHUP over before it returns, so that a SIGHUP sent once the node
+// logs that it listens reloads rather than kills it.
 func reloadOnHangup(ctx context.Context, types *schema.Registry, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := types.Reload(ctx); err != nil {
-				log.Error("SIGHUP: schemas not reloaded; the previous types stay in use", "err", err)
-				continue
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := types.Reload(ctx); err != nil {
+					log.Error("SIGHUP: schemas not reloaded; the previous types stay in use", "err", err)
+					continue
+				}
+				log.Info("SIGHUP: schemas reloaded", "types", len(types.Names()))
 			}
-			log.Info("SIGHUP: schemas reloaded", "types", len(types.Names()))
 		}
-	}
+	}()
 }

@@ -23,6 +23,7 @@ import (
 type securityFlags struct {
 	dev              bool
 	hmacSecrets      config.StringList
+	oldSecretName    bool // --auth-hs256-secret, the deprecated name of --auth-hs256-secret-file, was set
 	publicKeys       config.StringList
 	jwksFile         string
 	jwksURL          string
@@ -45,7 +46,8 @@ type securityFlags struct {
 
 func (s *securityFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&s.dev, "dev", false, "development mode: anyone may publish and subscribe to anything, and Herald listens on loopback only (refusing other addresses). Never in production. --demo implies it")
-	fs.Var(&s.hmacSecrets, "auth-hs256-secret", "file holding a shared secret (at least 32 bytes) that signs HS256 tokens; may repeat")
+	fs.Var(&s.hmacSecrets, "auth-hs256-secret-file", "file holding a shared secret (at least 32 bytes) that signs HS256 tokens; may repeat")
+	config.Alias(fs, "auth-hs256-secret", "auth-hs256-secret-file", &s.oldSecretName)
 	fs.Var(&s.publicKeys, "auth-public-key", "PEM public key file (RSA: RS256, ECDSA P-256: ES256, Ed25519: EdDSA) that verifies tokens; may repeat")
 	fs.StringVar(&s.jwksFile, "auth-jwks-file", "", "JSON Web Key Set file of keys that verify tokens")
 	fs.StringVar(&s.jwksURL, "auth-jwks-url", "", "URL of a JSON Web Key Set, fetched at start, cached and refreshed every 15 minutes")
@@ -66,22 +68,43 @@ func (s *securityFlags) register(fs *flag.FlagSet) {
 	fs.Var(&s.clientCertTopics, "grpc-client-cert-topics", "`common-name=pattern,pattern`: topics a client certificate with this subject common name may publish to, e.g. billing=orders.>; may repeat")
 }
 
+// validate checks the security flags without reading files; in
+// development mode, that addrs are loopback addresses.
+func (s *securityFlags) validate(addrs ...string) error {
+	if _, err := trustedProxies(s.trustedProxies); err != nil {
+		return err
+	}
+	if s.grpcTLSCert == "" && s.grpcTLSKey == "" && s.grpcClientCA != "" {
+		return errors.New("--grpc-client-ca needs --grpc-tls-cert and --grpc-tls-key")
+	}
+	if (s.grpcTLSCert == "") != (s.grpcTLSKey == "") {
+		return errors.New("--grpc-tls-cert and --grpc-tls-key go together")
+	}
+	if s.dev {
+		for _, a := range addrs {
+			if _, err := devAddr(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	_, err := certTopics(s.clientCertTopics)
+	return err
+}
+
 // apply builds the authenticator and fills cfg's security settings. In
-// development mode it also moves listen addresses to loopback.
+// development mode it also moves listen addresses to loopback. The flags
+// must have passed validate.
 func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*string, log *slog.Logger) error {
+	if s.oldSecretName {
+		log.Warn("--auth-hs256-secret is deprecated: use --auth-hs256-secret-file")
+	}
 	cfg.AuthCookie, cfg.AllowQueryToken = s.cookie, s.queryToken
 	cfg.PublishRate, cfg.PublishBurst = s.publishRate, s.publishBurst
 	cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxTopicsPerSubscription = s.maxConns, s.maxConnsPerIP, s.maxTopics
-	for _, p := range s.trustedProxies {
-		prefix, err := netip.ParsePrefix(p)
-		if err != nil {
-			addr, aerr := netip.ParseAddr(p)
-			if aerr != nil {
-				return fmt.Errorf("--trusted-proxies %q: want an address or a CIDR", p)
-			}
-			prefix = netip.PrefixFrom(addr, addr.BitLen())
-		}
-		cfg.TrustedProxies = append(cfg.TrustedProxies, prefix)
+	var err error
+	if cfg.TrustedProxies, err = trustedProxies(s.trustedProxies); err != nil {
+		return err
 	}
 	if err := s.grpcTLS(cfg); err != nil {
 		return err
@@ -98,13 +121,9 @@ func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*
 		log.Warn("DEVELOPMENT MODE: anyone on this machine may publish and subscribe to every topic, without a token. Listening on loopback only. Do not use --dev in production.")
 		return nil
 	}
-	certTopics := map[string][]string{}
-	for _, m := range s.clientCertTopics {
-		cn, topics, ok := strings.Cut(m, "=")
-		if !ok || cn == "" || topics == "" {
-			return fmt.Errorf("--grpc-client-cert-topics %q: want COMMON-NAME=pattern,pattern", m)
-		}
-		certTopics[cn] = append(certTopics[cn], strings.Split(topics, ",")...)
+	certs, err := certTopics(s.clientCertTopics)
+	if err != nil {
+		return err
 	}
 	a, err := jwtauth.New(ctx, jwtauth.Config{
 		HMACSecretFiles:  s.hmacSecrets,
@@ -114,27 +133,52 @@ func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*
 		Issuer:           s.issuer,
 		Audience:         s.audience,
 		PublicTopics:     s.publicTopics,
-		ClientCertTopics: certTopics,
+		ClientCertTopics: certs,
 	})
 	if err != nil {
 		return err
 	}
 	cfg.Auth = a
-	if !a.HasKeys() && len(certTopics) == 0 {
-		log.Warn("no token keys configured (--auth-hs256-secret, --auth-public-key, --auth-jwks-*): every publish is refused, and only --public-topics may be subscribed to. Use --dev on a development machine.", "public_topics", len(s.publicTopics))
+	if !a.HasKeys() && len(certs) == 0 {
+		log.Warn("no token keys configured (--auth-hs256-secret-file, --auth-public-key, --auth-jwks-*): every publish is refused, and only --public-topics may be subscribed to. Use --dev on a development machine.", "public_topics", len(s.publicTopics))
 	}
 	return nil
 }
 
-func (s *securityFlags) grpcTLS(cfg *bridge.Config) error {
-	if s.grpcTLSCert == "" && s.grpcTLSKey == "" {
-		if s.grpcClientCA != "" {
-			return errors.New("--grpc-client-ca needs --grpc-tls-cert and --grpc-tls-key")
+// trustedProxies parses --trusted-proxies.
+func trustedProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range list {
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return nil, fmt.Errorf("--trusted-proxies %q: want an address or a CIDR", p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
 		}
-		return nil
+		out = append(out, prefix)
 	}
-	if s.grpcTLSCert == "" || s.grpcTLSKey == "" {
-		return errors.New("--grpc-tls-cert and --grpc-tls-key go together")
+	return out, nil
+}
+
+// certTopics parses --grpc-client-cert-topics.
+func certTopics(list []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, m := range regroup(list) {
+		cn, topics, ok := strings.Cut(m, "=")
+		if !ok || cn == "" || topics == "" {
+			return nil, fmt.Errorf("--grpc-client-cert-topics %q: want COMMON-NAME=pattern,pattern", m)
+		}
+		out[cn] = append(out[cn], strings.Split(topics, ",")...)
+	}
+	return out, nil
+}
+
+// grpcTLS loads the gRPC listener's certificate and client CA, if any.
+func (s *securityFlags) grpcTLS(cfg *bridge.Config) error {
+	if s.grpcTLSCert == "" {
+		return nil
 	}
 	cert, err := tls.LoadX509KeyPair(s.grpcTLSCert, s.grpcTLSKey)
 	if err != nil {

@@ -51,7 +51,7 @@ func TestServeTLS(t *testing.T) {
 		close(lines)
 	}()
 	out, err := herald(t, ctx, "publish", "--server", grpcAddr, "--topic", "tls.flags",
-		"--type", "orders.v1.OrderPlaced", "--data", `{"orderId":"o-tls"}`).Output()
+		"--type", "google.protobuf.Struct", "--data", `{"orderId":"o-tls"}`).Output()
 	if err != nil {
 		t.Fatalf("herald publish: %v", err)
 	}

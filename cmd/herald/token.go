@@ -22,7 +22,7 @@ secret file, or a PEM private key: RSA, ECDSA P-256 or Ed25519), whose
 "herald" claim grants the given topics.
 
   head -c 32 /dev/urandom | base64 > secret     # once
-  herald serve --auth-hs256-secret secret
+  herald serve --auth-hs256-secret-file secret
   herald token --key secret --publish 'orders.>' --subscribe 'orders.*' --ttl 1h
 
 Production tokens come from your identity provider with the same claim:

@@ -30,6 +30,8 @@ import (
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
 	"github.com/heraldhq/herald/internal/broker/redis/redistest"
+	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/schema/schematest"
 )
 
 // The herald binary, built once for the whole test process.
@@ -131,8 +133,12 @@ type node struct {
 
 func startNode(t *testing.T, name string, args ...string) *node {
 	t.Helper()
+	// The nodes publish chat.v1.ChatMessage, an example schema that only
+	// --demo compiles in.
+	chat := schematest.WriteSet(t, t.TempDir(), "chat.binpb", schema.DescriptorSet(chatv1.File_chat_v1_chat_proto))
 	args = append([]string{"serve", "--dev", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-		"--log-format", "json", "--heartbeat", "500ms", "--broker-timeout", "1s", "--broker-prefix", "cluster"}, args...)
+		"--log-format", "json", "--heartbeat", "500ms", "--broker-timeout", "1s", "--broker-prefix", "cluster",
+		"--descriptors", chat}, args...)
 	cmd := exec.Command(buildHerald(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

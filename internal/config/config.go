@@ -31,7 +31,9 @@ func EnvName(flagName string) string {
 // line from the environment, or else from the YAML file named by the
 // "config" flag (when fs has one and it is set). A YAML key is a flag name;
 // a value is written as on the command line (durations like "15s"; a list
-// as a YAML sequence for a repeatable flag).
+// as a YAML sequence for a repeatable flag). A repeatable flag (StringList)
+// takes a comma-separated list from one environment variable, since a
+// variable cannot repeat.
 func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,8 +52,14 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 			return
 		}
 		fromEnv[f.Name] = true
-		if err := fs.Set(f.Name, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, err))
+		items := []string{v}
+		if IsList(f) {
+			items = SplitList(v)
+		}
+		for _, item := range items {
+			if err := fs.Set(f.Name, item); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, err))
+			}
 		}
 	})
 	if len(errs) > 0 {
@@ -100,8 +108,51 @@ func applyFile(fs *flag.FlagSet, path string, skip func(string) bool) error {
 	return errors.Join(errs...)
 }
 
-// StringList is a repeatable string flag.
+// StringList is a repeatable string flag. From the environment it takes a
+// comma-separated list (SplitList); from the YAML file, a sequence.
 type StringList []string
+
+// IsList reports whether f is a repeatable flag.
+func IsList(f *flag.Flag) bool {
+	v := f.Value
+	if a, ok := v.(*alias); ok {
+		v = a.Value
+	}
+	_, ok := v.(*StringList)
+	return ok
+}
+
+// Alias defines old as another name of the flag current (which must be
+// defined), on the command line, as an environment variable and as a YAML
+// key, so that a renamed setting keeps working. Setting old sets *used,
+// for the caller to warn.
+func Alias(fs *flag.FlagSet, old, current string, used *bool) {
+	fs.Var(&alias{Value: fs.Lookup(current).Value, used: used}, old, "deprecated name of --"+current)
+}
+
+type alias struct {
+	flag.Value
+	used *bool
+}
+
+func (a *alias) Set(v string) error {
+	*a.used = true
+	return a.Value.Set(v)
+}
+
+// SplitList splits an environment variable's value for a repeatable flag
+// into its items: at commas, without the spaces around each item, skipping
+// empty ones. An item cannot hold a comma; a flag whose items may (key=value
+// pairs) must accept them split.
+func SplitList(v string) []string {
+	var items []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}
 
 func (l *StringList) String() string { return strings.Join(*l, ",") }
 

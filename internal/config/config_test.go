@@ -74,3 +74,89 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		t.Errorf("bad env value: err = %v, want the variable named", err)
 	}
 }
+
+func TestListsFromEnvironmentAndFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	yaml := "origins:\n  - https://a.example\n  - https://b.example\ntopics: [a, b]\npair: x=1,2\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want map[string]string // flag → its items joined by |
+	}{
+		{"file", nil, nil, map[string]string{
+			"origins": "https://a.example|https://b.example", "topics": "a|b", "pair": "x=1,2", "addr": ":1"}},
+		{"environment splits lists at commas", map[string]string{
+			"HERALD_ORIGINS": "https://a.example,https://b.example",
+			"HERALD_TOPICS":  " c , d,,",
+			"HERALD_ADDR":    "host:1,host:2", // not a list: kept whole
+		}, nil, map[string]string{
+			"origins": "https://a.example|https://b.example", "topics": "c|d", "pair": "x=1,2", "addr": "host:1,host:2"}},
+		{"the command line is never split", map[string]string{"HERALD_TOPICS": "c,d"}, []string{"--topics", "e,f", "--topics", "g"},
+			map[string]string{"origins": "https://a.example|https://b.example", "topics": "e,f|g", "pair": "x=1,2", "addr": ":1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.String("config", "", "")
+			fs.String("addr", ":1", "")
+			lists := map[string]*StringList{"origins": {}, "topics": {}, "pair": {}}
+			for name, l := range lists {
+				fs.Var(l, name, "")
+			}
+			if err := Parse(fs, append([]string{"--config", file}, tc.args...), func(k string) string { return tc.env[k] }); err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range tc.want {
+				got := fs.Lookup(name).Value.String()
+				if l, ok := lists[name]; ok {
+					got = strings.Join(*l, "|")
+				}
+				if got != want {
+					t.Errorf("%s = %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestAlias(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(file, []byte("old-key: [f1, f2]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+		used bool
+	}{
+		{"new name", []string{"--key", "a"}, nil, "a", false},
+		{"old name", []string{"--old-key", "a", "--old-key", "b"}, nil, "a,b", true},
+		{"both names", []string{"--key", "a", "--old-key", "b"}, nil, "a,b", true},
+		{"old variable", nil, map[string]string{"HERALD_OLD_KEY": "e1,e2"}, "e1,e2", true},
+		{"old YAML key", []string{"--config", file}, nil, "f1,f2", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.String("config", "", "")
+			var keys StringList
+			var used bool
+			fs.Var(&keys, "key", "")
+			Alias(fs, "old-key", "key", &used)
+			if err := Parse(fs, tc.args, func(k string) string { return tc.env[k] }); err != nil {
+				t.Fatal(err)
+			}
+			if keys.String() != tc.want || used != tc.used {
+				t.Errorf("key = %q, used %v; want %q, %v", keys.String(), used, tc.want, tc.used)
+			}
+			if !IsList(fs.Lookup("old-key")) {
+				t.Error("the alias of a list is not a list")
+			}
+		})
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,6 +25,16 @@ import (
 	monitoringv1 "github.com/heraldhq/herald/gen/monitoring/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 )
+
+// Files are the example schemas of the events: a registry must know them
+// (schema.Options.Compiled) for the demo's publishes to be accepted.
+func Files() []protoreflect.FileDescriptor {
+	return []protoreflect.FileDescriptor{
+		ordersv1.File_orders_v1_orders_proto,
+		monitoringv1.File_monitoring_v1_monitoring_proto,
+		chatv1.File_chat_v1_chat_proto,
+	}
+}
 
 // Publisher is the part of herald.v1.PublisherService the demo calls.
 type Publisher interface {

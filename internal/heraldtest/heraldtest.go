@@ -1,7 +1,9 @@
-// Package heraldtest starts real, in-process Herald servers for tests: the
-// memory broker, the compiled-in schema registry (with the broker as its
-// store), HTTP and gRPC on 127.0.0.1:0, and a gRPC client connection.
-// Everything is shut down by the test's cleanup.
+// Package heraldtest starts real, in-process Herald servers for tests, set
+// up as herald serve --demo sets up its server (without the demo's event
+// stream): the memory broker, a schema registry of the well-known types
+// and the example schemas (the broker as its store), the demo page at /,
+// HTTP and gRPC on 127.0.0.1:0, and a gRPC client connection. Everything
+// is shut down by the test's cleanup.
 package heraldtest
 
 import (
@@ -15,11 +17,13 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/web"
 )
 
-// Options configure a test server. Config's Broker, Types and Schemas are
-// filled in unless set.
+// Options configure a test server. Config's Broker, Types, Schemas and
+// Pages are filled in unless set.
 type Options struct {
 	Config bridge.Config
 	Memory memory.Options
@@ -43,7 +47,7 @@ func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	b := memory.New(opts.Memory)
 	tb.Cleanup(func() { b.Close() })
-	types, err := schema.New(context.Background(), schema.Options{Store: b})
+	types, err := schema.New(context.Background(), schema.Options{Store: b, Compiled: demo.Files()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -56,6 +60,9 @@ func Start(tb testing.TB, opts Options) *Server {
 	}
 	if cfg.Schemas == nil {
 		cfg.Schemas = schema.NewService(types)
+	}
+	if cfg.Pages == nil {
+		cfg.Pages = web.Pages()
 	}
 	srv, err := bridge.New(cfg)
 	if err != nil {

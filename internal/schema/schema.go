@@ -4,8 +4,8 @@
 //
 // Types come from three sources, later ones evolving earlier ones:
 //
-//   - compiled in: the protobuf well-known types and the example schemas
-//     (orders, monitoring, chat);
+//   - compiled in: the protobuf well-known types, plus the files the binary
+//     gives as Options.Compiled (herald serve --demo: the example schemas);
 //   - descriptor set files given at start-up (--descriptors), reloaded on
 //     Reload (SIGHUP) and when the files change;
 //   - descriptor sets pushed at run time (SchemaService.RegisterSchemas),
@@ -52,9 +52,6 @@ import (
 
 	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 
-	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
-	monitoringv1 "github.com/heraldhq/herald/gen/monitoring/v1"
-	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 	"github.com/heraldhq/herald/internal/broker"
 )
 
@@ -80,7 +77,7 @@ func (s Source) String() string {
 	return "unknown"
 }
 
-// builtinFiles are the files whose messages every Herald knows.
+// builtinFiles are the files whose messages every registry knows.
 var builtinFiles = []protoreflect.FileDescriptor{
 	anypb.File_google_protobuf_any_proto,
 	apipb.File_google_protobuf_api_proto,
@@ -92,9 +89,6 @@ var builtinFiles = []protoreflect.FileDescriptor{
 	timestamppb.File_google_protobuf_timestamp_proto,
 	typepb.File_google_protobuf_type_proto,
 	wrapperspb.File_google_protobuf_wrappers_proto,
-	ordersv1.File_orders_v1_orders_proto,
-	monitoringv1.File_monitoring_v1_monitoring_proto,
-	chatv1.File_chat_v1_chat_proto,
 }
 
 // supportFiles may be imported by schemas but hold no payload types:
@@ -121,6 +115,11 @@ type Info struct {
 type Options struct {
 	// Store keeps pushed schemas; nil keeps them in this process only.
 	Store broker.SchemaStore
+	// Compiled are files compiled into the binary that the registry knows
+	// as builtin, besides the well-known types: their messages use the
+	// generated Go types while unchanged. Descriptor files and pushes may
+	// evolve them like any other file.
+	Compiled []protoreflect.FileDescriptor
 	// Descriptors are descriptor set files, or directories of them.
 	Descriptors []string
 	// Logger receives reload results (default slog.Default()).
@@ -152,9 +151,9 @@ type snapshot struct {
 	sources map[string]Source // by file path
 }
 
-// New returns a registry of the compiled-in types plus those in the
-// descriptor files and the store. It fails if they cannot be loaded or
-// conflict.
+// New returns a registry of the well-known types and opts.Compiled, plus
+// those in the descriptor files and the store. It fails if they cannot be
+// loaded or conflict.
 func New(ctx context.Context, opts Options) (*Registry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -180,9 +179,14 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 	return r, nil
 }
 
-// NewBuiltin returns a registry of the compiled-in types only.
-func NewBuiltin() (*Registry, error) {
-	return New(context.Background(), Options{})
+// NewBuiltin returns a registry of the well-known types and compiled only.
+func NewBuiltin(compiled ...protoreflect.FileDescriptor) (*Registry, error) {
+	return New(context.Background(), Options{Compiled: compiled})
+}
+
+// builtin returns the files the registry knows as builtin.
+func (r *Registry) builtin() []protoreflect.FileDescriptor {
+	return slices.Concat(builtinFiles, r.opts.Compiled)
 }
 
 // layers returns the file and pushed layers in application order.
@@ -213,10 +217,11 @@ func (r *Registry) build(extra []*descriptorpb.FileDescriptorProto) (*snapshot, 
 		byPath[path] = fd
 		sources[path] = src
 	}
-	for _, fd := range slices.Concat(supportFiles, builtinFiles) {
+	builtin := r.builtin()
+	for _, fd := range slices.Concat(supportFiles, builtin) {
 		add(protodesc.ToFileDescriptorProto(fd), Builtin)
 	}
-	for _, fd := range builtinDeps() {
+	for _, fd := range builtinDeps(builtin) {
 		add(protodesc.ToFileDescriptorProto(fd), Builtin)
 	}
 	var conflicts []string
@@ -262,7 +267,7 @@ func (r *Registry) build(extra []*descriptorpb.FileDescriptorProto) (*snapshot, 
 		if isSupport {
 			return true
 		}
-		regErr = registerFile(snap, fd, src, proto.Equal(byPath[fd.Path()], builtinProto(fd.Path())))
+		regErr = registerFile(snap, fd, src, proto.Equal(byPath[fd.Path()], builtinProto(builtin, fd.Path())))
 		return regErr == nil
 	})
 	if regErr != nil {
@@ -284,11 +289,11 @@ var errInvalidSet = errors.New("invalid descriptor set")
 // store: a type pushed through another node is known here within it.
 const missRefreshEvery = 50 * time.Millisecond
 
-// builtinDeps are the files the built-in files import that are not
-// themselves built in.
-func builtinDeps() []protoreflect.FileDescriptor {
+// builtinDeps are the files that builtin files import that are not
+// themselves builtin.
+func builtinDeps(builtin []protoreflect.FileDescriptor) []protoreflect.FileDescriptor {
 	seen := map[string]bool{}
-	for _, fd := range slices.Concat(supportFiles, builtinFiles) {
+	for _, fd := range slices.Concat(supportFiles, builtin) {
 		seen[fd.Path()] = true
 	}
 	var deps []protoreflect.FileDescriptor
@@ -304,19 +309,44 @@ func builtinDeps() []protoreflect.FileDescriptor {
 			}
 		}
 	}
-	for _, fd := range slices.Concat(supportFiles, builtinFiles) {
+	for _, fd := range slices.Concat(supportFiles, builtin) {
 		walk(fd)
 	}
 	return deps
 }
 
-func builtinProto(path string) *descriptorpb.FileDescriptorProto {
-	for _, fd := range builtinFiles {
+func builtinProto(builtin []protoreflect.FileDescriptor, path string) *descriptorpb.FileDescriptorProto {
+	for _, fd := range builtin {
 		if fd.Path() == path {
 			return protodesc.ToFileDescriptorProto(fd)
 		}
 	}
 	return nil
+}
+
+// DescriptorSet returns a descriptor set of files with everything they
+// import, each file after its imports, as `buf build` and `protoc
+// --include_imports` write: for instance, to give files compiled into a
+// binary to a Herald that was not (--descriptors).
+func DescriptorSet(files ...protoreflect.FileDescriptor) *descriptorpb.FileDescriptorSet {
+	set := &descriptorpb.FileDescriptorSet{}
+	seen := map[string]bool{}
+	var add func(fd protoreflect.FileDescriptor)
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		imports := fd.Imports()
+		for i := range imports.Len() {
+			add(imports.Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	}
+	for _, fd := range files {
+		add(fd)
+	}
+	return set
 }
 
 // registerFile adds fd's messages and extensions to snap. Unchanged

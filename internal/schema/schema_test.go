@@ -3,12 +3,15 @@ package schema_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
+	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/schema"
@@ -130,8 +133,40 @@ func TestCompatibility(t *testing.T) {
 	}
 }
 
+func TestCompiledFilesOnlyWhenGiven(t *testing.T) {
+	plain, err := schema.NewBuiltin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := plain.Lookup("google.protobuf.Struct"); !ok {
+		t.Error("a registry without compiled files does not know the well-known types")
+	}
+	if _, err := plain.FindMessageByName("orders.v1.OrderPlaced"); !errors.Is(err, protoregistry.NotFound) {
+		t.Errorf("a registry without compiled files resolves orders.v1.OrderPlaced: %v", err)
+	}
+	if slices.Contains(plain.Names(), "orders.v1.OrderPlaced") {
+		t.Error("a registry without compiled files lists orders.v1.OrderPlaced")
+	}
+
+	r, err := schema.NewBuiltin(ordersv1.File_orders_v1_orders_proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _, ok := r.Lookup("orders.v1.OrderPlaced")
+	if !ok || info.Source != schema.Builtin || info.File != "orders/v1/orders.proto" {
+		t.Fatalf("orders.v1.OrderPlaced compiled in: %+v, %v", info, ok)
+	}
+	mt, err := r.FindMessageByName("orders.v1.OrderPlaced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mt.New().Interface().(*ordersv1.OrderPlaced); !ok {
+		t.Errorf("a compiled file resolves to %T, want its generated Go type", mt.New().Interface())
+	}
+}
+
 func TestJSONSchemaOfAnExample(t *testing.T) {
-	r, err := schema.NewBuiltin()
+	r, err := schema.NewBuiltin(ordersv1.File_orders_v1_orders_proto)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,3 +18,9 @@ func Handler() http.Handler {
 		_, _ = w.Write(page)
 	})
 }
+
+// Pages returns the page as routes for bridge.Config.Pages: at / itself,
+// not at every path under it, so that unknown paths stay 404.
+func Pages() map[string]http.Handler {
+	return map[string]http.Handler{"GET /{$}": Handler()}
+}

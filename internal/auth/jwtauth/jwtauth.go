@@ -48,6 +48,27 @@ type Grants struct {
 	Subscribe []string `json:"subscribe,omitempty"`
 }
 
+// grantsClaim is the "herald" claim as parsed (jwt.WithTypedClaim): the
+// grants, or the mark that the claim does not decode into them.
+type grantsClaim struct {
+	Grants
+	malformed bool
+}
+
+// grantsDecoder decodes the "herald" claim while jwx parses a token, which it
+// does only after the signature verified. It never fails: jwx would turn a
+// failed typed claim into a parse error that reads like a broken token, while
+// a well-signed token with a malformed claim is refused for its claim.
+type grantsDecoder struct{}
+
+func (grantsDecoder) Decode(raw []byte) (any, error) {
+	var g grantsClaim
+	if err := json.Unmarshal(raw, &g.Grants); err != nil {
+		return grantsClaim{malformed: true}, nil
+	}
+	return g, nil
+}
+
 // Config configures an Authenticator.
 type Config struct {
 	// HMACSecretFiles hold shared secrets for HS256 (the file's bytes,
@@ -167,7 +188,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 			return nil, fmt.Errorf("auth: JWKS: %w", err)
 		}
 	}
-	a.parseOpt = []jwt.ParseOption{jwt.WithValidate(true), jwt.WithAcceptableSkew(cfg.Leeway)}
+	a.parseOpt = []jwt.ParseOption{jwt.WithValidate(true), jwt.WithAcceptableSkew(cfg.Leeway), jwt.WithTypedClaim(ClaimName, grantsDecoder{})}
 	if cfg.Issuer != "" {
 		a.parseOpt = append(a.parseOpt, jwt.WithIssuer(cfg.Issuer))
 	}
@@ -228,15 +249,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	if err != nil {
 		return auth.Permissions{}, err
 	}
-	var g Grants
-	var raw any
-	if tok.Has(ClaimName) && tok.Get(ClaimName, &raw) == nil && raw != nil {
-		// Private claims come back as generic JSON values.
-		b, err := json.Marshal(raw)
-		if err == nil {
-			err = json.Unmarshal(b, &g)
-		}
-		if err != nil {
+	var g grantsClaim
+	if tok.Has(ClaimName) {
+		if err := tok.Get(ClaimName, &g); err != nil || g.malformed {
 			return auth.Permissions{}, fmt.Errorf("%w: the token's %q claim is not an object of publish and subscribe lists", auth.ErrUnauthenticated, ClaimName)
 		}
 	}

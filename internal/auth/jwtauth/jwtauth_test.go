@@ -2,6 +2,7 @@ package jwtauth_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -55,7 +56,10 @@ func TestClaims(t *testing.T) {
 		{"grants", sign(t, jwtauth.Grants{Publish: []string{"a.*"}, Subscribe: []string{"b.>"}}, time.Hour), ""},
 		{"no claim", sign(t, nil, time.Hour), ""},
 		{"bad pattern", sign(t, jwtauth.Grants{Publish: []string{"a.>.b"}}, time.Hour), "publish claim"},
+		{"null claim", sign(t, json.RawMessage("null"), time.Hour), ""},
 		{"claim not an object", sign(t, "everything", time.Hour), "not an object"},
+		{"claim a list", sign(t, []string{"orders.>"}, time.Hour), "not an object"},
+		{"publish not a list", sign(t, map[string]any{"publish": "orders.>"}, time.Hour), "not an object"},
 		{"expired", sign(t, jwtauth.Grants{}, -time.Second), "expired"},
 		{"garbage", "a.b.c", "not a well-formed"},
 	}
@@ -68,6 +72,9 @@ func TestClaims(t *testing.T) {
 				}
 				if !perms.Expires.After(time.Now()) || perms.RateKey != "sub:s" {
 					t.Fatalf("perms %+v", perms)
+				}
+				if tc.name == "grants" && (len(perms.Publish) != 1 || perms.Publish[0].String() != "a.*" || len(perms.Subscribe) != 1) {
+					t.Fatalf("grants not read from the claim: %+v", perms)
 				}
 				return
 			}

@@ -11,13 +11,14 @@ import (
 
 	"github.com/bufbuild/protocompile"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	// buf/validate/validate.proto, importable by test schemas.
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+
+	"github.com/heraldhq/herald/internal/schema"
 )
 
 // Compile compiles sources (path → .proto text) and returns a descriptor
@@ -47,24 +48,11 @@ func Compile(tb testing.TB, sources map[string]string) *descriptorpb.FileDescrip
 	if err != nil {
 		tb.Fatalf("compiling test protos: %v", err)
 	}
-	set := &descriptorpb.FileDescriptorSet{}
-	seen := map[string]bool{}
-	var add func(fd protoreflect.FileDescriptor)
-	add = func(fd protoreflect.FileDescriptor) {
-		if seen[fd.Path()] {
-			return
-		}
-		seen[fd.Path()] = true
-		imports := fd.Imports()
-		for i := range imports.Len() {
-			add(imports.Get(i).FileDescriptor)
-		}
-		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	fds := make([]protoreflect.FileDescriptor, len(files))
+	for i, f := range files {
+		fds[i] = f
 	}
-	for _, fd := range files {
-		add(fd)
-	}
-	return set
+	return schema.DescriptorSet(fds...)
 }
 
 // WriteSet writes set to dir/name, as `buf build -o` would.
