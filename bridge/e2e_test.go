@@ -626,7 +626,7 @@ func TestHealthAndMetrics(t *testing.T) {
 
 // Without pages, nothing is served at /: the demo page is cmd/herald's.
 func TestNoPageWithoutPages(t *testing.T) {
-	s := startServer(t, serverOpts{})
+	s := startServer(t, serverOpts{cfg: bridge.Config{Pages: map[string]http.Handler{}}})
 	resp, err := http.Get(s.url + "/")
 	if err != nil {
 		t.Fatal(err)
