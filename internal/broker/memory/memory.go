@@ -7,7 +7,6 @@ package memory
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"slices"
 	"sync"
@@ -100,7 +99,7 @@ func New(opts Options) *Broker {
 	}
 	b := &Broker{
 		opts:    opts,
-		epoch:   newEpoch(),
+		epoch:   broker.NewEpoch(),
 		topics:  make(map[string]*topicLog),
 		dedup:   make(map[dedupKey]dedupEntry),
 		dropped: make(map[string]uint64),
@@ -109,17 +108,6 @@ func New(opts Options) *Broker {
 	}
 	go b.sweep()
 	return b
-}
-
-// newEpoch returns 8 random characters of [a-z0-9].
-func newEpoch() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	var raw [8]byte
-	_, _ = rand.Read(raw[:])
-	for i, c := range raw {
-		raw[i] = alphabet[int(c)%len(alphabet)]
-	}
-	return string(raw[:])
 }
 
 // Epoch implements broker.Broker.

@@ -90,7 +90,6 @@ package redis
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -227,7 +226,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	b.outage.Logger, b.outage.Broker = b.log, "redis"
 	ctx, cancel := context.WithTimeout(ctx, 2*opts.Timeout)
 	defer cancel()
-	epoch, err := b.rdb.SetArgs(ctx, b.keys.epoch, newEpoch(), goredis.SetArgs{Mode: "NX", Get: true}).Result()
+	epoch, err := b.rdb.SetArgs(ctx, b.keys.epoch, broker.NewEpoch(), goredis.SetArgs{Mode: "NX", Get: true}).Result()
 	if errors.Is(err, goredis.Nil) {
 		epoch, err = b.rdb.Get(ctx, b.keys.epoch).Result()
 	}
@@ -344,17 +343,6 @@ func applyTLS(cfg *tls.Config, caFile, certFile, keyFile string, insecure bool) 
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return nil
-}
-
-// newEpoch returns 10 random characters of [a-z0-9].
-func newEpoch() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	var raw [10]byte
-	_, _ = rand.Read(raw[:])
-	for i, c := range raw {
-		raw[i] = alphabet[int(c)%len(alphabet)]
-	}
-	return string(raw[:])
 }
 
 func validEpoch(e string) bool {
