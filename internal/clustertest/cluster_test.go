@@ -30,6 +30,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
 	"github.com/heraldhq/herald/internal/broker/redis/redistest"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // The herald binary, built once for the whole test process.
@@ -318,22 +319,6 @@ func (p *publisher) run(ctx context.Context, c *cluster, stop <-chan struct{}, f
 	}
 }
 
-// waitFor polls cond until it holds, failing t after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("after %v, still waiting for %s", timeout, what)
-		}
-	}
-}
-
 func runCluster(t *testing.T, be backend) {
 	began := time.Now()
 	c := &cluster{}
@@ -393,7 +378,7 @@ func runCluster(t *testing.T, be backend) {
 	}
 
 	// Phase 1: all nodes up.
-	waitFor(t, 20*time.Second, "every subscriber to receive 100 events", everyoneHas(100))
+	poll.Until(t, 20*time.Second, "every subscriber to receive 100 events", everyoneHas(100))
 
 	// Phase 2: SIGKILL a node mid-stream; its subscribers resume elsewhere.
 	killed := c.nodes[0]
@@ -403,7 +388,7 @@ func runCluster(t *testing.T, be backend) {
 	}
 	_ = killed.cmd.Wait()
 	t.Logf("%v: killed node0 (SIGKILL)", time.Since(began).Round(time.Millisecond))
-	waitFor(t, 20*time.Second, "node0's subscribers to reconnect elsewhere", func() bool {
+	poll.Until(t, 20*time.Second, "node0's subscribers to reconnect elsewhere", func() bool {
 		for _, s := range subs[:2] {
 			s.mu.Lock()
 			moved := s.reconnects > 0 && s.node != 0
@@ -415,14 +400,14 @@ func runCluster(t *testing.T, be backend) {
 		return true
 	})
 	base := subs[0].total()
-	waitFor(t, 20*time.Second, "200 more events after the kill", everyoneHas(base+200))
+	poll.Until(t, 20*time.Second, "200 more events after the kill", everyoneHas(base+200))
 
 	// Phase 3: restart the broker mid-stream. Publishes fail meanwhile and
 	// are retried; open streams stay open.
 	before := failures()
 	be.stop()
 	t.Logf("%v: broker stopped", time.Since(began).Round(time.Millisecond))
-	waitFor(t, 20*time.Second, "publishes to fail while the broker is down", func() bool { return failures() >= before+8 })
+	poll.Until(t, 20*time.Second, "publishes to fail while the broker is down", func() bool { return failures() >= before+8 })
 	be.start()
 	t.Logf("%v: broker started again", time.Since(began).Round(time.Millisecond))
 	accepted := func() int64 {
@@ -433,7 +418,7 @@ func runCluster(t *testing.T, be backend) {
 		return n
 	}
 	after := accepted()
-	waitFor(t, 30*time.Second, "200 more accepted events after the broker restart", func() bool { return accepted() >= after+200 })
+	poll.Until(t, 30*time.Second, "200 more accepted events after the broker restart", func() bool { return accepted() >= after+200 })
 	close(stop)
 	pubWG.Wait()
 	t.Logf("%v: publishers stopped", time.Since(began).Round(time.Millisecond))
@@ -444,7 +429,7 @@ func runCluster(t *testing.T, be backend) {
 		want[p.room] = int(p.accepted.Load())
 		published += want[p.room]
 	}
-	waitFor(t, 30*time.Second, "every subscriber to receive every event", func() bool {
+	poll.Until(t, 30*time.Second, "every subscriber to receive every event", func() bool {
 		for _, s := range subs {
 			s.mu.Lock()
 			for _, r := range s.rooms {
@@ -502,7 +487,7 @@ func runCluster(t *testing.T, be backend) {
 	for _, n := range c.nodes[1:] {
 		// Traffic flows again before the health monitor confirms the
 		// recovery: give it its check interval to log so.
-		waitFor(t, 20*time.Second, n.name+` to log "broker back"`, func() bool { return n.logs.count(`"msg":"broker back"`) > 0 })
+		poll.Until(t, 20*time.Second, n.name+` to log "broker back"`, func() bool { return n.logs.count(`"msg":"broker back"`) > 0 })
 		if got := n.logs.count(`"msg":"broker unavailable"`); got != 1 {
 			t.Errorf("%s logged \"broker unavailable\" %d times for one broker outage; want once:\n%s", n.name, got, n.logs)
 		}
