@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/retention"
 )
 
 // Options configure a Broker. Zero values mean the defaults.
@@ -31,9 +32,9 @@ type Options struct {
 
 // Defaults for Options.
 const (
-	DefaultMaxEvents         = 1000
-	DefaultMaxAge            = time.Hour
-	DefaultIdempotencyWindow = 2 * time.Minute
+	DefaultMaxEvents         = retention.DefaultMaxEvents
+	DefaultMaxAge            = retention.DefaultMaxAge
+	DefaultIdempotencyWindow = retention.DefaultIdempotencyWindow
 )
 
 // Broker is the in-memory broker. Its zero value is not usable; call New.
@@ -118,15 +119,7 @@ const maxPending = 4096
 
 // New returns a running broker; Close stops it.
 func New(opts Options) *Broker {
-	if opts.MaxEvents <= 0 {
-		opts.MaxEvents = DefaultMaxEvents
-	}
-	if opts.MaxAge <= 0 {
-		opts.MaxAge = DefaultMaxAge
-	}
-	if opts.IdempotencyWindow <= 0 {
-		opts.IdempotencyWindow = DefaultIdempotencyWindow
-	}
+	retention.Default(&opts.MaxEvents, &opts.MaxAge, &opts.IdempotencyWindow)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
