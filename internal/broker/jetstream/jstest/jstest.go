@@ -85,6 +85,9 @@ func (s *Server) Shutdown() {
 	}
 }
 
+// Stop is Shutdown, so that a Server is a brokertest.Server.
+func (s *Server) Stop() { s.Shutdown() }
+
 // Restart starts the server again on the same port and store directory.
 // The port was released by Shutdown; another process taking it meanwhile
 // fails the test.

@@ -159,6 +159,10 @@ func (s *Server) Kill() {
 	}
 }
 
+// Stop is Kill, so that a Server is a brokertest.Server whose outages
+// are crashes.
+func (s *Server) Stop() { s.Kill() }
+
 // Restart kills the server and starts it again on the same port and
 // directory; with Options.Durable it comes back with every acknowledged
 // write.
