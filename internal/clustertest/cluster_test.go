@@ -2,7 +2,6 @@ package clustertest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +27,7 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
+	"github.com/heraldhq/herald/internal/broker/outagetest"
 	"github.com/heraldhq/herald/internal/broker/redis/redistest"
 	"github.com/heraldhq/herald/internal/poll"
 )
@@ -96,37 +95,13 @@ func TestClusterRedis(t *testing.T) {
 	})
 }
 
-// syncBuffer collects a process's log.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // node is one `herald serve` process.
 type node struct {
 	name   string
 	cmd    *exec.Cmd
 	url    string // http://127.0.0.1:port
 	client heraldv1.PublisherServiceClient
-	logs   *syncBuffer
+	logs   *outagetest.Log
 	dead   atomic.Bool
 }
 
@@ -142,7 +117,7 @@ func startNode(t *testing.T, name string, args ...string) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: name, cmd: cmd, logs: &syncBuffer{}}
+	n := &node{name: name, cmd: cmd, logs: &outagetest.Log{}}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	lines := bufio.NewScanner(stderr)
 	var httpAddr, grpcAddr string
@@ -487,11 +462,11 @@ func runCluster(t *testing.T, be backend) {
 	for _, n := range c.nodes[1:] {
 		// Traffic flows again before the health monitor confirms the
 		// recovery: give it its check interval to log so.
-		poll.Until(t, 20*time.Second, n.name+` to log "broker back"`, func() bool { return n.logs.count(`"msg":"broker back"`) > 0 })
-		if got := n.logs.count(`"msg":"broker unavailable"`); got != 1 {
+		poll.Until(t, 20*time.Second, n.name+` to log "broker back"`, func() bool { return n.logs.Count(`"msg":"broker back"`) > 0 })
+		if got := n.logs.Count(`"msg":"broker unavailable"`); got != 1 {
 			t.Errorf("%s logged \"broker unavailable\" %d times for one broker outage; want once:\n%s", n.name, got, n.logs)
 		}
-		if got := n.logs.count(`"msg":"broker back"`); got != 1 {
+		if got := n.logs.Count(`"msg":"broker back"`); got != 1 {
 			t.Errorf("%s logged \"broker back\" %d times for one broker outage; want once:\n%s", n.name, got, n.logs)
 		}
 	}

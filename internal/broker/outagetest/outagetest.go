@@ -32,7 +32,8 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Log is a concurrency-safe log buffer.
+// Log is a log that code under test writes while the test reads it, as
+// the outage check reads the broker's: safe for concurrent use.
 type Log struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -44,7 +45,7 @@ func (l *Log) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
-// Count returns how many lines contain s.
+// Count returns how many times s occurs in the log.
 func (l *Log) Count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

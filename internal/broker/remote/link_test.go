@@ -6,34 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/outagetest"
 	"github.com/heraldhq/herald/internal/poll"
 )
 
-// logBuffer is a log that goroutines may write at once.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
-}
-
-func newLink(t *testing.T, logs *logBuffer) *Link {
+func newLink(t *testing.T, logs *outagetest.Log) *Link {
 	l := New(Options{
 		Name: "Test", LogName: "test", Timeout: time.Second,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
@@ -50,7 +32,7 @@ func newLink(t *testing.T, logs *logBuffer) *Link {
 }
 
 func TestFail(t *testing.T) {
-	var logs logBuffer
+	var logs outagetest.Log
 	l := newLink(t, &logs)
 	var down atomic.Bool
 	down.Store(true)
@@ -82,8 +64,8 @@ func TestFail(t *testing.T) {
 	}
 
 	down.Store(false)
-	poll.Until(t, 10*time.Second, `"broker back" to be logged`, func() bool { return logs.count("broker back") > 0 })
-	if n := logs.count("broker unavailable"); n != 1 {
+	poll.Until(t, 10*time.Second, `"broker back" to be logged`, func() bool { return logs.Count("broker back") > 0 })
+	if n := logs.Count("broker unavailable"); n != 1 {
 		t.Errorf(`"broker unavailable" logged %d times for one outage; want once`, n)
 	}
 
@@ -97,7 +79,7 @@ func TestFail(t *testing.T) {
 }
 
 func TestBreak(t *testing.T) {
-	var logs logBuffer
+	var logs outagetest.Log
 	l := newLink(t, &logs)
 	first := fmt.Errorf("%w: reset once", broker.ErrUnavailable)
 	if err := l.Break(first); err != first {
@@ -112,7 +94,7 @@ func TestBreak(t *testing.T) {
 	if _, _, err := l.Begin(context.Background()); err != first {
 		t.Errorf("Begin after Break = %v; want the reason", err)
 	}
-	if n := logs.count("broker log was reset"); n != 1 {
+	if n := logs.Count("broker log was reset"); n != 1 {
 		t.Errorf("the reset was logged %d times; want once", n)
 	}
 }
@@ -120,7 +102,7 @@ func TestBreak(t *testing.T) {
 // Close halts every subscription and returns once their goroutines have;
 // a Subscribe after Close fails and interrupts what it was given.
 func TestSubscribeAndClose(t *testing.T) {
-	var logs logBuffer
+	var logs outagetest.Log
 	l := newLink(t, &logs)
 	var running, interrupted atomic.Int32
 	for range 3 {
@@ -167,7 +149,7 @@ func TestSubscribeAndClose(t *testing.T) {
 }
 
 func TestReplayPosition(t *testing.T) {
-	var logs logBuffer
+	var logs outagetest.Log
 	l := newLink(t, &logs)
 	all := []broker.Pattern{mustPattern(t, ">")}
 	for _, c := range []struct {
