@@ -151,7 +151,11 @@ func TestSubscribeAndClose(t *testing.T) {
 func TestReplayPosition(t *testing.T) {
 	var logs outagetest.Log
 	l := newLink(t, &logs)
-	all := []broker.Pattern{mustPattern(t, ">")}
+	p, err := broker.ParsePattern(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []broker.Pattern{p}
 	for _, c := range []struct {
 		after     broker.EventID
 		patterns  []broker.Pattern
@@ -185,13 +189,4 @@ func TestReplayPosition(t *testing.T) {
 	if _, err := l.Replay(ctx, "e1", all, broker.EventID{}, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("Replay with an ended context: %v; want its error", err)
 	}
-}
-
-func mustPattern(t *testing.T, s string) broker.Pattern {
-	t.Helper()
-	p, err := broker.ParsePattern(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
