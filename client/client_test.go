@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 func order(id string) *ordersv1.OrderPlaced {
@@ -407,7 +408,7 @@ func TestStreamPublisherExactlyOnceAcrossConnectionDrops(t *testing.T) {
 			px.holdReplies()
 			go func() {
 				base := resolved.Load()
-				err := poll("events accepted beyond those acknowledged", func() bool { return witnessed.Load() >= base+300 })
+				err := poll.Wait(10*time.Second, "events accepted beyond those acknowledged", func() bool { return witnessed.Load() >= base+300 })
 				unacked <- witnessed.Load() - resolved.Load()
 				px.sever()
 				holdErr <- err

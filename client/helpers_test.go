@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -207,18 +206,4 @@ func (p *proxy) connections() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.accepted
-}
-
-// poll checks cond every millisecond until it holds, or fails after 10s.
-func poll(what string, cond func() bool) error {
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("gave up waiting for %s", what)
-		}
-		<-tick.C
-	}
-	return nil
 }

@@ -564,21 +564,6 @@ func pageServer(t testing.TB) string {
 	return "http://" + ln.Addr().String()
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("after %v: %s", d, what)
-		case <-tick.C:
-		}
-	}
-}
-
 var idRE = regexp.MustCompile(`^[A-Za-z0-9._~:-]{1,128}$`)
 
 func ctxT(t testing.TB) context.Context {

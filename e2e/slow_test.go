@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/bridge"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // TestSlowAndDeadClients: 200 subscribers, of which 10 stop reading: 6
@@ -134,7 +135,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 		p.waitOpen(t)
 		p.gate.pause()
 	}
-	eventually(t, 10*time.Second, "200 open streams", func() bool { return h.metric(t, "herald_subscribers") == 200 })
+	poll.Until(t, 10*time.Second, "200 open streams", func() bool { return h.metric(t, "herald_subscribers") == 200 })
 
 	runtime.GC()
 	base := heapInUse()
@@ -186,7 +187,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 
 	// Everyone healthy got every live event, in order.
 	for i, c := range all {
-		eventually(t, 20*time.Second, fmt.Sprintf("healthy client %d to get all %d events", i, liveN), func() bool {
+		poll.Until(t, 20*time.Second, fmt.Sprintf("healthy client %d to get all %d events", i, liveN), func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return len(c.ids) >= liveN
@@ -218,7 +219,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 
 	// The 10 stalled were cut, and only they: by their queue overflowing
 	// or, when events stopped before it did, by the write timeout.
-	eventually(t, 15*time.Second, "the stalled streams to end", func() bool { return h.metric(t, "herald_subscribers") == healthyN })
+	poll.Until(t, 15*time.Second, "the stalled streams to end", func() bool { return h.metric(t, "herald_subscribers") == healthyN })
 	ended := h.metric(t, `herald_sse_streams_ended_total{reason="slow"}`) + h.metric(t, `herald_sse_streams_ended_total{reason="write"}`)
 	if ended != pausedN+vanishedN {
 		t.Errorf("%v streams cut as slow, want exactly the %d stalled ones", ended, pausedN+vanishedN)
@@ -242,7 +243,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 		p.gate.resume()
 	}
 	for i, p := range pauses {
-		eventually(t, 30*time.Second, fmt.Sprintf("paused client %d to catch up", i), func() bool {
+		poll.Until(t, 30*time.Second, fmt.Sprintf("paused client %d to catch up", i), func() bool {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			return len(p.ids) >= len(allIDs)
@@ -268,7 +269,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 	if afterCut > base+missed/2 {
 		t.Errorf("heap grew from %d to %d MiB: not bounded by the retained history", base>>20, afterCut>>20)
 	}
-	eventually(t, 10*time.Second, "goroutines did not return to the baseline: the cut streams leaked", func() bool {
+	poll.Until(t, 10*time.Second, "the goroutines of the cut streams to end", func() bool {
 		return runtime.NumGoroutine() <= baseGoroutines+10
 	})
 }

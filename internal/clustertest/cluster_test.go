@@ -2,7 +2,6 @@ package clustertest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +27,9 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
+	"github.com/heraldhq/herald/internal/broker/outagetest"
 	"github.com/heraldhq/herald/internal/broker/redis/redistest"
+	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/internal/schema"
 	"github.com/heraldhq/herald/internal/schema/schematest"
 )
@@ -97,37 +97,13 @@ func TestClusterRedis(t *testing.T) {
 	})
 }
 
-// syncBuffer collects a process's log.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // node is one `herald serve` process.
 type node struct {
 	name   string
 	cmd    *exec.Cmd
 	url    string // http://127.0.0.1:port
 	client heraldv1.PublisherServiceClient
-	logs   *syncBuffer
+	logs   *outagetest.Log
 	dead   atomic.Bool
 }
 
@@ -147,7 +123,7 @@ func startNode(t *testing.T, name string, args ...string) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: name, cmd: cmd, logs: &syncBuffer{}}
+	n := &node{name: name, cmd: cmd, logs: &outagetest.Log{}}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	lines := bufio.NewScanner(stderr)
 	var httpAddr, grpcAddr string
@@ -324,22 +300,6 @@ func (p *publisher) run(ctx context.Context, c *cluster, stop <-chan struct{}, f
 	}
 }
 
-// waitFor polls cond until it holds, failing t after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("after %v, still waiting for %s", timeout, what)
-		}
-	}
-}
-
 func runCluster(t *testing.T, be backend) {
 	began := time.Now()
 	c := &cluster{}
@@ -399,7 +359,7 @@ func runCluster(t *testing.T, be backend) {
 	}
 
 	// Phase 1: all nodes up.
-	waitFor(t, 20*time.Second, "every subscriber to receive 100 events", everyoneHas(100))
+	poll.Until(t, 20*time.Second, "every subscriber to receive 100 events", everyoneHas(100))
 
 	// Phase 2: SIGKILL a node mid-stream; its subscribers resume elsewhere.
 	killed := c.nodes[0]
@@ -409,7 +369,7 @@ func runCluster(t *testing.T, be backend) {
 	}
 	_ = killed.cmd.Wait()
 	t.Logf("%v: killed node0 (SIGKILL)", time.Since(began).Round(time.Millisecond))
-	waitFor(t, 20*time.Second, "node0's subscribers to reconnect elsewhere", func() bool {
+	poll.Until(t, 20*time.Second, "node0's subscribers to reconnect elsewhere", func() bool {
 		for _, s := range subs[:2] {
 			s.mu.Lock()
 			moved := s.reconnects > 0 && s.node != 0
@@ -421,14 +381,14 @@ func runCluster(t *testing.T, be backend) {
 		return true
 	})
 	base := subs[0].total()
-	waitFor(t, 20*time.Second, "200 more events after the kill", everyoneHas(base+200))
+	poll.Until(t, 20*time.Second, "200 more events after the kill", everyoneHas(base+200))
 
 	// Phase 3: restart the broker mid-stream. Publishes fail meanwhile and
 	// are retried; open streams stay open.
 	before := failures()
 	be.stop()
 	t.Logf("%v: broker stopped", time.Since(began).Round(time.Millisecond))
-	waitFor(t, 20*time.Second, "publishes to fail while the broker is down", func() bool { return failures() >= before+8 })
+	poll.Until(t, 20*time.Second, "publishes to fail while the broker is down", func() bool { return failures() >= before+8 })
 	be.start()
 	t.Logf("%v: broker started again", time.Since(began).Round(time.Millisecond))
 	accepted := func() int64 {
@@ -439,7 +399,7 @@ func runCluster(t *testing.T, be backend) {
 		return n
 	}
 	after := accepted()
-	waitFor(t, 30*time.Second, "200 more accepted events after the broker restart", func() bool { return accepted() >= after+200 })
+	poll.Until(t, 30*time.Second, "200 more accepted events after the broker restart", func() bool { return accepted() >= after+200 })
 	close(stop)
 	pubWG.Wait()
 	t.Logf("%v: publishers stopped", time.Since(began).Round(time.Millisecond))
@@ -450,7 +410,7 @@ func runCluster(t *testing.T, be backend) {
 		want[p.room] = int(p.accepted.Load())
 		published += want[p.room]
 	}
-	waitFor(t, 30*time.Second, "every subscriber to receive every event", func() bool {
+	poll.Until(t, 30*time.Second, "every subscriber to receive every event", func() bool {
 		for _, s := range subs {
 			s.mu.Lock()
 			for _, r := range s.rooms {
@@ -508,11 +468,11 @@ func runCluster(t *testing.T, be backend) {
 	for _, n := range c.nodes[1:] {
 		// Traffic flows again before the health monitor confirms the
 		// recovery: give it its check interval to log so.
-		waitFor(t, 20*time.Second, n.name+` to log "broker back"`, func() bool { return n.logs.count(`"msg":"broker back"`) > 0 })
-		if got := n.logs.count(`"msg":"broker unavailable"`); got != 1 {
+		poll.Until(t, 20*time.Second, n.name+` to log "broker back"`, func() bool { return n.logs.Count(`"msg":"broker back"`) > 0 })
+		if got := n.logs.Count(`"msg":"broker unavailable"`); got != 1 {
 			t.Errorf("%s logged \"broker unavailable\" %d times for one broker outage; want once:\n%s", n.name, got, n.logs)
 		}
-		if got := n.logs.count(`"msg":"broker back"`); got != 1 {
+		if got := n.logs.Count(`"msg":"broker back"`); got != 1 {
 			t.Errorf("%s logged \"broker back\" %d times for one broker outage; want once:\n%s", n.name, got, n.logs)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/internal/schema"
 	"github.com/heraldhq/herald/internal/schema/schematest"
 )
@@ -27,20 +28,6 @@ enum Kind { KIND_UNSPECIFIED = 0; KIND_A = 1; }
 func hasField(r *schema.Registry, msg, field string) bool {
 	mt, err := r.FindMessageByName(protoreflect.FullName(msg))
 	return err == nil && mt.Descriptor().Fields().ByName(protoreflect.Name(field)) != nil
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }
 
 func TestFilesReloadWhenTheyChange(t *testing.T) {
@@ -57,7 +44,7 @@ func TestFilesReloadWhenTheyChange(t *testing.T) {
 	defer cancel()
 	go r.Watch(ctx, 20*time.Millisecond)
 	schematest.WriteSet(t, dir, "ops.binpb", schematest.Compile(t, map[string]string{"ops/v1/ping.proto": strings.Replace(v1, "Kind kind = 2;", "Kind kind = 2; int64 seq = 3;", 1)}))
-	waitFor(t, "the changed file to be loaded", func() bool { return hasField(r, "ops.v1.Ping", "seq") })
+	poll.Until(t, 10*time.Second, "the changed file to be loaded", func() bool { return hasField(r, "ops.v1.Ping", "seq") })
 }
 
 func TestPushedSchemasReachOtherNodesThroughTheStore(t *testing.T) {
@@ -76,7 +63,7 @@ func TestPushedSchemasReachOtherNodesThroughTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// node2 learns it on a lookup miss, without a restart.
-	waitFor(t, "node 2 to know a type pushed on node 1", func() bool { return hasField(node2, "ops.v1.Ping", "from") })
+	poll.Until(t, 10*time.Second, "node 2 to know a type pushed on node 1", func() bool { return hasField(node2, "ops.v1.Ping", "from") })
 	// A node started later loads it at start.
 	node3, err := schema.New(ctx, schema.Options{Store: b})
 	if err != nil {

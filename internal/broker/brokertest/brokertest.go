@@ -9,6 +9,10 @@
 //		})
 //	}
 //
+// A backend whose server several nodes share calls RunNetwork instead,
+// which also runs the multi-node checks and the outage check
+// (internal/broker/outagetest) on servers the backend starts.
+//
 // The suite knows nothing of any backend's internals: it watches only what
 // the interface shows (Publish results, deliveries, Replay results, errors).
 // It never sleeps; it waits for conditions, bounded by Options.Timeout.

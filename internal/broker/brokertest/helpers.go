@@ -125,22 +125,6 @@ func subscribe(tb testing.TB, ctx context.Context, b broker.Broker) *recorder {
 	return r
 }
 
-// waitUntil polls cond until it holds and fails tb at the timeout.
-func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			tb.Fatalf("after %v, still waiting for %s", timeout, what)
-		}
-	}
-}
-
 // newEvent returns an event whose payload and attributes tell it apart
 // from every other event of the check.
 func newEvent(topic string, i int) *broker.Event {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // lateDelivery is how long the close check listens for a delivery that
@@ -144,7 +145,7 @@ func (s *suite) testCloseWhileBusy(t *testing.T) {
 	}
 	r.checkOrder(t)
 
-	waitUntil(t, s.opts.Timeout, fmt.Sprintf("goroutines to end after Close (%d now, %d before Subscribe)", runtime.NumGoroutine(), baseline), func() bool {
+	poll.Until(t, s.opts.Timeout, fmt.Sprintf("goroutines to end after Close (%d now, %d before Subscribe)", runtime.NumGoroutine(), baseline), func() bool {
 		return runtime.NumGoroutine() <= baseline
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // clockSkew is how far from the test's clock a backend's acceptance time
@@ -127,7 +128,7 @@ func (s *suite) testSubscribeCancel(t *testing.T) {
 	// Stopping may take effect asynchronously: probe until an event
 	// reaches the live subscription but not the cancelled one.
 	var probe uint64
-	waitUntil(t, s.opts.Timeout, "the cancelled subscription to stop", func() bool {
+	poll.Until(t, s.opts.Timeout, "the cancelled subscription to stop", func() bool {
 		probe = publish(t, ctx, b, newEvent("cancel.probe", 0)).Seq
 		stays.waitSeqs(t, s.opts.Timeout, []uint64{probe})
 		return !slices.Contains(seqsOf(gone.snapshot()), probe)
@@ -198,7 +199,7 @@ func (s *suite) testIdempotencyWindow(t *testing.T) {
 	ev.IdempotencyKey = "k"
 	orig := publish(t, ctx, b, ev)
 	var again *broker.Event
-	waitUntil(t, s.opts.Timeout, "the idempotency key to expire", func() bool {
+	poll.Until(t, s.opts.Timeout, "the idempotency key to expire", func() bool {
 		ev := newEvent("window.a", 1)
 		ev.IdempotencyKey = "k"
 		want := clone(ev)

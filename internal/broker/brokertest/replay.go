@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // testReplay: from a position of this epoch, Replay returns exactly the
@@ -152,7 +153,7 @@ func (s *suite) testRetentionByAge(t *testing.T) {
 		}
 	}
 
-	waitUntil(t, s.opts.Timeout, "the event to age out", func() bool {
+	poll.Until(t, s.opts.Timeout, "the event to age out", func() bool {
 		res = replay(t, ctx, b, broker.EventID{Epoch: ep}, "age.a")
 		return len(res.Events) == 0
 	})

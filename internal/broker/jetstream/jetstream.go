@@ -75,77 +75,20 @@ package jetstream
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/internal/broker"
-	"github.com/heraldhq/herald/internal/broker/outage"
+	"github.com/heraldhq/herald/internal/broker/remote"
 	"github.com/heraldhq/herald/internal/broker/wire"
-)
-
-// Options configure a Broker. Zero values mean the defaults. Every node
-// sharing a stream must use the same Prefix and retention: the last node to
-// start applies its settings to the stream.
-type Options struct {
-	// URL is the NATS server, or a comma-separated list of a cluster's
-	// servers (default nats://127.0.0.1:4222). User and password may be
-	// given in it (nats://user:pass@host:4222).
-	URL string
-	// CredsFile is a NATS credentials file (JWT and NKey seed).
-	CredsFile string
-	// User and Password authenticate with a user name and password.
-	User, Password string
-	// Token authenticates with a token.
-	Token string
-	// TLSCAFile is a PEM file of the CAs that sign the server's certificate
-	// (default: the system's roots). Setting any TLS field turns TLS on.
-	TLSCAFile string
-	// TLSCertFile and TLSKeyFile are a client certificate and its key, for
-	// servers that verify clients.
-	TLSCertFile, TLSKeyFile string
-	// TLSInsecureSkipVerify accepts any server certificate. For tests only.
-	TLSInsecureSkipVerify bool
-
-	// Prefix names the stream ("herald" → stream HERALD, subjects
-	// herald.ev.>, schemas in HERALD_SCHEMAS). Default "herald".
-	Prefix string
-	// Replicas is the streams' replication factor (1, 3 or 5; default 1).
-	Replicas int
-	// MaxEvents is how many events each topic retains (default 1000).
-	MaxEvents int
-	// MaxAge is how long an event is retained (default 1h).
-	MaxAge time.Duration
-	// IdempotencyWindow is how long an idempotency key is remembered
-	// (default 2m; JetStream caps it at MaxAge).
-	IdempotencyWindow time.Duration
-	// Timeout bounds each call to NATS (default 3s).
-	Timeout time.Duration
-	// Name is the connection's name as the server shows it (default
-	// "herald").
-	Name string
-	// Logger receives outage and recovery lines (default slog.Default()).
-	Logger *slog.Logger
-}
-
-// Defaults for Options.
-const (
-	DefaultURL               = "nats://127.0.0.1:4222"
-	DefaultPrefix            = "herald"
-	DefaultMaxEvents         = 1000
-	DefaultMaxAge            = time.Hour
-	DefaultIdempotencyWindow = 2 * time.Minute
-	DefaultTimeout           = 3 * time.Second
 )
 
 // prevHeader carries the sequence of the previous event on the same topic.
@@ -165,18 +108,10 @@ type Broker struct {
 	schemaSubj string
 	created    time.Time
 	epoch      string
+	link       *remote.Link
 
-	closed atomic.Bool
-	broken atomic.Pointer[error] // set once the stream turned out to be another log
-
-	mu     sync.Mutex // guards subs and topics
-	subs   map[*subscription]struct{}
+	mu     sync.Mutex // guards topics
 	topics map[string]*topicState
-
-	outage  outage.Log
-	recheck chan struct{}
-	stop    chan struct{}
-	wg      sync.WaitGroup
 }
 
 var (
@@ -206,19 +141,19 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		streamName: streamName(opts.Prefix),
 		subjPrefix: opts.Prefix + ".ev.",
 		schemaSubj: opts.Prefix + ".schemas",
-		subs:       make(map[*subscription]struct{}),
 		topics:     make(map[string]*topicState),
-		recheck:    make(chan struct{}, 1),
-		stop:       make(chan struct{}),
+		link: remote.New(remote.Options{
+			Name: "NATS JetStream", LogName: "nats", Timeout: opts.Timeout, Logger: opts.Logger,
+			IsTimeout: func(err error) bool { return errors.Is(err, nats.ErrTimeout) },
+		}),
 	}
-	b.outage.Logger, b.outage.Broker = b.log, "nats"
 	copts, err := b.connectOptions()
 	if err != nil {
 		return nil, err
 	}
 	nc, err := nats.Connect(opts.URL, copts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: connecting to NATS at %s: %v", broker.ErrUnavailable, redactURL(opts.URL), err)
+		return nil, fmt.Errorf("%w: connecting to NATS at %s: %v", broker.ErrUnavailable, remote.RedactURLs(opts.URL), err)
 	}
 	b.nc = nc
 	if b.js, err = natsjs.New(nc, natsjs.WithDefaultTimeout(opts.Timeout)); err != nil {
@@ -229,50 +164,8 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		nc.Close()
 		return nil, err
 	}
-	b.wg.Add(1)
-	go b.monitor()
+	b.link.Start(b.probe)
 	return b, nil
-}
-
-func (o *Options) setDefaults() error {
-	if o.URL == "" {
-		o.URL = DefaultURL
-	}
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	if err := broker.ValidateTopic(o.Prefix); err != nil || strings.Contains(o.Prefix, ".") {
-		return fmt.Errorf("jetstream: Prefix %q must be one token of A-Z a-z 0-9 _ -", o.Prefix)
-	}
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
-	if o.Replicas > 5 {
-		return fmt.Errorf("jetstream: Replicas is %d; JetStream allows at most 5", o.Replicas)
-	}
-	if o.MaxEvents <= 0 {
-		o.MaxEvents = DefaultMaxEvents
-	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = DefaultMaxAge
-	}
-	if o.IdempotencyWindow <= 0 {
-		o.IdempotencyWindow = DefaultIdempotencyWindow
-	}
-	o.IdempotencyWindow = min(o.IdempotencyWindow, o.MaxAge)
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Name == "" {
-		o.Name = "herald"
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
-		return errors.New("jetstream: TLSCertFile and TLSKeyFile go together")
-	}
-	return nil
 }
 
 func streamName(prefix string) string {
@@ -291,11 +184,9 @@ func (b *Broker) connectOptions() ([]nats.Option, error) {
 		// instead of going out later, after its caller was told it failed.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if !b.closed.Load() {
-				b.outage.Down(fmt.Errorf("disconnected from NATS: %v", err), time.Now())
-			}
+			b.link.Down(fmt.Errorf("disconnected from NATS: %v", err))
 		}),
-		nats.ReconnectHandler(func(*nats.Conn) { b.kick() }),
+		nats.ReconnectHandler(func(*nats.Conn) { b.link.Kick() }),
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
@@ -306,38 +197,14 @@ func (b *Broker) connectOptions() ([]nats.Option, error) {
 	if o.Token != "" {
 		opts = append(opts, nats.Token(o.Token))
 	}
-	if o.TLSCAFile != "" || o.TLSCertFile != "" || o.TLSInsecureSkipVerify {
-		cfg, err := tlsConfig(o.TLSCAFile, o.TLSCertFile, o.TLSKeyFile, o.TLSInsecureSkipVerify)
-		if err != nil {
+	if files := (remote.TLSFiles{CAFile: o.TLSCAFile, CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, InsecureSkipVerify: o.TLSInsecureSkipVerify}); files.Set() {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if err := files.Apply(cfg); err != nil {
 			return nil, fmt.Errorf("jetstream: %w", err)
 		}
 		opts = append(opts, nats.Secure(cfg))
 	}
 	return opts, nil
-}
-
-// tlsConfig builds a client TLS configuration from PEM files.
-func tlsConfig(caFile, certFile, keyFile string, insecure bool) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // opt-in, for tests
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS CA file %s holds no PEM certificate", caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
 }
 
 // setUp creates or updates the streams and reads the epoch.
@@ -394,154 +261,53 @@ func (b *Broker) Epoch() string { return b.epoch }
 // Healthy implements broker.HealthChecker: the connection is up and the
 // stream answers, and it is still the stream the epoch names.
 func (b *Broker) Healthy(ctx context.Context) error {
-	if err := b.usable(); err != nil {
+	if err := b.link.Usable(); err != nil {
 		return err
 	}
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: NATS connection is %v", broker.ErrUnavailable, st)
 	}
-	ctx, cancel := b.bounded(ctx)
+	ctx, cancel := b.link.Bound(ctx)
 	defer cancel()
 	info, err := b.stream.Info(ctx)
 	if err != nil {
-		return b.fail(ctx, "stream info", err)
+		return b.link.Fail(ctx, "stream info", err)
 	}
 	return b.checkCreated(info.Created)
 }
 
-// usable returns ErrClosed after Close and the reason once the stream
-// turned out to be another log.
-func (b *Broker) usable() error {
-	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
-	}
-	if err := b.broken.Load(); err != nil {
-		return *err
-	}
-	return nil
-}
-
 // checkCreated compares the stream's creation time with the one the epoch
-// was taken from. A stream deleted and created again is another log: its
-// sequences mean other events, so this node must not go on giving out ids
-// of the old epoch. It refuses every call until restarted.
+// was taken from: a stream deleted and created again is another log.
 func (b *Broker) checkCreated(created time.Time) error {
 	if created.Equal(b.created) {
 		return nil
 	}
-	err := fmt.Errorf("%w: stream %s was deleted and created again (epoch %s, now %s): restart this node",
-		broker.ErrUnavailable, b.streamName, b.epoch, epochOf(created))
-	if b.broken.CompareAndSwap(nil, &err) {
-		b.log.Error("broker log was reset: this node refuses to publish and deliver until restarted", "err", err)
-	}
-	return *b.broken.Load()
+	return b.link.Break(fmt.Errorf("%w: stream %s was deleted and created again (epoch %s, now %s): restart this node",
+		broker.ErrUnavailable, b.streamName, b.epoch, epochOf(created)))
 }
 
-// fail turns an error of a NATS call into the error to return: ErrClosed
-// after Close, ctx's error when the caller's context ended, and otherwise
-// ErrUnavailable, noted as an outage.
-func (b *Broker) fail(ctx context.Context, op string, err error) error {
-	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
+// probe is the monitor's check: the stream answers, and (checkCreated) it
+// is still the stream the epoch names.
+func (b *Broker) probe(ctx context.Context) error {
+	info, err := b.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %v", err)
 	}
-	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, errTimeout) {
-		return fmt.Errorf("NATS JetStream: %s: %w", op, ctx.Err())
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
-	}
-	err = fmt.Errorf("%w: NATS JetStream: %s: %v", broker.ErrUnavailable, op, err)
-	b.outage.Down(err, callStart(ctx))
-	b.kick()
-	return err
-}
-
-// errTimeout is the cause of the contexts that bound each call.
-var errTimeout = errors.New("broker call timed out")
-
-// bounded returns ctx bounded by the call timeout.
-func (b *Broker) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(context.WithValue(ctx, startKey{}, time.Now()), b.opts.Timeout, errTimeout)
-}
-
-// startKey is the context key of when a bounded call began.
-type startKey struct{}
-
-// callStart returns when the call of ctx began, or now.
-func callStart(ctx context.Context) time.Time {
-	if t, ok := ctx.Value(startKey{}).(time.Time); ok {
-		return t
-	}
-	return time.Now()
-}
-
-// kick asks the monitor to check the stream soon.
-// confirm notes a successful call: during an outage, the monitor checks
-// whether the broker is back (and says so, once).
-func (b *Broker) confirm() {
-	if b.outage.Out() {
-		b.kick()
-	}
-}
-
-func (b *Broker) kick() {
-	select {
-	case b.recheck <- struct{}{}:
-	default:
-	}
-}
-
-// monitor confirms recovery after a failure: it polls the stream, with
-// backoff, until it answers, then logs "broker back" (once per outage), and
-// it notices a stream that was created again.
-func (b *Broker) monitor() {
-	defer b.wg.Done()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-b.recheck:
-		}
-		wait := 100 * time.Millisecond
-		for {
-			started := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
-			info, err := b.stream.Info(ctx)
-			cancel()
-			if err == nil {
-				if b.checkCreated(info.Created) == nil {
-					b.outage.Up()
-				}
-				break
-			}
-			if b.closed.Load() {
-				return
-			}
-			b.outage.Down(fmt.Errorf("stream info: %v", err), started)
-			select {
-			case <-b.stop:
-				return
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 5*time.Second)
-		}
-	}
+	_ = b.checkCreated(info.Created)
+	return nil
 }
 
 // Publish implements broker.Broker. It returns once the stream acknowledged
 // the event (stored on a quorum of replicas).
 func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
-	if err := b.usable(); err != nil {
-		return broker.PublishResult{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return broker.PublishResult{}, err
-	}
-	ctx, cancel := b.bounded(ctx)
+	ctx, cancel, err := b.link.Begin(ctx)
 	defer cancel()
+	if err != nil {
+		return broker.PublishResult{}, err
+	}
 	ts, err := b.lockTopic(ctx, ev.Topic)
 	if err != nil {
-		return broker.PublishResult{}, b.fail(ctx, "publish", err)
+		return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
 	}
 	defer b.unlockTopic(ev.Topic, ts)
 
@@ -566,7 +332,7 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 			// side of a gap and never of silence.
 			info, err := b.stream.Info(ctx)
 			if err != nil {
-				return broker.PublishResult{}, b.fail(ctx, "publish", err)
+				return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
 			}
 			prev = max(info.State.FirstSeq, 1) - 1
 		}
@@ -577,7 +343,7 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 		}
 		ack, err := b.js.PublishMsg(ctx, msg, opts...)
 		if err == nil {
-			b.confirm()
+			b.link.Confirm()
 			if ack.Duplicate {
 				return broker.PublishResult{Seq: ack.Sequence, Duplicate: true}, nil
 			}
@@ -602,14 +368,14 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 			return broker.PublishResult{}, fmt.Errorf("%w: %d bytes with headers are more than the NATS server's max_payload (%d)",
 				broker.ErrEventTooLarge, len(msg.Data), b.nc.MaxPayload())
 		default:
-			return broker.PublishResult{}, b.fail(ctx, "publish", err)
+			return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
 		}
 		if attempt >= 3 {
 			// Contention on a hot topic: back off a little, with jitter,
 			// until the deadline.
 			select {
 			case <-ctx.Done():
-				return broker.PublishResult{}, b.fail(ctx, "publish", ctx.Err())
+				return broker.PublishResult{}, b.link.Fail(ctx, "publish", ctx.Err())
 			case <-time.After(time.Duration(attempt%8+1) * time.Millisecond):
 			}
 		}
@@ -623,7 +389,7 @@ func (b *Broker) loadLast(ctx context.Context, topic string, ts *topicState) err
 	case errors.Is(err, natsjs.ErrMsgNotFound):
 		ts.last = 0
 	case err != nil:
-		return b.fail(ctx, "last event of topic", err)
+		return b.link.Fail(ctx, "last event of topic", err)
 	default:
 		ts.last = m.Sequence
 	}
@@ -670,33 +436,8 @@ func (b *Broker) unlockTopic(_ string, ts *topicState) {
 
 // Close implements broker.Broker.
 func (b *Broker) Close() error {
-	if !b.closed.CompareAndSwap(false, true) {
-		return nil
+	if b.link.Close() {
+		b.nc.Close()
 	}
-	b.mu.Lock()
-	subs := make([]*subscription, 0, len(b.subs))
-	for s := range b.subs {
-		subs = append(subs, s)
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
-		s.halt()
-	}
-	close(b.stop)
-	b.wg.Wait()
-	b.nc.Close()
 	return nil
-}
-
-// redactURL hides passwords in a URL list for messages.
-func redactURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
-				parts[i] = p[:scheme+3] + "***@" + p[at+1:]
-			}
-		}
-	}
-	return strings.Join(parts, ",")
 }

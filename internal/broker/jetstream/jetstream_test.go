@@ -2,90 +2,25 @@ package jetstream
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/brokertest"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
-	"github.com/heraldhq/herald/internal/broker/outagetest"
 )
 
-var prefixes atomic.Int64
-
-// newPrefix returns a prefix no other broker of this test process uses, so
-// that checks sharing a server have streams of their own.
-func newPrefix() string {
-	return fmt.Sprintf("t%d", prefixes.Add(1))
-}
-
-func newBroker(tb testing.TB, opts Options) *Broker {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	b, err := New(ctx, opts)
-	if err != nil {
-		tb.Fatalf("New: %v", err)
-	}
-	tb.Cleanup(func() { _ = b.Close() })
-	return b
-}
-
+// The servers are embedded in the test process; their file stores make
+// them durable.
 func TestConformance(t *testing.T) {
-	srv := jstest.Start(t)
-	brokertest.Run(t, brokertest.Options{
-		New: func(tb testing.TB, cfg brokertest.Config) broker.Broker {
-			return newBroker(tb, Options{
-				URL:               srv.URL(),
-				Prefix:            newPrefix(),
-				MaxEvents:         cfg.MaxEvents,
-				MaxAge:            cfg.MaxAge,
-				IdempotencyWindow: cfg.IdempotencyWindow,
-			})
-		},
-		NewNode: func(tb testing.TB, b broker.Broker) broker.Broker {
-			return newBroker(tb, b.(*Broker).opts)
-		},
-	})
+	brokertest.RunNetwork(t, brokertest.Network{New: newBroker, Server: jstest.Start(t), Durable: jstest.Start(t)})
 }
 
-func TestOutage(t *testing.T) {
-	srv := jstest.Start(t)
-	outagetest.Run(t, outagetest.Options{
-		New: func(tb testing.TB, log *slog.Logger) broker.Broker {
-			return newBroker(tb, Options{URL: srv.URL(), Prefix: newPrefix(), Timeout: time.Second, Logger: log})
-		},
-		Stop:    srv.Shutdown,
-		Start:   srv.Restart,
-		Timeout: time.Second,
-	})
-}
-
-// BenchmarkPublish measures publish round trips to an embedded server: one
-// topic (serialized per node by the Herald-Prev chain) and one topic per
-// goroutine.
+// BenchmarkPublish: one topic is serialized per node by the Herald-Prev
+// chain; topics publish in parallel.
 func BenchmarkPublish(b *testing.B) {
-	srv := jstest.Start(b)
-	br := newBroker(b, Options{URL: srv.URL(), Prefix: newPrefix()})
-	payload := make([]byte, 512)
-	for _, perGoroutine := range []bool{false, true} {
-		b.Run(map[bool]string{false: "OneTopic", true: "TopicPerGoroutine"}[perGoroutine], func(b *testing.B) {
-			var n atomic.Int64
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				topic := "bench.one"
-				if perGoroutine {
-					topic = fmt.Sprintf("bench.t%d", n.Add(1))
-				}
-				for pb.Next() {
-					if _, err := br.Publish(context.Background(), &broker.Event{Topic: topic, Type: "t", TypeURL: "type.googleapis.com/t", Payload: payload}); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		})
-	}
+	brokertest.BenchmarkNetwork(b, brokertest.Network{New: newBroker, Server: jstest.Start(b)})
+}
+
+func newBroker(ctx context.Context, c brokertest.NetworkConfig) (broker.Broker, error) {
+	return New(ctx, Options{URL: c.URL, Prefix: c.Prefix, MaxEvents: c.MaxEvents, MaxAge: c.MaxAge, IdempotencyWindow: c.IdempotencyWindow, Timeout: c.Timeout, Logger: c.Logger})
 }

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/internal/broker"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/internal/broker"
 )
 
 // replayBatch is how many messages one fetch of a replay asks for.
@@ -20,64 +21,48 @@ const replayBatch = 256
 // after+1 to the stream's end, and merges the groups by sequence. See the
 // package documentation for how Truncated is decided.
 func (b *Broker) Replay(ctx context.Context, patterns []broker.Pattern, after broker.EventID) (broker.ReplayResult, error) {
-	var res broker.ReplayResult
-	if err := b.usable(); err != nil {
-		return res, err
-	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	from := after.Seq
-	if after.Epoch != b.epoch {
-		res.Truncated = after.Seq > 0 || after.Epoch != ""
-		from = 0
-	}
-	if len(patterns) == 0 {
-		return res, nil
-	}
-	ctx, cancel := b.bounded(ctx)
-	defer cancel()
-
-	var events []*broker.Event
-	firstPrev := make(map[string]uint64) // topic → Herald-Prev of its first replayed event
-	groups := filterGroups(patterns)
-	for _, g := range groups {
-		subjects := make([]string, len(g))
-		for i, p := range g {
-			subjects[i] = b.subjPrefix + p.String()
+	return b.link.Replay(ctx, b.epoch, patterns, after, func(ctx context.Context, from uint64, res *broker.ReplayResult) error {
+		var events []*broker.Event
+		firstPrev := make(map[string]uint64) // topic → Herald-Prev of its first replayed event
+		groups := filterGroups(patterns)
+		for _, g := range groups {
+			subjects := make([]string, len(g))
+			for i, p := range g {
+				subjects[i] = b.subjPrefix + p.String()
+			}
+			evs, err := b.fetch(ctx, subjects, from+1, firstPrev)
+			if err != nil {
+				return err
+			}
+			events = append(events, evs...)
 		}
-		evs, err := b.fetch(ctx, subjects, from+1, firstPrev)
-		if err != nil {
-			return broker.ReplayResult{}, err
+		if len(groups) > 1 {
+			slices.SortFunc(events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+			events = slices.CompactFunc(events, func(x, y *broker.Event) bool { return x.Seq == y.Seq })
 		}
-		events = append(events, evs...)
-	}
-	if len(groups) > 1 {
-		slices.SortFunc(events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
-		events = slices.CompactFunc(events, func(x, y *broker.Event) bool { return x.Seq == y.Seq })
-	}
-	for _, prev := range firstPrev {
-		if prev > from {
-			res.Truncated = true // the event before the first returned one, after the position, is gone
+		for _, prev := range firstPrev {
+			if prev > from {
+				res.Truncated = true // the event before the first returned one, after the position, is gone
+			}
 		}
-	}
-	if !res.Truncated {
-		// Topics with nothing returned: read the stream's first sequence
-		// after the fetch, so that whatever was removed meanwhile lies
-		// below it.
-		info, err := b.stream.Info(ctx)
-		if err != nil {
-			return broker.ReplayResult{}, b.fail(ctx, "replay", err)
+		if !res.Truncated {
+			// Topics with nothing returned: read the stream's first sequence
+			// after the fetch, so that whatever was removed meanwhile lies
+			// below it.
+			info, err := b.stream.Info(ctx)
+			if err != nil {
+				return b.link.Fail(ctx, "replay", err)
+			}
+			if err := b.checkCreated(info.Created); err != nil {
+				return err
+			}
+			if from+1 < info.State.FirstSeq && !everyLiteralReturned(patterns, firstPrev) {
+				res.Truncated = true
+			}
 		}
-		if err := b.checkCreated(info.Created); err != nil {
-			return broker.ReplayResult{}, err
-		}
-		if from+1 < info.State.FirstSeq && !everyLiteralReturned(patterns, firstPrev) {
-			res.Truncated = true
-		}
-	}
-	res.Events = events
-	return res, nil
+		res.Events = events
+		return nil
+	})
 }
 
 // everyLiteralReturned reports whether every pattern is a literal topic of
@@ -113,7 +98,7 @@ func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, fir
 	}
 	cons, err := b.stream.CreateConsumer(ctx, cfg)
 	if err != nil {
-		return nil, b.fail(ctx, "replay", err)
+		return nil, b.link.Fail(ctx, "replay", err)
 	}
 	name := cons.CachedInfo().Name
 	defer func() {
@@ -126,7 +111,7 @@ func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, fir
 	for uint64(len(events)) < pending {
 		batch, err := cons.FetchNoWait(int(min(pending-uint64(len(events)), replayBatch)))
 		if err != nil {
-			return nil, b.fail(ctx, "replay", err)
+			return nil, b.link.Fail(ctx, "replay", err)
 		}
 		got, more := 0, true
 		for msg := range batch.Messages() {
@@ -150,7 +135,7 @@ func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, fir
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return nil, b.fail(ctx, "replay", err)
+			return nil, b.link.Fail(ctx, "replay", err)
 		}
 		if got == 0 || !more {
 			break // the rest was removed meanwhile, or nothing is left

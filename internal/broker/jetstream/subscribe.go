@@ -5,38 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/remote"
 	"github.com/heraldhq/herald/internal/broker/wire"
 )
-
-// A subscription is one ordered consumer and the goroutine that delivers
-// from it.
-type subscription struct {
-	it      natsjs.MessagesContext
-	cancel  context.CancelFunc // ends Next
-	stopped atomic.Bool
-	once    sync.Once
-	release func() bool // releases the context.AfterFunc
-}
-
-// halt stops the subscription; its goroutine ends soon after, without
-// another deliver call.
-func (s *subscription) halt() {
-	s.once.Do(func() {
-		s.stopped.Store(true)
-		s.cancel()
-		s.it.Stop()
-		if s.release != nil {
-			s.release()
-		}
-	})
-}
 
 // Subscribe implements broker.Broker: one ordered consumer over every
 // topic, starting after the stream's last sequence now, so every event
@@ -44,17 +20,14 @@ func (s *subscription) halt() {
 // consumer after a disconnect, a server restart or a lost consumer, from the
 // last sequence delivered + 1.
 func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
-	if err := b.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	cctx, cancel := b.bounded(ctx)
+	cctx, cancel, err := b.link.Begin(ctx)
 	defer cancel()
+	if err != nil {
+		return err
+	}
 	info, err := b.stream.Info(cctx)
 	if err != nil {
-		return b.fail(cctx, "subscribe", err)
+		return b.link.Fail(cctx, "subscribe", err)
 	}
 	if err := b.checkCreated(info.Created); err != nil {
 		return err
@@ -65,46 +38,28 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) err
 		OptStartSeq:    info.State.LastSeq + 1,
 	})
 	if err != nil {
-		return b.fail(cctx, "subscribe", err)
+		return b.link.Fail(cctx, "subscribe", err)
 	}
 	it, err := cons.Messages(natsjs.PullMaxMessages(512), natsjs.PullExpiry(10*time.Second), natsjs.PullHeartbeat(2*time.Second))
 	if err != nil {
-		return b.fail(cctx, "subscribe", err)
+		return b.link.Fail(cctx, "subscribe", err)
 	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	s := &subscription{it: it, cancel: stopRun}
-
-	b.mu.Lock()
-	if b.closed.Load() {
-		b.mu.Unlock()
-		s.halt()
-		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
-	}
-	b.subs[s] = struct{}{}
-	b.wg.Add(1)
-	b.mu.Unlock()
-	s.release = context.AfterFunc(ctx, s.halt)
-	go b.run(runCtx, s, info.State.LastSeq, deliver)
-	return nil
+	return b.link.Subscribe(ctx, it.Stop, func(ctx context.Context, s *remote.Subscription) {
+		b.run(ctx, s, it, info.State.LastSeq, deliver)
+	})
 }
 
-func (b *Broker) run(ctx context.Context, s *subscription, last uint64, deliver func(*broker.Event)) {
-	defer b.wg.Done()
-	defer func() {
-		b.mu.Lock()
-		delete(b.subs, s)
-		b.mu.Unlock()
-		s.halt()
-	}()
-	for !s.stopped.Load() {
-		msg, err := s.it.Next(natsjs.NextContext(ctx))
+// run delivers from the consumer until the subscription halts.
+func (b *Broker) run(ctx context.Context, s *remote.Subscription, it natsjs.MessagesContext, last uint64, deliver func(*broker.Event)) {
+	for !s.Stopped() {
+		msg, err := it.Next(natsjs.NextContext(ctx))
 		if err != nil {
-			if s.stopped.Load() || b.closed.Load() || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+			if s.Stopped() || b.link.Closed() || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 				return
 			}
 			// The ordered consumer recovers by itself from what it can;
 			// have the monitor check the stream, and go on.
-			b.kick()
+			b.link.Kick()
 			select {
 			case <-ctx.Done():
 				return
@@ -128,10 +83,10 @@ func (b *Broker) run(ctx context.Context, s *subscription, last uint64, deliver 
 			continue
 		}
 		ev.Seq = seq
-		if s.stopped.Load() {
+		if s.Stopped() {
 			return
 		}
-		b.confirm()
+		b.link.Confirm()
 		deliver(ev)
 	}
 }

@@ -7,13 +7,14 @@ package memory
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/retention"
 )
 
 // Options configure a Broker. Zero values mean the defaults.
@@ -31,9 +32,9 @@ type Options struct {
 
 // Defaults for Options.
 const (
-	DefaultMaxEvents         = 1000
-	DefaultMaxAge            = time.Hour
-	DefaultIdempotencyWindow = 2 * time.Minute
+	DefaultMaxEvents         = retention.DefaultMaxEvents
+	DefaultMaxAge            = retention.DefaultMaxAge
+	DefaultIdempotencyWindow = retention.DefaultIdempotencyWindow
 )
 
 // Broker is the in-memory broker. Its zero value is not usable; call New.
@@ -41,19 +42,42 @@ type Broker struct {
 	opts  Options
 	epoch string
 
-	mu     sync.Mutex // guards everything below; held while delivering, which keeps Seq order
+	// mu guards every field below. No deliver call runs while it is held:
+	// a delivery may write to sockets, and under mu it would hold up every
+	// publish, on every topic, and every Replay.
+	mu     sync.Mutex
 	closed bool
 	seq    uint64
 	topics map[string]*topicLog
 	dedup  map[dedupKey]dedupEntry
-	dedupQ []dedupKey      // in insertion (= expiry) order
-	subs   []*subscription // a slice, not a map: Publish ranges over it every time
+	dedupQ []dedupKey // in insertion (= expiry) order
 	// dropped remembers, for topics the sweep removed, the highest Seq
 	// they lost, so that a resume still learns of the gap; beyond
 	// maxDropped topics the marks fold into droppedAll.
 	dropped    map[string]uint64
 	droppedAll uint64
 	schemas    [][]byte
+
+	// Delivery keeps the Broker contract (one deliver call at a time, in
+	// Seq order, each event once) without mu, by having one drainer: only
+	// the goroutine that set draining calls deliver, and it clears draining
+	// (closing idle) once nothing is pending. A publisher that finds no
+	// drainer becomes it and delivers its own event; one that finds a
+	// drainer appends its event to pending, in Seq order as both happen
+	// under mu, and returns. The publisher-drainer hands what was appended
+	// meanwhile, and the role with it, to a goroutine (drain), so that its
+	// own Publish does not wait for others' events. Close waits for idle.
+	//
+	// subs is copy-on-write: Subscribe and unsubscribing replace the
+	// slice, never change it in place, so the drainer reads the copy it
+	// took under mu without mu. It takes subs together with the events it
+	// delivers to them, so an event accepted after Subscribe returned
+	// reaches the new subscription.
+	subs     []*subscription // a slice, not a map: every delivery ranges over it
+	pending  []*broker.Event
+	spare    []*broker.Event // the drainer's last batch, emptied, for pending to reuse
+	draining bool
+	idle     chan struct{} // closed when draining stops; made by the first to wait for it
 
 	stop chan struct{}
 	done chan struct{}
@@ -81,26 +105,27 @@ type dedupEntry struct {
 
 type subscription struct {
 	deliver func(*broker.Event)
-	stop    func() bool // releases the context.AfterFunc
+	// stopped is set when its context ends or the broker closes; the
+	// drainer checks it before each call, so that delivery stops at once
+	// even within a batch taken before.
+	stopped atomic.Bool
+	release func() bool // releases the context.AfterFunc; set under Broker.mu
 }
+
+// maxPending bounds the events accepted and not yet delivered: a
+// publisher that finds more waits for the drainer to catch up, so that a
+// slow deliver holds publishers back instead of growing the list.
+const maxPending = 4096
 
 // New returns a running broker; Close stops it.
 func New(opts Options) *Broker {
-	if opts.MaxEvents <= 0 {
-		opts.MaxEvents = DefaultMaxEvents
-	}
-	if opts.MaxAge <= 0 {
-		opts.MaxAge = DefaultMaxAge
-	}
-	if opts.IdempotencyWindow <= 0 {
-		opts.IdempotencyWindow = DefaultIdempotencyWindow
-	}
+	retention.Default(&opts.MaxEvents, &opts.MaxAge, &opts.IdempotencyWindow)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	b := &Broker{
 		opts:    opts,
-		epoch:   newEpoch(),
+		epoch:   broker.NewEpoch(),
 		topics:  make(map[string]*topicLog),
 		dedup:   make(map[dedupKey]dedupEntry),
 		dropped: make(map[string]uint64),
@@ -109,17 +134,6 @@ func New(opts Options) *Broker {
 	}
 	go b.sweep()
 	return b
-}
-
-// newEpoch returns 8 random characters of [a-z0-9].
-func newEpoch() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	var raw [8]byte
-	_, _ = rand.Read(raw[:])
-	for i, c := range raw {
-		raw[i] = alphabet[int(c)%len(alphabet)]
-	}
-	return string(raw[:])
 }
 
 // Epoch implements broker.Broker.
@@ -135,14 +149,55 @@ func (b *Broker) Healthy(context.Context) error {
 	return nil
 }
 
-// Publish implements broker.Broker. Subscribers are called before it
-// returns.
+// Publish implements broker.Broker. When no other delivery is running,
+// the subscribers get ev from the calling goroutine before Publish
+// returns; otherwise the goroutine delivering gets it to them after the
+// events before it.
 func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
 	if err := ctx.Err(); err != nil {
 		return broker.PublishResult{}, err
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	res, err := b.accept(ev)
+	if err != nil || res.Duplicate || len(b.subs) == 0 {
+		b.mu.Unlock()
+		return res, err
+	}
+	if b.draining {
+		b.pending = append(b.pending, ev)
+		var wait chan struct{}
+		if len(b.pending) >= maxPending {
+			wait = b.idleLocked()
+		}
+		b.mu.Unlock()
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-ctx.Done(): // ev is accepted all the same
+			}
+		}
+		return res, nil
+	}
+	b.draining = true
+	subs := b.subs
+	b.mu.Unlock()
+	deliverTo(subs, ev)
+	b.mu.Lock()
+	if len(b.pending) > 0 && !b.closed {
+		// Other publishers' events came meanwhile: a goroutine of its own
+		// delivers them, so that this Publish does not wait for them.
+		b.mu.Unlock()
+		go b.drain()
+		return res, nil
+	}
+	b.stopDraining()
+	b.mu.Unlock()
+	return res, nil
+}
+
+// accept appends ev to its topic's log, or finds the event it repeats;
+// with b.mu held.
+func (b *Broker) accept(ev *broker.Event) (broker.PublishResult, error) {
 	if b.closed {
 		return broker.PublishResult{}, fmt.Errorf("%w: broker is closed", broker.ErrClosed)
 	}
@@ -170,10 +225,56 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 	}
 	b.expire(t, now)
 	t.push(ev, b.opts.MaxEvents)
-	for _, s := range b.subs {
-		s.deliver(ev)
-	}
 	return broker.PublishResult{Seq: ev.Seq}, nil
+}
+
+// drain delivers the pending events until there are none, from the
+// drainer, with b.mu released while it delivers.
+func (b *Broker) drain() {
+	b.mu.Lock()
+	for len(b.pending) > 0 && !b.closed {
+		batch, subs := b.pending, b.subs
+		b.pending = b.spare[:0]
+		b.mu.Unlock()
+		for _, ev := range batch {
+			deliverTo(subs, ev)
+		}
+		clear(batch)
+		b.mu.Lock()
+		b.spare = batch[:0]
+	}
+	b.stopDraining()
+	b.mu.Unlock()
+}
+
+// deliverTo calls each subscription that has not stopped with ev.
+func deliverTo(subs []*subscription, ev *broker.Event) {
+	for _, s := range subs {
+		if !s.stopped.Load() {
+			s.deliver(ev)
+		}
+	}
+}
+
+// stopDraining ends the drainer's turn, dropping what is pending (nothing,
+// unless the broker closed); with b.mu held.
+func (b *Broker) stopDraining() {
+	clear(b.pending)
+	b.pending = b.pending[:0]
+	b.draining = false
+	if b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+}
+
+// idleLocked returns a channel closed when the drainer stops; with b.mu
+// held, while draining.
+func (b *Broker) idleLocked() chan struct{} {
+	if b.idle == nil {
+		b.idle = make(chan struct{})
+	}
+	return b.idle
 }
 
 // push appends ev, growing the ring up to max and evicting the oldest event
@@ -268,8 +369,9 @@ func (b *Broker) dropTopic(name string, lost uint64) {
 	b.dropped[name] = lost
 }
 
-// Subscribe implements broker.Broker. deliver is called with the broker's
-// lock held, from the publishing goroutine: it must not call the broker.
+// Subscribe implements broker.Broker. deliver is called with no lock of
+// the broker held, from a publishing goroutine or one the broker starts.
+// It must not call Close, which waits for it.
 func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -280,15 +382,18 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) err
 		return err
 	}
 	s := &subscription{deliver: deliver}
-	b.subs = append(b.subs, s)
-	s.stop = context.AfterFunc(ctx, func() {
-		b.mu.Lock()
-		if i := slices.Index(b.subs, s); i >= 0 {
-			b.subs = slices.Delete(b.subs, i, i+1)
-		}
-		b.mu.Unlock()
-	})
+	b.subs = append(slices.Clip(b.subs), s) // a new array: the drainer may be reading the old one
+	s.release = context.AfterFunc(ctx, func() { b.unsubscribe(s) })
 	return nil
+}
+
+func (b *Broker) unsubscribe(s *subscription) {
+	s.stopped.Store(true)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i := slices.Index(b.subs, s); i >= 0 {
+		b.subs = slices.Delete(slices.Clone(b.subs), i, i+1)
+	}
 }
 
 // Replay implements broker.Broker.
@@ -364,20 +469,30 @@ func searchAfter(t *topicLog, seq uint64) int {
 	return lo
 }
 
-// Close implements broker.Broker.
+// Close implements broker.Broker. It returns once no deliver call is
+// running, the second time as the first.
 func (b *Broker) Close() error {
 	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
+	first := !b.closed
+	if first {
+		b.closed = true
+		for _, s := range b.subs {
+			s.stopped.Store(true)
+			s.release()
+		}
+		b.subs = nil
 	}
-	b.closed = true
-	for _, s := range b.subs {
-		s.stop()
+	var wait chan struct{}
+	if b.draining {
+		wait = b.idleLocked()
 	}
-	b.subs = nil
 	b.mu.Unlock()
-	close(b.stop)
+	if wait != nil {
+		<-wait
+	}
+	if first {
+		close(b.stop)
+	}
 	<-b.done
 	return nil
 }

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -187,7 +188,7 @@ func TestReplayHidesExpired(t *testing.T) {
 func BenchmarkPublish(b *testing.B) {
 	br := New(Options{})
 	defer br.Close()
-	delivered := 0 // deliver is called under the broker's lock
+	delivered := 0 // one publisher: every deliver call runs in its goroutine
 	if err := br.Subscribe(context.Background(), func(*broker.Event) { delivered++ }); err != nil {
 		b.Fatal(err)
 	}
@@ -205,4 +206,28 @@ func BenchmarkPublish(b *testing.B) {
 	if delivered != published {
 		b.Fatalf("delivered %d of %d events", delivered, published)
 	}
+}
+
+// BenchmarkPublishParallel: publishers on topics of their own, and one
+// subscription, as the hub has.
+func BenchmarkPublishParallel(b *testing.B) {
+	br := New(Options{})
+	defer br.Close()
+	if err := br.Subscribe(context.Background(), func(*broker.Event) {}); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 128)
+	var topics atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		topic := fmt.Sprintf("bench.t%d", topics.Add(1))
+		for pb.Next() {
+			ev := &broker.Event{Topic: topic, Type: "t", TypeURL: "type.googleapis.com/bench.v1.Event", Payload: payload}
+			if _, err := br.Publish(context.Background(), ev); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -1,6 +1,7 @@
 // Package outage logs a broker backend's outages: one line when one
-// begins, one when it ends, however many calls fail in between. Backends
-// share it; it knows nothing of any backend.
+// begins, one when it ends, however many calls fail in between. The
+// networked backends share it through package remote; it knows nothing
+// of any backend.
 package outage
 
 import (

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // Options describe the backend and how to take its server down.
@@ -31,7 +32,8 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Log is a concurrency-safe log buffer.
+// Log is a log that code under test writes while the test reads it, as
+// the outage check reads the broker's: safe for concurrent use.
 type Log struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -43,7 +45,7 @@ func (l *Log) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
-// Count returns how many lines contain s.
+// Count returns how many times s occurs in the log.
 func (l *Log) Count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -135,13 +137,7 @@ func Run(t *testing.T, opts Options) {
 	opts.Start()
 	// Publish until the broker takes events again; each failure is one a
 	// publisher would retry.
-	deadline := time.Now().Add(30 * time.Second)
-	for publish(200) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("Publish still failing 30s after the server came back")
-		}
-		time.Sleep(50 * time.Millisecond) // a publisher's retry interval
-	}
+	poll.Until(t, 30*time.Second, "Publish to succeed after the server came back", func() bool { return publish(200) == nil })
 	for i := range 20 {
 		if err := publish(300 + i); err != nil {
 			t.Fatalf("Publish after the server came back: %v", err)
@@ -162,26 +158,11 @@ func Run(t *testing.T, opts Options) {
 	}
 	// Logged once per outage. "broker back" may come a moment after the
 	// first successful call.
-	waitFor(t, "the recovery to be logged", func() bool { return logs.Count("broker back") >= 1 })
+	poll.Until(t, 10*time.Second, "the recovery to be logged", func() bool { return logs.Count("broker back") >= 1 })
 	if n := logs.Count("broker unavailable"); n != 1 {
 		t.Errorf("%q logged %d times for one outage; want once:\n%s", "broker unavailable", n, logs.String())
 	}
 	if n := logs.Count("broker back"); n != 1 {
 		t.Errorf("%q logged %d times for one outage; want once:\n%s", "broker back", n, logs.String())
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("still waiting for %s", what)
-		}
 	}
 }

@@ -90,71 +90,18 @@ package redis
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/internal/broker"
-	"github.com/heraldhq/herald/internal/broker/outage"
+	"github.com/heraldhq/herald/internal/broker/remote"
 	"github.com/heraldhq/herald/internal/broker/wire"
-)
-
-// Options configure a Broker. Zero values mean the defaults. Every node
-// sharing a Redis must use the same Prefix and retention.
-type Options struct {
-	// URL is the Redis server: redis://[user:password@]host:port/db, or
-	// rediss:// for TLS (default redis://127.0.0.1:6379/0).
-	URL string
-	// Username and Password, when set, override those of the URL (Redis 6
-	// ACL user, or the requirepass password with no user).
-	Username, Password string
-	// TLSCAFile is a PEM file of the CAs that sign the server's certificate
-	// (default: the system's roots). Setting any TLS field turns TLS on.
-	TLSCAFile string
-	// TLSCertFile and TLSKeyFile are a client certificate and its key.
-	TLSCertFile, TLSKeyFile string
-	// TLSInsecureSkipVerify accepts any server certificate. For tests only.
-	TLSInsecureSkipVerify bool
-
-	// Prefix starts every key, as "{prefix}:" (default "herald").
-	Prefix string
-	// MaxEvents is how many events each topic retains (default 1000).
-	MaxEvents int
-	// MaxAge is how long an event is retained (default 1h).
-	MaxAge time.Duration
-	// IdempotencyWindow is how long an idempotency key is remembered
-	// (default 2m).
-	IdempotencyWindow time.Duration
-	// FanInWindow is how long the fan-in stream keeps events for nodes
-	// that reconnect (default 1m). A node away for longer catches up from
-	// the topic streams instead, which costs more.
-	FanInWindow time.Duration
-	// Timeout bounds each call to Redis (default 3s).
-	Timeout time.Duration
-	// Logger receives outage and recovery lines (default slog.Default()).
-	Logger *slog.Logger
-}
-
-// Defaults for Options.
-const (
-	DefaultURL               = "redis://127.0.0.1:6379/0"
-	DefaultPrefix            = "herald"
-	DefaultMaxEvents         = 1000
-	DefaultMaxAge            = time.Hour
-	DefaultIdempotencyWindow = 2 * time.Minute
-	DefaultFanInWindow       = time.Minute
-	DefaultTimeout           = 3 * time.Second
 )
 
 // maxCutMarks bounds the per-topic removal marks kept one by one.
@@ -163,22 +110,13 @@ const maxCutMarks = 100_000
 // Broker is a broker.Broker on Redis Streams. Its zero value is not usable;
 // call New.
 type Broker struct {
-	opts   Options
-	log    *slog.Logger
-	copts  *goredis.Options // for the subscriptions' own clients
-	rdb    *goredis.Client
-	epoch  string
-	keys   keys
-	closed atomic.Bool
-	broken atomic.Pointer[error]
-
-	mu   sync.Mutex // guards subs
-	subs map[*subscription]struct{}
-
-	outage  outage.Log
-	recheck chan struct{}
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	opts  Options
+	log   *slog.Logger
+	copts *goredis.Options // for the subscriptions' own clients
+	rdb   *goredis.Client
+	epoch string
+	keys  keys
+	link  *remote.Link
 }
 
 var (
@@ -215,25 +153,31 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		opts:    opts,
-		log:     opts.Logger,
-		copts:   copts,
-		rdb:     goredis.NewClient(copts),
-		keys:    newKeys(opts.Prefix),
-		subs:    make(map[*subscription]struct{}),
-		recheck: make(chan struct{}, 1),
-		stop:    make(chan struct{}),
+		opts:  opts,
+		log:   opts.Logger,
+		copts: copts,
+		rdb:   goredis.NewClient(copts),
+		keys:  newKeys(opts.Prefix),
 	}
-	b.outage.Logger, b.outage.Broker = b.log, "redis"
+	b.link = remote.New(remote.Options{
+		Name: "redis", LogName: "redis", Timeout: opts.Timeout, Logger: opts.Logger,
+		IsTimeout: isTimeout,
+		Reset: func(err error) error {
+			if strings.HasPrefix(err.Error(), "HERALDEPOCH") {
+				return b.checkEpoch("")
+			}
+			return nil
+		},
+	})
 	ctx, cancel := context.WithTimeout(ctx, 2*opts.Timeout)
 	defer cancel()
-	epoch, err := b.rdb.SetArgs(ctx, b.keys.epoch, newEpoch(), goredis.SetArgs{Mode: "NX", Get: true}).Result()
+	epoch, err := b.rdb.SetArgs(ctx, b.keys.epoch, broker.NewEpoch(), goredis.SetArgs{Mode: "NX", Get: true}).Result()
 	if errors.Is(err, goredis.Nil) {
 		epoch, err = b.rdb.Get(ctx, b.keys.epoch).Result()
 	}
 	if err != nil {
 		b.rdb.Close()
-		return nil, fmt.Errorf("%w: Redis at %s: %v", broker.ErrUnavailable, redactURL(opts.URL), err)
+		return nil, fmt.Errorf("%w: Redis at %s: %v", broker.ErrUnavailable, remote.RedactURL(opts.URL), err)
 	}
 	if !validEpoch(epoch) {
 		b.rdb.Close()
@@ -244,9 +188,8 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		b.rdb.Close()
 		return nil, err
 	}
-	b.wg.Add(2)
-	go b.monitor()
-	go b.sweep()
+	b.link.Start(b.probe)
+	b.link.Go(b.sweep)
 	return b, nil
 }
 
@@ -257,104 +200,6 @@ func (b *Broker) loadScripts(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (o *Options) setDefaults() error {
-	if o.URL == "" {
-		o.URL = DefaultURL
-	}
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	if strings.ContainsAny(o.Prefix, "{}") {
-		return fmt.Errorf("redis: Prefix %q must not contain braces", o.Prefix)
-	}
-	if o.MaxEvents <= 0 {
-		o.MaxEvents = DefaultMaxEvents
-	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = DefaultMaxAge
-	}
-	if o.IdempotencyWindow <= 0 {
-		o.IdempotencyWindow = DefaultIdempotencyWindow
-	}
-	if o.FanInWindow <= 0 {
-		o.FanInWindow = DefaultFanInWindow
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
-		return errors.New("redis: TLSCertFile and TLSKeyFile go together")
-	}
-	return nil
-}
-
-func (o *Options) clientOptions() (*goredis.Options, error) {
-	c, err := goredis.ParseURL(o.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis: URL: %w", err)
-	}
-	if o.Username != "" {
-		c.Username = o.Username
-	}
-	if o.Password != "" {
-		c.Password = o.Password
-	}
-	if o.TLSCAFile != "" || o.TLSCertFile != "" || o.TLSInsecureSkipVerify {
-		if c.TLSConfig == nil {
-			c.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: strings.Split(c.Addr, ":")[0]}
-		}
-		if err := applyTLS(c.TLSConfig, o.TLSCAFile, o.TLSCertFile, o.TLSKeyFile, o.TLSInsecureSkipVerify); err != nil {
-			return nil, fmt.Errorf("redis: %w", err)
-		}
-	}
-	c.DialTimeout = o.Timeout
-	c.ReadTimeout = o.Timeout
-	c.WriteTimeout = o.Timeout
-	c.PoolTimeout = o.Timeout
-	c.ContextTimeoutEnabled = true
-	c.MaxRetries = -1   // a retried script could append an event twice
-	c.DialerRetries = 1 // a refused dial fails the call at once
-	c.DisableIdentity = true
-	return c, nil
-}
-
-func applyTLS(cfg *tls.Config, caFile, certFile, keyFile string, insecure bool) error {
-	cfg.InsecureSkipVerify = insecure //nolint:gosec // opt-in, for tests
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return fmt.Errorf("TLS CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("TLS CA file %s holds no PEM certificate", caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return fmt.Errorf("TLS client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return nil
-}
-
-// newEpoch returns 10 random characters of [a-z0-9].
-func newEpoch() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	var raw [10]byte
-	_, _ = rand.Read(raw[:])
-	for i, c := range raw {
-		raw[i] = alphabet[int(c)%len(alphabet)]
-	}
-	return string(raw[:])
 }
 
 func validEpoch(e string) bool {
@@ -383,80 +228,25 @@ func (b *Broker) Epoch() string { return b.epoch }
 // Healthy implements broker.HealthChecker: Redis answers and still holds
 // this node's epoch.
 func (b *Broker) Healthy(ctx context.Context) error {
-	if err := b.usable(); err != nil {
+	if err := b.link.Usable(); err != nil {
 		return err
 	}
-	ctx, cancel := b.bounded(ctx)
+	ctx, cancel := b.link.Bound(ctx)
 	defer cancel()
 	epoch, err := b.rdb.Get(ctx, b.keys.epoch).Result()
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return b.fail(ctx, "health check", err)
+		return b.link.Fail(ctx, "health check", err)
 	}
 	return b.checkEpoch(epoch)
 }
 
-func (b *Broker) usable() error {
-	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
-	}
-	if err := b.broken.Load(); err != nil {
-		return *err
-	}
-	return nil
-}
-
-// checkEpoch compares the epoch Redis holds with this node's. A Redis that
-// lost its data is another log: this node must not give out ids of the old
-// epoch for it, so it refuses every call until restarted.
+// checkEpoch compares the epoch Redis holds with this node's: a Redis that
+// lost its data is another log.
 func (b *Broker) checkEpoch(epoch string) error {
 	if epoch == b.epoch {
 		return nil
 	}
-	err := fmt.Errorf("%w: Redis lost this log (epoch %s, Redis holds %q): restart this node", broker.ErrUnavailable, b.epoch, epoch)
-	if b.broken.CompareAndSwap(nil, &err) {
-		b.log.Error("broker log was reset: this node refuses to publish and deliver until restarted", "err", err)
-	}
-	return *b.broken.Load()
-}
-
-// errTimeout is the cause of the contexts that bound each call.
-var errTimeout = errors.New("broker call timed out")
-
-func (b *Broker) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(context.WithValue(ctx, startKey{}, time.Now()), b.opts.Timeout, errTimeout)
-}
-
-// startKey is the context key of when a bounded call began.
-type startKey struct{}
-
-// callStart returns when the call of ctx began, or now.
-func callStart(ctx context.Context) time.Time {
-	if t, ok := ctx.Value(startKey{}).(time.Time); ok {
-		return t
-	}
-	return time.Now()
-}
-
-// fail turns an error of a Redis call into the error to return: ErrClosed
-// after Close, the caller's context error when that ended, the broken
-// state for a reset log, and otherwise ErrUnavailable, noted as an outage.
-func (b *Broker) fail(ctx context.Context, op string, err error) error {
-	if b.closed.Load() {
-		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
-	}
-	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, errTimeout) {
-		return fmt.Errorf("redis: %s: %w", op, ctx.Err())
-	}
-	if strings.HasPrefix(err.Error(), "HERALDEPOCH") {
-		return b.checkEpoch("")
-	}
-	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-		err = fmt.Errorf("no answer within %v", b.opts.Timeout)
-	}
-	err = fmt.Errorf("%w: redis: %s: %v", broker.ErrUnavailable, op, err)
-	b.outage.Down(err, callStart(ctx))
-	b.kick()
-	return err
+	return b.link.Break(fmt.Errorf("%w: Redis lost this log (epoch %s, Redis holds %q): restart this node", broker.ErrUnavailable, b.epoch, epoch))
 }
 
 func isTimeout(err error) bool {
@@ -464,75 +254,34 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// confirm notes a successful call: during an outage, the monitor checks
-// whether the broker is back (and says so, once).
-func (b *Broker) confirm() {
-	if b.outage.Out() {
-		b.kick()
+// probe is the monitor's check: Redis answers, and (checkEpoch) with this
+// node's epoch.
+func (b *Broker) probe(ctx context.Context) error {
+	epoch, err := b.rdb.Get(ctx, b.keys.epoch).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return err
 	}
-}
-
-func (b *Broker) kick() {
-	select {
-	case b.recheck <- struct{}{}:
-	default:
-	}
-}
-
-// monitor confirms recovery after a failure: it pings with backoff until
-// Redis answers with this node's epoch, then logs "broker back".
-func (b *Broker) monitor() {
-	defer b.wg.Done()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-b.recheck:
-		}
-		wait := 100 * time.Millisecond
-		for {
-			started := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
-			epoch, err := b.rdb.Get(ctx, b.keys.epoch).Result()
-			cancel()
-			if err == nil || errors.Is(err, goredis.Nil) {
-				if b.checkEpoch(epoch) == nil {
-					b.outage.Up()
-				}
-				break
-			}
-			if b.closed.Load() {
-				return
-			}
-			b.outage.Down(err, started)
-			select {
-			case <-b.stop:
-				return
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 5*time.Second)
-		}
-	}
+	_ = b.checkEpoch(epoch)
+	return nil
 }
 
 // sweep forgets topics whose events have all aged out, so that memory
 // follows retention when nothing is published.
-func (b *Broker) sweep() {
-	defer b.wg.Done()
+func (b *Broker) sweep(stop <-chan struct{}) {
 	every := min(max(b.opts.MaxAge/4, 100*time.Millisecond), time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
-		case <-b.stop:
+		case <-stop:
 			return
 		case <-t.C:
 		}
-		if b.usable() != nil {
+		if b.link.Usable() != nil {
 			continue
 		}
 		for {
-			ctx, cancel := b.bounded(context.Background())
+			ctx, cancel := b.link.Bound(context.Background())
 			now, err := b.rdb.Time(ctx).Result()
 			var n int64
 			if err == nil {
@@ -552,14 +301,11 @@ func (b *Broker) sweep() {
 // Publish implements broker.Broker. It returns once Redis executed the
 // append.
 func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
-	if err := b.usable(); err != nil {
-		return broker.PublishResult{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return broker.PublishResult{}, err
-	}
-	ctx, cancel := b.bounded(ctx)
+	ctx, cancel, err := b.link.Begin(ctx)
 	defer cancel()
+	if err != nil {
+		return broker.PublishResult{}, err
+	}
 	ev.Time = time.Time{}
 	data := wire.Append(make([]byte, 0, wire.Size(ev)), ev)
 	keyed, idem := "0", b.keys.idemPrefix+ev.Topic
@@ -571,12 +317,12 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 		b.epoch, ev.Topic, data, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(),
 		b.opts.FanInWindow.Milliseconds(), keyed).Int64Slice()
 	if err != nil {
-		return broker.PublishResult{}, b.fail(ctx, "publish", err)
+		return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
 	}
 	if len(res) != 3 {
 		return broker.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", broker.ErrUnavailable, res)
 	}
-	b.confirm()
+	b.link.Confirm()
 	if res[0] == 1 {
 		return broker.PublishResult{Seq: uint64(res[1]), Duplicate: true}, nil
 	}
@@ -587,62 +333,8 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 
 // Close implements broker.Broker.
 func (b *Broker) Close() error {
-	if !b.closed.CompareAndSwap(false, true) {
+	if !b.link.Close() {
 		return nil
 	}
-	b.mu.Lock()
-	subs := make([]*subscription, 0, len(b.subs))
-	for s := range b.subs {
-		subs = append(subs, s)
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
-		s.halt()
-	}
-	close(b.stop)
-	b.wg.Wait()
 	return b.rdb.Close()
-}
-
-// SaveSchemas implements broker.SchemaStore.
-func (b *Broker) SaveSchemas(ctx context.Context, set []byte) error {
-	if err := b.usable(); err != nil {
-		return err
-	}
-	ctx, cancel := b.bounded(ctx)
-	defer cancel()
-	if err := b.rdb.RPush(ctx, b.keys.schemas, set).Err(); err != nil {
-		return b.fail(ctx, "save schemas", err)
-	}
-	return nil
-}
-
-// LoadSchemas implements broker.SchemaStore.
-func (b *Broker) LoadSchemas(ctx context.Context, skip int) ([][]byte, error) {
-	if err := b.usable(); err != nil {
-		return nil, err
-	}
-	ctx, cancel := b.bounded(ctx)
-	defer cancel()
-	vals, err := b.rdb.LRange(ctx, b.keys.schemas, int64(skip), -1).Result()
-	if err != nil {
-		return nil, b.fail(ctx, "load schemas", err)
-	}
-	sets := make([][]byte, len(vals))
-	for i, v := range vals {
-		sets[i] = []byte(v)
-	}
-	return sets, nil
-}
-
-// redactURL hides a password in a Redis URL for messages.
-func redactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
-		return u
-	}
-	if _, ok := p.User.Password(); ok {
-		p.User = url.UserPassword(p.User.Username(), "***")
-	}
-	return p.String()
 }

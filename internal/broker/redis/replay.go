@@ -22,34 +22,19 @@ const maxCutLookups = 10_000
 
 // Replay implements broker.Broker; see the package documentation.
 func (b *Broker) Replay(ctx context.Context, patterns []broker.Pattern, after broker.EventID) (broker.ReplayResult, error) {
-	var res broker.ReplayResult
-	if err := b.usable(); err != nil {
-		return res, err
-	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	from := after.Seq
-	if after.Epoch != b.epoch {
-		res.Truncated = after.Seq > 0 || after.Epoch != ""
-		from = 0
-	}
-	if len(patterns) == 0 {
-		return res, nil
-	}
-	ctx, cancel := b.bounded(ctx)
-	defer cancel()
-	topics, err := b.matchingTopics(ctx, patterns)
-	if err != nil {
-		return broker.ReplayResult{}, b.fail(ctx, "replay", err)
-	}
-	events, truncated, err := b.read(ctx, patterns, topics, from)
-	if err != nil {
-		return broker.ReplayResult{}, err
-	}
-	res.Events = events
-	res.Truncated = res.Truncated || truncated
-	return res, nil
+	return b.link.Replay(ctx, b.epoch, patterns, after, func(ctx context.Context, from uint64, res *broker.ReplayResult) error {
+		topics, err := b.matchingTopics(ctx, patterns)
+		if err != nil {
+			return b.link.Fail(ctx, "replay", err)
+		}
+		events, truncated, err := b.read(ctx, patterns, topics, from)
+		if err != nil {
+			return err
+		}
+		res.Events = events
+		res.Truncated = res.Truncated || truncated
+		return nil
+	})
 }
 
 // matchingTopics returns the names of the topics that may hold events
@@ -130,11 +115,11 @@ func (b *Broker) read(ctx context.Context, patterns []broker.Pattern, topics []s
 		return nil
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, false, b.fail(ctx, "replay", err)
+		return nil, false, b.link.Fail(ctx, "replay", err)
 	}
 	ep, err := epoch.Result()
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, false, b.fail(ctx, "replay", err)
+		return nil, false, b.link.Fail(ctx, "replay", err)
 	}
 	if err := b.checkEpoch(ep); err != nil {
 		return nil, false, err

@@ -5,53 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/heraldhq/herald/internal/broker"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/remote"
 )
 
 // readBlock is how long one XREAD waits for new entries.
 const readBlock = 5 * time.Second
 
-// A subscription is one XREAD loop on a connection of its own, so that
-// halting it can interrupt a blocked read by closing that connection.
-type subscription struct {
-	rdb     *goredis.Client
-	cancel  context.CancelFunc
-	stopped atomic.Bool
-	once    sync.Once
-	release func() bool
-}
-
-func (s *subscription) halt() {
-	s.once.Do(func() {
-		s.stopped.Store(true)
-		s.cancel()
-		_ = s.rdb.Close()
-		if s.release != nil {
-			s.release()
-		}
-	})
-}
-
 // Subscribe implements broker.Broker: it reads the fan-in stream from the
 // entry that is last now, so every event accepted after Subscribe returns
-// is delivered, in sequence order, each once.
+// is delivered, in sequence order, each once. Each subscription reads on a
+// connection of its own, so that halting it can interrupt a blocked read
+// by closing that connection.
 func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
-	if err := b.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	cctx, cancel := b.bounded(ctx)
+	cctx, cancel, err := b.link.Begin(ctx)
 	defer cancel()
+	if err != nil {
+		return err
+	}
 	pos, err := positionScript.Run(cctx, b.rdb, []string{b.keys.epoch, b.keys.seq, b.keys.all}, b.epoch).Slice()
 	if err != nil {
-		return b.fail(cctx, "subscribe", err)
+		return b.link.Fail(cctx, "subscribe", err)
 	}
 	if len(pos) != 2 {
 		return fmt.Errorf("%w: redis: position script answered %v", broker.ErrUnavailable, pos)
@@ -63,46 +41,30 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) err
 	copts.PoolSize = 1
 	copts.MinIdleConns = 0
 	copts.ReadTimeout = readBlock + b.opts.Timeout
-	runCtx, stopRun := context.WithCancel(context.Background())
-	s := &subscription{rdb: goredis.NewClient(&copts), cancel: stopRun}
-	b.mu.Lock()
-	if b.closed.Load() {
-		b.mu.Unlock()
-		s.halt()
-		return fmt.Errorf("%w: broker is closed", broker.ErrClosed)
-	}
-	b.subs[s] = struct{}{}
-	b.wg.Add(1)
-	b.mu.Unlock()
-	s.release = context.AfterFunc(ctx, s.halt)
-	go b.run(runCtx, s, cursor, uint64(seq), deliver)
-	return nil
+	rdb := goredis.NewClient(&copts)
+	return b.link.Subscribe(ctx, func() { _ = rdb.Close() }, func(ctx context.Context, s *remote.Subscription) {
+		b.run(ctx, s, rdb, cursor, uint64(seq), deliver)
+	})
 }
 
-func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last uint64, deliver func(*broker.Event)) {
-	defer b.wg.Done()
-	defer func() {
-		b.mu.Lock()
-		delete(b.subs, s)
-		b.mu.Unlock()
-		s.halt()
-	}()
+// run delivers from the fan-in stream until the subscription halts.
+func (b *Broker) run(ctx context.Context, s *remote.Subscription, rdb *goredis.Client, cursor string, last uint64, deliver func(*broker.Event)) {
 	wait := 100 * time.Millisecond
-	for !s.stopped.Load() {
-		if b.broken.Load() != nil {
+	for !s.Stopped() {
+		if b.link.Broken() != nil {
 			return // another log: deliver nothing more
 		}
-		streams, err := s.rdb.XRead(ctx, &goredis.XReadArgs{Streams: []string{b.keys.all, cursor}, Count: 512, Block: readBlock}).Result()
+		streams, err := rdb.XRead(ctx, &goredis.XReadArgs{Streams: []string{b.keys.all, cursor}, Count: 512, Block: readBlock}).Result()
 		if errors.Is(err, goredis.Nil) {
 			continue
 		}
 		if err != nil {
-			if s.stopped.Load() || b.closed.Load() {
+			if s.Stopped() || b.link.Closed() {
 				return
 			}
 			// The monitor decides whether this is an outage, and logs it
 			// once; a subscription only retries.
-			b.kick()
+			b.link.Kick()
 			select {
 			case <-ctx.Done():
 				return
@@ -112,7 +74,7 @@ func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last u
 			continue
 		}
 		wait = 100 * time.Millisecond
-		b.confirm()
+		b.link.Confirm()
 		for _, st := range streams {
 			for _, m := range st.Messages {
 				cursor = m.ID
@@ -137,7 +99,7 @@ func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last u
 					b.log.Warn("skipping a malformed event", "seq", seq, "err", err)
 					continue
 				}
-				if s.stopped.Load() {
+				if s.Stopped() {
 					return
 				}
 				deliver(ev)
@@ -148,7 +110,7 @@ func (b *Broker) run(ctx context.Context, s *subscription, cursor string, last u
 
 // catchUp delivers the events with sequences in (last, next) from the topic
 // streams. It reports false when the subscription must end.
-func (b *Broker) catchUp(ctx context.Context, s *subscription, last, next uint64, deliver func(*broker.Event)) bool {
+func (b *Broker) catchUp(ctx context.Context, s *remote.Subscription, last, next uint64, deliver func(*broker.Event)) bool {
 	all, _ := broker.ParsePattern(">")
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*b.opts.Timeout)
@@ -161,7 +123,7 @@ func (b *Broker) catchUp(ctx context.Context, s *subscription, last, next uint64
 				if ev.Seq >= next {
 					break
 				}
-				if s.stopped.Load() {
+				if s.Stopped() {
 					return false
 				}
 				deliver(ev)
@@ -172,7 +134,7 @@ func (b *Broker) catchUp(ctx context.Context, s *subscription, last, next uint64
 			}
 			return true
 		}
-		if s.stopped.Load() || b.usable() != nil {
+		if s.Stopped() || b.link.Usable() != nil {
 			return false
 		}
 		select {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // MaxPayload is the servers' max_payload: room for Herald's default 1 MiB
@@ -85,6 +87,9 @@ func (s *Server) Shutdown() {
 	}
 }
 
+// Stop is Shutdown, so that a Server is a brokertest.Server.
+func (s *Server) Stop() { s.Shutdown() }
+
 // Restart starts the server again on the same port and store directory.
 // The port was released by Shutdown; another process taking it meanwhile
 // fails the test.
@@ -92,11 +97,8 @@ func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Shutdown()
 	var err error
-	for range 50 {
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond) // the port may linger briefly after Shutdown
+	// The port may linger briefly after Shutdown.
+	if poll.Wait(10*time.Second, "NATS to restart", func() bool { err = s.start(); return err == nil }) != nil {
+		s.tb.Fatalf("restarting NATS on port %d: %v", s.port, err)
 	}
-	s.tb.Fatalf("restarting NATS on port %d: %v", s.port, err)
 }

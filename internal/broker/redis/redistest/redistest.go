@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // Options configure a Server.
@@ -99,27 +101,28 @@ func (s *Server) start() error {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	exited := func() bool {
 		select {
 		case <-done:
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			return fmt.Errorf("redis-server on port %d exited: %s", s.port, lastLines(string(log), 5))
+			return true
 		default:
+			return false
 		}
-		if ping(s.port) {
-			s.mu.Lock()
-			s.cmd, s.done = cmd, done
-			s.mu.Unlock()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-done
-			return fmt.Errorf("redis-server on port %d did not answer PING within 10s", s.port)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a process that has no readiness signal
 	}
+	// A process with no readiness signal: ping it until it answers or exits.
+	if err := poll.Wait(10*time.Second, "PING", func() bool { return exited() || ping(s.port) }); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("redis-server on port %d did not answer PING within 10s", s.port)
+	}
+	if exited() {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+		return fmt.Errorf("redis-server on port %d exited: %s", s.port, lastLines(string(log), 5))
+	}
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	return nil
 }
 
 // ping reports whether Redis on port answers PING with PONG (not LOADING).
@@ -159,6 +162,10 @@ func (s *Server) Kill() {
 	}
 }
 
+// Stop is Kill, so that a Server is a brokertest.Server whose outages
+// are crashes.
+func (s *Server) Stop() { s.Kill() }
+
 // Restart kills the server and starts it again on the same port and
 // directory; with Options.Durable it comes back with every acknowledged
 // write.
@@ -166,11 +173,8 @@ func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Kill()
 	var err error
-	for range 50 {
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond) // the port may linger briefly
+	// The port may linger briefly after the kill.
+	if poll.Wait(10*time.Second, "redis-server to restart", func() bool { err = s.start(); return err == nil }) != nil {
+		s.tb.Fatalf("restarting redis-server on port %d: %v", s.port, err)
 	}
-	s.tb.Fatalf("restarting redis-server on port %d: %v", s.port, err)
 }
