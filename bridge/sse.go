@@ -78,24 +78,8 @@ func parseSubscription(r *http.Request, maxTopics int) (subscription, error) {
 	if sub.render, err = parseRendering(q); err != nil {
 		return sub, err
 	}
-	topics := q["topic"]
-	if len(topics) == 0 {
-		return sub, fmt.Errorf("%w: no topic: give one or more ?topic= parameters", broker.ErrBadRequest)
-	}
-	if len(topics) > maxTopics {
-		return sub, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", broker.ErrBadRequest, len(topics), maxTopics)
-	}
-	seen := make(map[string]bool, len(topics))
-	for _, t := range topics {
-		if seen[t] {
-			continue
-		}
-		seen[t] = true
-		p, err := broker.ParsePattern(t)
-		if err != nil {
-			return sub, err
-		}
-		sub.patterns = append(sub.patterns, p)
+	if sub.patterns, err = parseTopics(q["topic"], maxTopics, "?topic= parameters"); err != nil {
+		return sub, err
 	}
 	// The header is what EventSource sends when it reconnects, so it is
 	// newer than a last_event_id the page put in the URL.

@@ -38,7 +38,7 @@ type subscriberService struct {
 // without waiting for it; the stream then ends with RESOURCE_EXHAUSTED as
 // soon as the consumer reads again, or with the connection.
 func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grpc.ServerStreamingServer[heraldv1.SubscribeResponse]) error {
-	patterns, err := parseTopics(req.GetTopics(), s.maxTopics)
+	patterns, err := parseTopics(req.GetTopics(), s.maxTopics, "topics or patterns")
 	if err != nil {
 		return grpcError(err)
 	}
@@ -135,11 +135,12 @@ func (s *subscriberService) response(ev *broker.Event) *heraldv1.SubscribeRespon
 	}}}
 }
 
-// parseTopics validates a subscription's topics and patterns under the
-// same rules as the SSE handler's topic parameters.
-func parseTopics(topics []string, maxTopics int) ([]broker.Pattern, error) {
+// parseTopics validates a subscription's topics and patterns, the same for
+// SSE and gRPC; repeats count once. what names them in the message for
+// none.
+func parseTopics(topics []string, maxTopics int, what string) ([]broker.Pattern, error) {
 	if len(topics) == 0 {
-		return nil, fmt.Errorf("%w: no topic: give one or more topics or patterns", broker.ErrBadRequest)
+		return nil, fmt.Errorf("%w: no topic: give one or more %s", broker.ErrBadRequest, what)
 	}
 	if len(topics) > maxTopics {
 		return nil, fmt.Errorf("%w: %d topics, more than the limit of %d per subscription", broker.ErrBadRequest, len(topics), maxTopics)

@@ -35,10 +35,12 @@ import "context"
 //     window accepts nothing and reports the earlier event's Seq with
 //     Duplicate set.
 //   - Order. Subscribe's deliver function is called from one goroutine at a
-//     time, with events in Seq order, each once. Events are delivered for
-//     every topic; the hub filters. Every event accepted after Subscribe
-//     returns is delivered; earlier ones may be. Delivery stops soon after
-//     ctx ends.
+//     time, with events in Seq order, each once, and with no lock of the
+//     broker held: the server writes to sockets in it, and must hold up
+//     neither publishers nor the broker's other calls. Events are
+//     delivered for every topic; the server's hub filters. Every event
+//     accepted after Subscribe returns is delivered; earlier ones may be.
+//     Delivery stops soon after ctx ends.
 //   - Replay returns, in Seq order, every retained event with Seq > after
 //     on topics matching the patterns (none for no patterns), at least up
 //     to the last event accepted before Replay was called. A position of
