@@ -22,11 +22,11 @@ import (
 // rendered is what this node made of an event. It is attached to the event
 // (broker.Event.Attach) and lives as long as the event.
 type rendered struct {
-	// json is the payload in the default JSON form when the publish path
-	// rendered it already: only for types that protojson may refuse after
-	// they parse (renderPlan), rendered there to check them. It spares the
-	// hub a decode and an encode. Usually nil: the hub renders on first
-	// delivery, so that an event no one receives is never rendered.
+	// json is the payload in the default JSON form, once rendered: by the
+	// publish path for types that protojson may refuse after they parse
+	// (renderPlan), to check them, which spares the hub a decode and an
+	// encode; otherwise by the hub on first delivery, so that an event no
+	// one receives is never rendered. Guarded by mu until frame is set.
 	json []byte
 	// frame is the event's frame in the default rendering, once encoded.
 	frame atomic.Pointer[[]byte]
@@ -61,19 +61,25 @@ func (h *Hub) frame(ev *broker.Event) []byte {
 	if f := r.frame.Load(); f != nil {
 		return *f
 	}
-	data := r.json
-	if data == nil {
-		msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
-		if err == nil {
-			data, err = renderJSON(h.types, msg, protojson.MarshalOptions{})
-		}
-		if err != nil {
-			data = h.unrenderable(ev, err)
-		}
-	}
-	b := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, data)
+	data := h.defaultJSON(ev, r)
+	b := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, ev.Type, data)
 	r.frame.Store(&b)
 	return b
+}
+
+// defaultJSON returns the payload in the default JSON form, rendering it
+// on first use; with r.mu held.
+func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
+	if r.json == nil {
+		msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
+		if err == nil {
+			r.json, err = renderJSON(h.types, msg, protojson.MarshalOptions{})
+		}
+		if err != nil {
+			r.json = h.unrenderable(ev, err)
+		}
+	}
+	return r.json
 }
 
 // frameFor returns ev's frame in rendering r (nil: the default), encoding
@@ -90,11 +96,20 @@ func (h *Hub) frameFor(ev *broker.Event, r *Rendering) []byte {
 		return f
 	}
 	h.metrics.renderings.Inc()
-	data, err := h.render(ev, r)
-	if err != nil {
-		data = h.unrenderable(ev, err)
+	var data []byte
+	if r.json() {
+		var err error
+		if data, err = h.render(ev, r); err != nil {
+			data = h.unrenderable(ev, err)
+		}
+	} else {
+		data = h.defaultJSON(ev, rd)
 	}
-	f := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, data)
+	name := ev.Type
+	if r.Envelope {
+		data, name = envelope(ev.Type, data), ""
+	}
+	f := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, name, data)
 	if rd.others == nil {
 		rd.others = make(map[string][]byte, 1)
 	}
@@ -102,8 +117,20 @@ func (h *Hub) frameFor(ev *broker.Event, r *Rendering) []byte {
 	return f
 }
 
-func (h *Hub) appendFrame(b []byte, ev *broker.Event, data []byte) []byte {
-	return sse.AppendEvent(b, broker.EventID{Epoch: h.epoch, Seq: ev.Seq}.String(), ev.Type, data)
+func (h *Hub) appendFrame(b []byte, ev *broker.Event, name string, data []byte) []byte {
+	return sse.AppendEvent(b, broker.EventID{Epoch: h.epoch, Seq: ev.Seq}.String(), name, data)
+}
+
+// envelope is the data of an unnamed frame (Rendering.Envelope): the event
+// type beside the payload's JSON, {"type": "...", "payload": ...}.
+func envelope(eventType string, payload []byte) []byte {
+	t, _ := json.Marshal(eventType)
+	b := make([]byte, 0, len(payload)+len(t)+24)
+	b = append(b, `{"type":`...)
+	b = append(b, t...)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
 }
 
 // unrenderable is the data sent for an event this node cannot render. It

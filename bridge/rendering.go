@@ -23,6 +23,8 @@ import (
 //	emit_unpopulated=true  include fields that hold their zero value
 //	fields=a,b.c           only these fields (FieldMask semantics; a path may go
 //	                       through singular message fields; proto or JSON names)
+//	envelope=true          no event: line, so that EventSource's onmessage sees
+//	                       every event; data is {"type": "<event type>", "payload": <JSON>}
 //
 // Each distinct rendering is encoded once per event and its frame shared by
 // every subscriber that asked for it (render.go). A nil *Rendering is the
@@ -32,19 +34,21 @@ type Rendering struct {
 	EnumNumbers     bool
 	EmitUnpopulated bool
 	Fields          []string
+	// Envelope sends every event unnamed, its type inside the data.
+	Envelope bool
 
 	k string // cache key, set by the hub when the subscriber registers
 }
 
 // renderParams are the query parameters that choose a Rendering.
-var renderParams = []string{"proto_names", "enum_numbers", "emit_unpopulated", "fields"}
+var renderParams = []string{"proto_names", "enum_numbers", "emit_unpopulated", "fields", "envelope"}
 
 func parseRendering(q url.Values) (*Rendering, error) {
 	var r Rendering
 	for _, b := range []struct {
 		name string
 		dst  *bool
-	}{{"proto_names", &r.ProtoNames}, {"enum_numbers", &r.EnumNumbers}, {"emit_unpopulated", &r.EmitUnpopulated}} {
+	}{{"proto_names", &r.ProtoNames}, {"enum_numbers", &r.EnumNumbers}, {"emit_unpopulated", &r.EmitUnpopulated}, {"envelope", &r.Envelope}} {
 		v := q.Get(b.name)
 		if v == "" {
 			continue
@@ -79,7 +83,7 @@ func parseRendering(q url.Values) (*Rendering, error) {
 			r.Fields = append(r.Fields, p)
 		}
 	}
-	if !r.ProtoNames && !r.EnumNumbers && !r.EmitUnpopulated && len(r.Fields) == 0 {
+	if !r.ProtoNames && !r.EnumNumbers && !r.EmitUnpopulated && len(r.Fields) == 0 && !r.Envelope {
 		return nil, nil
 	}
 	return &r, nil
@@ -98,10 +102,16 @@ func validIdent(s string) bool {
 	return true
 }
 
+// json reports whether the rendering changes the payload's JSON, beyond
+// wrapping it in an envelope.
+func (r *Rendering) json() bool {
+	return r.ProtoNames || r.EnumNumbers || r.EmitUnpopulated || len(r.Fields) > 0
+}
+
 // key identifies the rendering among those of one event.
 func (r *Rendering) key() string {
 	if r.k == "" {
-		r.k = fmt.Sprintf("%t%t%t%s", r.ProtoNames, r.EnumNumbers, r.EmitUnpopulated, strings.Join(r.Fields, ","))
+		r.k = fmt.Sprintf("%t%t%t%t%s", r.ProtoNames, r.EnumNumbers, r.EmitUnpopulated, r.Envelope, strings.Join(r.Fields, ","))
 	}
 	return r.k
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/heraldhq/herald/bridge"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 	"github.com/heraldhq/herald/internal/schema/schematest"
@@ -241,6 +242,8 @@ func TestRenderingOptions(t *testing.T) {
 		{"fields, JSON and proto names", "fields=orderId,total_cents", `{"orderId":"o-1","totalCents":"4200"}`},
 		{"fields and enum numbers", "fields=channel&enum_numbers=1", `{"channel":1}`},
 		{"emit unpopulated", "emit_unpopulated=true&fields=currency,placedAt,orderId", `{"orderId":"o-1","currency":"","placedAt":null}`},
+		{"envelope", "envelope=true", `{"type":"orders.v1.OrderPlaced","payload":{"orderId":"o-1","customer":"Zoë","items":[{"sku":"KB-01","quantity":1}],"totalCents":"4200","channel":"CHANNEL_WEB"}}`},
+		{"envelope and fields", "envelope=true&fields=orderId", `{"type":"orders.v1.OrderPlaced","payload":{"orderId":"o-1"}}`},
 	}
 	var streams []*stream
 	for _, tc := range cases {
@@ -263,11 +266,15 @@ func TestRenderingOptions(t *testing.T) {
 		if ev.LastEventID != id || !jsonEqual(got, want) {
 			t.Errorf("%s: data %s, want %s", tc.name, ev.Data, tc.want)
 		}
+		// An envelope frame has no event: line, so onmessage gets it.
+		if wantType := map[bool]string{true: "", false: "orders.v1.OrderPlaced"}[strings.Contains(tc.query, "envelope")]; ev.Type != wantType {
+			t.Errorf("%s: event type %q, want %q", tc.name, ev.Type, wantType)
+		}
 	}
-	// Five non-default renderings were asked for: five encodings, however
+	// Seven non-default renderings were asked for: seven encodings, however
 	// many subscribers share them.
-	if got := metricValue(t, s.url, "herald_render_encodings_total"); got != 5 {
-		t.Errorf("herald_render_encodings_total = %v, want 5", got)
+	if got := metricValue(t, s.url, "herald_render_encodings_total"); got != 7 {
+		t.Errorf("herald_render_encodings_total = %v, want 7", got)
 	}
 
 	for _, bad := range []struct{ query, want string }{
@@ -275,6 +282,7 @@ func TestRenderingOptions(t *testing.T) {
 		{"fields=items.sku", "items.sku"},
 		{"fields=a..b", "a..b"},
 		{"proto_names=maybe", "proto_names"},
+		{"envelope=yes", "envelope"},
 	} {
 		r, err := http.Get(s.url + "/v1/events?topic=orders.eu&" + bad.query)
 		if err != nil {
@@ -322,4 +330,23 @@ func metricValue(t testing.TB, base, name string) float64 {
 	}
 	t.Fatalf("metric %s not found", name)
 	return 0
+}
+
+// Under envelope=true a gap comes unnamed too, its type inside the data,
+// so that a page listening only with onmessage still learns of it.
+func TestEnvelopeGap(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	id := s.publish(t, "orders.eu", order("o-1"))
+	st := s.subscribe(t, "topic=orders.eu&envelope=true&last_event_id=not-an-id", nil)
+	gap := st.next(t)
+	var got struct {
+		Type    string
+		Payload struct{ LastEventID, Reason string }
+	}
+	if err := json.Unmarshal([]byte(gap.Data), &got); err != nil || gap.Type != "" || got.Type != bridge.GapEventType || got.Payload.LastEventID != "not-an-id" || got.Payload.Reason == "" {
+		t.Fatalf("gap frame: type %q data %s (%v), want an unnamed herald.gap envelope", gap.Type, gap.Data, err)
+	}
+	if ev := st.next(t); ev.LastEventID != id || ev.Type != "" || !strings.HasPrefix(ev.Data, `{"type":"orders.v1.OrderPlaced","payload":`) {
+		t.Fatalf("replayed event: %q %q %s", ev.LastEventID, ev.Type, ev.Data)
+	}
 }

@@ -215,7 +215,11 @@ func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscrip
 			LastEventID string `json:"lastEventId"`
 			Reason      string `json:"reason"`
 		}{sub.lastEventID, res.gap})
-		buf = sse.AppendEvent(buf, "", GapEventType, data)
+		if render != nil && render.Envelope {
+			buf = sse.AppendEvent(buf, "", "", envelope(GapEventType, data))
+		} else {
+			buf = sse.AppendEvent(buf, "", GapEventType, data)
+		}
 	}
 	for _, ev := range res.events {
 		buf = append(buf, h.hub.frameFor(ev, render)...)
