@@ -93,12 +93,14 @@ const got = (p, i, n) => until(p, i, (s) => s.events >= n, `${n} events`, 20000)
 
 const plain = () => cfg.servers.plain;
 
-test('page: named events reach addEventListener(type); onmessage sees only type "message"', { skip }, async () => {
+test('page: named events reach addEventListener(type); onmessage sees only type "message", or every event with envelope=true', { skip }, async () => {
   const t = topic('named');
   const p = await page(plain().url + '/healthz');
   try {
     const i = await open(p, `/v1/events?topic=${t}`, { types: ['orders.v1.OrderPlaced', 'custom-type', 'message'] });
+    const j = await open(p, `/v1/events?topic=${t}&envelope=true`, { types: ['orders.v1.OrderPlaced', 'custom-type', 'message'] });
     await opened(p, i);
+    await opened(p, j);
     const [a] = await publish('plain', t, [order]);
     const [b] = await publish('plain', t, [struct({ n: 1 })], { type: 'custom-type' });
     const [c] = await publish('plain', t, [struct({ n: 2 })], { type: 'message' });
@@ -106,6 +108,12 @@ test('page: named events reach addEventListener(type); onmessage sees only type 
     assert.deepEqual((await events(p, i)).map((e) => [e.type, e.id]), [['orders.v1.OrderPlaced', a], ['custom-type', b], ['message', c]]);
     assert.deepEqual((await messages(p, i)).map((e) => e.id), [c]);
     assert.deepEqual((await state(p, i)).errors, []);
+    // The page that asked for envelopes gets all three in onmessage (its
+    // "message" listener too, as onmessage is one), the type in the data.
+    await until(p, j, (s) => s.messages >= 3, '3 messages', 20000);
+    const env = await messages(p, j);
+    assert.deepEqual(env.map((e) => [e.id, JSON.parse(e.data).type]), [[a, 'orders.v1.OrderPlaced'], [b, 'custom-type'], [c, 'message']]);
+    assert.deepEqual(JSON.parse(env[0].data).payload, orderJSON);
   } finally {
     await p.close();
   }

@@ -44,6 +44,7 @@ func TestNodeEventSource(t *testing.T) {
 	servers := map[string]*herald{"plain": plain}
 	runNode(t, "eventsource.test.mjs", nodeConfig(t, servers, nil), []string{
 		`named events reach addEventListener(type); onmessage sees only type "message"`,
+		"envelope=true: every event reaches onmessage, its type inside the data, gaps too",
 		"JSON equals the published payload, non-ASCII and line breaks intact",
 		"an event exactly at the size limit arrives whole; one byte over is refused",
 		"a burst of 500 events arrives complete and in order",
@@ -94,7 +95,7 @@ func TestBrowser(t *testing.T) {
 		"pages":  map[string]string{"listed": listed, "unlisted": unlisted},
 		"auth":   map[string]string{"token": signTestToken(t, []string{"e2e.auth-ok.>"}), "cookie": "herald_token"},
 	}), []string{
-		`page: named events reach addEventListener(type); onmessage sees only type "message"`,
+		`page: named events reach addEventListener(type); onmessage sees only type "message", or every event with envelope=true`,
 		"page: JSON equals the published payload, non-ASCII and line breaks intact",
 		"page: onopen fires at once, before any event is published",
 		"page: an event exactly at the size limit arrives whole",

@@ -54,6 +54,30 @@ test('named events reach addEventListener(type); onmessage sees only type "messa
   }
 });
 
+test('envelope=true: every event reaches onmessage, its type inside the data, gaps too', { skip }, async () => {
+  const t = topic('envelope');
+  const rec = open(`/v1/events?topic=${t}&envelope=true&last_event_id=not-an-id`, { types: ['orders.v1.OrderPlaced', 'herald.gap'] });
+  try {
+    await opened(rec);
+    const [a] = await publish(S, t, [order]);
+    const [b] = await publish(S, t, [struct({ n: 1 })], { type: 'custom-type' });
+    await got(rec, 3, 'messages');
+    // The gap first (the id was not one of this server's), then the events,
+    // all as plain messages: nothing reaches the typed listeners.
+    assert.deepEqual(rec.messages.map((m) => [m.type, JSON.parse(m.data).type]), [
+      ['message', 'herald.gap'], ['message', 'orders.v1.OrderPlaced'], ['message', 'custom-type'],
+    ]);
+    assert.equal(JSON.parse(rec.messages[0].data).payload.lastEventId, 'not-an-id');
+    assert.deepEqual(rec.messages.slice(1).map((m) => m.id), [a, b]);
+    assert.deepEqual(JSON.parse(rec.messages[1].data).payload, orderJSON);
+    assert.deepEqual(JSON.parse(rec.messages[2].data).payload, { n: 1 });
+    assert.deepEqual(rec.events, []);
+    assert.deepEqual(rec.errors, []);
+  } finally {
+    rec.es.close();
+  }
+});
+
 test('JSON equals the published payload, non-ASCII and line breaks intact', { skip }, async () => {
   const t = topic('json');
   const types = ['orders.v1.OrderPlaced', 'google.protobuf.Struct', 'chat.v1.ChatMessage'];
