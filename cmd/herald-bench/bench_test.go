@@ -112,7 +112,7 @@ func TestFloorDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{topicName(0), topicName(1)}
-	s, err := newFloorSink(ingestLn.Addr().String(), names, padding(256))
+	s, err := newFloorSink(ingestLn.Addr().String(), names, []string{padding(256), padding(256)})
 	if err != nil {
 		t.Fatal(err)
 	}

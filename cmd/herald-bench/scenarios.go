@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -57,18 +58,29 @@ func (b *bench) delivery(spec deliverySpec) {
 	if b.cfg.rawFloor && !b.cfg.noFloor {
 		kinds = []string{"floor", "raw", "herald"}
 	}
-	for run := 1; run <= b.cfg.repeat; run++ {
+	b.runEach(spec.title, kinds, func(kind string) (*result, error) { return b.runDelivery(spec, kind) },
+		func(kind string) *result {
+			return &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate}
+		})
+}
+
+// runEach runs a scenario --repeat times, each time against every server
+// of kinds in turn, and records one result per run and server. A failed
+// run is recorded as blank's result, with the error as its note.
+func (b *bench) runEach(title string, kinds []string, run func(kind string) (*result, error), blank func(kind string) *result) {
+	for n := 1; n <= b.cfg.repeat; n++ {
 		b.waitQuiet()
 		for _, kind := range kinds {
-			fmt.Fprintf(os.Stderr, "%-22s %-6s ...", spec.title, kind)
-			r, err := b.runDelivery(spec, kind)
+			fmt.Fprintf(os.Stderr, "%-22s %-6s ...", title, kind)
+			r, err := run(kind)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, " failed: %v\n", err)
-				r = &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate, Note: err.Error()}
+				r = blank(kind)
+				r.Note = err.Error()
 			} else {
 				fmt.Fprintf(os.Stderr, " %s\n", r.brief())
 			}
-			r.Run = run
+			r.Run = n
 			b.results = append(b.results, r)
 		}
 	}
@@ -140,9 +152,9 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	var s sink
 	if spec.rate > 0 {
 		if kind != "herald" {
-			s, err = newFloorSink(srv.ingest, names, text)
+			s, err = newFloorSink(srv.ingest, names, slices.Repeat([]string{text}, len(names)))
 		} else {
-			s, err = newGRPCSink(srv.grpc, names, text)
+			s, err = newGRPCSink(srv.grpc, names, slices.Repeat([]string{text}, len(names)))
 		}
 		if err != nil {
 			return nil, err
