@@ -45,6 +45,24 @@ type result struct {
 	CPUPerPublish float64 `json:"cpuMicrosPerPublish"`
 	Errors        int64   `json:"errors"`
 	Note          string  `json:"note,omitempty"`
+
+	// Scenario 6 (slow): Conns are the healthy subscribers, whose figures
+	// the ones above are; Ended counts those the server cut.
+	Stalled       int     `json:"stalled,omitempty"`
+	StalledClosed int     `json:"stalledClosedByServer,omitempty"`
+	StalledEnded  int     `json:"stalledEndedMetric,omitempty"` // herald_sse_streams_ended_total, slow + write; -1: not known
+	WriteTimeout  float64 `json:"writeTimeoutSeconds,omitempty"`
+	Bulk          int     `json:"bulkEvents,omitempty"` // published to the stalled ones only
+	BulkSize      int     `json:"bulkBytes,omitempty"`  // JSON of each
+	RSSPeak       int64   `json:"rssPeak,omitempty"`
+	HeapConnected int64   `json:"heapConnected,omitempty"` // go_memstats_heap_inuse_bytes after a forced collection; 0: not known
+	HeapPeak      int64   `json:"heapPeak,omitempty"`      // the highest sampled, garbage included
+	HeapAfter     int64   `json:"heapAfter,omitempty"`     // after the cut and a forced collection
+	HistoryBytes  int64   `json:"historyBytes,omitempty"`  // JSON of every event published: the most the history retains
+	MissedBytes   int64   `json:"missedBytes,omitempty"`   // what the stalled subscribers did not read
+	// Remark is what the run showed beyond its figures. Unlike Note it is
+	// not a failure.
+	Remark string `json:"remark,omitempty"`
 }
 
 type deliverySpec struct {
@@ -125,6 +143,10 @@ func (r *result) brief() string {
 	}
 	if r.Rate == 0 {
 		return fmt.Sprintf("%d conns, %.1f KiB/conn", r.Conns, r.RSSPerConn/1024)
+	}
+	if r.Stalled > 0 {
+		return fmt.Sprintf("%.0f deliveries/s, p99 %.2f ms, max %.2f ms, lost %d, %d of %d stalled cut, %.2f µs server CPU each",
+			r.DeliveriesPerSec, r.P99/1e3, r.Max/1e3, r.Lost, r.StalledClosed, r.Stalled, r.CPUPerDelivery)
 	}
 	return fmt.Sprintf("%.0f deliveries/s, p99 %.2f ms, lost %d, %.2f µs server CPU each", r.DeliveriesPerSec, r.P99/1e3, r.Lost, r.CPUPerDelivery)
 }
