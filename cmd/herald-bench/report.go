@@ -256,9 +256,10 @@ type slowCheck struct {
 // twice its JSON, so the bound is three times the history's JSON.
 func slowChecks(h *result) []slowCheck {
 	wt := h.WriteTimeout * 1e6 // µs, like the latencies
+	d := time.Duration(h.WriteTimeout * float64(time.Second))
 	checks := []slowCheck{
-		{"healthy p99 publish→receive", ms(h.P99), "≤ ¼ write timeout, " + ms(wt/4), h.P99 > 0 && h.P99 <= wt/4},
-		{"healthy max publish→receive", ms(h.Max), "< write timeout, " + ms(wt), h.Max > 0 && h.Max < wt},
+		{"healthy p99 publish→receive", ms(h.P99), fmt.Sprintf("≤ ¼ write timeout, %v", d/4), h.P99 > 0 && h.P99 <= wt/4},
+		{"healthy max publish→receive", ms(h.Max), fmt.Sprintf("< write timeout, %v", d), h.Max > 0 && h.Max < wt},
 		{"healthy lost / duplicated", fmt.Sprintf("%d / %d", h.Lost, h.Dups), "0 / 0", h.Lost == 0 && h.Dups == 0},
 		{"healthy streams cut", fmt.Sprint(h.Ended), "0", h.Ended == 0},
 		{"stalled streams closed by the server", fmt.Sprintf("%d of %d", h.StalledClosed, h.Stalled), "all", h.StalledClosed == h.Stalled},

@@ -141,14 +141,20 @@ func (b *bench) runSlow(title, kind string) (*result, error) {
 		// Herald cuts a stalled stream within 9/8 of its write timeout; by
 		// now it has had the window and the drain.
 		deadline := time.Now().Add(max(cfg.drain, 2*wt))
+		var m map[string]float64
 		for {
-			if n, ok := cutStreams(stats.scrape()); ok {
+			m = stats.scrape()
+			if n, ok := cutStreams(m); ok {
 				r.StalledEnded = n
 			}
 			if r.StalledEnded >= cfg.slowStalled || time.Now().After(deadline) {
 				break
 			}
 			<-time.After(50 * time.Millisecond)
+		}
+		if r.StalledEnded > 0 {
+			remarks = append(remarks, fmt.Sprintf("it cut %.0f stalled streams as their queues overflowed, %.0f as a write failed or timed out",
+				m[`herald_sse_streams_ended_total{reason="slow"}`], m[`herald_sse_streams_ended_total{reason="write"}`]))
 		}
 	}
 	r.RSSPeak, r.HeapPeak = peaks()
