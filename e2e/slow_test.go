@@ -28,12 +28,18 @@ import (
 
 // TestSlowAndDeadClients: 200 subscribers, of which 10 stop reading: 6
 // pause (and later read again) and 4 vanish without closing their
-// connection. The 190 others get every event, in order, promptly; the 10
-// are cut; the paused ones resume with Last-Event-ID and lose nothing; the
-// server's memory and goroutines stay bounded.
+// connection. The 190 others get every event, in order, and are never cut;
+// exactly the 10 are cut, and the vanished ones' connections closed by the
+// server; the paused ones resume with Last-Event-ID and lose nothing,
+// repeat nothing; the server's goroutines return to the baseline.
+//
+// It asserts behaviour only. How promptly the healthy clients are served
+// and how little memory the stalled ones cost are measured by
+// herald-bench's slow scenario (BENCHMARKS.md), not by timed assertions
+// here; the latency is logged for whoever reads the test's output.
 func TestSlowAndDeadClients(t *testing.T) {
-	// Not parallel: it counts the process's goroutines and heap, which the
-	// other tests' servers and clients would disturb (seen failing in CI).
+	// Not parallel: it counts the process's goroutines, which the other
+	// tests' servers and clients would disturb (seen failing in CI).
 	const (
 		healthyN  = 190
 		pausedN   = 6
@@ -137,27 +143,7 @@ func TestSlowAndDeadClients(t *testing.T) {
 	}
 	poll.Until(t, 10*time.Second, "200 open streams", func() bool { return h.metric(t, "herald_subscribers") == 200 })
 
-	runtime.GC()
-	base := heapInUse()
 	baseGoroutines := runtime.NumGoroutine()
-	var peak atomic.Uint64
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-tick.C:
-				if m := heapInUse(); m > peak.Load() {
-					peak.Store(m)
-				}
-			}
-		}
-	}()
 
 	// Publish: live events at a steady pace, a bulk event every fifth.
 	var liveIDs, allIDs []string
@@ -207,15 +193,10 @@ func TestSlowAndDeadClients(t *testing.T) {
 	}
 	slices.Sort(lat)
 	p50, p99, maxLat := lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	// Logged, not asserted: here the 190 clients share the process and the
+	// race detector with the server. `herald-bench --scenarios slow`
+	// measures it against its target (BENCHMARKS.md).
 	t.Logf("latency publish→healthy client over %d deliveries: p50 %v, p99 %v, max %v", len(lat), p50, p99, maxLat)
-	// A stalled client may hold nobody up: had the hub waited for one, the
-	// others would wait out its write timeout (3 s). (The 190 clients run
-	// in this process, with the race detector, on 2 cores: the bound
-	// leaves room for that, not for a blocked hub; the log shows the real
-	// figures, tens of milliseconds.)
-	if p99 > 750*time.Millisecond || maxLat > 2*time.Second {
-		t.Errorf("healthy clients were delayed: p99 %v, max %v", p99, maxLat)
-	}
 
 	// The 10 stalled were cut, and only they: by their queue overflowing
 	// or, when events stopped before it did, by the write timeout.
@@ -226,8 +207,6 @@ func TestSlowAndDeadClients(t *testing.T) {
 	}
 	t.Logf("stalled streams cut: %v by a full queue (herald_sse_slow_subscribers_dropped_total), the rest by the write timeout",
 		h.metric(t, "herald_sse_slow_subscribers_dropped_total"))
-	runtime.GC()
-	afterCut := heapInUse()
 
 	// The vanished: the server has closed their connections.
 	for i, c := range vanished {
@@ -258,26 +237,10 @@ func TestSlowAndDeadClients(t *testing.T) {
 			t.Errorf("paused client %d: (re)connects with Last-Event-ID %v, want a resume", i, lastIDs(reqs))
 		}
 	}
-	close(stopSampling)
-	<-sampled
 
-	// Memory: the stalled clients failed to read 10 × what was published
-	// to them; had Herald buffered it per client, the heap would show it.
-	missed := uint64(pausedN+vanishedN) * uint64(bulkN*bulkSize)
-	t.Logf("heap in use: %d MiB at the start, peak %d MiB, %d MiB after the cut (GC'd); the stalled clients missed %d MiB",
-		base>>20, peak.Load()>>20, afterCut>>20, missed>>20)
-	if afterCut > base+missed/2 {
-		t.Errorf("heap grew from %d to %d MiB: not bounded by the retained history", base>>20, afterCut>>20)
-	}
 	poll.Until(t, 10*time.Second, "the goroutines of the cut streams to end", func() bool {
 		return runtime.NumGoroutine() <= baseGoroutines+10
 	})
-}
-
-func heapInUse() uint64 {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
 }
 
 // A gate stops the reads of response bodies while paused: a client that

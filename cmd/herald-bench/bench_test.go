@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func TestFloorDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{topicName(0), topicName(1)}
-	s, err := newFloorSink(ingestLn.Addr().String(), names, padding(256))
+	s, err := newFloorSink(ingestLn.Addr().String(), names, []string{padding(256), padding(256)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +135,119 @@ func TestFloorDelivery(t *testing.T) {
 		if c.err != nil || c.received != want || c.inWindow != want || c.dups != 0 || c.gaps != 0 || len(c.lat) != int(want) {
 			t.Errorf("stream %d: err %v, received %d (%d in window, %d latencies), %d dups, %d gaps; want %d, none lost",
 				i, c.err, c.received, c.inWindow, len(c.lat), c.dups, c.gaps, want)
+		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	t.Parallel()
+	text := `# HELP go_memstats_heap_inuse_bytes Number of heap bytes that are in use.
+# TYPE go_memstats_heap_inuse_bytes gauge
+go_memstats_heap_inuse_bytes 5.767168e+06
+herald_sse_streams_ended_total{reason="client"} 3
+herald_sse_streams_ended_total{reason="slow"} 40
+herald_sse_streams_ended_total{reason="write"} 10 1767225600000
+
+herald_subscribers 1000
+`
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m["go_memstats_heap_inuse_bytes"]; got != 5767168 {
+		t.Errorf("heap = %v, want 5767168", got)
+	}
+	if n, ok := cutStreams(m); !ok || n != 50 {
+		t.Errorf("cutStreams = %d, %v; want 50, true", n, ok)
+	}
+	if _, ok := cutStreams(map[string]float64{"herald_subscribers": 1}); ok {
+		t.Error("cutStreams without the metric: ok, want not")
+	}
+	for _, bad := range []string{"lonely_name", `x{a="b" 1`, "x one"} {
+		if _, err := parseMetrics(strings.NewReader(bad)); err == nil {
+			t.Errorf("parseMetrics(%q): no error", bad)
+		}
+	}
+}
+
+// TestFloorSlowClient runs the slow scenario's client side against an
+// in-process floor with a write timeout: a stalled stream of two topics,
+// with a small receive buffer, is cut once the floor's writes to it block
+// for the timeout, and the healthy streams then get every live event.
+// The bulk events go out first, so the floor blocks on the stalled stream
+// before any live event: once the healthy streams have them all, it has
+// been cut. (Reading it earlier would unblock the floor instead.)
+func TestFloorSlowClient(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	f := floor.NewSSE(time.Hour, stop)
+	f.WriteTimeout = 100 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A small send buffer on the floor's side, so that a few bulk events
+	// fill the stalled stream's socket whatever the kernel's autotuning.
+	hs := &http.Server{Handler: f, ConnState: func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			_ = c.(*net.TCPConn).SetWriteBuffer(16 << 10)
+		}
+	}}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	ingestLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ingestLn.Close()
+	go func() {
+		c, err := ingestLn.Accept()
+		if err == nil {
+			defer c.Close()
+			_ = f.Ingest(c)
+		}
+	}()
+
+	addr := ln.Addr().String()
+	names := []string{topicName(0), topicName(1)}
+	d := newDialer(2)
+	win := &window{}
+	now := time.Now()
+	win.set(now, now.Add(time.Hour))
+	healthy, err := openSSE(context.Background(), d, addr, 3, 3, func(int) int { return 0 }, win)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSSE(healthy)
+	stalled, err := openStalled(context.Background(), d.withReceiveBuffer(stalledReceiveBuffer), addr, 1, names)
+	defer closeConns(stalled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newFloorSink(ingestLn.Addr().String(), names, []string{padding(256), padding(64 << 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	load := slowLoad{rate: 2000, bulkFrom: time.Now(), bulk: 8, bulkRate: 1e9}
+	live, bulk, err := paceSlow(context.Background(), s, load, time.Now().Add(50*time.Millisecond), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.finish(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if live == 0 || bulk != 8 {
+		t.Fatalf("published %d live and %d bulk events, want some and 8", live, bulk)
+	}
+	drainSSE(healthy, func(*sseConn) uint64 { return live }, 10*time.Second)
+	closeSSE(healthy)
+	if n := closedByServer(stalled, 10*time.Second); n != 1 {
+		t.Errorf("%d stalled streams closed by the floor, want 1", n)
+	}
+	for i, c := range healthy {
+		if c.err != nil || uint64(c.received) != live || c.dups != 0 || c.gaps != 0 {
+			t.Errorf("healthy stream %d: err %v, received %d, %d dups, %d gaps; want %d, none lost", i, c.err, c.received, c.dups, c.gaps, live)
 		}
 	}
 }

@@ -126,39 +126,11 @@ func dialSSE(ctx context.Context, d *dialer, httpAddr string, topic int, win *wi
 	if err != nil {
 		return nil, err
 	}
-	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
-	req := "GET /v1/events?topic=" + url.QueryEscape(topicName(topic)) + " HTTP/1.1\r\nHost: " + httpAddr +
-		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
-	if _, err := io.WriteString(nc, req); err != nil {
+	br, chunked, err := requestSSE(nc, httpAddr, topicName(topic))
+	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	br := bufio.NewReaderSize(nc, 4096)
-	status, err := br.ReadSlice('\n')
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("reading status: %w", err)
-	}
-	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200")) {
-		nc.Close()
-		return nil, fmt.Errorf("status %q", bytes.TrimSpace(status))
-	}
-	chunked := false
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("reading headers: %w", err)
-		}
-		h := strings.ToLower(string(bytes.TrimSpace(line)))
-		if h == "" {
-			break
-		}
-		if h == "transfer-encoding: chunked" {
-			chunked = true
-		}
-	}
-	_ = nc.SetDeadline(time.Time{})
 	var body io.Reader = br
 	if chunked {
 		body = httputil.NewChunkedReader(br)
@@ -166,6 +138,42 @@ func dialSSE(ctx context.Context, d *dialer, httpAddr string, topic int, win *wi
 	c := &sseConn{nc: nc, topic: topic, win: win, done: make(chan struct{})}
 	go c.read(bufio.NewReaderSize(body, 4096))
 	return c, nil
+}
+
+// requestSSE requests a stream of topics on nc and reads the response head.
+// It returns the reader of the body, which may hold the body's first bytes,
+// and whether the body is chunked.
+func requestSSE(nc net.Conn, httpAddr string, topics ...string) (br *bufio.Reader, chunked bool, err error) {
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	defer func() { _ = nc.SetDeadline(time.Time{}) }()
+	q := make(url.Values)
+	q["topic"] = topics
+	req := "GET /v1/events?" + q.Encode() + " HTTP/1.1\r\nHost: " + httpAddr +
+		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+	if _, err := io.WriteString(nc, req); err != nil {
+		return nil, false, err
+	}
+	br = bufio.NewReaderSize(nc, 4096)
+	status, err := br.ReadSlice('\n')
+	if err != nil {
+		return nil, false, fmt.Errorf("reading status: %w", err)
+	}
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200")) {
+		return nil, false, fmt.Errorf("status %q", bytes.TrimSpace(status))
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return nil, false, fmt.Errorf("reading headers: %w", err)
+		}
+		h := strings.ToLower(string(bytes.TrimSpace(line)))
+		if h == "" {
+			return br, chunked, nil
+		}
+		if h == "transfer-encoding: chunked" {
+			chunked = true
+		}
+	}
 }
 
 var errLongLine = errors.New("line longer than the read buffer")

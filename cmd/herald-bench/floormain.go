@@ -27,6 +27,7 @@ func runFloor(mode string, args []string) error {
 	heartbeat := fs.Duration("heartbeat", 15*time.Second, "heartbeat interval (floor-sse)")
 	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof/ on this address")
 	raw := fs.Bool("raw", false, "floor-sse: hijack connections and write to the bare sockets")
+	writeTimeout := fs.Duration("write-timeout", 0, "floor-sse: cut a stream whose write blocks this long (0: never)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +61,7 @@ func runFloor(mode string, args []string) error {
 		}
 		f := floor.NewSSE(*heartbeat, ctx.Done())
 		f.Raw = *raw
+		f.WriteTimeout = *writeTimeout
 		mux := http.NewServeMux()
 		mux.Handle("GET /v1/events", f)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

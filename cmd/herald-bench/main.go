@@ -13,6 +13,9 @@
 //	topics    5,000 topics with one subscriber each, 2,000 events/s over them
 //	idle      10,000 open SSE connections, heartbeats only: memory per connection
 //	publish   Publish with 64 concurrent callers; PublishStream with 0 and 100 subscribers
+//	slow      1,000 subscribers at 100 events/s beside 50 stalled ones that never read
+//	          and also get large events: the healthy ones' latency, the server's memory,
+//	          and that exactly the stalled streams are cut
 //
 // Run from the module root: go run ./cmd/herald-bench --help.
 package main
@@ -36,43 +39,50 @@ import (
 )
 
 type config struct {
-	scenarios    string
-	duration     time.Duration
-	warmup       time.Duration
-	settle       time.Duration
-	drain        time.Duration
-	heartbeat    time.Duration
-	tick         time.Duration
-	payload      int
-	fanoutSubs   int
-	fanoutRates  string
-	firehoseSubs int
-	firehoseRate float64
-	topics       int
-	topicsRate   float64
-	idleConns    int
-	callers      int
-	publishSubs  int
-	inflight     int
-	sources      int
-	dialParallel int
-	heraldPkg    string
-	heraldBin    string
-	targetHTTP   string
-	targetGRPC   string
-	targetPID    int
-	serverArgs   string
-	serverEnv    string
-	noFloor      bool
-	repeat       int
-	quietBelow   float64
-	quietWait    time.Duration
-	rawFloor     bool
-	profileDir   string
-	perf         bool
-	jsonOut      string
-	report       string
-	keepLogs     bool
+	scenarios        string
+	duration         time.Duration
+	warmup           time.Duration
+	settle           time.Duration
+	drain            time.Duration
+	heartbeat        time.Duration
+	tick             time.Duration
+	payload          int
+	fanoutSubs       int
+	fanoutRates      string
+	firehoseSubs     int
+	firehoseRate     float64
+	topics           int
+	topicsRate       float64
+	idleConns        int
+	callers          int
+	publishSubs      int
+	inflight         int
+	slowSubs         int
+	slowRate         float64
+	slowStalled      int
+	slowBulk         int
+	slowBulkSize     int
+	slowBulkRate     float64
+	slowWriteTimeout time.Duration
+	sources          int
+	dialParallel     int
+	heraldPkg        string
+	heraldBin        string
+	targetHTTP       string
+	targetGRPC       string
+	targetPID        int
+	serverArgs       string
+	serverEnv        string
+	noFloor          bool
+	repeat           int
+	quietBelow       float64
+	quietWait        time.Duration
+	rawFloor         bool
+	profileDir       string
+	perf             bool
+	jsonOut          string
+	report           string
+	keepLogs         bool
 }
 
 type bench struct {
@@ -109,7 +119,7 @@ func run(args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: herald-bench [flags]\n\nLoad harness for Herald: runs each scenario against a minimal floor server and\nagainst Herald, and prints the figures with Herald's costs as ratios to the floor's.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish")
+	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measurement window of each scenario")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measurement window")
 	fs.DurationVar(&c.settle, "settle", time.Second, "pause after connecting, before reading memory")
@@ -127,6 +137,13 @@ func run(args []string) error {
 	fs.IntVar(&c.callers, "publish-callers", 64, "publish: concurrent unary Publish callers")
 	fs.IntVar(&c.publishSubs, "publish-subs", 100, "publish: subscribers in the PublishStream run with subscribers")
 	fs.IntVar(&c.inflight, "publish-inflight", 256, "publish: unanswered PublishStream requests allowed")
+	fs.IntVar(&c.slowSubs, "slow-subs", 1000, "slow: healthy subscribers of the paced topic")
+	fs.Float64Var(&c.slowRate, "slow-rate", 100, "slow: events/s on the paced topic")
+	fs.IntVar(&c.slowStalled, "slow-stalled", 50, "slow: subscribers that never read (4 KiB receive buffer), of the paced topic and the bulk one")
+	fs.IntVar(&c.slowBulk, "slow-bulk", 40, "slow: large events published to the bulk topic from the window's start")
+	fs.IntVar(&c.slowBulkSize, "slow-bulk-size", 256<<10, "slow: size of each bulk event's JSON, in bytes")
+	fs.Float64Var(&c.slowBulkRate, "slow-bulk-rate", 10, "slow: bulk events/s")
+	fs.DurationVar(&c.slowWriteTimeout, "slow-write-timeout", 3*time.Second, "slow: write timeout of Herald (--write-timeout) and of the floor, after which a stalled stream is cut")
 	fs.IntVar(&c.sources, "source-addrs", 16, "loopback source addresses to spread connections over (127.0.0.2, ...)")
 	fs.IntVar(&c.dialParallel, "dial-parallel", 64, "connections opened at once")
 	fs.StringVar(&c.heraldPkg, "herald-pkg", "./cmd/herald", "package to build as the server under test")
@@ -157,6 +174,9 @@ func run(args []string) error {
 	}
 	if c.duration <= 0 || c.payload <= 0 || c.heartbeat <= 0 || c.tick <= 0 || c.repeat <= 0 {
 		return errors.New("--duration, --payload, --heartbeat, --tick and --repeat must be positive")
+	}
+	if c.slowSubs <= 0 || c.slowRate <= 0 || c.slowStalled < 0 || c.slowBulk < 0 || c.slowBulkSize <= 0 || c.slowBulkRate <= 0 || c.slowWriteTimeout <= 0 {
+		return errors.New("--slow-subs, --slow-rate, --slow-bulk-size, --slow-bulk-rate and --slow-write-timeout must be positive, --slow-stalled and --slow-bulk not negative")
 	}
 
 	if c.report != "" {
@@ -218,6 +238,8 @@ func run(args []string) error {
 			b.delivery(deliverySpec{key: "idle", title: "4 idle", conns: c.idleConns, topics: 1})
 		case "publish":
 			b.publish()
+		case "slow":
+			b.slow()
 		case "":
 		default:
 			return fmt.Errorf("--scenarios: unknown scenario %q", name)

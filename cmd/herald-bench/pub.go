@@ -33,7 +33,7 @@ type grpcSink struct {
 	conn   *grpc.ClientConn
 	stream grpc.BidiStreamingClient[heraldv1.PublishRequest, heraldv1.PublishResponse]
 	names  []string
-	text   string
+	texts  []string // the padding text of each topic's events
 
 	sent, acked, refused atomic.Int64
 	recvErr              error
@@ -44,7 +44,7 @@ func dialGRPC(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
-func newGRPCSink(addr string, names []string, text string) (*grpcSink, error) {
+func newGRPCSink(addr string, names, texts []string) (*grpcSink, error) {
 	conn, err := dialGRPC(addr)
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func newGRPCSink(addr string, names []string, text string) (*grpcSink, error) {
 		conn.Close()
 		return nil, err
 	}
-	g := &grpcSink{conn: conn, stream: stream, names: names, text: text, recvDone: make(chan struct{})}
+	g := &grpcSink{conn: conn, stream: stream, names: names, texts: texts, recvDone: make(chan struct{})}
 	go func() {
 		defer close(g.recvDone)
 		for {
@@ -73,7 +73,7 @@ func newGRPCSink(addr string, names []string, text string) (*grpcSink, error) {
 }
 
 func (g *grpcSink) send(topic int, seq uint64) error {
-	req, err := publishRequest(g.names[topic], seq, time.Now().UnixNano(), g.text)
+	req, err := publishRequest(g.names[topic], seq, time.Now().UnixNano(), g.texts[topic])
 	if err != nil {
 		return err
 	}
@@ -100,24 +100,24 @@ type floorSink struct {
 	conn  net.Conn
 	bw    *bufio.Writer
 	names []string
-	text  string
+	texts []string // the padding text of each topic's events
 	n     uint64
 	frame []byte
 	msg   []byte
 }
 
-func newFloorSink(addr string, names []string, text string) (*floorSink, error) {
+func newFloorSink(addr string, names, texts []string) (*floorSink, error) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &floorSink{conn: c, bw: bufio.NewWriterSize(c, 64<<10), names: names, text: text}, nil
+	return &floorSink{conn: c, bw: bufio.NewWriterSize(c, 64<<10), names: names, texts: texts}, nil
 }
 
 func (f *floorSink) send(topic int, seq uint64) error {
 	f.n++
 	name := f.names[topic]
-	f.frame = appendFrame(f.frame[:0], f.n, name, seq, time.Now().UnixNano(), f.text)
+	f.frame = appendFrame(f.frame[:0], f.n, name, seq, time.Now().UnixNano(), f.texts[topic])
 	f.msg = floor.AppendIngest(f.msg[:0], name, f.frame)
 	if _, err := f.bw.Write(f.msg); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // A target is one of issue 7's: Herald's figure over the floor's must
@@ -87,7 +88,7 @@ func (b *bench) printTables(w io.Writer) {
 	fmt.Fprintln(tw, "scenario\tserver\tconns\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→after\tRSS/conn\tharness cores\tother cores\t")
 	seen := map[string]bool{}
 	for _, r := range b.results {
-		if strings.HasPrefix(r.Scenario, "publish") || seen[r.Scenario] {
+		if strings.HasPrefix(r.Scenario, "publish") || r.Scenario == "slow" || seen[r.Scenario] {
 			continue
 		}
 		seen[r.Scenario] = true
@@ -138,6 +139,8 @@ func (b *bench) printTables(w io.Writer) {
 	}
 	tw.Flush()
 
+	b.printSlow(w)
+
 	fmt.Fprintln(w, "\nTargets (issue 7): Herald ÷ floor, same run, same client")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "target\tscenario\therald\tfloor\tratio\tlimit\tverdict\t")
@@ -180,4 +183,93 @@ func (b *bench) printTables(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %g×\t%s\t\n", t.what, h.Title, unit(hv), unit(fv), ratio(hv, fv), op, t.limit, verdict)
 	}
 	tw.Flush()
+}
+
+// printSlow prints scenario 6's table and checks, if it ran.
+func (b *bench) printSlow(w io.Writer) {
+	h, f := b.find("slow", "herald"), b.find("slow", "floor")
+	x := h
+	if x == nil {
+		x = f
+	}
+	if x == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nSlow clients (scenario 6): %d healthy subscribers of a topic at %g events/s; %d stalled ones subscribe to it and to a topic that gets\n", x.Conns, x.Rate, x.Stalled)
+	fmt.Fprintf(w, "%d events of %s from the window's start, and never read (4 KiB receive buffer). Write timeout %v. Deliveries, latency, loss and CPU\n", x.Bulk, kib(float64(x.BulkSize)), time.Duration(x.WriteTimeout*float64(time.Second)))
+	fmt.Fprintln(w, "are the healthy subscribers'; stalled cut: streams the server closed (read to their end); ended: herald_sse_streams_ended_total slow+write.")
+	fmt.Fprintln(w, "Heap: go_memstats_heap_inuse_bytes after a forced collection (the peak is sampled, garbage included). The floor writes every stream in turn,")
+	fmt.Fprintln(w, "under one lock, with the same write timeout")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tserver\thealthy\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\thealthy cut\tstalled cut\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→peak→after\theap MiB conn→peak→after\tharness cores\tother cores\t")
+	for _, x := range []*result{f, h} {
+		if x == nil {
+			continue
+		}
+		endedN := "–"
+		if x.StalledEnded >= 0 && x.Server == "herald" {
+			endedN = fmt.Sprint(x.StalledEnded)
+		}
+		heap := "–"
+		if x.HeapConnected > 0 {
+			heap = fmt.Sprintf("%s→%s→%s", mib(x.HeapConnected), mib(x.HeapPeak), mib(x.HeapAfter))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d/%d\t%s\t%.2fµs\t%.2f\t%s→%s→%s→%s\t%s\t%.2f\t%.2f\t\n",
+			x.Title, x.Server, x.Conns, x.DeliveriesPerSec, ms(x.P50), ms(x.P99), ms(x.P999), ms(x.Max), x.Lost, x.Dups, x.Ended,
+			x.StalledClosed, x.Stalled, endedN, x.CPUPerDelivery, x.ServerCores,
+			mib(x.RSSBefore), mib(x.RSSConnected), mib(x.RSSPeak), mib(x.RSSAfter), heap, x.HarnessCores, x.OtherCores)
+	}
+	tw.Flush()
+	for _, x := range []*result{f, h} {
+		if x != nil && x.Remark != "" {
+			fmt.Fprintf(w, "%s: %s\n", x.Server, x.Remark)
+		}
+	}
+	if h == nil {
+		return
+	}
+	fmt.Fprintln(w, "\nTargets (scenario 6): Herald's own figures, not ratios: a stalled subscriber holds no healthy one up, is cut, and costs no memory beyond the history")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\therald\tlimit\tverdict\t")
+	for _, c := range slowChecks(h) {
+		verdict := "met"
+		if !c.ok {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", c.what, c.value, c.limit, verdict)
+	}
+	tw.Flush()
+}
+
+// A slowCheck is one of scenario 6's targets, checked on Herald's result.
+type slowCheck struct {
+	what, value, limit string
+	ok                 bool
+}
+
+// slowChecks are the bounds TestSlowAndDeadClients used to assert, checked
+// where figures belong. Had Herald waited on a stalled subscriber, the
+// healthy ones would have waited out its write timeout; had it buffered
+// per subscriber, its heap would hold what the stalled ones did not read
+// (MissedBytes). What it may hold is the history every subscriber can
+// resume from: each retained event as its payload and its frame, about
+// twice its JSON, so the bound is three times the history's JSON.
+func slowChecks(h *result) []slowCheck {
+	wt := h.WriteTimeout * 1e6 // µs, like the latencies
+	d := time.Duration(h.WriteTimeout * float64(time.Second))
+	checks := []slowCheck{
+		{"healthy p99 publish→receive", ms(h.P99), fmt.Sprintf("≤ ¼ write timeout, %v", d/4), h.P99 > 0 && h.P99 <= wt/4},
+		{"healthy max publish→receive", ms(h.Max), fmt.Sprintf("< write timeout, %v", d), h.Max > 0 && h.Max < wt},
+		{"healthy lost / duplicated", fmt.Sprintf("%d / %d", h.Lost, h.Dups), "0 / 0", h.Lost == 0 && h.Dups == 0},
+		{"healthy streams cut", fmt.Sprint(h.Ended), "0", h.Ended == 0},
+		{"stalled streams closed by the server", fmt.Sprintf("%d of %d", h.StalledClosed, h.Stalled), "all", h.StalledClosed == h.Stalled},
+		{"stalled streams ended as slow or write (metric)", fmt.Sprintf("%d of %d", h.StalledEnded, h.Stalled), "all", h.StalledEnded == h.Stalled},
+	}
+	if h.HeapConnected > 0 && h.HeapAfter > 0 {
+		growth := h.HeapAfter - h.HeapConnected
+		checks = append(checks, slowCheck{"heap after the cut − heap connected", fmt.Sprintf("%+.1f MiB", float64(growth)/(1<<20)),
+			fmt.Sprintf("≤ 3 × history, %.1f MiB (the stalled missed %.0f MiB)", float64(3*h.HistoryBytes)/(1<<20), float64(h.MissedBytes)/(1<<20)),
+			growth <= 3*h.HistoryBytes})
+	}
+	return checks
 }

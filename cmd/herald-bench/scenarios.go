@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -44,6 +45,24 @@ type result struct {
 	CPUPerPublish float64 `json:"cpuMicrosPerPublish"`
 	Errors        int64   `json:"errors"`
 	Note          string  `json:"note,omitempty"`
+
+	// Scenario 6 (slow): Conns are the healthy subscribers, whose figures
+	// the ones above are; Ended counts those the server cut.
+	Stalled       int     `json:"stalled,omitempty"`
+	StalledClosed int     `json:"stalledClosedByServer,omitempty"`
+	StalledEnded  int     `json:"stalledEndedMetric,omitempty"` // herald_sse_streams_ended_total, slow + write; -1: not known
+	WriteTimeout  float64 `json:"writeTimeoutSeconds,omitempty"`
+	Bulk          int     `json:"bulkEvents,omitempty"` // published to the stalled ones only
+	BulkSize      int     `json:"bulkBytes,omitempty"`  // JSON of each
+	RSSPeak       int64   `json:"rssPeak,omitempty"`
+	HeapConnected int64   `json:"heapConnected,omitempty"` // go_memstats_heap_inuse_bytes after a forced collection; 0: not known
+	HeapPeak      int64   `json:"heapPeak,omitempty"`      // the highest sampled, garbage included
+	HeapAfter     int64   `json:"heapAfter,omitempty"`     // after the cut and a forced collection
+	HistoryBytes  int64   `json:"historyBytes,omitempty"`  // JSON of every event published: the most the history retains
+	MissedBytes   int64   `json:"missedBytes,omitempty"`   // what the stalled subscribers did not read
+	// Remark is what the run showed beyond its figures. Unlike Note it is
+	// not a failure.
+	Remark string `json:"remark,omitempty"`
 }
 
 type deliverySpec struct {
@@ -57,18 +76,29 @@ func (b *bench) delivery(spec deliverySpec) {
 	if b.cfg.rawFloor && !b.cfg.noFloor {
 		kinds = []string{"floor", "raw", "herald"}
 	}
-	for run := 1; run <= b.cfg.repeat; run++ {
+	b.runEach(spec.title, kinds, func(kind string) (*result, error) { return b.runDelivery(spec, kind) },
+		func(kind string) *result {
+			return &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate}
+		})
+}
+
+// runEach runs a scenario --repeat times, each time against every server
+// of kinds in turn, and records one result per run and server. A failed
+// run is recorded as blank's result, with the error as its note.
+func (b *bench) runEach(title string, kinds []string, run func(kind string) (*result, error), blank func(kind string) *result) {
+	for n := 1; n <= b.cfg.repeat; n++ {
 		b.waitQuiet()
 		for _, kind := range kinds {
-			fmt.Fprintf(os.Stderr, "%-22s %-6s ...", spec.title, kind)
-			r, err := b.runDelivery(spec, kind)
+			fmt.Fprintf(os.Stderr, "%-22s %-6s ...", title, kind)
+			r, err := run(kind)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, " failed: %v\n", err)
-				r = &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate, Note: err.Error()}
+				r = blank(kind)
+				r.Note = err.Error()
 			} else {
 				fmt.Fprintf(os.Stderr, " %s\n", r.brief())
 			}
-			r.Run = run
+			r.Run = n
 			b.results = append(b.results, r)
 		}
 	}
@@ -114,6 +144,10 @@ func (r *result) brief() string {
 	if r.Rate == 0 {
 		return fmt.Sprintf("%d conns, %.1f KiB/conn", r.Conns, r.RSSPerConn/1024)
 	}
+	if r.Stalled > 0 {
+		return fmt.Sprintf("%.0f deliveries/s, p99 %.2f ms, max %.2f ms, lost %d, %d of %d stalled cut, %.2f µs server CPU each",
+			r.DeliveriesPerSec, r.P99/1e3, r.Max/1e3, r.Lost, r.StalledClosed, r.Stalled, r.CPUPerDelivery)
+	}
 	return fmt.Sprintf("%.0f deliveries/s, p99 %.2f ms, lost %d, %.2f µs server CPU each", r.DeliveriesPerSec, r.P99/1e3, r.Lost, r.CPUPerDelivery)
 }
 
@@ -140,9 +174,9 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	var s sink
 	if spec.rate > 0 {
 		if kind != "herald" {
-			s, err = newFloorSink(srv.ingest, names, text)
+			s, err = newFloorSink(srv.ingest, names, slices.Repeat([]string{text}, len(names)))
 		} else {
-			s, err = newGRPCSink(srv.grpc, names, text)
+			s, err = newGRPCSink(srv.grpc, names, slices.Repeat([]string{text}, len(names)))
 		}
 		if err != nil {
 			return nil, err

@@ -174,8 +174,8 @@ func (b *bench) startHerald(scenario string, extra ...string) (*server, error) {
 }
 
 // startFloor runs this binary as a floor server: mode "sse" or "grpc";
-// kind "floor", or "raw" for the raw-socket SSE floor.
-func (b *bench) startFloor(scenario, kind, mode string) (*server, error) {
+// kind "floor", or "raw" for the raw-socket SSE floor; extra flags follow.
+func (b *bench) startFloor(scenario, kind, mode string, extra ...string) (*server, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -187,6 +187,7 @@ func (b *bench) startFloor(scenario, kind, mode string) (*server, error) {
 	if b.cfg.profileDir != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0")
 	}
+	args = append(args, extra...)
 	return startServer(kind, self, args, nil, "floor listening", filepath.Join(b.dir, scenario+"-"+kind+".log"))
 }
 

@@ -6,7 +6,9 @@
 // net/http, and writes pre-framed SSE bytes that the harness sends it over a
 // plain TCP ingest connection. It does no broker, no JSON and no per-event
 // work beyond the writes: one goroutine reads each frame and writes it to
-// the topic's subscribers one after another, flushing each.
+// the topic's subscribers one after another, flushing each. So a subscriber
+// that stops reading holds up every other one: with no write timeout, for
+// good; with one, for that long per write to it, after which it is cut.
 //
 // With Raw set, the SSE floor is leaner still, down to the sockets: each
 // handler hijacks its connection, writes the response head itself (no
@@ -73,11 +75,16 @@ func ReadIngest(r *bufio.Reader, buf []byte) (topic, frame, grown []byte, err er
 	return buf[:tn], buf[tn:], buf, nil
 }
 
+// A sub is one stream. Its fields are guarded by SSE.mu.
 type sub struct {
 	w    http.ResponseWriter
 	f    http.Flusher
-	conn net.Conn // Raw: the hijacked connection
+	rc   *http.ResponseController // with a write timeout: deadlines, and flushes that report errors
+	conn net.Conn                 // Raw: the hijacked connection
 	dead bool
+	// gone, with a write timeout, is closed when a write to the stream
+	// fails, so that its handler returns and net/http closes the connection.
+	gone chan struct{}
 }
 
 // SSE is the delivery floor. Serve it on an HTTP listener and feed it
@@ -86,6 +93,10 @@ type SSE struct {
 	// Raw makes it hijack connections and write to the bare sockets; set
 	// it before serving.
 	Raw bool
+	// WriteTimeout, when positive, bounds each write to one stream: a
+	// stream whose write times out is cut. Zero means no deadline, as a
+	// floor for healthy clients needs none. Set it before serving.
+	WriteTimeout time.Duration
 
 	mu     sync.Mutex // held while writing, so no handler returns mid-write
 	topics map[string][]*sub
@@ -117,38 +128,48 @@ func NewSSE(heartbeat time.Duration, stop <-chan struct{}) *SSE {
 	return s
 }
 
-// ServeHTTP accepts GET /v1/events?topic=T (one topic) and holds the
-// stream open until the client goes away.
+// ServeHTTP accepts GET /v1/events?topic=T (the parameter may repeat) and
+// holds the stream open until the client goes away or a write to it fails.
 func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	topic := r.URL.Query().Get("topic")
+	topics := r.URL.Query()["topic"]
 	f, ok := w.(http.Flusher)
-	if topic == "" || !ok {
+	if len(topics) == 0 || !ok {
 		http.Error(w, "want ?topic=", http.StatusBadRequest)
 		return
 	}
 	if s.Raw {
-		s.serveRaw(w, topic)
+		s.serveRaw(w, topics)
 		return
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	c := &sub{w: w, f: f}
+	if s.WriteTimeout > 0 {
+		c.rc, c.gone = http.NewResponseController(w), make(chan struct{})
+	}
 	s.mu.Lock() // the headers go out before any frame can
-	s.topics[topic] = append(s.topics[topic], c)
+	for _, topic := range topics {
+		s.topics[topic] = append(s.topics[topic], c)
+	}
 	w.WriteHeader(http.StatusOK)
 	f.Flush()
 	s.mu.Unlock()
-	<-r.Context().Done()
+	select {
+	case <-r.Context().Done():
+	case <-c.gone:
+	}
 	s.mu.Lock()
 	c.dead = true
-	subs := s.topics[topic]
-	for i, x := range subs {
-		if x == c {
-			subs[i] = subs[len(subs)-1]
-			subs[len(subs)-1] = nil
-			s.topics[topic] = subs[:len(subs)-1]
-			break
+	for _, topic := range topics {
+		subs := s.topics[topic]
+		for i, x := range subs {
+			if x == c {
+				subs[i] = subs[len(subs)-1]
+				subs[len(subs)-1] = nil
+				s.topics[topic] = subs[:len(subs)-1]
+				break
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -156,7 +177,7 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 const rawHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
 
-func (s *SSE) serveRaw(w http.ResponseWriter, topic string) {
+func (s *SSE) serveRaw(w http.ResponseWriter, topics []string) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		http.Error(w, "cannot hijack", http.StatusInternalServerError)
@@ -173,25 +194,43 @@ func (s *SSE) serveRaw(w http.ResponseWriter, topic string) {
 		conn.Close()
 		return
 	}
-	s.topics[topic] = append(s.topics[topic], c)
+	for _, topic := range topics {
+		s.topics[topic] = append(s.topics[topic], c)
+	}
 }
 
+// write writes b to c. The caller holds s.mu.
 func (s *SSE) write(c *sub, b []byte) {
 	if c.dead {
 		return
 	}
 	if c.conn != nil {
+		if s.WriteTimeout > 0 {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+		}
 		if _, err := c.conn.Write(b); err != nil {
 			c.dead = true
 			c.conn.Close()
 		}
 		return
 	}
-	if _, err := c.w.Write(b); err != nil {
-		c.dead = true
+	if c.rc == nil {
+		if _, err := c.w.Write(b); err != nil {
+			c.dead = true
+			return
+		}
+		c.f.Flush()
 		return
 	}
-	c.f.Flush()
+	_ = c.rc.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+	_, err := c.w.Write(b)
+	if err == nil {
+		err = c.rc.Flush()
+	}
+	if err != nil {
+		c.dead = true
+		close(c.gone)
+	}
 }
 
 // Ingest reads frames from conn until it closes, writing each to its
