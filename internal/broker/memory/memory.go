@@ -99,8 +99,9 @@ type topicLog struct {
 type dedupKey struct{ topic, key string }
 
 type dedupEntry struct {
-	seq     uint64
-	expires time.Time
+	seq         uint64
+	fingerprint string // of the event accepted with the key
+	expires     time.Time
 }
 
 type subscription struct {
@@ -207,16 +208,17 @@ func (b *Broker) accept(ev *broker.Event) (broker.PublishResult, error) {
 		b.expireDedup(now)
 		dk = dedupKey{ev.Topic, ev.IdempotencyKey}
 		if d, ok := b.dedup[dk]; ok {
-			return broker.PublishResult{Seq: d.seq, Duplicate: true}, nil
+			return broker.PublishResult{Seq: d.seq, Duplicate: true, Fingerprint: d.fingerprint}, nil
 		}
 	}
 	b.seq++
 	ev.Seq = b.seq
 	ev.Time = now
 	if dk.key != "" {
-		b.dedup[dk] = dedupEntry{seq: ev.Seq, expires: now.Add(b.opts.IdempotencyWindow)}
+		b.dedup[dk] = dedupEntry{seq: ev.Seq, fingerprint: ev.Fingerprint, expires: now.Add(b.opts.IdempotencyWindow)}
 		b.dedupQ = append(b.dedupQ, dk)
 	}
+	ev.Fingerprint = "" // kept with the key: delivered and replayed events carry none
 	t := b.topics[ev.Topic]
 	if t == nil {
 		t = &topicLog{events: make([]*broker.Event, min(b.opts.MaxEvents, 16)), evicted: b.dropped[ev.Topic]}
