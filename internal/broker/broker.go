@@ -33,7 +33,15 @@ import "context"
 //   - Idempotency. A Publish whose non-empty IdempotencyKey equals that of
 //     an event accepted on the same topic within the broker's idempotency
 //     window accepts nothing and reports the earlier event's Seq with
-//     Duplicate set.
+//     Duplicate set, whatever the new event holds. Keys are compared as
+//     they are, per topic: scoping them further (to a publisher) is the
+//     server's, by what it puts into the key. The broker keeps the
+//     Fingerprint of the event it accepted with the key for as long as it
+//     remembers the key, and reports it with every duplicate
+//     (PublishResult.Fingerprint), so that the server can tell a retry (the
+//     same Fingerprint) from a reuse of the key for other content, which it
+//     refuses; the broker itself compares no Fingerprints. It reports ""
+//     when it can no longer tell; PublishResult.Fingerprint says when.
 //   - Order. Subscribe's deliver function is called from one goroutine at a
 //     time, with events in Seq order, each once, and with no lock of the
 //     broker held: the server writes to sockets in it, and must hold up
@@ -79,6 +87,14 @@ type PublishResult struct {
 	// Duplicate reports that the IdempotencyKey matched an earlier event
 	// and nothing new was appended.
 	Duplicate bool
+	// Fingerprint is, for a duplicate, the Fingerprint of the event first
+	// accepted with the key: the new event's own for a retry, another for
+	// a reuse of the key. It is "" for a new event, and for a duplicate
+	// when the broker can no longer tell: the first event had none (it was
+	// published by a Herald older than the field), or the broker kept the
+	// Fingerprint only with the event and the event is gone (JetStream,
+	// when count retention removed it before its key's window ended).
+	Fingerprint string
 }
 
 // ReplayResult is what Replay found.

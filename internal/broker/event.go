@@ -24,6 +24,14 @@ type Event struct {
 	Attributes map[string]string
 	// IdempotencyKey, when set, lets the broker drop a retried publish.
 	IdempotencyKey string
+	// Fingerprint identifies the content of an event that has an
+	// IdempotencyKey, so that a retry can be told from a reuse of the key
+	// for other content (see Broker). The server sets it, to a short hash
+	// of Type, TypeURL, Payload and Attributes in printable ASCII without
+	// spaces, as it may travel in a message header. It is the broker's
+	// bookkeeping, not part of the event: Size does not count it, and
+	// delivered and replayed events carry none.
+	Fingerprint string
 
 	// Seq is the event's position in the broker's log, set by the broker:
 	// unique and increasing in publish order across all topics of one
@@ -46,6 +54,9 @@ func (*noCopy) Unlock() {}
 // Size is the event's size as the size limit counts it.
 func (e *Event) Size() int {
 	n := len(e.Topic) + len(e.Type) + len(e.TypeURL) + len(e.Payload) + len(e.IdempotencyKey)
+	if len(e.Attributes) == 0 {
+		return n // ranging over no map still sets up an iterator; the memory broker asks twice per publish
+	}
 	for k, v := range e.Attributes {
 		n += len(k) + len(v)
 	}

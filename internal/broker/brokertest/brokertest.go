@@ -88,6 +88,7 @@ func Run(t *testing.T, opts Options) {
 		{"RetentionByCount", s.testRetentionByCount},
 		{"RetentionByAge", s.testRetentionByAge},
 		{"Idempotency", s.testIdempotency},
+		{"IdempotencyAfterRetention", s.testIdempotencyAfterRetention},
 		{"IdempotencyWindow", s.testIdempotencyWindow},
 		{"ConcurrentPublishers", s.testConcurrentPublishers},
 		{"LargeEvent", s.testLargeEvent},

@@ -162,6 +162,9 @@ func publish(tb testing.TB, ctx context.Context, b broker.Broker, ev *broker.Eve
 	if res.Duplicate {
 		tb.Fatalf("Publish to %q (key %q): reported a duplicate of Seq %d", want.Topic, want.IdempotencyKey, res.Seq)
 	}
+	if res.Fingerprint != "" {
+		tb.Fatalf("Publish to %q: a new event reported Fingerprint %q; want none", want.Topic, res.Fingerprint)
+	}
 	if res.Seq == 0 || res.Seq != ev.Seq {
 		tb.Fatalf("Publish to %q: result Seq %d, event Seq %d; want the same non-zero Seq", want.Topic, res.Seq, ev.Seq)
 	}
@@ -200,7 +203,7 @@ func parsePatterns(tb testing.TB, patterns []string) []broker.Pattern {
 const timeSkew = time.Millisecond
 
 // checkEvents fails tb unless got holds the events of want, in that order,
-// with their Seq, Time and publisher-set fields intact.
+// with their Seq, Time and publisher-set fields intact, and no Fingerprint.
 func checkEvents(tb testing.TB, what string, got, want []*broker.Event) {
 	tb.Helper()
 	if len(got) != len(want) {
@@ -218,6 +221,8 @@ func checkEvents(tb testing.TB, what string, got, want []*broker.Event) {
 // diffEvent describes how got differs from want, or returns "".
 func diffEvent(got, want *broker.Event) string {
 	switch {
+	case got.Fingerprint != "":
+		return fmt.Sprintf("Fingerprint %q: delivered and replayed events carry none", got.Fingerprint)
 	case got.Seq != want.Seq:
 		return fmt.Sprintf("Seq %d, want %d", got.Seq, want.Seq)
 	case got.Topic != want.Topic:

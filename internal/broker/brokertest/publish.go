@@ -149,43 +149,101 @@ func (s *suite) testSubscribeCancel(t *testing.T) {
 }
 
 // testIdempotency: a repeated non-empty key on the same topic accepts
-// nothing and reports the original; on another topic, or with no key, it
-// is a new event.
+// nothing and reports the original's Seq and Fingerprint, whether the new
+// event is a retry (the same Fingerprint) or a reuse of the key for other
+// content; on another topic, or with no key, it is a new event. No
+// delivered or replayed event carries a Fingerprint (checkEvents).
 func (s *suite) testIdempotency(t *testing.T) {
 	ctx := s.ctx(t)
 	b := s.newBroker(t, roomy)
 	r := subscribe(t, ctx, b)
 
-	ev := newEvent("idem.a", 1)
-	ev.IdempotencyKey = "key-1"
-	orig := publish(t, ctx, b, ev)
+	// Fingerprints as the server makes them: hashes in base64.
+	const fp1, fp2, fp3 = "h1:q+/Z9w==", "h1:T4e/0A==", "h1:77+9aQ=="
+	orig := publish(t, ctx, b, keyed(newEvent("idem.a", 1), "key-1", fp1))
 	other := publish(t, ctx, b, newEvent("idem.a", 2))
 
-	for i := range 3 {
-		dup := newEvent("idem.a", 100+i) // a different payload: the key decides
-		dup.IdempotencyKey = "key-1"
-		res, err := b.Publish(ctx, dup)
-		if err != nil {
-			t.Fatalf("repeated Publish: %v", err)
-		}
-		if !res.Duplicate || res.Seq != orig.Seq {
-			t.Fatalf("repeated Publish with the same topic and key = %+v; want Duplicate with the original Seq %d", res, orig.Seq)
-		}
+	for range 2 {
+		checkDuplicate(t, ctx, b, "a retry", keyed(newEvent("idem.a", 1), "key-1", fp1), orig.Seq, fp1)
 	}
+	// The server refuses these, from the original's Fingerprint.
+	checkDuplicate(t, ctx, b, "a reuse of the key for other content", keyed(newEvent("idem.a", 100), "key-1", fp2), orig.Seq, fp1)
+	checkDuplicate(t, ctx, b, "a reuse without a Fingerprint", keyed(newEvent("idem.a", 101), "key-1", ""), orig.Seq, fp1)
 
-	ev = newEvent("idem.b", 3)
-	ev.IdempotencyKey = "key-1"
-	onB := publish(t, ctx, b, ev) // fails on a duplicate: the key is per topic
+	// Keys are per topic: the same key on another topic is a new event,
+	// with its own Fingerprint.
+	onB := publish(t, ctx, b, keyed(newEvent("idem.b", 3), "key-1", fp2))
+	checkDuplicate(t, ctx, b, "a retry on the other topic", keyed(newEvent("idem.b", 3), "key-1", fp2), onB.Seq, fp2)
+	checkDuplicate(t, ctx, b, "a retry on the first topic, after the other", keyed(newEvent("idem.a", 1), "key-1", fp1), orig.Seq, fp1)
+
+	// An original published without a Fingerprint: the broker cannot tell.
+	bare := publish(t, ctx, b, keyed(newEvent("idem.a", 5), "key-2", ""))
+	checkDuplicate(t, ctx, b, "a repeat of a key first published without a Fingerprint", keyed(newEvent("idem.a", 5), "key-2", fp3), bare.Seq, "")
 
 	noKey1 := publish(t, ctx, b, newEvent("idem.a", 4))
 	noKey2 := publish(t, ctx, b, newEvent("idem.a", 4)) // same content, no key: new event
+	// A Fingerprint without a key means nothing.
+	fpOnly1 := publish(t, ctx, b, keyed(newEvent("idem.a", 6), "", fp3))
+	fpOnly2 := publish(t, ctx, b, keyed(newEvent("idem.a", 6), "", fp3))
 
-	want := []*broker.Event{orig, other, onB, noKey1, noKey2}
+	want := []*broker.Event{orig, other, onB, bare, noKey1, noKey2, fpOnly1, fpOnly2}
 	r.waitSeqs(t, s.opts.Timeout, seqsOf(want))
 	r.checkOrder(t)
 	checkEvents(t, "delivered (duplicates must not be)", r.snapshot(), want)
 	res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, "idem.a", "idem.b")
 	checkEvents(t, "replayed (duplicates must not be)", res.Events, want)
+}
+
+// testIdempotencyAfterRetention: a key outlives its event. Once retention
+// removed the original, a repeat of its key within the window is still a
+// duplicate of it, and reports the original's Fingerprint or, if the
+// broker kept it only with the event, none: never the new event's, which
+// would make a reuse of the key look like a retry.
+func (s *suite) testIdempotencyAfterRetention(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, Config{MaxEvents: 1, MaxAge: time.Hour, IdempotencyWindow: time.Hour})
+	const fp1, fp2 = "h1:q+/Z9w==", "h1:T4e/0A=="
+	orig := publish(t, ctx, b, keyed(newEvent("idemret.a", 1), "k", fp1))
+	newer := publish(t, ctx, b, newEvent("idemret.a", 2)) // removes orig
+	if res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, "idemret.a"); !res.Truncated {
+		t.Fatalf("Replay from the start is not Truncated: MaxEvents 1 did not remove the original")
+	}
+	for _, c := range []struct {
+		what string
+		ev   *broker.Event
+	}{
+		{"a retry", keyed(newEvent("idemret.a", 1), "k", fp1)},
+		{"a reuse of the key", keyed(newEvent("idemret.a", 3), "k", fp2)},
+	} {
+		res, err := b.Publish(ctx, c.ev)
+		if err != nil {
+			t.Fatalf("%s: Publish: %v", c.what, err)
+		}
+		if !res.Duplicate || res.Seq != orig.Seq || (res.Fingerprint != fp1 && res.Fingerprint != "") {
+			t.Errorf("%s after retention removed the original = %+v; want Duplicate, Seq %d, Fingerprint %q or \"\"", c.what, res, orig.Seq, fp1)
+		}
+	}
+	res := replay(t, ctx, b, broker.EventID{Epoch: b.Epoch()}, "idemret.a")
+	checkEvents(t, "replayed (duplicates must not be)", res.Events, []*broker.Event{newer})
+}
+
+// checkDuplicate publishes ev and fails t unless it is reported as a
+// duplicate of Seq seq whose first event had Fingerprint fp.
+func checkDuplicate(t *testing.T, ctx context.Context, b broker.Broker, what string, ev *broker.Event, seq uint64, fp string) {
+	t.Helper()
+	res, err := b.Publish(ctx, ev)
+	if err != nil {
+		t.Fatalf("%s: Publish: %v", what, err)
+	}
+	if want := (broker.PublishResult{Seq: seq, Duplicate: true, Fingerprint: fp}); res != want {
+		t.Fatalf("%s (topic %q, key %q, Fingerprint %q): Publish = %+v; want %+v", what, ev.Topic, ev.IdempotencyKey, ev.Fingerprint, res, want)
+	}
+}
+
+// keyed sets ev's IdempotencyKey and Fingerprint, and returns it.
+func keyed(ev *broker.Event, key, fingerprint string) *broker.Event {
+	ev.IdempotencyKey, ev.Fingerprint = key, fingerprint
+	return ev
 }
 
 // testIdempotencyWindow: a key is forgotten once the window has passed.

@@ -49,8 +49,14 @@
 //
 // An idempotency key becomes the message id (Nats-Msg-Id) "<topic> <quoted
 // key>", de-duplicated by the stream within its Duplicates window
-// (Options.IdempotencyWindow, at most MaxAge). A duplicate's PubAck carries
-// the original's sequence.
+// (Options.IdempotencyWindow, at most MaxAge). The event's Fingerprint
+// travels with it in the header Herald-Fingerprint. A duplicate's PubAck
+// carries only the original's sequence, so Publish then reads the
+// original's header from the stream's leader: one more round trip, for
+// duplicates only. The stream keeps message ids apart from messages, so a
+// duplicate whose original count retention already removed (MaxEvents
+// within the window) is still one, reported with no Fingerprint, as is one
+// whose original an older Herald stored without the header.
 //
 // # Fan-in
 //
@@ -317,6 +323,9 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 	var msgID string
 	if ev.IdempotencyKey != "" {
 		msgID = ev.Topic + " " + strconv.Quote(ev.IdempotencyKey)
+		if ev.Fingerprint != "" {
+			msg.Header.Set(fingerprintHeader, ev.Fingerprint)
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		if !ts.known {
@@ -345,7 +354,12 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 		if err == nil {
 			b.link.Confirm()
 			if ack.Duplicate {
-				return broker.PublishResult{Seq: ack.Sequence, Duplicate: true}, nil
+				// The PubAck names only the original's sequence.
+				fp, err := b.fingerprintOf(ctx, ev.Topic, ack.Sequence)
+				if err != nil {
+					return broker.PublishResult{}, err
+				}
+				return broker.PublishResult{Seq: ack.Sequence, Duplicate: true, Fingerprint: fp}, nil
 			}
 			ts.last = ack.Sequence
 			ev.Seq = ack.Sequence

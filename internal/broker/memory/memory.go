@@ -1,7 +1,8 @@
 // Package memory is Herald's embedded broker: an in-memory log per topic,
-// bounded by count and age, for a single node. Its log is lost when the
-// process stops, so every start has a new epoch: browsers that resume with
-// an id from an earlier run are told they may have missed events.
+// bounded by count and age, and all of them together by bytes, for a
+// single node. Its log is lost when the process stops, so every start has a
+// new epoch: browsers that resume with an id from an earlier run are told
+// they may have missed events.
 package memory
 
 import (
@@ -26,6 +27,17 @@ type Options struct {
 	// IdempotencyWindow is how long an idempotency key is remembered
 	// (default 2m).
 	IdempotencyWindow time.Duration
+	// MaxBytes bounds the events retained across all topics, in bytes as
+	// Event.Size counts them (default 256 MiB), so that many topics cannot
+	// add up to MaxEvents × the largest event each. Accepting an event that
+	// would go beyond it first removes the oldest retained events (lowest
+	// Seq, whatever their topic): a removal by retention like any other, so
+	// a resume from before them learns of the gap. Evicted counts them. An
+	// event larger than MaxBytes, which would leave nothing retained, is
+	// refused with broker.ErrEventTooLarge. Not counted, so the process
+	// holds more: Go's overhead per event, and what the server attaches to
+	// the events it renders (their JSON and SSE frames).
+	MaxBytes int64
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -35,6 +47,7 @@ const (
 	DefaultMaxEvents         = retention.DefaultMaxEvents
 	DefaultMaxAge            = retention.DefaultMaxAge
 	DefaultIdempotencyWindow = retention.DefaultIdempotencyWindow
+	DefaultMaxBytes          = 256 << 20
 )
 
 // Broker is the in-memory broker. Its zero value is not usable; call New.
@@ -57,6 +70,17 @@ type Broker struct {
 	dropped    map[string]uint64
 	droppedAll uint64
 	schemas    [][]byte
+
+	// order has an entry for every retained event, in Seq order across
+	// topics, so that MaxBytes evicts the oldest in O(1). Removals by
+	// count and age leave their entries behind, to be skipped at the front
+	// or compacted away (tidyOrder) once they are half of order; every
+	// removal goes through removeHead, which keeps bytes and count.
+	order         refQueue
+	bytes         int64 // retained, as Event.Size counts them
+	count         int   // retained events
+	evictedEvents uint64
+	evictedBytes  uint64
 
 	// Delivery keeps the Broker contract (one deliver call at a time, in
 	// Seq order, each event once) without mu, by having one drainer: only
@@ -96,11 +120,18 @@ type topicLog struct {
 	evicted uint64 // highest Seq evicted from this topic
 }
 
+// retains reports whether the event with Seq seq, once appended to t, is
+// still retained: retention removes a topic's events oldest first.
+func (t *topicLog) retains(seq uint64) bool {
+	return t.n > 0 && seq >= t.events[t.head].Seq
+}
+
 type dedupKey struct{ topic, key string }
 
 type dedupEntry struct {
-	seq     uint64
-	expires time.Time
+	seq         uint64
+	fingerprint string // of the event accepted with the key
+	expires     time.Time
 }
 
 type subscription struct {
@@ -120,6 +151,9 @@ const maxPending = 4096
 // New returns a running broker; Close stops it.
 func New(opts Options) *Broker {
 	retention.Default(&opts.MaxEvents, &opts.MaxAge, &opts.IdempotencyWindow)
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -207,16 +241,22 @@ func (b *Broker) accept(ev *broker.Event) (broker.PublishResult, error) {
 		b.expireDedup(now)
 		dk = dedupKey{ev.Topic, ev.IdempotencyKey}
 		if d, ok := b.dedup[dk]; ok {
-			return broker.PublishResult{Seq: d.seq, Duplicate: true}, nil
+			return broker.PublishResult{Seq: d.seq, Duplicate: true, Fingerprint: d.fingerprint}, nil
 		}
+	}
+	size := int64(ev.Size())
+	if size > b.opts.MaxBytes {
+		return broker.PublishResult{}, fmt.Errorf("%w: %d bytes, more than the memory broker retains across all topics (MaxBytes %d)",
+			broker.ErrEventTooLarge, size, b.opts.MaxBytes)
 	}
 	b.seq++
 	ev.Seq = b.seq
 	ev.Time = now
 	if dk.key != "" {
-		b.dedup[dk] = dedupEntry{seq: ev.Seq, expires: now.Add(b.opts.IdempotencyWindow)}
+		b.dedup[dk] = dedupEntry{seq: ev.Seq, fingerprint: ev.Fingerprint, expires: now.Add(b.opts.IdempotencyWindow)}
 		b.dedupQ = append(b.dedupQ, dk)
 	}
+	ev.Fingerprint = "" // kept with the key: delivered and replayed events carry none
 	t := b.topics[ev.Topic]
 	if t == nil {
 		t = &topicLog{events: make([]*broker.Event, min(b.opts.MaxEvents, 16)), evicted: b.dropped[ev.Topic]}
@@ -224,8 +264,78 @@ func (b *Broker) accept(ev *broker.Event) (broker.PublishResult, error) {
 		b.topics[ev.Topic] = t
 	}
 	b.expire(t, now)
+	if t.n >= b.opts.MaxEvents {
+		b.removeHead(t)
+	}
+	b.makeRoom(size)
 	t.push(ev, b.opts.MaxEvents)
+	b.order.push(ref{t, ev.Seq})
+	b.bytes += size
+	b.count++
+	b.tidyOrder()
 	return broker.PublishResult{Seq: ev.Seq}, nil
+}
+
+// makeRoom evicts the oldest retained events, across topics, until size
+// more bytes fit within MaxBytes; with b.mu held, and size at most
+// MaxBytes.
+func (b *Broker) makeRoom(size int64) {
+	for b.bytes+size > b.opts.MaxBytes && b.order.len() > 0 {
+		r := b.order.pop()
+		if !r.t.retains(r.seq) {
+			continue // removed by count or age already
+		}
+		// The oldest retained event of all is its topic's oldest.
+		ev := b.removeHead(r.t)
+		b.evictedEvents++
+		b.evictedBytes += uint64(ev.Size())
+	}
+}
+
+// removeHead removes t's oldest event, as retention does: Replay reports a
+// gap to positions before it. With b.mu held.
+func (b *Broker) removeHead(t *topicLog) *broker.Event {
+	ev := t.events[t.head]
+	t.evicted = ev.Seq
+	t.events[t.head] = nil
+	if t.head++; t.head == len(t.events) {
+		t.head = 0
+	}
+	t.n--
+	b.bytes -= int64(ev.Size())
+	b.count--
+	return ev
+}
+
+// tidyOrder drops the entries of removed events from the front of
+// b.order, and compacts it once they are at least half of it (so that it
+// stays within twice the retained events, plus a little) or it uses a
+// quarter of its ring (giving back what a burst grew). Each compaction
+// follows as many pops or publishes as it costs: O(1) amortised per
+// publish. With b.mu held.
+func (b *Broker) tidyOrder() {
+	for b.order.len() > 0 {
+		if r := b.order.front(); r.t.retains(r.seq) {
+			break
+		}
+		b.order.pop()
+	}
+	n := b.order.len()
+	if n >= 2*b.count+64 || len(b.order.buf) > 1024 && n < len(b.order.buf)/4 {
+		// Every retained event has one entry: b.count of them stay.
+		b.order.compact(func(r ref) bool { return r.t.retains(r.seq) }, 2*b.count)
+	}
+}
+
+// Evicted reports how many events, and how many of their bytes as
+// Event.Size counts them, were removed to keep retention within MaxBytes
+// since New. Removals by MaxEvents and MaxAge are not counted: a count
+// that grows means that MaxBytes, not those, bounds the history topics
+// keep.
+func (b *Broker) Evicted() (events, bytes uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.evictedEvents, b.evictedBytes
 }
 
 // drain delivers the pending events until there are none, from the
@@ -277,22 +387,15 @@ func (b *Broker) idleLocked() chan struct{} {
 	return b.idle
 }
 
-// push appends ev, growing the ring up to max and evicting the oldest event
-// beyond it.
-func (t *topicLog) push(ev *broker.Event, max int) {
+// push appends ev, growing the ring up to max; t holds fewer than max
+// events.
+func (t *topicLog) push(ev *broker.Event, limit int) {
 	if t.n == len(t.events) {
-		if t.n < max {
-			grown := make([]*broker.Event, min(max, 2*len(t.events)))
-			for i := range t.n {
-				grown[i] = t.at(i)
-			}
-			t.events, t.head = grown, 0
-		} else {
-			t.evicted = t.events[t.head].Seq
-			t.events[t.head] = nil
-			t.head = (t.head + 1) % len(t.events)
-			t.n--
+		grown := make([]*broker.Event, min(limit, max(2*len(t.events), 16)))
+		for i := range t.n {
+			grown[i] = t.at(i)
 		}
+		t.events, t.head = grown, 0
 	}
 	t.events[(t.head+t.n)%len(t.events)] = ev
 	t.n++
@@ -304,10 +407,7 @@ func (t *topicLog) at(i int) *broker.Event { return t.events[(t.head+i)%len(t.ev
 func (b *Broker) expire(t *topicLog, now time.Time) {
 	cutoff := now.Add(-b.opts.MaxAge)
 	for t.n > 0 && t.at(0).Time.Before(cutoff) {
-		t.evicted = t.at(0).Seq
-		t.events[t.head] = nil
-		t.head = (t.head + 1) % len(t.events)
-		t.n--
+		b.removeHead(t)
 	}
 }
 
@@ -343,9 +443,10 @@ func (b *Broker) sweep() {
 			for name, tl := range b.topics {
 				b.expire(tl, now)
 				if tl.n == 0 {
-					b.dropTopic(name, tl.evicted)
+					b.dropTopic(name, tl)
 				}
 			}
+			b.tidyOrder()
 			b.mu.Unlock()
 		}
 	}
@@ -355,8 +456,10 @@ func (b *Broker) sweep() {
 const maxDropped = 10000
 
 // dropTopic forgets an empty topic but remembers what it lost.
-func (b *Broker) dropTopic(name string, lost uint64) {
+func (b *Broker) dropTopic(name string, t *topicLog) {
 	delete(b.topics, name)
+	t.events = nil // b.order may point at t a while longer
+	lost := t.evicted
 	if lost == 0 {
 		return
 	}

@@ -2,8 +2,12 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -182,6 +186,242 @@ func TestReplayHidesExpired(t *testing.T) {
 	}
 	if res := replay(t, b, "t", old.Seq); len(res.Events) != 0 || res.Truncated {
 		t.Fatalf("from the expired event: Replay = %d events, Truncated %v; want none, not Truncated", len(res.Events), res.Truncated)
+	}
+}
+
+// sized returns an event on topic whose Size is size.
+func sized(topic string, size int) *broker.Event {
+	return &broker.Event{Topic: topic, Type: "t", Payload: make([]byte, size-len(topic)-1)}
+}
+
+func publishSized(t *testing.T, b *Broker, topic string, size int) *broker.Event {
+	t.Helper()
+	ev := sized(topic, size)
+	if _, err := b.Publish(t.Context(), ev); err != nil {
+		t.Fatalf("Publish(%q, %d bytes): %v", topic, size, err)
+	}
+	return ev
+}
+
+// checkReplay fails t unless Replay of pattern after the position returns
+// the events want, and Truncated as given.
+func checkReplay(t *testing.T, b *Broker, pattern string, after uint64, want []*broker.Event, truncated bool) {
+	t.Helper()
+	res := replay(t, b, pattern, after)
+	if !slices.Equal(res.Events, want) || res.Truncated != truncated {
+		t.Errorf("Replay(%q) after Seq %d = seqs %v, Truncated %v; want seqs %v, Truncated %v",
+			pattern, after, seqs(res.Events), res.Truncated, seqs(want), truncated)
+	}
+}
+
+func seqs(evs []*broker.Event) []uint64 {
+	out := make([]uint64, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Seq
+	}
+	return out
+}
+
+// MaxBytes evicts the oldest retained events first, whatever their topic;
+// a resume from before them is told of the gap, even once the sweep has
+// dropped a topic the cap emptied; Evicted counts them.
+func TestMaxBytesEvictsOldestFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := New(Options{MaxBytes: 1000}) // MaxAge 1h: the sweep runs every minute
+		defer b.Close()
+
+		// Ten events of 100 bytes fill the cap.
+		x := publishSized(t, b, "x", 100)
+		var evs []*broker.Event
+		for i := range 9 {
+			evs = append(evs, publishSized(t, b, []string{"a", "b", "c"}[i%3], 100))
+		}
+		checkReplay(t, b, ">", 0, append([]*broker.Event{x}, evs...), false)
+		if n, size := b.Evicted(); n != 0 || size != 0 {
+			t.Fatalf("Evicted() = %d, %d within the cap; want 0, 0", n, size)
+		}
+
+		// 150 bytes more evicts x and a's first (200 bytes), 150 more b's
+		// first (100 bytes is enough).
+		c := publishSized(t, b, "c", 150)
+		a := publishSized(t, b, "a", 150)
+		if n, size := b.Evicted(); n != 3 || size != 300 {
+			t.Errorf("Evicted() = %d events, %d bytes; want 3, 300", n, size)
+		}
+		b.mu.Lock()
+		retained, count := b.bytes, b.count
+		b.mu.Unlock()
+		if retained != 1000 || count != 9 {
+			t.Errorf("retained %d events, %d bytes; want 9, 1000", count, retained)
+		}
+
+		checkReplay(t, b, ">", 0, append(slices.Clone(evs[2:]), c, a), true)
+		checkReplay(t, b, "a", 0, []*broker.Event{evs[3], evs[6], a}, true)
+		checkReplay(t, b, "a", evs[0].Seq, []*broker.Event{evs[3], evs[6], a}, false)
+		checkReplay(t, b, "b", 0, []*broker.Event{evs[4], evs[7]}, true)
+		checkReplay(t, b, "b", evs[1].Seq, []*broker.Event{evs[4], evs[7]}, false)
+		checkReplay(t, b, "c", 0, []*broker.Event{evs[2], evs[5], evs[8], c}, false)
+		checkReplay(t, b, "x", 0, nil, true)
+		checkReplay(t, b, "x", x.Seq, nil, false)
+
+		// The cap emptied x; the sweep drops it, and the gap stays.
+		time.Sleep(time.Minute + time.Second)
+		synctest.Wait()
+		b.mu.Lock()
+		_, held := b.topics["x"]
+		b.mu.Unlock()
+		if held {
+			t.Fatal(`topic "x" was not dropped`)
+		}
+		checkReplay(t, b, "x", 0, nil, true)
+		checkReplay(t, b, "x", x.Seq, nil, false)
+		checkReplay(t, b, "*", evs[1].Seq, append(slices.Clone(evs[2:]), c, a), false)
+	})
+}
+
+// An event larger than MaxBytes is refused and leaves retention as it was;
+// one of exactly MaxBytes is accepted and evicts everything older.
+func TestMaxBytesRefusesLargerEvent(t *testing.T) {
+	b := New(Options{MaxBytes: 100})
+	defer b.Close()
+	kept := publishSized(t, b, "a", 60)
+
+	_, err := b.Publish(t.Context(), sized("b", 101))
+	if !errors.Is(err, broker.ErrEventTooLarge) || !strings.Contains(err.Error(), "MaxBytes 100") {
+		t.Fatalf("Publish of 101 bytes with MaxBytes 100: %v; want ErrEventTooLarge naming MaxBytes", err)
+	}
+	checkReplay(t, b, ">", 0, []*broker.Event{kept}, false)
+	if n, size := b.Evicted(); n != 0 || size != 0 {
+		t.Fatalf("Evicted() = %d, %d after a refused event; want 0, 0", n, size)
+	}
+
+	full := publishSized(t, b, "b", 100)
+	if full.Seq != kept.Seq+1 {
+		t.Errorf("Seq %d after %d: the refused event took a Seq", full.Seq, kept.Seq)
+	}
+	checkReplay(t, b, ">", 0, []*broker.Event{full}, true)
+	if n, size := b.Evicted(); n != 1 || size != 60 {
+		t.Errorf("Evicted() = %d, %d; want 1, 60", n, size)
+	}
+}
+
+// Retention by count and by bytes together, against a model of the
+// contract: after every publish the retained bytes and events are the
+// model's and within the caps, the order index stays bounded, and Replay
+// returns what the model retains, Truncated exactly when the model removed
+// something after the position.
+func TestMaxBytesMatchesModel(t *testing.T) {
+	const maxEvents, maxBytes = 5, 2000
+	b := New(Options{MaxEvents: maxEvents, MaxBytes: maxBytes})
+	defer b.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	topics := []string{"m.a", "m.a", "m.a", "m.b", "m.c", "m.d", "m.e", "m.f"} // m.a is hot
+
+	type rec struct {
+		ev   *broker.Event
+		size int
+	}
+	var model []rec                 // retained, in Seq order
+	lost := make(map[string]uint64) // topic → highest Seq removed
+	var total int
+	var evicted, evictedBytes uint64
+	remove := func(i int) rec {
+		r := model[i]
+		model = slices.Delete(model, i, i+1)
+		lost[r.ev.Topic] = r.ev.Seq
+		total -= r.size
+		return r
+	}
+	for i := range 3000 {
+		topic := topics[rng.IntN(len(topics))]
+		size := 50 + rng.IntN(350)
+		if n := len(slices.DeleteFunc(slices.Clone(model), func(r rec) bool { return r.ev.Topic != topic })); n == maxEvents {
+			remove(slices.IndexFunc(model, func(r rec) bool { return r.ev.Topic == topic }))
+		}
+		for total+size > maxBytes {
+			r := remove(0)
+			evicted++
+			evictedBytes += uint64(r.size)
+		}
+		ev := publishSized(t, b, topic, size)
+		model = append(model, rec{ev, size})
+		total += size
+
+		b.mu.Lock()
+		retained, count, order := b.bytes, b.count, b.order.len()
+		b.mu.Unlock()
+		if retained != int64(total) || count != len(model) || retained > maxBytes {
+			t.Fatalf("publish %d: retained %d events, %d bytes; the model %d, %d", i, count, retained, len(model), total)
+		}
+		if order > 2*count+64 {
+			t.Fatalf("publish %d: %d entries in the order index for %d events", i, order, count)
+		}
+		if i%50 != 0 {
+			continue
+		}
+		var all []*broker.Event
+		for _, r := range model {
+			all = append(all, r.ev)
+		}
+		res := replay(t, b, ">", 0)
+		if !slices.Equal(res.Events, all) {
+			t.Fatalf("publish %d: Replay = seqs %v; the model retains %v", i, seqs(res.Events), seqs(all))
+		}
+		for _, tp := range topics[2:] {
+			for _, after := range []uint64{0, lost[tp] - min(lost[tp], 1), lost[tp]} {
+				if res := replay(t, b, tp, after); res.Truncated != (lost[tp] > after) {
+					t.Fatalf("publish %d: Replay(%q) after %d: Truncated %v, but the highest Seq removed is %d", i, tp, after, res.Truncated, lost[tp])
+				}
+			}
+		}
+	}
+	if n, size := b.Evicted(); n != evicted || size != evictedBytes || n == 0 {
+		t.Errorf("Evicted() = %d, %d; the model evicted %d, %d", n, size, evicted, evictedBytes)
+	}
+}
+
+// liveHeap returns the bytes of the heap reachable after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// An event retention removed is garbage: nothing of the broker keeps it,
+// the order index of MaxBytes included, even while an older event of
+// another topic heads that index.
+func TestRemovedEventsAreFreed(t *testing.T) {
+	const payload, published = 1 << 20, 100
+	for _, c := range []struct {
+		name   string
+		opts   Options
+		topics int
+		keeps  int // events retained at the end
+	}{
+		{"by bytes", Options{MaxBytes: 8 << 20}, 10, 7},
+		{"by count, behind an older event", Options{MaxEvents: 4}, 1, 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := New(c.opts)
+			defer b.Close()
+			publish(t, b, "quiet", "") // the oldest: by count, it heads the order index throughout
+			before := liveHeap()
+			for i := range published {
+				publishSized(t, b, fmt.Sprintf("big.%d", i%c.topics), payload)
+			}
+			grown := liveHeap() - before
+			if limit := int64(c.keeps+8) * payload; grown > limit {
+				t.Errorf("the heap grew by %d MiB for %d events of 1 MiB, with %d retained", grown>>20, published, c.keeps)
+			}
+			b.mu.Lock()
+			count, order := b.count, b.order.len()
+			b.mu.Unlock()
+			if order > 2*count+64 {
+				t.Errorf("%d entries in the order index for %d events", order, count)
+			}
+			runtime.KeepAlive(b)
+		})
 	}
 }
 

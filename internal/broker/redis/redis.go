@@ -16,7 +16,7 @@
 //	{p}:touched   topic → time of its last publish (for forgetting idle topics)
 //	{p}:cut       topic → highest sequence retention removed from it
 //	{p}:cutfloor  marks folded away to bound {p}:cut
-//	{p}:idem:<topic>\x00<key>   idempotency keys: the original's sequence, expiring after the window
+//	{p}:idem:<topic>\x00<key>   idempotency keys: "<seq> <fingerprint>" of the original, expiring after the window
 //	{p}:schemas   pushed schema registrations, a list
 //
 // # Publish
@@ -299,7 +299,11 @@ func (b *Broker) sweep(stop <-chan struct{}) {
 }
 
 // Publish implements broker.Broker. It returns once Redis executed the
-// append.
+// append. A duplicate reports the Fingerprint kept in its idempotency key,
+// "" for a key written before fingerprints existed (by an older node
+// during a rolling upgrade). The other way round, an older node that reads
+// a key written with a fingerprint fails that publish with ErrUnavailable
+// until the key expires: its script reads the value as a bare sequence.
 func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
 	ctx, cancel, err := b.link.Begin(ctx)
 	defer cancel()
@@ -308,27 +312,47 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 	}
 	ev.Time = time.Time{}
 	data := wire.Append(make([]byte, 0, wire.Size(ev)), ev)
-	keyed, idem := "0", b.keys.idemPrefix+ev.Topic
+	keyed, idem, fingerprint := "0", b.keys.idemPrefix+ev.Topic, ""
 	if ev.IdempotencyKey != "" {
-		keyed, idem = "1", idem+"\x00"+ev.IdempotencyKey
+		keyed, idem, fingerprint = "1", idem+"\x00"+ev.IdempotencyKey, ev.Fingerprint
 	}
 	res, err := publishScript.Run(ctx, b.rdb,
 		[]string{b.keys.epoch, b.keys.seq, b.keys.all, b.keys.topic(ev.Topic), b.keys.topics, b.keys.touched, b.keys.cut, idem},
 		b.epoch, ev.Topic, data, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(),
-		b.opts.FanInWindow.Milliseconds(), keyed).Int64Slice()
+		b.opts.FanInWindow.Milliseconds(), keyed, fingerprint).Slice()
 	if err != nil {
 		return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
 	}
-	if len(res) != 3 {
+	dup, seq, us, fp, ok := publishReply(res)
+	if !ok {
 		return broker.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", broker.ErrUnavailable, res)
 	}
 	b.link.Confirm()
-	if res[0] == 1 {
-		return broker.PublishResult{Seq: uint64(res[1]), Duplicate: true}, nil
+	if dup {
+		return broker.PublishResult{Seq: seq, Duplicate: true, Fingerprint: fp}, nil
 	}
-	ev.Seq = uint64(res[1])
-	ev.Time = time.UnixMicro(res[2])
+	ev.Seq = seq
+	ev.Time = time.UnixMicro(us)
 	return broker.PublishResult{Seq: ev.Seq}, nil
+}
+
+// publishReply decodes the answer of publishScript.
+func publishReply(res []any) (dup bool, seq uint64, us int64, fp string, ok bool) {
+	if len(res) < 3 || len(res) > 4 {
+		return false, 0, 0, "", false
+	}
+	var n [3]int64
+	for i := range n {
+		if n[i], ok = res[i].(int64); !ok {
+			return false, 0, 0, "", false
+		}
+	}
+	if len(res) == 4 {
+		if fp, ok = res[3].(string); !ok {
+			return false, 0, 0, "", false
+		}
+	}
+	return n[0] == 1, uint64(n[1]), n[2], fp, true
 }
 
 // Close implements broker.Broker.

@@ -4,7 +4,7 @@ import goredis "github.com/redis/go-redis/v9"
 
 // publishScript appends one event atomically: it checks that the log is
 // still the one of this node's epoch, answers a repeated idempotency key
-// with the original's sequence, takes the next sequence, appends the event
+// with the original's sequence and fingerprint, takes the next sequence, appends the event
 // to its topic's stream (id "<seq>-0") and to the fan-in stream, applies the
 // topic's retention, and notes the highest sequence retention removed.
 //
@@ -12,9 +12,14 @@ import goredis "github.com/redis/go-redis/v9"
 // (lex), 6 touched (score: last publish ms), 7 cut (score: highest removed
 // seq), 8 idempotency key.
 // ARGV: 1 epoch, 2 topic, 3 event bytes, 4 max events, 5 max age (µs),
-// 6 idempotency window (ms), 7 fan-in window (ms), 8 "1" if keyed.
+// 6 idempotency window (ms), 7 fan-in window (ms), 8 "1" if keyed,
+// 9 fingerprint.
 //
-// Returns {duplicate (0|1), seq, time (µs)}.
+// An idempotency key holds "<seq> <fingerprint>", or "<seq>" when the event
+// had no fingerprint, as every value written before fingerprints existed.
+//
+// Returns {0, seq, time (µs)} for a new event, {1, seq, 0, fingerprint}
+// for a duplicate.
 var publishScript = goredis.NewScript(`
 redis.replicate_commands()
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -23,7 +28,11 @@ end
 if ARGV[8] == '1' then
   local orig = redis.call('GET', KEYS[8])
   if orig then
-    return {1, tonumber(orig), 0}
+    local s, fp = string.match(orig, '^(%d+) ?(.*)$')
+    if not s then
+      return redis.error_reply('HERALDIDEM key ' .. KEYS[8] .. ' holds no sequence')
+    end
+    return {1, tonumber(s), 0, fp}
   end
 end
 local seq = redis.call('INCR', KEYS[2])
@@ -35,7 +44,9 @@ redis.call('XADD', KEYS[4], string.format('%d-0', seq), 't', sus, 'e', ARGV[3])
 redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', ms - tonumber(ARGV[7])), '*',
   's', string.format('%d', seq), 't', sus, 'e', ARGV[3])
 if ARGV[8] == '1' then
-  redis.call('SET', KEYS[8], string.format('%d', seq), 'PX', ARGV[6])
+  local v = string.format('%d', seq)
+  if ARGV[9] ~= '' then v = v .. ' ' .. ARGV[9] end
+  redis.call('SET', KEYS[8], v, 'PX', ARGV[6])
 end
 redis.call('ZADD', KEYS[5], 0, ARGV[2])
 redis.call('ZADD', KEYS[6], ms, ARGV[2])
