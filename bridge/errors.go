@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -15,6 +16,24 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
+
+// ErrKeyReused: an idempotency key was used again, within its window, for
+// another event (gRPC ALREADY_EXISTS, HTTP 409).
+var ErrKeyReused = errors.New("idempotency key reused")
+
+// KeyReusedError is an ErrKeyReused that names the event first published
+// with the key.
+type KeyReusedError struct {
+	Key string
+	ID  string // the id of the event first published with Key
+}
+
+func (e *KeyReusedError) Error() string {
+	return fmt.Sprintf("%s: idempotency_key %q was used for another event (id %s) within the idempotency window; a retry must send the same event, a new event needs a new key", ErrKeyReused, broker.Printable(e.Key), e.ID)
+}
+
+// Unwrap makes a KeyReusedError an ErrKeyReused.
+func (e *KeyReusedError) Unwrap() error { return ErrKeyReused }
 
 // Code returns the gRPC code for err: the one mapping from Herald's
 // sentinel errors (internal/broker, internal/auth, ErrLimited) to codes.
@@ -41,6 +60,8 @@ func Code(err error) codes.Code {
 		return codes.PermissionDenied
 	case errors.Is(err, ErrLimited):
 		return codes.ResourceExhausted
+	case errors.Is(err, ErrKeyReused):
+		return codes.AlreadyExists
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -69,6 +90,13 @@ func grpcError(err error) error {
 	var limit *LimitError
 	if errors.As(err, &limit) {
 		if withDetails, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(limit.RetryAfter)}); err == nil {
+			st = withDetails
+		}
+	}
+	var reused *KeyReusedError
+	if errors.As(err, &reused) {
+		info := &errdetails.ErrorInfo{Reason: "IDEMPOTENCY_KEY_REUSED", Domain: "herald", Metadata: map[string]string{"id": reused.ID}}
+		if withDetails, err := st.WithDetails(info); err == nil {
 			st = withDetails
 		}
 	}

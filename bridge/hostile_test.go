@@ -28,6 +28,7 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/memory"
 )
 
 // rawRequest writes head (a request line and headers, without the blank
@@ -268,7 +269,7 @@ func TestRequestBodiesShareAMemoryBudget(t *testing.T) {
 	probe := "POST /v1/topics/orders.eu/events HTTP/1.1\r\nHost: herald\r\nContent-Length: 80000"
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		conn, r := rawRequest(t, s.url, probe, strings.Repeat(" ", 80000))
 		resp, body := readResponse(t, conn, r)
@@ -455,5 +456,81 @@ func TestMetricsCanBePrivate(t *testing.T) {
 	s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "herald_subscribers") {
 		t.Fatal("MetricsHandler does not serve the metrics")
+	}
+}
+
+// Finding 10: idempotency keys are scoped to the publisher, and a key
+// reused for another event is refused with the first event's id, never
+// silently merged.
+func TestIdempotencyKeysAreThePublishers(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	s := startAuthServer(t, k, bridge.Config{}, nil)
+	ctx := ctxT(t)
+	alice := withBearer(ctx, k.hs(t, claims{pub: []string{"orders.>"}, subject: "alice"}))
+	bob := withBearer(ctx, k.hs(t, claims{pub: []string{"orders.>"}, subject: "bob"}))
+	req := func(id string) *heraldv1.PublishRequest {
+		r := request(t, "orders.eu", order(id))
+		r.IdempotencyKey = "the-key"
+		return r
+	}
+	first, err := s.client.Publish(alice, req("o-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bob's key is his own: his event is created.
+	other, err := s.client.Publish(bob, req("o-2"))
+	if err != nil || other.GetDuplicate() || other.GetId() == first.GetId() {
+		t.Fatalf("another publisher's event with the same key: %v %v, want a new event", other, err)
+	}
+	// Alice's retry is a duplicate of her event.
+	again, err := s.client.Publish(alice, req("o-1"))
+	if err != nil || !again.GetDuplicate() || again.GetId() != first.GetId() {
+		t.Fatalf("the same publisher's retry: %v %v, want a duplicate of %s", again, err, first.GetId())
+	}
+	// Alice's key for another event: refused, naming the first.
+	_, err = s.client.Publish(alice, req("o-3"))
+	if status.Code(err) != codes.AlreadyExists || !strings.Contains(status.Convert(err).Message(), first.GetId()) {
+		t.Fatalf("a key reused for another event over gRPC: %v, want ALREADY_EXISTS naming %s", err, first.GetId())
+	}
+	body := `{"payload":{"@type":"type.googleapis.com/orders.v1.OrderPlaced","orderId":"o-4"},"idempotencyKey":"the-key"}`
+	hreq, _ := http.NewRequest(http.MethodPost, s.url+"/v1/topics/orders.eu/events", strings.NewReader(body))
+	hreq.Header.Set("Authorization", "Bearer "+k.hs(t, claims{pub: []string{"orders.>"}, subject: "alice"}))
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(raw), first.GetId()) {
+		t.Fatalf("a key reused for another event over REST: %d %s, want 409 naming %s", resp.StatusCode, raw, first.GetId())
+	}
+	all, err := broker.ParsePattern("orders.eu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.broker.Replay(ctx, []broker.Pattern{all}, broker.EventID{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 2 {
+		t.Fatalf("%d events stored, want alice's first and bob's", len(res.Events))
+	}
+}
+
+// Finding 6: the memory broker's history has an overall byte cap; what it
+// evicts is counted where operators look.
+func TestRetainedBytesAreCappedAndCounted(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOpts{memory: memory.Options{MaxBytes: 64 << 10}})
+	text := strings.Repeat("x", 8<<10)
+	for i := range 20 { // 20 × ~8 KiB: over the 64 KiB cap
+		s.publish(t, fmt.Sprintf("cap.t%d", i), &chatv1.ChatMessage{Text: text})
+	}
+	if n := metricValue(t, s.url, "herald_broker_evicted_events_total"); n < 10 {
+		t.Fatalf("herald_broker_evicted_events_total = %v after 160 KiB into a 64 KiB cap, want the oldest evicted", n)
+	}
+	if n := metricValue(t, s.url, "herald_broker_evicted_bytes_total"); n < 80<<10 {
+		t.Fatalf("herald_broker_evicted_bytes_total = %v, want at least 80 KiB", n)
 	}
 }

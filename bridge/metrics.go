@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/heraldhq/herald/internal/broker"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -153,4 +154,27 @@ func newMetrics() *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// An EvictionCounter is a Broker whose retention has an overall cap (the
+// memory broker's --max-retained-bytes): it counts the events the cap
+// removed, beyond what count and age retention remove.
+type EvictionCounter interface {
+	Evicted() (events, bytes uint64)
+}
+
+// watchBroker exports what the broker counts of itself.
+func (m *metrics) watchBroker(b broker.Broker) {
+	if ec, ok := b.(EvictionCounter); ok {
+		m.registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "herald_broker_evicted_events_total",
+				Help: "Retained events removed to keep the broker's history under its byte cap (--max-retained-bytes), oldest first; resumes from before them get herald.gap.",
+			}, func() float64 { n, _ := ec.Evicted(); return float64(n) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "herald_broker_evicted_bytes_total",
+				Help: "Bytes of the events counted by herald_broker_evicted_events_total.",
+			}, func() float64 { _, n := ec.Evicted(); return float64(n) }),
+		)
+	}
 }

@@ -73,9 +73,10 @@ func (p *publisher) Publish(ctx context.Context, req *heraldv1.PublishRequest) (
 		transport = transportREST
 	}
 	var err error
-	if ra, ok := accessFrom(ctx); !ok || ra.topic != req.GetTopic() {
+	ra, ok := accessFrom(ctx)
+	a := ra.access
+	if !ok || ra.topic != req.GetTopic() {
 		// Not authorized for this topic by the REST front door (rest.go).
-		var a access
 		a, err = p.authenticate(ctx)
 		if err == nil {
 			err = p.authorize(a, req.GetTopic())
@@ -83,7 +84,7 @@ func (p *publisher) Publish(ctx context.Context, req *heraldv1.PublishRequest) (
 	}
 	var resp *heraldv1.PublishResponse
 	if err == nil {
-		resp, err = p.publish(ctx, req, transport)
+		resp, err = p.publish(ctx, a, req, transport)
 	} else {
 		p.metrics.countPublish(transport, Code(err).String())
 	}
@@ -126,7 +127,7 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 		}
 		var resp *heraldv1.PublishResponse
 		if err == nil {
-			resp, err = p.publish(ctx, req, transportStream)
+			resp, err = p.publish(ctx, a, req, transportStream)
 		} else {
 			p.metrics.countPublish(transportStream, Code(err).String())
 		}
@@ -145,12 +146,15 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 	}
 }
 
-func (p *publisher) publish(ctx context.Context, req *heraldv1.PublishRequest, transport transport) (*heraldv1.PublishResponse, error) {
+func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.PublishRequest, transport transport) (*heraldv1.PublishResponse, error) {
 	start := time.Now()
-	ev, err := p.newEvent(req)
+	ev, err := p.newEvent(req, a.perms.RateKey)
 	var res broker.PublishResult
 	if err == nil {
 		res, err = p.broker.Publish(ctx, ev)
+	}
+	if err == nil && res.Duplicate && res.Fingerprint != "" && res.Fingerprint != ev.Fingerprint {
+		err = &KeyReusedError{Key: req.GetIdempotencyKey(), ID: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()}
 	}
 	result := "ok"
 	switch {

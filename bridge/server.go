@@ -269,6 +269,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Schemas != nil {
 		s.schemas = &schemaService{inner: cfg.Schemas, auth: cfg.Auth}
 	}
+	s.metrics.watchBroker(cfg.Broker)
 	s.hub = newHub(cfg.Broker, cfg.Types, s.log, s.metrics, cfg.QueueSize)
 	s.pub = &publisher{
 		broker:        cfg.Broker,

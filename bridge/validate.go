@@ -1,8 +1,12 @@
 package bridge
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -177,7 +181,11 @@ type publishedEvent struct {
 // newEvent validates req and turns it into an Event whose payload is
 // known to render as JSON, so that nothing a browser receives can fail to
 // parse.
-func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*broker.Event, error) {
+//
+// An idempotency key is scoped to the publisher (scope: its credentials'
+// rate key, "" for everyone alike): two publishers may use the same key
+// on a topic without one's event swallowing the other's.
+func (p *publisher) newEvent(req *heraldv1.PublishRequest, scope string) (*broker.Event, error) {
 	if err := broker.ValidateTopic(req.GetTopic()); err != nil {
 		return nil, err
 	}
@@ -219,6 +227,10 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*broker.Event, error
 	if n := ev.Size(); n > p.maxEventBytes {
 		return nil, fmt.Errorf("%w: event is %d bytes, over the limit of %d bytes", broker.ErrEventTooLarge, n, p.maxEventBytes)
 	}
+	if ev.IdempotencyKey != "" {
+		ev.IdempotencyKey = scopedKey(scope, ev.IdempotencyKey)
+		ev.Fingerprint = fingerprint(ev)
+	}
 	if !p.typeURLs.allowed(ev.TypeURL) {
 		return nil, fmt.Errorf("%w: payload type URL %q: this server accepts only type URLs starting with %s", broker.ErrInvalidEvent, broker.Printable(ev.TypeURL), strings.Join(p.typeURLs.prefixes, " or "))
 	}
@@ -242,4 +254,42 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest) (*broker.Event, error
 		}
 	}
 	return ev, nil
+}
+
+// scopedKey is an idempotency key as the broker compares it: the
+// publisher's scope, hashed to a fixed width (so that no scope is a prefix
+// of another, and no identity is stored in the broker), then the key.
+func scopedKey(scope, key string) string {
+	if scope == "" {
+		return key
+	}
+	sum := sha256.Sum256([]byte(scope))
+	return hex.EncodeToString(sum[:8]) + ":" + key
+}
+
+// fingerprint identifies what an event holds, for telling a publisher's
+// retry (the same event again) from a reuse of its key for another event:
+// 16 bytes of SHA-256 over the type, type URL, payload and attributes, in
+// hex (the brokers keep it in places that want printable ASCII).
+func fingerprint(ev *broker.Event) string {
+	h := sha256.New()
+	field := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(ev.Type)
+	field(ev.TypeURL)
+	field(string(ev.Payload))
+	keys := make([]string, 0, len(ev.Attributes))
+	for k := range ev.Attributes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		field(k)
+		field(ev.Attributes[k])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
