@@ -89,16 +89,20 @@ func ExampleClient_Publish() {
 	defer c.Close()
 
 	order := &ordersv1.OrderPlaced{OrderId: "o-2", Customer: "Grace Hopper", TotalCents: 990, Currency: "USD"}
-	id, err := c.Publish(ctx, "orders.us", order,
+	opts := []client.PublishOption{
 		client.WithIdempotencyKey("order-o-2"),
-		client.WithAttributes(map[string]string{"source": "checkout"}))
+		client.WithAttributes(map[string]string{"source": "checkout"}),
+	}
+	id, err := c.Publish(ctx, "orders.us", order, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
 
-	// Publishing again with the same key (a retry after a timeout, a
-	// restarted job) creates nothing and returns the first id.
-	again, err := c.Publish(ctx, "orders.us", order, client.WithIdempotencyKey("order-o-2"))
+	// Publishing the same event again with the same key (a retry after a
+	// timeout, a restarted job) creates nothing and returns the first id.
+	// The key is this publisher's; reusing it for another event within the
+	// window is refused with ALREADY_EXISTS.
+	again, err := c.Publish(ctx, "orders.us", order, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
