@@ -5,10 +5,10 @@
 // A token is signed with HS256, RS256, ES256 or EdDSA by a key Herald
 // trusts: a shared secret file, a PEM public key file, or a JWKS from a file
 // or an HTTPS URL (cached and refreshed). Each key verifies one algorithm,
-// which the token's header must name. Its exp, nbf and iat are checked
-// with a leeway for clock skew. Its "herald" claim lists the
-// topics it may use, as exact names or patterns ("orders.*",
-// "monitoring.>"):
+// which the token's header must name. A token must carry exp (unless
+// Config.AllowNoExp); exp, nbf and iat are checked with a leeway for clock
+// skew. Its "herald" claim lists the topics it may use, as exact names or
+// patterns ("orders.*", "monitoring.>"):
 //
 //	{"sub": "billing-service", "exp": 1767225600,
 //	 "herald": {"publish": ["orders.>"], "subscribe": ["orders.eu"]}}
@@ -90,6 +90,10 @@ type Config struct {
 	// Leeway tolerates clock skew in exp, nbf and iat (default 30s;
 	// negative for none).
 	Leeway time.Duration
+	// AllowNoExp accepts tokens without an exp claim. Such a token never
+	// expires: short of removing the key that signed it, it can never be
+	// cut off, so tokens without exp are refused unless this is set.
+	AllowNoExp bool
 	// PublicTopics are patterns anyone may subscribe to without a token.
 	PublicTopics []string
 	// ClientCertTopics maps a client certificate's subject common name to
@@ -324,6 +328,9 @@ func (a *Authenticator) verify(ctx context.Context, token string) (jwt.Token, er
 		return nil, unauthenticated("the token's signature does not match any trusted %s key", alg)
 	case err != nil:
 		return nil, unauthenticated("the token's claims are not valid JWT claims")
+	}
+	if _, ok := tok.Expiration(); !ok && !a.cfg.AllowNoExp {
+		return nil, unauthenticated("the token has no exp claim (this server accepts only tokens that expire)")
 	}
 	if err := jwt.Validate(tok, a.validateOpt...); err != nil {
 		return nil, unauthenticated("%s", describe(err))

@@ -372,10 +372,11 @@ func TestTimeClaims(t *testing.T) {
 		return c
 	}
 	cases := []struct {
-		name   string
-		claims map[string]any
-		badSig bool
-		want   string // "" for accepted
+		name       string
+		claims     map[string]any
+		allowNoExp bool
+		badSig     bool
+		want       string // "" for accepted
 	}{
 		{name: "valid", claims: with(nil)},
 		{name: "iat now", claims: with(map[string]any{"iat": now.Unix()})},
@@ -385,13 +386,17 @@ func TestTimeClaims(t *testing.T) {
 		{name: "nbf in the future", claims: with(map[string]any{"nbf": now.Add(time.Hour).Unix()}), want: "the token is not valid yet: nbf is in the future"},
 		{name: "expired within the leeway", claims: with(map[string]any{"exp": now.Add(-20 * time.Second).Unix()})},
 		{name: "expired", claims: with(map[string]any{"exp": now.Add(-time.Hour).Unix()}), want: "the token has expired"},
+		{name: "no exp", claims: with(map[string]any{"exp": nil}), want: "the token has no exp claim ("},
+		{name: "no exp, allowed", claims: with(map[string]any{"exp": nil}), allowNoExp: true},
 		{name: "exp not a number", claims: with(map[string]any{"exp": "tomorrow"}), want: "the token's claims are not valid"},
 		{name: "iat in the future, bad signature", claims: with(map[string]any{"iat": now.Add(time.Hour).Unix()}), badSig: true, want: "the token's signature does not match any trusted HS256 key"},
 		{name: "expired, bad signature", claims: with(map[string]any{"exp": now.Add(-time.Hour).Unix()}), badSig: true, want: "signature does not match"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := jwtauth.New(context.Background(), hs.config(t)) // the default leeway, 30s
+			cfg := hs.config(t)
+			cfg.AllowNoExp = tc.allowNoExp
+			a, err := jwtauth.New(context.Background(), cfg) // the default leeway, 30s
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -405,8 +410,8 @@ func TestTimeClaims(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if perms.Expires.IsZero() {
-					t.Error("no expiry")
+				if _, hasExp := tc.claims["exp"]; !hasExp && !perms.Expires.IsZero() {
+					t.Errorf("a token without exp expires at %v", perms.Expires)
 				}
 				return
 			}
