@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,6 +57,13 @@ type serveConfig struct {
 	debugAddr         string
 	security          securityFlags
 	broker            brokerFlags
+
+	// The server's limits (registerLimits).
+	bodyReadTimeout      time.Duration
+	idleTimeout          time.Duration
+	maxBodyMemory        int64
+	typeURLPrefixes      config.StringList
+	maxSubscribesPerConn int
 }
 
 // serve runs `herald serve` in four steps: flags, validation, wiring, run.
@@ -101,6 +109,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
+	c.registerLimits(fs)
 	c.security.register(fs)
 	c.broker.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -142,8 +151,40 @@ func (c *serveConfig) Validate() error {
 	if err := c.broker.validate(); err != nil {
 		return err
 	}
+	if err := c.validateLimits(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	if err := c.security.validate(c.httpAddr, c.grpcAddr); err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// registerLimits defines the flags of the server's limits.
+func (c *serveConfig) registerLimits(fs *flag.FlagSet) {
+	fs.DurationVar(&c.bodyReadTimeout, "body-read-timeout", bridge.DefaultBodyReadTimeout, "longest a REST request's body may take to arrive whole; a slower one is refused (400), so that clients trickling bytes cannot hold connections and memory")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", bridge.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection stays open, so that idle clients cannot pile up open connections")
+	fs.Int64Var(&c.maxBodyMemory, "max-body-memory", bridge.DefaultMaxBodyMemory, "bytes that the REST request bodies being read or processed may hold in memory, all requests together (64 MiB by default); a request that finds them used up gets 429, so that many large requests at once cannot exhaust memory")
+	fs.Var(&c.typeURLPrefixes, "type-url-prefixes", "prefix, ending with a slash, of the payload type URLs (google.protobuf.Any, nested ones too) accepted from publishers; others are refused, so that a publisher cannot put text of its own into the @type that browsers see; may repeat")
+	// The list starts empty, so that the first --type-url-prefixes replaces
+	// the default rather than adding to it; the server takes an empty list
+	// for the default.
+	fs.Lookup("type-url-prefixes").DefValue = bridge.DefaultTypeURLPrefix
+	fs.IntVar(&c.maxSubscribesPerConn, "max-subscribes-per-conn", bridge.DefaultMaxSubscribesPerConn, "concurrent gRPC Subscribe streams on one connection; over it: RESOURCE_EXHAUSTED, so that one client cannot open unbounded streams over a single HTTP/2 connection")
+}
+
+// validateLimits checks the flags of registerLimits.
+func (c *serveConfig) validateLimits() error {
+	if c.bodyReadTimeout <= 0 || c.idleTimeout <= 0 {
+		return fmt.Errorf("--body-read-timeout and --idle-timeout must be positive, got %v and %v", c.bodyReadTimeout, c.idleTimeout)
+	}
+	if c.maxBodyMemory <= 0 || c.maxSubscribesPerConn <= 0 {
+		return fmt.Errorf("--max-body-memory and --max-subscribes-per-conn must be positive, got %d and %d", c.maxBodyMemory, c.maxSubscribesPerConn)
+	}
+	for _, p := range c.typeURLPrefixes {
+		if len(p) < 2 || !strings.HasSuffix(p, "/") || strings.ContainsAny(p, " \t\r\n") {
+			return fmt.Errorf("--type-url-prefixes %q: want a prefix ending with a slash, like %s", p, bridge.DefaultTypeURLPrefix)
+		}
 	}
 	return nil
 }
@@ -214,6 +255,8 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if c.demo {
 		cfg.Pages = web.Pages()
 	}
+	cfg.BodyReadTimeout, cfg.IdleTimeout, cfg.MaxBodyMemory = c.bodyReadTimeout, c.idleTimeout, c.maxBodyMemory
+	cfg.TypeURLPrefixes, cfg.MaxSubscribesPerConn = c.typeURLPrefixes, c.maxSubscribesPerConn
 	httpAddr, grpcAddr := c.httpAddr, c.grpcAddr
 	if err := c.security.apply(ctx, &cfg, []*string{&httpAddr, &grpcAddr}, log); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
