@@ -58,12 +58,16 @@ type serveConfig struct {
 	security          securityFlags
 	broker            brokerFlags
 
-	// The server's limits (registerLimits).
+	// The server's limits (registerLimits) and the operations listeners
+	// (registerOps).
 	bodyReadTimeout      time.Duration
 	idleTimeout          time.Duration
 	maxBodyMemory        int64
 	typeURLPrefixes      config.StringList
 	maxSubscribesPerConn int
+	metricsAddr          string
+	publicMetrics        bool
+	debugAddrPublic      bool
 }
 
 // serve runs `herald serve` in four steps: flags, validation, wiring, run.
@@ -108,8 +112,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /, and know their schemas (orders.v1, monitoring.v1, chat.v1) as builtin types; implies --dev")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ and metrics at /metrics (e.g. 127.0.0.1:6060); off when empty; loopback addresses only, unless --debug-addr-public")
 	c.registerLimits(fs)
+	c.registerOps(fs)
 	c.security.register(fs)
 	c.broker.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -154,7 +159,10 @@ func (c *serveConfig) Validate() error {
 	if err := c.validateLimits(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	if err := c.security.validate(c.httpAddr, c.grpcAddr); err != nil {
+	if err := c.validateOps(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := c.security.validate(c.listenAddrs()...); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
@@ -193,15 +201,16 @@ func (c *serveConfig) validateLimits() error {
 // listeners it will serve. close releases them; run serves until its
 // context ends.
 type node struct {
-	c         *serveConfig
-	log       *slog.Logger
-	broker    backend
-	types     *schema.Registry
-	srv       *bridge.Server
-	httpLn    net.Listener
-	grpcLn    net.Listener
-	tls       bool
-	stopDebug func()
+	c       *serveConfig
+	log     *slog.Logger
+	broker  backend
+	types   *schema.Registry
+	srv     *bridge.Server
+	httpLn  net.Listener
+	grpcLn  net.Listener
+	tls     bool
+	metrics *sideListener // --metrics-addr, or nil
+	debug   *sideListener // --debug-addr, or nil
 }
 
 // wire builds the node from validated settings: it reads the key and schema
@@ -213,7 +222,7 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if err != nil {
 		return nil, err
 	}
-	n := &node{c: c, log: log, stopDebug: func() {}}
+	n := &node{c: c, log: log}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -257,8 +266,15 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	}
 	cfg.BodyReadTimeout, cfg.IdleTimeout, cfg.MaxBodyMemory = c.bodyReadTimeout, c.idleTimeout, c.maxBodyMemory
 	cfg.TypeURLPrefixes, cfg.MaxSubscribesPerConn = c.typeURLPrefixes, c.maxSubscribesPerConn
-	httpAddr, grpcAddr := c.httpAddr, c.grpcAddr
-	if err := c.security.apply(ctx, &cfg, []*string{&httpAddr, &grpcAddr}, log); err != nil {
+	cfg.PrivateMetrics = !c.publicMetrics
+	httpAddr, grpcAddr, metricsAddr, debugAddr := c.httpAddr, c.grpcAddr, c.metricsAddr, c.debugAddr
+	addrs := []*string{&httpAddr, &grpcAddr}
+	for _, a := range []*string{&metricsAddr, &debugAddr} {
+		if *a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if err := c.security.apply(ctx, &cfg, addrs, log); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	if n.srv, err = bridge.New(cfg); err != nil {
@@ -270,10 +286,11 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if n.grpcLn, err = net.Listen("tcp", grpcAddr); err != nil {
 		return nil, fmt.Errorf("listening for gRPC: %w", err)
 	}
-	if c.debugAddr != "" {
-		if n.stopDebug, err = serveDebug(c.debugAddr, log); err != nil {
-			return nil, err
-		}
+	if n.metrics, err = listenSide("metrics-addr", metricsAddr); err != nil {
+		return nil, err
+	}
+	if n.debug, err = listenSide("debug-addr", debugAddr); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
@@ -287,9 +304,8 @@ func (n *node) close() {
 	if n.grpcLn != nil {
 		n.grpcLn.Close()
 	}
-	if n.stopDebug != nil {
-		n.stopDebug()
-	}
+	n.metrics.close()
+	n.debug.close()
 	if n.broker != nil {
 		n.broker.Close()
 	}
@@ -307,7 +323,20 @@ func (n *node) run(ctx context.Context) error {
 	if n.tls {
 		scheme = "https"
 	}
-	log.Info("herald listening", "http", n.httpLn.Addr().String(), "grpc", n.grpcLn.Addr().String(), "tls", n.tls, "broker", c.broker.kind, "epoch", n.broker.Epoch(), "demo", c.demo)
+	metrics := n.srv.MetricsHandler()
+	n.metrics.serve(metricsMux(metrics))
+	n.debug.serve(debugMux(metrics))
+	listening := []any{"http", n.httpLn.Addr().String(), "grpc", n.grpcLn.Addr().String(), "tls", n.tls, "broker", c.broker.kind, "epoch", n.broker.Epoch(), "demo", c.demo}
+	if n.metrics != nil {
+		listening = append(listening, "metrics", n.metrics.addr())
+	}
+	if n.debug != nil {
+		// Its own line too, before: herald-bench reads the debug address
+		// from it.
+		log.Info("debug listening", "addr", n.debug.addr())
+		listening = append(listening, "debug", n.debug.addr())
+	}
+	log.Info("herald listening", listening...)
 	if c.demo {
 		go demo.Run(ctx, n.srv.Publisher(), log)
 		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(n.httpLn.Addr())+"/")

@@ -214,10 +214,7 @@ func devAddr(addr string) (string, error) {
 	if host == "" {
 		return net.JoinHostPort("127.0.0.1", port), nil
 	}
-	if host == "localhost" {
-		return addr, nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+	if loopbackHost(host) {
 		return addr, nil
 	}
 	return "", fmt.Errorf("--dev refuses to listen on %s: development mode opens every topic to everyone, so it serves loopback addresses only (127.0.0.1, ::1, localhost)", addr)
