@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -162,5 +167,104 @@ func TestPublishOverTLS(t *testing.T) {
 	}
 	if err := herald(t, context.Background(), append(args, "--timeout", "3s")...).Run(); err == nil {
 		t.Fatal("plaintext publish to a TLS port succeeded")
+	}
+}
+
+// forgeHS256 returns a token of claims signed with HS256 by the secret in
+// secretFile, whatever alg its header names ("" for none at all).
+func forgeHS256(t *testing.T, secretFile, alg string, claims map[string]any) string {
+	t.Helper()
+	secret, err := os.ReadFile(secretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := map[string]any{"typ": "JWT"}
+	if alg != "" {
+		header["alg"] = alg
+	}
+	enc := base64.RawURLEncoding
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	input := enc.EncodeToString(h) + "." + enc.EncodeToString(c)
+	mac := hmac.New(sha256.New, bytes.TrimRight(secret, "\n"))
+	mac.Write([]byte(input))
+	return input + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+// TestRefusedTokensSayWhy: a refused token gets 401 with an RFC 6750
+// challenge naming the problem, on SSE and REST alike.
+func TestRefusedTokensSayWhy(t *testing.T) {
+	secret := writeSecret(t)
+	_, httpAddr, _, _ := startServeLog(t, "--auth-hs256-secret-file", secret)
+	now := time.Now()
+	grants := map[string]any{"publish": []string{">"}, "subscribe": []string{">"}}
+	claims := func(extra map[string]any) map[string]any {
+		c := map[string]any{"sub": "test", "exp": now.Add(time.Hour).Unix(), "herald": grants}
+		for k, v := range extra {
+			if v == nil {
+				delete(c, k)
+			} else {
+				c[k] = v
+			}
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name, alg string
+		claims    map[string]any
+		want      string
+	}{
+		{"alg none", "none", claims(nil), "the token's algorithm none does not match any trusted key"},
+		{"alg HS384", "HS384", claims(nil), "the token's algorithm HS384 does not match any trusted key"},
+		{"alg HS512", "HS512", claims(nil), "the token's algorithm HS512 does not match any trusted key"},
+		{"no alg", "", claims(nil), "the token's algorithm does not match any trusted key: its header has no alg"},
+		{"no exp", "HS256", claims(map[string]any{"exp": nil}), "the token has no exp claim ("},
+		{"iat in the future", "HS256", claims(map[string]any{"iat": now.Add(time.Hour).Unix()}), "the token is not valid yet: iat is in the future"},
+		{"nbf in the future", "HS256", claims(map[string]any{"nbf": now.Add(time.Hour).Unix()}), "the token is not valid yet: nbf is in the future"},
+		{"expired", "HS256", claims(map[string]any{"exp": now.Add(-time.Hour).Unix()}), "the token has expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := forgeHS256(t, secret, tc.alg, tc.claims)
+			sse, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/v1/events?topic=orders.eu", nil)
+			rest, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/v1/topics/orders.eu/events", strings.NewReader(`{"payload":{"@type":"type.googleapis.com/google.protobuf.Empty"}}`))
+			for _, req := range []*http.Request{sse, rest} {
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				challenge := resp.Header.Get("WWW-Authenticate")
+				prefix := `Bearer realm="herald", error="invalid_token", error_description="`
+				if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(challenge, prefix) || !strings.Contains(challenge, tc.want) {
+					t.Errorf("%s %s: %d, WWW-Authenticate %q; want 401 with a challenge saying %q", req.Method, req.URL.Path, resp.StatusCode, challenge, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestAllowNoExp: --auth-allow-no-exp (here from the environment) lets a
+// token without exp in.
+func TestAllowNoExp(t *testing.T) {
+	secret := writeSecret(t)
+	_, httpAddr, _, _ := startServeEnv(t, []string{"HERALD_AUTH_ALLOW_NO_EXP=true"}, "--auth-hs256-secret-file", secret)
+	tok := forgeHS256(t, secret, "HS256", map[string]any{"sub": "test", "herald": map[string]any{"subscribe": []string{"orders.>"}}})
+	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/v1/events?topic=orders.eu", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a token without exp under --auth-allow-no-exp: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestTokenTTLMustBePositive(t *testing.T) {
+	out, err := herald(t, context.Background(), "token", "--key", writeSecret(t), "--ttl", "0s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--ttl must be positive") {
+		t.Fatalf("herald token --ttl 0s: %v %s", err, out)
 	}
 }

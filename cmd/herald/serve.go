@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,6 +57,17 @@ type serveConfig struct {
 	debugAddr         string
 	security          securityFlags
 	broker            brokerFlags
+
+	// The server's limits (registerLimits) and the operations listeners
+	// (registerOps).
+	bodyReadTimeout      time.Duration
+	idleTimeout          time.Duration
+	maxBodyMemory        int64
+	typeURLPrefixes      config.StringList
+	maxSubscribesPerConn int
+	metricsAddr          string
+	publicMetrics        bool
+	debugAddrPublic      bool
 }
 
 // serve runs `herald serve` in four steps: flags, validation, wiring, run.
@@ -100,7 +112,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /, and know their schemas (orders.v1, monitoring.v1, chat.v1) as builtin types; implies --dev")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); off when empty; keep it private")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ and metrics at /metrics (e.g. 127.0.0.1:6060); off when empty; loopback addresses only, unless --debug-addr-public")
+	c.registerLimits(fs)
+	c.registerOps(fs)
 	c.security.register(fs)
 	c.broker.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -142,8 +156,43 @@ func (c *serveConfig) Validate() error {
 	if err := c.broker.validate(); err != nil {
 		return err
 	}
-	if err := c.security.validate(c.httpAddr, c.grpcAddr); err != nil {
+	if err := c.validateLimits(); err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if err := c.validateOps(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := c.security.validate(c.listenAddrs()...); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// registerLimits defines the flags of the server's limits.
+func (c *serveConfig) registerLimits(fs *flag.FlagSet) {
+	fs.DurationVar(&c.bodyReadTimeout, "body-read-timeout", bridge.DefaultBodyReadTimeout, "longest a REST request's body may take to arrive whole; a slower one is refused (400), so that clients trickling bytes cannot hold connections and memory")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", bridge.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection stays open, so that idle clients cannot pile up open connections")
+	fs.Int64Var(&c.maxBodyMemory, "max-body-memory", bridge.DefaultMaxBodyMemory, "bytes that the REST request bodies being read or processed may hold in memory, all requests together (64 MiB by default); a request that finds them used up gets 429, so that many large requests at once cannot exhaust memory")
+	fs.Var(&c.typeURLPrefixes, "type-url-prefixes", "prefix, ending with a slash, of the payload type URLs (google.protobuf.Any, nested ones too) accepted from publishers; others are refused, so that a publisher cannot put text of its own into the @type that browsers see; may repeat")
+	// The list starts empty, so that the first --type-url-prefixes replaces
+	// the default rather than adding to it; the server takes an empty list
+	// for the default.
+	fs.Lookup("type-url-prefixes").DefValue = bridge.DefaultTypeURLPrefix
+	fs.IntVar(&c.maxSubscribesPerConn, "max-subscribes-per-conn", bridge.DefaultMaxSubscribesPerConn, "concurrent gRPC Subscribe streams on one connection; over it: RESOURCE_EXHAUSTED, so that one client cannot open unbounded streams over a single HTTP/2 connection")
+}
+
+// validateLimits checks the flags of registerLimits.
+func (c *serveConfig) validateLimits() error {
+	if c.bodyReadTimeout <= 0 || c.idleTimeout <= 0 {
+		return fmt.Errorf("--body-read-timeout and --idle-timeout must be positive, got %v and %v", c.bodyReadTimeout, c.idleTimeout)
+	}
+	if c.maxBodyMemory <= 0 || c.maxSubscribesPerConn <= 0 {
+		return fmt.Errorf("--max-body-memory and --max-subscribes-per-conn must be positive, got %d and %d", c.maxBodyMemory, c.maxSubscribesPerConn)
+	}
+	for _, p := range c.typeURLPrefixes {
+		if len(p) < 2 || !strings.HasSuffix(p, "/") || strings.ContainsAny(p, " \t\r\n") {
+			return fmt.Errorf("--type-url-prefixes %q: want a prefix ending with a slash, like %s", p, bridge.DefaultTypeURLPrefix)
+		}
 	}
 	return nil
 }
@@ -152,15 +201,16 @@ func (c *serveConfig) Validate() error {
 // listeners it will serve. close releases them; run serves until its
 // context ends.
 type node struct {
-	c         *serveConfig
-	log       *slog.Logger
-	broker    backend
-	types     *schema.Registry
-	srv       *bridge.Server
-	httpLn    net.Listener
-	grpcLn    net.Listener
-	tls       bool
-	stopDebug func()
+	c       *serveConfig
+	log     *slog.Logger
+	broker  backend
+	types   *schema.Registry
+	srv     *bridge.Server
+	httpLn  net.Listener
+	grpcLn  net.Listener
+	tls     bool
+	metrics *sideListener // --metrics-addr, or nil
+	debug   *sideListener // --debug-addr, or nil
 }
 
 // wire builds the node from validated settings: it reads the key and schema
@@ -172,7 +222,7 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if err != nil {
 		return nil, err
 	}
-	n := &node{c: c, log: log, stopDebug: func() {}}
+	n := &node{c: c, log: log}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -214,8 +264,17 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if c.demo {
 		cfg.Pages = web.Pages()
 	}
-	httpAddr, grpcAddr := c.httpAddr, c.grpcAddr
-	if err := c.security.apply(ctx, &cfg, []*string{&httpAddr, &grpcAddr}, log); err != nil {
+	cfg.BodyReadTimeout, cfg.IdleTimeout, cfg.MaxBodyMemory = c.bodyReadTimeout, c.idleTimeout, c.maxBodyMemory
+	cfg.TypeURLPrefixes, cfg.MaxSubscribesPerConn = c.typeURLPrefixes, c.maxSubscribesPerConn
+	cfg.PrivateMetrics = !c.publicMetrics
+	httpAddr, grpcAddr, metricsAddr, debugAddr := c.httpAddr, c.grpcAddr, c.metricsAddr, c.debugAddr
+	addrs := []*string{&httpAddr, &grpcAddr}
+	for _, a := range []*string{&metricsAddr, &debugAddr} {
+		if *a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if err := c.security.apply(ctx, &cfg, addrs, log); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	if n.srv, err = bridge.New(cfg); err != nil {
@@ -227,10 +286,11 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if n.grpcLn, err = net.Listen("tcp", grpcAddr); err != nil {
 		return nil, fmt.Errorf("listening for gRPC: %w", err)
 	}
-	if c.debugAddr != "" {
-		if n.stopDebug, err = serveDebug(c.debugAddr, log); err != nil {
-			return nil, err
-		}
+	if n.metrics, err = listenSide("metrics-addr", metricsAddr); err != nil {
+		return nil, err
+	}
+	if n.debug, err = listenSide("debug-addr", debugAddr); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
@@ -244,9 +304,8 @@ func (n *node) close() {
 	if n.grpcLn != nil {
 		n.grpcLn.Close()
 	}
-	if n.stopDebug != nil {
-		n.stopDebug()
-	}
+	n.metrics.close()
+	n.debug.close()
 	if n.broker != nil {
 		n.broker.Close()
 	}
@@ -264,7 +323,20 @@ func (n *node) run(ctx context.Context) error {
 	if n.tls {
 		scheme = "https"
 	}
-	log.Info("herald listening", "http", n.httpLn.Addr().String(), "grpc", n.grpcLn.Addr().String(), "tls", n.tls, "broker", c.broker.kind, "epoch", n.broker.Epoch(), "demo", c.demo)
+	metrics := n.srv.MetricsHandler()
+	n.metrics.serve(metricsMux(metrics))
+	n.debug.serve(debugMux(metrics))
+	listening := []any{"http", n.httpLn.Addr().String(), "grpc", n.grpcLn.Addr().String(), "tls", n.tls, "broker", c.broker.kind, "epoch", n.broker.Epoch(), "demo", c.demo}
+	if n.metrics != nil {
+		listening = append(listening, "metrics", n.metrics.addr())
+	}
+	if n.debug != nil {
+		// Its own line too, before: herald-bench reads the debug address
+		// from it.
+		log.Info("debug listening", "addr", n.debug.addr())
+		listening = append(listening, "debug", n.debug.addr())
+	}
+	log.Info("herald listening", listening...)
 	if c.demo {
 		go demo.Run(ctx, n.srv.Publisher(), log)
 		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(n.httpLn.Addr())+"/")

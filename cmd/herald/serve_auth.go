@@ -29,6 +29,7 @@ type securityFlags struct {
 	jwksURL          string
 	issuer           string
 	audience         string
+	allowNoExp       bool
 	publicTopics     config.StringList
 	cookie           string
 	queryToken       bool
@@ -53,6 +54,7 @@ func (s *securityFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.jwksURL, "auth-jwks-url", "", "URL of a JSON Web Key Set, fetched at start, cached and refreshed every 15 minutes")
 	fs.StringVar(&s.issuer, "auth-issuer", "", "required iss claim of tokens (not checked when empty)")
 	fs.StringVar(&s.audience, "auth-audience", "", "required aud claim of tokens (not checked when empty)")
+	fs.BoolVar(&s.allowNoExp, "auth-allow-no-exp", false, "accept tokens without an exp claim (refused otherwise). Such a token never expires: short of removing the key that signed it, it can never be cut off")
 	fs.Var(&s.publicTopics, "public-topics", "topic or pattern anyone may subscribe to without a token, e.g. 'monitoring.>'; may repeat")
 	fs.StringVar(&s.cookie, "auth-cookie", "herald_token", "cookie that may carry a subscriber's token (for EventSource with withCredentials)")
 	fs.BoolVar(&s.queryToken, "auth-query-token", false, "also accept a subscriber's token as the access_token query parameter (it then shows up in access logs and browser history)")
@@ -132,6 +134,7 @@ func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*
 		JWKSURL:          s.jwksURL,
 		Issuer:           s.issuer,
 		Audience:         s.audience,
+		AllowNoExp:       s.allowNoExp,
 		PublicTopics:     s.publicTopics,
 		ClientCertTopics: certs,
 	})
@@ -211,10 +214,7 @@ func devAddr(addr string) (string, error) {
 	if host == "" {
 		return net.JoinHostPort("127.0.0.1", port), nil
 	}
-	if host == "localhost" {
-		return addr, nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+	if loopbackHost(host) {
 		return addr, nil
 	}
 	return "", fmt.Errorf("--dev refuses to listen on %s: development mode opens every topic to everyone, so it serves loopback addresses only (127.0.0.1, ::1, localhost)", addr)

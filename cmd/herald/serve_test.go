@@ -1,9 +1,26 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/heraldhq/herald/bridge"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 )
 
 func TestServeValidate(t *testing.T) {
@@ -43,4 +60,150 @@ func TestServeValidate(t *testing.T) {
 	if _, err := parseServeFlags([]string{"--dev", "extra"}, io.Discard); err == nil || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
 		t.Errorf("a stray argument: %v", err)
 	}
+}
+
+func TestServeValidateLimits(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" for valid
+	}{
+		{[]string{"--dev", "--body-read-timeout", "1s", "--idle-timeout", "5s", "--max-body-memory", "1024", "--max-subscribes-per-conn", "1", "--type-url-prefixes", "example.com/types/"}, ""},
+		{[]string{"--dev", "--body-read-timeout", "0s"}, "--body-read-timeout and --idle-timeout must be positive"},
+		{[]string{"--dev", "--idle-timeout", "-1s"}, "--body-read-timeout and --idle-timeout must be positive"},
+		{[]string{"--dev", "--max-body-memory", "0"}, "--max-body-memory and --max-subscribes-per-conn must be positive"},
+		{[]string{"--dev", "--max-subscribes-per-conn", "-1"}, "--max-body-memory and --max-subscribes-per-conn must be positive"},
+		{[]string{"--dev", "--type-url-prefixes", "example.com"}, `--type-url-prefixes "example.com": want a prefix ending with a slash`},
+		{[]string{"--dev", "--type-url-prefixes", "type.googleapis.com/", "--type-url-prefixes", "/"}, `--type-url-prefixes "/"`},
+	} {
+		c, err := parseServeFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		err = c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v, want valid", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: %v, want an error naming %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestLimitFlagsReachTheServer: each limit flag, given on the command line,
+// in the environment or in the YAML file, changes what the server refuses.
+func TestLimitFlagsReachTheServer(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "herald.yaml")
+	yaml := "type-url-prefixes:\n  - example.com/types/\nmax-subscribes-per-conn: 1\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HERALD_BODY_READ_TIMEOUT=1s", "HERALD_MAX_BODY_MEMORY=2500000"}
+	_, httpAddr, grpcAddr, _ := startServeEnv(t, env, "--config", file, "--idle-timeout", "1s")
+	publishURL := "http://" + httpAddr + "/v1/topics/orders.eu/events"
+
+	// post sends a publish's head announcing length bytes of body, and
+	// part of the body, and returns the answer.
+	post := func(t *testing.T, length int, part string) (*http.Response, string) {
+		t.Helper()
+		conn, err := net.Dial("tcp", httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := fmt.Fprintf(conn, "POST /v1/topics/orders.eu/events HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", length, part); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+
+	t.Run("body-read-timeout", func(t *testing.T) {
+		// A body that never arrives whole. It announces more than the
+		// 256 KiB that net/http drains after a handler answers: a smaller
+		// one is answered only once it arrives (bridge's readBody clears
+		// the read deadline before the drain).
+		resp, body := post(t, 2_000_000, `{"payload"`)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "did not arrive within 1s") {
+			t.Fatalf("%d %s, want 400 saying the body did not arrive within 1s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("idle-timeout", func(t *testing.T) {
+		conn, err := net.Dial("tcp", httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: herald\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// The server closes the idle keep-alive connection: a read ends
+		// with EOF, long before the deadline.
+		if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Fatalf("reading an idle keep-alive connection: %v, want EOF as the server closes it", err)
+		}
+	})
+
+	t.Run("max-body-memory", func(t *testing.T) {
+		// Under the body size limit (about 3 MiB), over the memory for
+		// bodies: refused before any of it is read.
+		resp, _ := post(t, 3_000_000, "")
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("a body over --max-body-memory: %d (Retry-After %q), want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	})
+
+	t.Run("type-url-prefixes", func(t *testing.T) {
+		// The YAML's prefix replaces the default, not adds to it.
+		for prefix, want := range map[string]int{"example.com/types/": http.StatusOK, bridge.DefaultTypeURLPrefix: http.StatusBadRequest} {
+			resp, err := http.Post(publishURL, "application/json", strings.NewReader(`{"payload":{"@type":"`+prefix+`google.protobuf.Empty"}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("a payload with the type URL prefix %s: %d %s, want %d", prefix, resp.StatusCode, body, want)
+			}
+		}
+	})
+
+	t.Run("max-subscribes-per-conn", func(t *testing.T) {
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		client := heraldv1.NewSubscriberServiceClient(conn)
+		first, err := client.Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: []string{"orders.eu"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := first.Header(); err != nil { // the headers come once it is subscribed
+			t.Fatal(err)
+		}
+		second, err := client.Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: []string{"orders.eu"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := second.Recv(); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("a second Subscribe on the connection with --max-subscribes-per-conn 1: %v, want RESOURCE_EXHAUSTED", err)
+		}
+	})
 }

@@ -32,7 +32,7 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("token", tokenSynopsis, stderr)
 	keyFile := fs.String("key", "", "HS256 secret file or PEM private key file (required)")
 	subject := fs.String("subject", "dev", "the token's sub claim (publish rate limits count per subject)")
-	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid: its exp claim, which is always set")
 	issuer := fs.String("issuer", "", "the token's iss claim")
 	audience := fs.String("audience", "", "the token's aud claim")
 	var publish, subscribe config.StringList
@@ -44,6 +44,9 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if *keyFile == "" {
 		fs.Usage()
 		return errors.New("token: --key is required")
+	}
+	if *ttl <= 0 {
+		return fmt.Errorf("token: --ttl must be positive, got %v", *ttl)
 	}
 	for _, p := range append(append([]string{}, publish...), subscribe...) {
 		if _, err := broker.ParsePattern(p); err != nil {

@@ -4,9 +4,11 @@
 //
 // A token is signed with HS256, RS256, ES256 or EdDSA by a key Herald
 // trusts: a shared secret file, a PEM public key file, or a JWKS from a file
-// or an HTTPS URL (cached and refreshed). Its "herald" claim lists the
-// topics it may use, as exact names or patterns ("orders.*",
-// "monitoring.>"):
+// or an HTTPS URL (cached and refreshed). Each key verifies one algorithm,
+// which the token's header must name. A token must carry exp (unless
+// Config.AllowNoExp); exp, nbf and iat are checked with a leeway for clock
+// skew. Its "herald" claim lists the topics it may use, as exact names or
+// patterns ("orders.*", "monitoring.>"):
 //
 //	{"sub": "billing-service", "exp": 1767225600,
 //	 "herald": {"publish": ["orders.>"], "subscribe": ["orders.eu"]}}
@@ -27,6 +29,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/lestrrat-go/httprc/v3"
@@ -84,9 +87,13 @@ type Config struct {
 	JWKSRefresh time.Duration
 	// Issuer and Audience, when set, must match the token's iss and aud.
 	Issuer, Audience string
-	// Leeway tolerates clock skew in exp and nbf (default 30s; negative
-	// for none).
+	// Leeway tolerates clock skew in exp, nbf and iat (default 30s;
+	// negative for none).
 	Leeway time.Duration
+	// AllowNoExp accepts tokens without an exp claim. Such a token never
+	// expires: short of removing the key that signed it, it can never be
+	// cut off, so tokens without exp are refused unless this is set.
+	AllowNoExp bool
 	// PublicTopics are patterns anyone may subscribe to without a token.
 	PublicTopics []string
 	// ClientCertTopics maps a client certificate's subject common name to
@@ -98,12 +105,13 @@ type Config struct {
 
 // Authenticator verifies tokens and client certificates: an auth.Authenticator.
 type Authenticator struct {
-	cfg      Config
-	static   jwk.Set
-	remote   jwk.CachedSet
-	public   []broker.Pattern
-	certs    map[string][]broker.Pattern
-	parseOpt []jwt.ParseOption
+	cfg    Config
+	static jwk.Set // every key's alg is set (addKey), and it never changes after New
+	remote jwk.CachedSet
+	public []broker.Pattern
+	certs  map[string][]broker.Pattern
+	// validateOpt checks the claims of a token whose signature verified.
+	validateOpt []jwt.ValidateOption
 }
 
 var _ auth.Authenticator = (*Authenticator)(nil)
@@ -188,12 +196,12 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 			return nil, fmt.Errorf("auth: JWKS: %w", err)
 		}
 	}
-	a.parseOpt = []jwt.ParseOption{jwt.WithValidate(true), jwt.WithAcceptableSkew(cfg.Leeway), jwt.WithTypedClaim(ClaimName, grantsDecoder{})}
+	a.validateOpt = []jwt.ValidateOption{jwt.WithAcceptableSkew(cfg.Leeway)}
 	if cfg.Issuer != "" {
-		a.parseOpt = append(a.parseOpt, jwt.WithIssuer(cfg.Issuer))
+		a.validateOpt = append(a.validateOpt, jwt.WithIssuer(cfg.Issuer))
 	}
 	if cfg.Audience != "" {
-		a.parseOpt = append(a.parseOpt, jwt.WithAudience(cfg.Audience))
+		a.validateOpt = append(a.validateOpt, jwt.WithAudience(cfg.Audience))
 	}
 	return a, nil
 }
@@ -279,60 +287,126 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	return perms, nil
 }
 
-// verify checks the token's signature and time claims. Its errors say
-// what is wrong and never echo the token.
+// algorithms are the JWS algorithms this package verifies, each key one of
+// them (addKey).
+var algorithms = []jwa.SignatureAlgorithm{jwa.HS256(), jwa.RS256(), jwa.ES256(), jwa.EdDSA()}
+
+// verify checks the token in three steps, each refusal naming the first
+// problem: its header's algorithm against the keys, its signature, then its
+// claims. Only a token whose signature verified has its claims judged, and
+// a claim is never reported as a bad signature. Its messages are short
+// ASCII without quotes, as they end up in a WWW-Authenticate challenge
+// (RFC 6750 error_description), and never echo the token.
 func (a *Authenticator) verify(ctx context.Context, token string) (jwt.Token, error) {
 	if !a.HasKeys() {
-		return nil, fmt.Errorf("%w: this server trusts no signing keys, so it accepts no tokens", auth.ErrUnauthenticated)
+		return nil, unauthenticated("this server trusts no signing keys, so it accepts no tokens")
 	}
-	if _, err := jws.ParseString(token); err != nil {
-		return nil, fmt.Errorf("%w: the token is not a well-formed signed JWT", auth.ErrUnauthenticated)
+	msg, err := jws.ParseString(token)
+	if err != nil || len(msg.Signatures()) != 1 {
+		return nil, unauthenticated("the token is not a well-formed signed JWT")
 	}
-	var lastErr error
-	for _, set := range a.sets(ctx) {
-		opts := append([]jwt.ParseOption{jwt.WithKeySet(set, jws.WithRequireKid(false))}, a.parseOpt...)
-		tok, err := jwt.ParseString(token, opts...)
-		if err == nil {
-			return tok, nil
-		}
-		lastErr = err
-		if !isSignatureError(err) {
-			break // a time or claim problem: another key set will not help
-		}
+	alg, ok := msg.Signatures()[0].ProtectedHeaders().Algorithm()
+	if !ok || alg.String() == "" {
+		return nil, unauthenticated("the token's algorithm does not match any trusted key: its header has no alg")
 	}
-	return nil, fmt.Errorf("%w: %s", auth.ErrUnauthenticated, describe(lastErr))
+	// alg is a registered JWS algorithm name (jws.ParseString refuses
+	// others): short ASCII, safe to name.
+	if !slices.ContainsFunc(algorithms, func(x jwa.SignatureAlgorithm) bool { return x.String() == alg.String() }) {
+		return nil, unauthenticated("the token's algorithm %s does not match any trusted key (this server verifies HS256, RS256, ES256 and EdDSA only)", alg)
+	}
+	keys := a.keysFor(alg)
+	if len(keys) == 0 {
+		return nil, unauthenticated("the token's algorithm %s does not match any trusted key", alg)
+	}
+	tok, err := jwt.ParseString(token,
+		jwt.WithKeyProvider(algKeys{alg: alg, keys: keys}),
+		jwt.WithValidate(false),
+		jwt.WithTypedClaim(ClaimName, grantsDecoder{}),
+		jwt.WithContext(ctx))
+	switch {
+	case errors.Is(err, jws.VerifyError()):
+		return nil, unauthenticated("the token's signature does not match any trusted %s key", alg)
+	case err != nil:
+		return nil, unauthenticated("the token's claims are not valid JWT claims")
+	}
+	if _, ok := tok.Expiration(); !ok && !a.cfg.AllowNoExp {
+		return nil, unauthenticated("the token has no exp claim (this server accepts only tokens that expire)")
+	}
+	if err := jwt.Validate(tok, a.validateOpt...); err != nil {
+		return nil, unauthenticated("%s", describe(err))
+	}
+	return tok, nil
 }
 
-func (a *Authenticator) sets(ctx context.Context) []jwk.Set {
-	var sets []jwk.Set
-	if a.static.Len() > 0 {
-		sets = append(sets, a.static)
-	}
+// keysFor returns the trusted keys whose algorithm is alg: the static keys
+// pinned by addKey, and those of the JWKS from the URL that declare it. A
+// key of the URL's JWKS without alg is never used.
+func (a *Authenticator) keysFor(alg jwa.SignatureAlgorithm) []jwk.Key {
+	var keys []jwk.Key
+	sets := []jwk.Set{a.static}
 	if a.remote != nil {
-		sets = append(sets, a.remote)
+		// A snapshot: the cache may swap in a refreshed set meanwhile.
+		if set, err := a.remote.Clone(); err == nil {
+			sets = append(sets, set)
+		}
 	}
-	return sets
+	for _, set := range sets {
+		for i := range set.Len() {
+			k, ok := set.Key(i)
+			if !ok {
+				continue
+			}
+			if use, ok := k.KeyUsage(); ok && use != "" && use != jwk.ForSignature.String() {
+				continue
+			}
+			if ka, ok := k.Algorithm(); ok && ka.String() == alg.String() {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
 }
 
-func isSignatureError(err error) bool {
-	return !errors.Is(err, jwt.TokenExpiredError()) && !errors.Is(err, jwt.TokenNotYetValidError()) &&
-		!errors.Is(err, jwt.InvalidIssuerError()) && !errors.Is(err, jwt.InvalidAudienceError())
+// algKeys offers keys for verification under the algorithm that the
+// token's protected header names and that the keys were chosen for. With a
+// key set, jwx would verify under each key's own alg whatever the header
+// says (jws.WithAlgorithmMatch, which is not reachable through jwt.Parse,
+// lets a header without alg through), so that a token claiming none or
+// HS512 over an HS256 signature would pass.
+type algKeys struct {
+	alg  jwa.SignatureAlgorithm
+	keys []jwk.Key
 }
 
+func (p algKeys) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+	if alg, ok := sig.ProtectedHeaders().Algorithm(); !ok || alg.String() != p.alg.String() {
+		return errors.New("the signature's alg is not the one its keys were chosen for")
+	}
+	for _, k := range p.keys {
+		sink.Key(p.alg, k)
+	}
+	return nil
+}
+
+func unauthenticated(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{auth.ErrUnauthenticated}, args...)...)
+}
+
+// describe names what is wrong with the claims of a well-signed token.
 func describe(err error) string {
 	switch {
-	case err == nil:
-		return "the token could not be verified"
 	case errors.Is(err, jwt.TokenExpiredError()):
 		return "the token has expired"
 	case errors.Is(err, jwt.TokenNotYetValidError()):
-		return "the token is not valid yet (nbf)"
+		return "the token is not valid yet: nbf is in the future"
+	case errors.Is(err, jwt.InvalidIssuedAtError()):
+		return "the token is not valid yet: iat is in the future"
 	case errors.Is(err, jwt.InvalidIssuerError()):
 		return "the token's issuer is not the one this server expects"
 	case errors.Is(err, jwt.InvalidAudienceError()):
 		return "the token's audience is not this server"
 	}
-	return "the token's signature does not match any trusted key (or its algorithm is not HS256, RS256, ES256 or EdDSA)"
+	return "the token's claims are not valid"
 }
 
 func patterns(list []string) ([]broker.Pattern, error) {
