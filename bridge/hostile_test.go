@@ -230,6 +230,17 @@ func TestSlowRequestBodiesTimeOut(t *testing.T) {
 		t.Fatalf("the connection stayed open: %v", err)
 	}
 
+	// A small announced body that never comes: refused, and the connection
+	// closed rather than held while net/http waits to discard the rest.
+	conn, r = rawRequest(t, s.url, "POST /v1/topics/orders.eu/events HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\nContent-Length: 1000", `{"payl`)
+	if resp, body := readResponse(t, conn, r); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a small body that never arrives: %d %s, want 400", resp.StatusCode, body)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Fatalf("the connection of a small body that never arrived stayed open: %v", err)
+	}
+
 	// Dripping: a byte at a time, each well within any per-read timeout.
 	conn, r = rawRequest(t, s.url, "POST /v1/topics/orders.eu/events HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked", "")
 	answered := make(chan struct{})

@@ -112,9 +112,18 @@ func (f *restFront) readBody(w http.ResponseWriter, r *http.Request) (body []byt
 	if err := rc.SetReadDeadline(time.Now().Add(f.bodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return nil, nil, err
 	}
-	// Reading is done; what follows on the connection is the next request,
-	// which the idle and header timeouts bound.
-	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	// A body read whole leaves the connection to the next request, which
+	// the idle and header timeouts bound: the deadline goes. One that
+	// failed keeps it, and the connection closes after the answer: else
+	// net/http would wait, with no deadline, to discard the rest of a
+	// small body that never comes.
+	defer func() {
+		if err == nil {
+			_ = rc.SetReadDeadline(time.Time{})
+		} else {
+			w.Header().Set("Connection", "close")
+		}
+	}()
 	var buf []byte
 	release = func() { f.budget.give(int64(cap(buf))) }
 	for {
