@@ -16,6 +16,7 @@ import (
 // brokerFlags choose and configure the broker of `herald serve`.
 type brokerFlags struct {
 	kind         string
+	maxBytes     int64
 	timeout      time.Duration
 	prefix       string
 	tlsCA        string
@@ -36,6 +37,7 @@ type brokerFlags struct {
 
 func (f *brokerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.kind, "broker", "memory", "where events live: memory (this node only, lost on restart), nats (a NATS JetStream stream shared by every node) or redis (Redis Streams shared by every node)")
+	fs.Int64Var(&f.maxBytes, "max-retained-bytes", memory.DefaultMaxBytes, "bytes of history the memory broker keeps across all topics; beyond it the oldest events go first, and clients resuming from before them get herald.gap (memory)")
 	fs.DurationVar(&f.timeout, "broker-timeout", jetstream.DefaultTimeout, "longest one call to NATS or Redis may take; beyond it a publish fails with UNAVAILABLE (nats, redis)")
 	fs.StringVar(&f.prefix, "broker-prefix", "herald", "names Herald's stream (NATS: stream HERALD, subjects herald.ev.>) or keys (Redis: {herald}:...); nodes of one cluster share it (nats, redis)")
 	fs.StringVar(&f.tlsCA, "broker-tls-ca", "", "PEM file of the CAs that sign the broker's certificate; any --broker-tls-* flag turns TLS on (nats, redis; or use rediss://)")
@@ -67,6 +69,9 @@ func (f *brokerFlags) validate() error {
 	default:
 		return fmt.Errorf("serve: --broker is %q; want memory, nats or redis", f.kind)
 	}
+	if f.maxBytes <= 0 {
+		return fmt.Errorf("serve: --max-retained-bytes must be positive, got %d", f.maxBytes)
+	}
 	if f.timeout <= 0 {
 		return fmt.Errorf("serve: --broker-timeout must be positive, got %v", f.timeout)
 	}
@@ -78,7 +83,7 @@ func (f *brokerFlags) validate() error {
 func (f *brokerFlags) open(ctx context.Context, events int, age, idempotency time.Duration, log *slog.Logger) (backend, error) {
 	switch f.kind {
 	case "memory":
-		return memory.New(memory.Options{MaxEvents: events, MaxAge: age, IdempotencyWindow: idempotency}), nil
+		return memory.New(memory.Options{MaxEvents: events, MaxAge: age, IdempotencyWindow: idempotency, MaxBytes: f.maxBytes}), nil
 	case "nats":
 		b, err := jetstream.New(ctx, jetstream.Options{
 			URL: f.natsURL, CredsFile: f.natsCreds, User: f.natsUser, Password: f.natsPassword, Token: f.natsToken,

@@ -98,7 +98,7 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"HERALD_BODY_READ_TIMEOUT=1s", "HERALD_MAX_BODY_MEMORY=2500000"}
-	_, httpAddr, grpcAddr, _ := startServeEnv(t, env, "--config", file, "--idle-timeout", "1s")
+	_, httpAddr, grpcAddr, _ := startServeEnv(t, env, "--config", file, "--idle-timeout", "1s", "--max-retained-bytes", "4096")
 	publishURL := "http://" + httpAddr + "/v1/topics/orders.eu/events"
 
 	// post sends a publish's head announcing length bytes of body, and
@@ -124,13 +124,38 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 	}
 
 	t.Run("body-read-timeout", func(t *testing.T) {
-		// A body that never arrives whole. It announces more than the
-		// 256 KiB that net/http drains after a handler answers: a smaller
-		// one is answered only once it arrives (bridge's readBody clears
-		// the read deadline before the drain).
-		resp, body := post(t, 2_000_000, `{"payload"`)
+		// A small body that never arrives whole (under the 256 KiB that
+		// net/http would drain after the answer, with no deadline, if the
+		// server let it).
+		resp, body := post(t, 1000, `{"payload"`)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "did not arrive within 1s") {
 			t.Fatalf("%d %s, want 400 saying the body did not arrive within 1s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("max-retained-bytes", func(t *testing.T) {
+		// Three events of about 2 KiB into 4 KiB of history: the oldest go.
+		text := strings.Repeat("x", 2000)
+		for range 3 {
+			resp, err := http.Post("http://"+httpAddr+"/v1/topics/cap.t/events", "application/json",
+				strings.NewReader(`{"payload":{"@type":"example.com/types/google.protobuf.StringValue","value":"`+text+`"}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("publish: %d %s", resp.StatusCode, body)
+			}
+		}
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(metrics), "herald_broker_evicted_events_total 2") {
+			t.Fatalf("after 6 KB into a 4 KB history, /metrics lacks herald_broker_evicted_events_total 2")
 		}
 	})
 
