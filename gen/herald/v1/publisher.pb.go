@@ -125,7 +125,7 @@ type PublishResponse struct {
 	// was created; id is then that earlier event's id.
 	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	// Set only on PublishStream responses, for an event that was rejected.
-	// (Publish reports errors as the RPC's gRPC status instead.)
+	// Publish reports errors as the RPC's gRPC status instead.
 	Error         *PublishError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -31,15 +31,19 @@ const (
 // them to a topic. Every subscriber of the topic (browsers over Server-Sent
 // Events) receives each accepted event once, in topic order, as JSON.
 type PublisherServiceClient interface {
-	// Publish appends one event to its topic. It returns only once the broker
-	// has accepted the event; the returned id is the event's position, the
-	// same id browsers see in the SSE `id:` field and send back as
-	// Last-Event-ID.
+	// Publish appends one event to its topic.
+	//
+	// It returns only once the broker has accepted the event; the returned id
+	// is the event's position, the same id browsers see in the SSE `id:` field
+	// and send back as Last-Event-ID.
 	//
 	// Errors: INVALID_ARGUMENT for a bad topic, type, attribute or payload
 	// (unknown payload type, bytes that do not parse as it, event too large);
-	// UNAVAILABLE when the broker cannot be reached (safe to retry with the
-	// same idempotency_key).
+	// UNAUTHENTICATED without a valid token, PERMISSION_DENIED when the token
+	// does not allow the topic; ALREADY_EXISTS when the idempotency_key was
+	// used for another event; RESOURCE_EXHAUSTED over the publish rate (retry
+	// after the RetryInfo delay); UNAVAILABLE when the broker cannot be
+	// reached (safe to retry with the same idempotency_key).
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// PublishStream is Publish for high-rate publishers: one long-lived stream,
 	// one response per request, in request order. A rejected event gets a
@@ -87,15 +91,19 @@ type PublisherService_PublishStreamClient = grpc.BidiStreamingClient[PublishRequ
 // them to a topic. Every subscriber of the topic (browsers over Server-Sent
 // Events) receives each accepted event once, in topic order, as JSON.
 type PublisherServiceServer interface {
-	// Publish appends one event to its topic. It returns only once the broker
-	// has accepted the event; the returned id is the event's position, the
-	// same id browsers see in the SSE `id:` field and send back as
-	// Last-Event-ID.
+	// Publish appends one event to its topic.
+	//
+	// It returns only once the broker has accepted the event; the returned id
+	// is the event's position, the same id browsers see in the SSE `id:` field
+	// and send back as Last-Event-ID.
 	//
 	// Errors: INVALID_ARGUMENT for a bad topic, type, attribute or payload
 	// (unknown payload type, bytes that do not parse as it, event too large);
-	// UNAVAILABLE when the broker cannot be reached (safe to retry with the
-	// same idempotency_key).
+	// UNAUTHENTICATED without a valid token, PERMISSION_DENIED when the token
+	// does not allow the topic; ALREADY_EXISTS when the idempotency_key was
+	// used for another event; RESOURCE_EXHAUSTED over the publish rate (retry
+	// after the RetryInfo delay); UNAVAILABLE when the broker cannot be
+	// reached (safe to retry with the same idempotency_key).
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// PublishStream is Publish for high-rate publishers: one long-lived stream,
 	// one response per request, in request order. A rejected event gets a

@@ -30,14 +30,15 @@ const (
 //
 // SchemaService manages the payload types Herald knows. Besides the
 // compiled-in types (the protobuf well-known types and the example schemas)
-// and the descriptor set files given at start-up (--descriptors), teams push
-// their schemas at run time; pushed schemas are stored by the broker, so
-// every node sharing it knows every type.
+// and the descriptor set files given at start-up with --descriptors, teams
+// push their schemas at run time; pushed schemas are stored by the broker,
+// so every node sharing it knows every type.
 type SchemaServiceClient interface {
-	// RegisterSchemas adds or updates the message types of a descriptor set
-	// (as written by `buf build -o x.binpb` or `protoc --include_imports
-	// --descriptor_set_out`). Files are identified by their path: push a new
-	// version of a schema under the same path.
+	// RegisterSchemas adds or updates the message types of a descriptor set.
+	//
+	// The set is what `buf build -o x.binpb` or `protoc --include_imports
+	// --descriptor_set_out` writes. Files are identified by their path: push a
+	// new version of a schema under the same path.
 	//
 	// A set that redefines a known message incompatibly (a field's number,
 	// name, JSON name, type or cardinality changes, a field disappears, an
@@ -47,8 +48,10 @@ type SchemaServiceClient interface {
 	RegisterSchemas(ctx context.Context, in *RegisterSchemasRequest, opts ...grpc.CallOption) (*RegisterSchemasResponse, error)
 	// ListSchemas lists the message types Herald knows.
 	ListSchemas(ctx context.Context, in *ListSchemasRequest, opts ...grpc.CallOption) (*ListSchemasResponse, error)
-	// GetSchema describes one message type, with a JSON Schema of the JSON
-	// that subscribers receive for it. NOT_FOUND for an unknown type.
+	// GetSchema describes one message type.
+	//
+	// The answer includes a JSON Schema of the JSON that subscribers receive
+	// for the type. NOT_FOUND for an unknown type.
 	GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error)
 }
 
@@ -96,14 +99,15 @@ func (c *schemaServiceClient) GetSchema(ctx context.Context, in *GetSchemaReques
 //
 // SchemaService manages the payload types Herald knows. Besides the
 // compiled-in types (the protobuf well-known types and the example schemas)
-// and the descriptor set files given at start-up (--descriptors), teams push
-// their schemas at run time; pushed schemas are stored by the broker, so
-// every node sharing it knows every type.
+// and the descriptor set files given at start-up with --descriptors, teams
+// push their schemas at run time; pushed schemas are stored by the broker,
+// so every node sharing it knows every type.
 type SchemaServiceServer interface {
-	// RegisterSchemas adds or updates the message types of a descriptor set
-	// (as written by `buf build -o x.binpb` or `protoc --include_imports
-	// --descriptor_set_out`). Files are identified by their path: push a new
-	// version of a schema under the same path.
+	// RegisterSchemas adds or updates the message types of a descriptor set.
+	//
+	// The set is what `buf build -o x.binpb` or `protoc --include_imports
+	// --descriptor_set_out` writes. Files are identified by their path: push a
+	// new version of a schema under the same path.
 	//
 	// A set that redefines a known message incompatibly (a field's number,
 	// name, JSON name, type or cardinality changes, a field disappears, an
@@ -113,8 +117,10 @@ type SchemaServiceServer interface {
 	RegisterSchemas(context.Context, *RegisterSchemasRequest) (*RegisterSchemasResponse, error)
 	// ListSchemas lists the message types Herald knows.
 	ListSchemas(context.Context, *ListSchemasRequest) (*ListSchemasResponse, error)
-	// GetSchema describes one message type, with a JSON Schema of the JSON
-	// that subscribers receive for it. NOT_FOUND for an unknown type.
+	// GetSchema describes one message type.
+	//
+	// The answer includes a JSON Schema of the JSON that subscribers receive
+	// for the type. NOT_FOUND for an unknown type.
 	GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error)
 	mustEmbedUnimplementedSchemaServiceServer()
 }
