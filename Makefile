@@ -7,6 +7,7 @@ GO       ?= go
 TOOL     := $(GO) tool -modfile=tools/go.mod
 BUF      := $(TOOL) buf
 GENERATED := gen internal/apidoc/herald.swagger.json
+OPENAPI_LINT := tools/openapi
 
 .PHONY: help
 help: ## Show this help
@@ -40,12 +41,22 @@ bench: ## Run the Go micro-benchmarks (with allocations), then the load harness 
 	bin/herald-bench $(BENCHFLAGS)
 
 .PHONY: lint
-lint: ## Lint protos (buf lint, buf format) and Go (gofmt, go vet)
+lint: $(OPENAPI_LINT)/node_modules/.package-lock.json ## Lint protos (buf lint, buf format), Go (gofmt, go vet) and the served OpenAPI document (Redocly)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	  echo "redocly lint: the document served at GET /v1/openapi.json"; \
+	  $(GO) run ./internal/apidoc/cmd/print-openapi > "$$dir/openapi.json"; \
+	  REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(OPENAPI_LINT)/node_modules/.bin/redocly lint \
+	    --config $(OPENAPI_LINT)/redocly.yaml "$$dir/openapi.json"
+
+# The OpenAPI linter, pinned by its lockfile; installed again when that changes.
+$(OPENAPI_LINT)/node_modules/.package-lock.json: $(OPENAPI_LINT)/package.json $(OPENAPI_LINT)/package-lock.json
+	npm ci --prefix $(OPENAPI_LINT) --ignore-scripts --no-audit --no-fund
+	@touch $@
 
 .PHONY: generate
 generate: ## Regenerate gen/ and the OpenAPI description from proto/
