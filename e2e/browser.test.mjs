@@ -459,3 +459,96 @@ test('page on a listed origin subscribes with a token cookie and withCredentials
     await p.close();
   }
 });
+
+test('the demo page (internal/web): says which patterns it opens, prints commands for its own server, and says why a server refuses it', { skip }, async () => {
+  const demo = cfg.servers.demo; // open, two streams at a time
+  const secured = cfg.servers.secured; // tokens, also as ?access_token=
+  const text = (p, sel) => p.$eval(sel, (e) => e.textContent);
+  const status = (p, want) => waitFor(async () => (await text(p, '#statusText')) === want, `the page to say "${want}"`);
+  const patterns = (s) => [...new Set(s.match(/\b[a-z][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:>|\*)/g))].sort();
+  const why = async (p, status) => {
+    await waitFor(() => p.$eval('#why', (e) => !e.hidden), `the reason for ${status}`);
+    return text(p, '#why');
+  };
+
+  const p = await page(demo.url + '/');
+  const curl = new AbortController();
+  try {
+    await status(p, 'live');
+    // What the page says it subscribes to is what it asked for.
+    await waitFor(() => p.streams.length === 1, 'the stream');
+    const opened = new URL(p.streams[0].url).searchParams.getAll('topic').sort();
+    assert.deepEqual(opened, ['chat.>', 'monitoring.>', 'orders.>']);
+    assert.deepEqual(patterns(await text(p, 'section[aria-labelledby="h-how"]')), opened, 'the patterns "How this works" names');
+    // It shows what arrives.
+    const [id] = await publish('demo', `orders.${topic('demo')}`, [order]);
+    await waitFor(async () => (await text(p, '#orders')).includes(orderJSON.customer), 'the order on the page');
+    assert.equal(await text(p, '#lastId'), id);
+    // Its commands name the server it came from, and the curl one streams
+    // as printed.
+    const terminal = await text(p, 'section[aria-labelledby="h-curl"] pre');
+    assert.ok(terminal.includes(`curl -N '${demo.url}/v1/events?topic=`), terminal);
+    assert.ok(terminal.includes(`herald tail --url ${demo.url} `), terminal);
+    assert.doesNotMatch(terminal, /localhost:8080/);
+    const res = await fetch(/curl -N '([^']+)'/.exec(terminal)[1], { signal: curl.signal });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+
+    // The server takes two streams, the page's and curl's: another page
+    // meets the limit.
+    const q = await page(demo.url + '/');
+    try {
+      await status(q, 'not connected');
+      const said = await why(q, 429);
+      assert.match(said, /limit \(429\)/);
+      assert.match(said, /concurrent streams are in use/, 'the server\'s own words');
+    } finally {
+      await q.close();
+    }
+  } finally {
+    curl.abort();
+    await p.close();
+  }
+
+  // On a server that checks tokens. The browser's token cookie is for
+  // 127.0.0.1, so the page at localhost comes without one.
+  const origin = secured.url.replace('127.0.0.1', 'localhost');
+  const bare = await page(origin + '/');
+  try {
+    await status(bare, 'not connected');
+    const said = await why(bare, 401);
+    assert.match(said, /needs a token to subscribe to these topics \(401\)/);
+    assert.match(said, /is not public/, 'the server\'s own words');
+    const how = await text(bare, '#whyHow');
+    assert.match(how, /herald token --key secret --subscribe 'orders\.>' --subscribe 'monitoring\.>' --subscribe 'chat\.>' --ttl 1h/);
+    assert.ok((await text(bare, 'section[aria-labelledby="h-curl"] pre')).includes(`curl -N '${origin}/v1/events?topic=`));
+    // Both ways the page tells work as printed: the URL with the token…
+    const withToken = how.split('\n').find((l) => l.includes('?access_token=')).replace('TOKEN', cfg.auth.pageToken);
+    const viaQuery = await page(withToken);
+    try {
+      await status(viaQuery, 'live');
+      assert.equal(new URL(viaQuery.streams[0].url).searchParams.get('access_token'), cfg.auth.pageToken);
+    } finally {
+      await viaQuery.close();
+    }
+    // …and the cookie, set in the console, then Reconnect.
+    const cookie = how.split('\n').find((l) => l.startsWith('document.cookie')).replace('TOKEN', cfg.auth.pageToken);
+    await bare.evaluate(cookie);
+    await bare.click('#retry');
+    await status(bare, 'live');
+    assert.ok(await bare.$eval('#why', (e) => e.hidden), 'the reason is gone once connected');
+  } finally {
+    await bare.close();
+    await ctx.clearCookies({ domain: 'localhost' });
+  }
+  // A token that does not allow the page's topics (the cookie for 127.0.0.1).
+  const denied = await page(secured.url + '/');
+  try {
+    await status(denied, 'not connected');
+    const said = await why(denied, 403);
+    assert.match(said, /the token does not allow these topics \(403\)/);
+    assert.match(said, /do not allow subscribing to/);
+  } finally {
+    await denied.close();
+  }
+});

@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/web"
 )
 
 // plainConfig is the server most node tests talk to: defaults (1 MiB
@@ -89,11 +90,16 @@ func TestBrowser(t *testing.T) {
 		"cors":    startHerald(t, "cors", bridge.Config{CORSOrigins: []string{listed}, RetryInterval: 200 * time.Millisecond}, memory.Options{}),
 		"corsAny": startHerald(t, "corsAny", bridge.Config{CORSOrigins: []string{"*"}}, memory.Options{}),
 		"auth":    startHerald(t, "auth", bridge.Config{CORSOrigins: []string{listed}, Auth: cookieAuth(t)}, memory.Options{}),
+		// The demo page (internal/web) on an open server and on one that
+		// checks tokens.
+		"demo":    startHerald(t, "demo", bridge.Config{Pages: web.Pages(), MaxConnections: 2}, memory.Options{}),
+		"secured": startHerald(t, "secured", bridge.Config{Pages: web.Pages(), Auth: cookieAuth(t), AllowQueryToken: true}, memory.Options{}),
 	}
 	runNode(t, "browser.test.mjs", nodeConfig(t, servers, map[string]any{
 		"chrome": chrome,
 		"pages":  map[string]string{"listed": listed, "unlisted": unlisted},
-		"auth":   map[string]string{"token": signTestToken(t, []string{"e2e.auth-ok.>"}), "cookie": "herald_token"},
+		"auth": map[string]string{"token": signTestToken(t, []string{"e2e.auth-ok.>"}), "cookie": "herald_token",
+			"pageToken": signTestToken(t, []string{"orders.>", "monitoring.>", "chat.>"})},
 	}), []string{
 		`page: named events reach addEventListener(type); onmessage sees only type "message", or every event with envelope=true`,
 		"page: JSON equals the published payload, non-ASCII and line breaks intact",
@@ -111,6 +117,7 @@ func TestBrowser(t *testing.T) {
 		`with CORS origin "*" a page subscribes without credentials; withCredentials is blocked`,
 		"page: the typed wrapper of docs/clients.md, as written there",
 		"page on a listed origin subscribes with a token cookie and withCredentials; without them it is refused",
+		"the demo page (internal/web): says which patterns it opens, prints commands for its own server, and says why a server refuses it",
 	})
 }
 

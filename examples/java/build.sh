@@ -4,7 +4,7 @@
 # orders/v1; the well-known types come from /usr/include), and javac
 # compiles it against the jars in /usr/share/java.
 #
-#   apt-get install openjdk-17-jdk-headless protobuf-compiler libprotobuf-dev \
+#   apt-get install default-jdk-headless protobuf-compiler libprotobuf-dev \
 #     protobuf-compiler-grpc-java-plugin libgrpc-java libnetty-java libprotobuf-java libguava-java \
 #     libperfmark-java
 #   examples/java/build.sh && examples/java/run.sh --count 3
