@@ -70,8 +70,14 @@ func TestResumeDuringOutageRetriesInsteadOfSkipping(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body) // the server ends the stream
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "retry: 250") || strings.Contains(string(body), bridge.GapEventType) || strings.Contains(string(body), "data:") {
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "retry: ") || strings.Contains(string(body), bridge.GapEventType) || strings.Contains(string(body), "data:") {
 		t.Fatalf("%d %q: want a retry hint and the stream closed, no gap", resp.StatusCode, body)
+	}
+	// The hint is spread between one and two retry intervals, so that the
+	// clients of an outage do not all come back at once.
+	var ms int
+	if _, err := fmt.Sscanf(string(body), "retry: %d", &ms); err != nil || ms < 250 || ms > 500 {
+		t.Fatalf("%q: want a retry between 250 and 500 ms", body)
 	}
 	sub, err := heraldv1.NewSubscriberServiceClient(s.conn).Subscribe(ctxT(t), &heraldv1.SubscribeRequest{Topics: []string{"a"}, LastEventId: b.Epoch() + "-3"})
 	if err == nil {

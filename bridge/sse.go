@@ -46,6 +46,9 @@ type streamHandler struct {
 	queryToken   bool
 	maxTopics    int
 	conns        *connLimiter
+	// resumeFailures paces the log line of resumes the broker could not
+	// serve.
+	resumeFailures logSampler
 	// taken are the connections taken over from net/http, which its
 	// Shutdown neither waits for nor closes.
 	takenMu sync.Mutex
@@ -204,8 +207,15 @@ func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscrip
 	res, err := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
 	if err != nil {
 		// Ask the client to come back with the same Last-Event-ID rather
-		// than skip what it missed.
-		h.log.Warn("cannot resume a stream; the client will retry", "err", err)
+		// than skip what it missed, after a spread-out delay: during an
+		// outage every resuming client lands here, and they must not all
+		// come back at once, nor each add a line to the log.
+		if n, ok := h.resumeFailures.note(time.Now()); ok {
+			h.log.Warn("cannot resume streams while the broker's history is unreadable; clients retry with the same id", "streams", n, "err", err)
+		}
+		// buf holds the stream's first retry: line only; this one, spread
+		// between one and two retry intervals, replaces it.
+		buf = sse.AppendRetry(buf[:0], (h.retry + time.Duration(rand.Int64N(int64(h.retry)+1))).Milliseconds())
 		buf = sse.AppendComment(buf, "history unavailable, reconnecting")
 		out.write(buf)
 		return 0, nil, false

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -115,12 +116,18 @@ func TestDeploymentDocBrokerOutage(t *testing.T) {
 	if row == "" {
 		t.Fatal(`docs/deployment.md has no row "| the broker is unreachable"`)
 	}
-	for _, want := range []string{"`" + lines[0] + "`", "`" + lines[1] + "`"} {
+	// The retry is spread between one and two --retry intervals, so that
+	// the clients of an outage do not all come back at once.
+	ms, err := strconv.Atoi(strings.TrimPrefix(lines[0], "retry: "))
+	if err != nil || ms < 2000 || ms > 4000 {
+		t.Errorf("a resume during an outage got %q, want a retry between 2000 and 4000 ms", lines[0])
+	}
+	for _, want := range []string{"`retry:` between 2000 and 4000", "`" + lines[1] + "`"} {
 		if !strings.Contains(row, want) {
-			t.Errorf("the outage row does not quote what a resuming browser gets, %s:\n%s", want, row)
+			t.Errorf("the outage row does not say what a resuming browser gets, %s:\n%s", want, row)
 		}
 	}
-	for _, msg := range []string{"broker unavailable", "broker back", "cannot resume a stream; the client will retry"} {
+	for _, msg := range []string{"broker unavailable", "broker back", "cannot resume streams while the broker's history is unreadable; clients retry with the same id"} {
 		if !strings.Contains(row, "`"+msg+"`") {
 			t.Errorf("the outage row does not quote the log line %q", msg)
 		}
@@ -211,7 +218,7 @@ func TestDeploymentDocDefaults(t *testing.T) {
 	}{
 		{"(`--heartbeat`, 15 s)", bridge.DefaultHeartbeatInterval == 15*time.Second},
 		{"after `retry:` (2 s)", bridge.DefaultRetryInterval == 2*time.Second},
-		{"`retry: 2000` (`--retry`)", bridge.DefaultRetryInterval == 2*time.Second},
+		{"a `retry:` between 2000 and 4000 ms (between `--retry` and twice it", bridge.DefaultRetryInterval == 2*time.Second},
 		{"`--idle-timeout` (2 min)", bridge.DefaultIdleTimeout == 2*time.Minute},
 		{"`--queue-size` (256)", bridge.DefaultQueueSize == 256},
 		{"its queue (256)", bridge.DefaultQueueSize == 256},
