@@ -2,35 +2,32 @@ package schema
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// compatibility lists every way in which next breaks the JSON form of a
-// message type known in cur: a message or field that disappears, a field
-// number that changes name, JSON name, type or cardinality, or an enum value
-// that changes name. New messages, fields and enum values are fine.
-func compatibility(cur, next *snapshot) []string {
+// compatibility lists every way in which next breaks the JSON form of the
+// messages old (those that a change replaced): a message or field that
+// disappears, a field number that changes name, JSON name, type or
+// cardinality, or an enum value that changes name. New messages, fields
+// and enum values are fine.
+func compatibility(old []protoreflect.MessageDescriptor, next *snapshot) []string {
+	old = slices.Clone(old)
+	slices.SortFunc(old, func(a, b protoreflect.MessageDescriptor) int {
+		return strings.Compare(string(a.FullName()), string(b.FullName()))
+	})
 	var conflicts []string
-	names := make([]string, 0, len(cur.infos))
-	for name := range cur.infos {
-		names = append(names, string(name))
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		oldD, err := cur.files.FindDescriptorByName(protoreflect.FullName(name))
-		if err != nil {
-			continue
-		}
-		newD, err := next.files.FindDescriptorByName(protoreflect.FullName(name))
+	for _, oldM := range old {
+		name := oldM.FullName()
+		newD, err := next.FindDescriptorByName(name)
 		if err != nil {
 			conflicts = append(conflicts, fmt.Sprintf("message %s was removed", name))
 			continue
 		}
-		oldM, ok1 := oldD.(protoreflect.MessageDescriptor)
-		newM, ok2 := newD.(protoreflect.MessageDescriptor)
-		if !ok1 || !ok2 {
+		newM, ok := newD.(protoreflect.MessageDescriptor)
+		if !ok {
 			conflicts = append(conflicts, fmt.Sprintf("%s is no longer a message", name))
 			continue
 		}
