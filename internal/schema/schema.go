@@ -51,6 +51,7 @@ import (
 
 	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/broker"
 )
 
@@ -116,8 +117,8 @@ type Options struct {
 	Store broker.SchemaStore
 	// Compiled are files compiled into the binary that the registry knows
 	// as builtin, besides the well-known types: their messages use the
-	// generated Go types while unchanged. Descriptor files and pushes may
-	// evolve them like any other file.
+	// generated Go types while unchanged. Descriptor files may evolve
+	// them; pushes may not touch their packages.
 	Compiled []protoreflect.FileDescriptor
 	// Descriptors are descriptor set files, or directories of them.
 	Descriptors []string
@@ -136,6 +137,9 @@ type Registry struct {
 	// base holds the compiled-in files alone; immutable. Rebuilds start
 	// from a copy of it.
 	base *snapshot
+	// reserved are the packages of the compiled-in files: no push may add
+	// to or change them.
+	reserved map[string]bool
 
 	mu          sync.Mutex // serializes changes: the fields below, and building snapshots
 	fileLayer   []*descriptorpb.FileDescriptorProto
@@ -158,7 +162,7 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
 	r := &Registry{opts: opts, log: opts.Logger, validator: v}
-	if r.base, err = builtinSnapshot(slices.Concat(builtinFiles, opts.Compiled)); err != nil {
+	if r.base, r.reserved, err = builtinSnapshot(slices.Concat(builtinFiles, opts.Compiled)); err != nil {
 		return nil, fmt.Errorf("schema: compiled-in types: %w", err)
 	}
 	r.cur.Store(r.base)
@@ -179,15 +183,17 @@ func NewBuiltin(compiled ...protoreflect.FileDescriptor) (*Registry, error) {
 }
 
 // builtinSnapshot is the snapshot of the support files, the builtin ones
-// and what they import, all linked into the binary.
-func builtinSnapshot(builtin []protoreflect.FileDescriptor) (*snapshot, error) {
+// and what they import, all linked into the binary; and their packages.
+func builtinSnapshot(builtin []protoreflect.FileDescriptor) (*snapshot, map[string]bool, error) {
 	var ins []input
 	seen := map[string]bool{}
+	packages := map[string]bool{}
 	add := func(fd protoreflect.FileDescriptor, support bool) {
 		if seen[fd.Path()] {
 			return
 		}
 		seen[fd.Path()] = true
+		packages[string(fd.Package())] = true
 		ins = append(ins, input{proto: protodesc.ToFileDescriptorProto(fd), src: Builtin, linked: fd, support: support})
 	}
 	for _, fd := range supportFiles {
@@ -201,9 +207,9 @@ func builtinSnapshot(builtin []protoreflect.FileDescriptor) (*snapshot, error) {
 	}
 	s := newSnapshot()
 	if _, err := s.apply(ins, applyOptions{}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s, nil
+	return s, packages, nil
 }
 
 // rebuild builds a snapshot from scratch: the compiled-in files, then the
@@ -427,26 +433,25 @@ func (r *Registry) ValidatePayload(msg proto.Message) error {
 
 // Register adds the files of set (a pushed registration) after checking
 // them against the known types, saves them in the store, and returns the
-// names of added and updated message types. A file of the set identical
-// to the one the registry holds changes nothing and is not stored again.
+// names of added and updated message types.
+//
+// When ctx carries the caller's permissions (auth.NewContext: the caller
+// came through the server), the push is refused whole with an
+// auth.ErrPermissionDenied if it adds or changes a type outside the
+// packages of Permissions.Schemas, or in a reserved package (herald.*,
+// google.*, buf.*, those of compiled-in files). A file of the set identical to the one the
+// registry holds changes nothing and is not stored again; a copy of a
+// file the caller may not change is accepted as long as it differs only
+// in its comments (source info), and is left out too.
 //
 // Its errors wrap broker.ErrBadRequest or broker.ErrInvalidEvent (a
-// malformed set), broker.ErrConflict (ConflictError); others are the
-// store's.
+// malformed set), broker.ErrConflict (ConflictError) or
+// auth.ErrPermissionDenied; others are the store's.
 func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescriptorSet) (added, updated []string, err error) {
-	var files []*descriptorpb.FileDescriptorProto
-	seen := map[string]bool{}
-	for _, fd := range set.GetFile() {
-		if seen[fd.GetName()] {
-			return nil, nil, fmt.Errorf("%w: file %s is in the set twice", broker.ErrBadRequest, fd.GetName())
-		}
-		seen[fd.GetName()] = true
-		if !fixedPath(fd.GetName()) {
-			files = append(files, fd)
-		}
-	}
-	if len(files) == 0 {
-		return nil, nil, fmt.Errorf("%w: the set holds no files besides google/protobuf and buf/validate ones", broker.ErrInvalidEvent)
+	perms, authz := auth.FromContext(ctx)
+	files, err := r.checkSet(set)
+	if err != nil {
+		return nil, nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -456,9 +461,19 @@ func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescripto
 	cur := r.cur.Load()
 	var changed []*descriptorpb.FileDescriptorProto
 	for _, fd := range files {
-		if old := cur.files.at(fd.GetName()); old == nil || !proto.Equal(old.proto, fd) {
-			changed = append(changed, fd)
+		old := cur.files.at(fd.GetName())
+		if old != nil && proto.Equal(old.proto, fd) {
+			continue
 		}
+		if authz {
+			if err := r.mayChange(old, fd, perms); err != nil {
+				if old != nil && sameDefinition(old.proto, fd) {
+					continue // a copy of a file the caller does not own
+				}
+				return nil, nil, err
+			}
+		}
+		changed = append(changed, fd)
 	}
 	if len(changed) == 0 {
 		return nil, nil, nil

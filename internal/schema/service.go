@@ -13,12 +13,17 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/broker"
 )
 
 // Service implements herald.v1.SchemaService on a Registry. Its errors are
-// gRPC statuses or wrap the sentinel errors of internal/broker, which the
-// server maps to codes.
+// gRPC statuses or wrap the sentinel errors of internal/broker and
+// internal/auth, which the server maps to codes.
+//
+// RegisterSchemas authorizes a push by the caller's permissions in the
+// context (auth.NewContext), which the server puts there once it has
+// authenticated the caller; see Registry.Register.
 type Service struct {
 	heraldv1.UnimplementedSchemaServiceServer
 	reg *Registry
@@ -35,10 +40,11 @@ func (s *Service) RegisterSchemas(ctx context.Context, req *heraldv1.RegisterSch
 	added, updated, err := s.reg.Register(ctx, req.GetDescriptors())
 	if err != nil {
 		// The server maps the sentinels to codes: a conflict is
-		// FAILED_PRECONDITION, a malformed set INVALID_ARGUMENT, a broker
-		// outage UNAVAILABLE.
+		// FAILED_PRECONDITION, a malformed set INVALID_ARGUMENT, a package
+		// the caller may not push PERMISSION_DENIED, a broker outage
+		// UNAVAILABLE.
 		var conflict *ConflictError
-		if errors.As(err, &conflict) || errors.Is(err, broker.ErrBadRequest) || errors.Is(err, broker.ErrInvalidEvent) {
+		if errors.As(err, &conflict) || errors.Is(err, broker.ErrBadRequest) || errors.Is(err, broker.ErrInvalidEvent) || errors.Is(err, auth.ErrPermissionDenied) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("storing the schemas: %w", err)
