@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/heraldhq/herald/internal/schema"
 	"github.com/heraldhq/herald/internal/schema/schematest"
 )
 
@@ -42,5 +44,29 @@ func TestSchemasGrant(t *testing.T) {
 	help, _ := herald(t, ctx, "token", "--help").CombinedOutput()
 	if !strings.Contains(string(help), "--schemas") || !strings.Contains(string(help), `"schemas"`) {
 		t.Errorf("herald token --help does not describe --schemas and the claim:\n%s", help)
+	}
+}
+
+// TestSchemaPushFlags: the limits of schema pushes are serve flags, checked
+// before anything starts, with the registry's defaults.
+func TestSchemaPushFlags(t *testing.T) {
+	for _, flag := range []string{"max-schema-push-bytes", "max-schema-push-types", "max-pushed-types", "max-pushed-schema-bytes", "schema-pushes-per-minute"} {
+		c, err := parseServeFlags([]string{"--dev", "--" + flag, "0"}, io.Discard)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), "--"+flag+" must be positive") {
+			t.Errorf("--%s 0: %v", flag, err)
+		}
+	}
+	c, err := parseServeFlags([]string{"--dev", "--max-pushed-types", "7"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o schema.Options
+	c.schemaPush.apply(&o)
+	if o.MaxPushedTypes != 7 || o.MaxPushBytes != schema.DefaultMaxPushBytes || o.MaxPushTypes != schema.DefaultMaxPushTypes ||
+		o.MaxPushedBytes != schema.DefaultMaxPushedBytes || o.PushesPerMinute != schema.DefaultPushesPerMinute {
+		t.Fatalf("options %+v", o)
 	}
 }

@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
@@ -218,4 +224,123 @@ func TestReservedPackages(t *testing.T) {
 	if info, _, _ := e.reg.Lookup("orders.v1.OrderPlaced"); info.Source != schema.Builtin {
 		t.Fatalf("orders.v1.OrderPlaced is %v, want builtin still", info.Source)
 	}
+}
+
+// TestBadFileNames: a pushed file is named by a clean relative path ending
+// in .proto, without control characters or backslashes.
+func TestBadFileNames(t *testing.T) {
+	e := newPushEnv(t, schema.Options{})
+	for _, name := range []string{
+		"../../etc/passwd", "../x.proto", "a/../../x.proto", "google/protobuf/../../x.proto", "/etc/x.proto",
+		"a//b.proto", "./a.proto", "a/./b.proto", "a/b.proto/", "a\nb.proto", "a\rb.proto", "a\x00b.proto",
+		"a\u0085b.proto", "a\\b.proto", "x.txt", "x", "", strings.Repeat("a/", 300) + "x.proto", "\xff.proto",
+	} {
+		set := schematest.Compile(t, map[string]string{"ok/x.proto": sandboxProbe})
+		set.File[len(set.File)-1].Name = proto.String(name)
+		_, err := e.push(as(t, "", ">"), set)
+		if !errors.Is(err, broker.ErrBadRequest) || !strings.Contains(err.Error(), strconv.Quote(broker.Printable(name))) || strings.ContainsAny(err.Error(), "\n\r\x00") {
+			t.Errorf("%q: %v, want a bad request naming the file", name, err)
+		}
+	}
+	if got := e.stored(t); len(got) != 0 {
+		t.Fatalf("stored %v", got)
+	}
+}
+
+// TestPushLimits: each limit refuses a push whole, naming the limit and
+// its flag: per push with INVALID_ARGUMENT (a retry cannot help), in total
+// and per minute with RESOURCE_EXHAUSTED.
+func TestPushLimits(t *testing.T) {
+	ctx := as(t, "", "shop.>")
+	fileOf := func(name string, types int) *descriptorpb.FileDescriptorSet {
+		return genSet(genFile(name+".proto", "shop."+name, types, false))
+	}
+	t.Run("bytes per push", func(t *testing.T) {
+		e := newPushEnv(t, schema.Options{MaxPushBytes: 500})
+		_, err := e.push(ctx, fileOf("a", 20))
+		if !errors.Is(err, broker.ErrBadRequest) || !strings.Contains(err.Error(), "--max-schema-push-bytes") || !strings.Contains(err.Error(), "500") {
+			t.Fatalf("err = %v", err)
+		}
+		if _, err := e.push(ctx, fileOf("b", 2)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("types per push", func(t *testing.T) {
+		e := newPushEnv(t, schema.Options{MaxPushTypes: 5})
+		_, err := e.push(ctx, fileOf("a", 6))
+		if !errors.Is(err, broker.ErrBadRequest) || !strings.Contains(err.Error(), "--max-schema-push-types") || !strings.Contains(err.Error(), "6 message types") {
+			t.Fatalf("err = %v", err)
+		}
+		if got := e.stored(t); len(got) != 0 {
+			t.Fatalf("stored %v", got)
+		}
+		if _, err := e.push(ctx, fileOf("b", 5)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("pushed types", func(t *testing.T) {
+		e := newPushEnv(t, schema.Options{MaxPushedTypes: 10})
+		if _, err := e.push(ctx, fileOf("a", 6)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.push(ctx, fileOf("b", 6))
+		var limit *schema.LimitError
+		if !errors.As(err, &limit) || status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-pushed-types") {
+			t.Fatalf("err = %v, want RESOURCE_EXHAUSTED naming --max-pushed-types", err)
+		}
+		if _, _, ok := e.reg.Lookup("shop.b.M0"); ok {
+			t.Fatal("a refused push was registered")
+		}
+		// A new version that does not add types still passes.
+		if _, err := e.push(ctx, genSet(genFile("a.proto", "shop.a", 6, true))); err != nil {
+			t.Fatalf("a new version of a pushed file at the limit: %v", err)
+		}
+	})
+	t.Run("pushed bytes", func(t *testing.T) {
+		first := fileOf("a", 6)
+		e := newPushEnv(t, schema.Options{MaxPushedBytes: proto.Size(first.File[0]) + 10})
+		if _, err := e.push(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.push(ctx, fileOf("b", 1))
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-pushed-schema-bytes") {
+			t.Fatalf("err = %v, want RESOURCE_EXHAUSTED naming --max-pushed-schema-bytes", err)
+		}
+	})
+	t.Run("pushes per minute", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			e := newPushEnv(t, schema.Options{PushesPerMinute: 2})
+			a, b := as(t, "sub:a", "shop.>"), as(t, "sub:b", "shop.>")
+			for i := range 2 {
+				if _, err := e.push(a, fileOf(fmt.Sprintf("r%d", i), 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := e.push(a, fileOf("r2", 1))
+			st := status.Convert(err)
+			if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "--schema-pushes-per-minute") {
+				t.Fatalf("third push in a minute: %v", err)
+			}
+			var retry *errdetails.RetryInfo
+			for _, d := range st.Details() {
+				if r, ok := d.(*errdetails.RetryInfo); ok {
+					retry = r
+				}
+			}
+			if retry == nil || retry.GetRetryDelay().AsDuration() != 30*time.Second {
+				t.Fatalf("retry info %v, want 30s", retry)
+			}
+			// Another caller, and a caller in the process, are not held back.
+			if _, err := e.push(b, fileOf("r3", 1)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.push(context.Background(), fileOf("r4", 1)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(30 * time.Second) // the fake clock of the bubble
+			if _, err := e.push(a, fileOf("r2", 1)); err != nil {
+				t.Fatalf("after the budget refilled: %v", err)
+			}
+		})
+	})
 }

@@ -124,6 +124,53 @@ type Options struct {
 	Descriptors []string
 	// Logger receives reload results (default slog.Default()).
 	Logger *slog.Logger
+
+	// Limits of pushes (Register). A push over one is refused whole.
+
+	// MaxPushBytes bounds the encoded size of one pushed descriptor set
+	// (default DefaultMaxPushBytes).
+	MaxPushBytes int
+	// MaxPushTypes bounds the message types in one push (default
+	// DefaultMaxPushTypes).
+	MaxPushTypes int
+	// MaxPushedTypes and MaxPushedBytes bound the message types and the
+	// encoded size of all pushed files together (defaults
+	// DefaultMaxPushedTypes and DefaultMaxPushedBytes): what every node
+	// holds in memory and reads from the store at start.
+	MaxPushedTypes int
+	MaxPushedBytes int
+	// PushesPerMinute bounds the pushes of one caller
+	// (auth.Permissions.RateKey of the context) per minute, in bursts of
+	// as many (default DefaultPushesPerMinute).
+	PushesPerMinute int
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxPushBytes    = 1 << 20
+	DefaultMaxPushTypes    = 1000
+	DefaultMaxPushedTypes  = 10000
+	DefaultMaxPushedBytes  = 32 << 20
+	DefaultPushesPerMinute = 10
+)
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{
+		{&o.MaxPushBytes, DefaultMaxPushBytes}, {&o.MaxPushTypes, DefaultMaxPushTypes},
+		{&o.MaxPushedTypes, DefaultMaxPushedTypes}, {&o.MaxPushedBytes, DefaultMaxPushedBytes},
+		{&o.PushesPerMinute, DefaultPushesPerMinute},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	return o
 }
 
 // Registry resolves payload types. It is safe for concurrent use: readers
@@ -140,6 +187,7 @@ type Registry struct {
 	// reserved are the packages of the compiled-in files: no push may add
 	// to or change them.
 	reserved map[string]bool
+	pushes   *pushLimiter
 
 	mu          sync.Mutex // serializes changes: the fields below, and building snapshots
 	fileLayer   []*descriptorpb.FileDescriptorProto
@@ -154,14 +202,12 @@ type Registry struct {
 // those in the descriptor files and the store. It fails if they cannot be
 // loaded or conflict.
 func New(ctx context.Context, opts Options) (*Registry, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts = opts.withDefaults()
 	v, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
-	r := &Registry{opts: opts, log: opts.Logger, validator: v}
+	r := &Registry{opts: opts, log: opts.Logger, validator: v, pushes: newPushLimiter(opts.PushesPerMinute)}
 	if r.base, r.reserved, err = builtinSnapshot(slices.Concat(builtinFiles, opts.Compiled)); err != nil {
 		return nil, fmt.Errorf("schema: compiled-in types: %w", err)
 	}
@@ -432,23 +478,29 @@ func (r *Registry) ValidatePayload(msg proto.Message) error {
 }
 
 // Register adds the files of set (a pushed registration) after checking
-// them against the known types, saves them in the store, and returns the
-// names of added and updated message types.
+// them against the limits of Options and the known types, saves them in
+// the store, and returns the names of added and updated message types.
 //
 // When ctx carries the caller's permissions (auth.NewContext: the caller
 // came through the server), the push is refused whole with an
 // auth.ErrPermissionDenied if it adds or changes a type outside the
 // packages of Permissions.Schemas, or in a reserved package (herald.*,
-// google.*, buf.*, those of compiled-in files). A file of the set identical to the one the
+// google.*, buf.*, those of compiled-in files), and it counts against the
+// caller's rate of pushes. A file of the set identical to the one the
 // registry holds changes nothing and is not stored again; a copy of a
 // file the caller may not change is accepted as long as it differs only
 // in its comments (source info), and is left out too.
 //
-// Its errors wrap broker.ErrBadRequest or broker.ErrInvalidEvent (a
-// malformed set), broker.ErrConflict (ConflictError) or
-// auth.ErrPermissionDenied; others are the store's.
+// Its errors wrap broker.ErrBadRequest (a malformed set, a bad file name,
+// a push over a per-push limit), broker.ErrConflict (ConflictError),
+// auth.ErrPermissionDenied, or are a *LimitError; others are the store's.
 func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescriptorSet) (added, updated []string, err error) {
 	perms, authz := auth.FromContext(ctx)
+	if authz {
+		if err := r.pushes.allow(perms.RateKey); err != nil {
+			return nil, nil, err
+		}
+	}
 	files, err := r.checkSet(set)
 	if err != nil {
 		return nil, nil, err
@@ -477,6 +529,9 @@ func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescripto
 	}
 	if len(changed) == 0 {
 		return nil, nil, nil
+	}
+	if err := r.checkTotals(cur, changed); err != nil {
+		return nil, nil, err
 	}
 	next := cur.clone()
 	ins := make([]input, len(changed))

@@ -173,3 +173,22 @@ func TestPushAuthorizationOverTheWire(t *testing.T) {
 		t.Fatalf("the owner's push over REST: %d %s", a.http, a.msg)
 	}
 }
+
+// TestPushRateOverTheWire: the pushes per minute of one token are bounded;
+// over it, RESOURCE_EXHAUSTED and HTTP 429 with Retry-After.
+func TestPushRateOverTheWire(t *testing.T) {
+	s := startTokenServer(t, schema.Options{PushesPerMinute: 1})
+	shop := mint(t, jwtauth.Grants{Schemas: []string{"shop.>"}})
+	set := func(name string) *descriptorpb.FileDescriptorSet {
+		return schematest.Compile(t, map[string]string{"shop/v1/" + name + ".proto": "syntax = \"proto3\";\npackage shop.v1;\nmessage " + name + " { string id = 1; }\n"})
+	}
+	if a := s.pushGRPC(t, shop, set("A")); a.code != codes.OK {
+		t.Fatalf("first push: %s %s", a.code, a.msg)
+	}
+	if a := s.pushGRPC(t, shop, set("B")); a.code != codes.ResourceExhausted || !strings.Contains(a.msg, "--schema-pushes-per-minute") {
+		t.Fatalf("second push over gRPC: %s %s", a.code, a.msg)
+	}
+	if a := s.pushREST(t, shop, set("C")); a.http != 429 || a.headers.Get("Retry-After") == "" || !strings.Contains(a.msg, "--schema-pushes-per-minute") {
+		t.Fatalf("third push over REST: %d %q (Retry-After %q)", a.http, a.msg, a.headers.Get("Retry-After"))
+	}
+}
