@@ -119,3 +119,40 @@ func memStats() runtime.MemStats {
 	runtime.ReadMemStats(&m)
 	return m
 }
+
+// BenchmarkHasFieldPath: checking a subscription's field paths costs the
+// same with 30 and with 20,000 known types, once the snapshot's index is
+// built; first-call is the cost of building it, once per snapshot (after
+// a push), on the first subscription with fields=; range-all is what the
+// SSE handler did before, with a MessageRanger: every type, every path.
+func BenchmarkHasFieldPath(b *testing.B) {
+	paths := [][]string{{"id"}, {"prev", "prev", "id"}, {"prev", "nosuch"}, {"nosuch"}, {"prev", "prev", "prev", "prev", "seq"}}
+	for _, registered := range []int{30, 20000} {
+		r := registryOf(b, registered)
+		b.Run(fmt.Sprintf("registered=%d", registered), func(b *testing.B) {
+			for _, p := range paths {
+				r.HasFieldPath(p)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				r.HasFieldPath(paths[i%len(paths)])
+			}
+		})
+		b.Run(fmt.Sprintf("range-all/registered=%d", registered), func(b *testing.B) {
+			for i := range b.N {
+				resolves(r, paths[i%len(paths)])
+			}
+		})
+		b.Run(fmt.Sprintf("first-call/registered=%d", registered), func(b *testing.B) {
+			for i := range b.N {
+				b.StopTimer()
+				if _, _, err := r.Register(context.Background(), genSet(genFile("new/p.proto", "new.v1", 1, i%2 == 1))); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				r.HasFieldPath(paths[1])
+			}
+		})
+	}
+}

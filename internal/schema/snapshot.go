@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -43,7 +44,9 @@ type snapshot struct {
 	pushedTypes int // message types in files of source Pushed
 	pushedBytes int // encoded size of the files of source Pushed
 
-	names lazy[[]string] // sorted full names of messages
+	names      lazy[[]string]  // sorted full names of messages
+	fields     lazy[fieldKeys] // the index of HasFieldPath (fieldpath.go)
+	fieldSteps atomic.Int32    // indexes of later segments built, bounded by maxFieldSteps
 }
 
 type extKey struct {
