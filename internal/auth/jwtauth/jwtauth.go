@@ -6,10 +6,10 @@
 // trusts: a shared secret file, a PEM public key file, or a JWKS from a file
 // or an HTTPS URL (cached and refreshed). Its "herald" claim lists the
 // topics it may use, as exact names or patterns ("orders.*",
-// "monitoring.>"), and the protobuf packages whose schemas it may push:
+// "monitoring.>"):
 //
 //	{"sub": "billing-service", "exp": 1767225600,
-//	 "herald": {"publish": ["orders.>"], "subscribe": ["orders.eu"], "schemas": ["orders.>"]}}
+//	 "herald": {"publish": ["orders.>"], "subscribe": ["orders.eu"]}}
 //
 // Subscriptions to public topics need no token. Without any key, only
 // public topics are open.
