@@ -362,24 +362,6 @@ func DescriptorSet(files ...protoreflect.FileDescriptor) *descriptorpb.FileDescr
 	return set
 }
 
-func messageNames(fd *descriptorpb.FileDescriptorProto) []string {
-	var names []string
-	var walk func(prefix string, msgs []*descriptorpb.DescriptorProto)
-	walk = func(prefix string, msgs []*descriptorpb.DescriptorProto) {
-		for _, m := range msgs {
-			name := prefix + m.GetName()
-			names = append(names, name)
-			walk(name+".", m.GetNestedType())
-		}
-	}
-	prefix := ""
-	if fd.GetPackage() != "" {
-		prefix = fd.GetPackage() + "."
-	}
-	walk(prefix, fd.GetMessageType())
-	return names
-}
-
 // FindMessageByName implements protoregistry.MessageTypeResolver.
 func (r *Registry) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
 	mt, err := r.cur.Load().findMessage(name)
