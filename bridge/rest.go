@@ -71,13 +71,16 @@ func (f *restFront) publish(w http.ResponseWriter, r *http.Request) {
 	f.serve(w, r.WithContext(ctx))
 }
 
-// registerSchemas serves POST /v1/schemas.
+// registerSchemas serves POST /v1/schemas: the caller must hold a schemas
+// grant before its body is read; the schema service checks the packages
+// it pushes against the permissions put in the context.
 func (f *restFront) registerSchemas(w http.ResponseWriter, r *http.Request) {
-	if err := f.schemas.authorizeRegister(r.Context(), restCredentials(r)); err != nil {
+	perms, err := f.schemas.authorizeRegister(r.Context(), restCredentials(r))
+	if err != nil {
 		f.fail(w, r, err)
 		return
 	}
-	ctx := context.WithValue(r.Context(), accessKey{}, restAccess{})
+	ctx := auth.NewContext(context.WithValue(r.Context(), accessKey{}, restAccess{}), perms)
 	f.serve(w, r.WithContext(ctx))
 }
 

@@ -8,36 +8,54 @@ import (
 	"github.com/heraldhq/herald/internal/auth"
 )
 
-// schemaService serves Config.Schemas: only publishers may register schemas
-// (callers whose credentials allow publishing to some topic); listing and
-// reading them is open. Errors get their codes here, as the publish path's
-// do.
+// schemaService serves Config.Schemas. Pushing schemas takes credentials
+// with a schemas grant (auth.Permissions.Schemas, the "schemas" list of a
+// token's claim); the service behind checks every package a push adds to
+// or changes against that grant, from the permissions this puts in the
+// push's context (auth.NewContext). Listing and reading schemas is open.
+// Errors get their codes here, as the publish path's do.
 type schemaService struct {
 	heraldv1.UnimplementedSchemaServiceServer
 	inner heraldv1.SchemaServiceServer
 	auth  auth.Authenticator // nil: everything allowed
 }
 
-// authorizeRegister checks that creds may register schemas.
-func (s *schemaService) authorizeRegister(ctx context.Context, creds auth.Credentials) error {
+// openPushes are the permissions of a pusher when the server has no
+// Authenticator: every package (the service still refuses the reserved
+// ones).
+var openPushes = auth.Permissions{Publish: auth.Everything, Subscribe: auth.Everything, Schemas: auth.Everything}
+
+// authorizeRegister authenticates the caller of a push and checks that it
+// may push schemas at all; it returns the permissions the service checks
+// each package against.
+func (s *schemaService) authorizeRegister(ctx context.Context, creds auth.Credentials) (auth.Permissions, error) {
 	if s.auth == nil {
-		return nil
+		return openPushes, nil
 	}
 	perms, err := s.auth.Authenticate(ctx, creds)
-	if err == nil && len(perms.Publish) == 0 {
-		err = fmt.Errorf("%w: registering schemas takes a token that may publish", auth.ErrPermissionDenied)
-		if creds.Empty() {
-			err = fmt.Errorf("%w: registering schemas takes a token that may publish", auth.ErrUnauthenticated)
-		}
+	if err != nil {
+		return auth.Permissions{}, err
 	}
-	return err
+	if len(perms.Schemas) == 0 {
+		const need = `pushing schemas takes a token whose "schemas" claim lists the packages it may push (herald token --schemas 'shop.>')`
+		if creds.Empty() {
+			return auth.Permissions{}, fmt.Errorf("%w: %s", auth.ErrUnauthenticated, need)
+		}
+		return auth.Permissions{}, fmt.Errorf("%w: %s; these credentials list none", auth.ErrPermissionDenied, need)
+	}
+	return perms, nil
 }
 
 func (s *schemaService) RegisterSchemas(ctx context.Context, req *heraldv1.RegisterSchemasRequest) (*heraldv1.RegisterSchemasResponse, error) {
-	if _, ok := accessFrom(ctx); !ok { // not authorized by the REST front door (rest.go)
-		if err := s.authorizeRegister(ctx, grpcCredentials(ctx)); err != nil {
+	// The REST front door (rest.go) authorized the call and put the
+	// permissions in the context; a gRPC call gets them here.
+	_, viaREST := accessFrom(ctx)
+	if _, ok := auth.FromContext(ctx); !viaREST || !ok {
+		perms, err := s.authorizeRegister(ctx, grpcCredentials(ctx))
+		if err != nil {
 			return nil, grpcError(err)
 		}
+		ctx = auth.NewContext(ctx, perms)
 	}
 	resp, err := s.inner.RegisterSchemas(ctx, req)
 	if err != nil {

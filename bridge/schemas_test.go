@@ -176,8 +176,8 @@ func TestIncompatibleSchemaIsRefusedAndTheOldOneKeepsWorking(t *testing.T) {
 		}
 	}
 	// Redefining a message in another file is refused too.
-	_, err = s.schemas.RegisterSchemas(ctxT(t), &heraldv1.RegisterSchemasRequest{Descriptors: schematest.Compile(t, map[string]string{"other/orders.proto": "syntax = \"proto3\";\npackage orders.v1;\nmessage OrderPlaced { string order_id = 1; }\n"})})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "orders.v1.OrderPlaced is already defined in orders/v1/orders.proto") {
+	_, err = s.schemas.RegisterSchemas(ctxT(t), &heraldv1.RegisterSchemasRequest{Descriptors: schematest.Compile(t, map[string]string{"other/cart.proto": "syntax = \"proto3\";\npackage shop.v1;\nmessage CartUpdated { string cart_id = 1; }\n"})})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "shop.v1.CartUpdated is already defined in shop/v1/cart.proto") {
 		t.Fatalf("redefinition in another file: %v", err)
 	}
 

@@ -68,6 +68,44 @@ type serveConfig struct {
 	metricsAddr          string
 	publicMetrics        bool
 	debugAddrPublic      bool
+	schemaPush           schemaPushFlags
+}
+
+// schemaPushFlags are the limits of schema pushes (schema.Options).
+type schemaPushFlags struct {
+	maxPushBytes, maxPushTypes     int
+	maxPushedTypes, maxPushedBytes int
+	perMinute                      int
+}
+
+func (s *schemaPushFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&s.maxPushBytes, "max-schema-push-bytes", schema.DefaultMaxPushBytes, "largest descriptor set one schema push may hold, in bytes (over it: INVALID_ARGUMENT / 400); gRPC messages are also bounded by --max-event-bytes + 64 KiB")
+	fs.IntVar(&s.maxPushTypes, "max-schema-push-types", schema.DefaultMaxPushTypes, "message types one schema push may hold (over it: INVALID_ARGUMENT / 400)")
+	fs.IntVar(&s.maxPushedTypes, "max-pushed-types", schema.DefaultMaxPushedTypes, "message types all pushed schemas together may hold; a push that would go over it is refused with RESOURCE_EXHAUSTED / 429")
+	fs.IntVar(&s.maxPushedBytes, "max-pushed-schema-bytes", schema.DefaultMaxPushedBytes, "bytes all pushed schema files together may take; a push that would go over it is refused with RESOURCE_EXHAUSTED / 429")
+	fs.IntVar(&s.perMinute, "schema-pushes-per-minute", schema.DefaultPushesPerMinute, "schema pushes one caller (a token's sub) may make per minute, in bursts of as many (over it: RESOURCE_EXHAUSTED / 429 with Retry-After)")
+}
+
+func (s *schemaPushFlags) validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"max-schema-push-bytes", s.maxPushBytes}, {"max-schema-push-types", s.maxPushTypes},
+		{"max-pushed-types", s.maxPushedTypes}, {"max-pushed-schema-bytes", s.maxPushedBytes},
+		{"schema-pushes-per-minute", s.perMinute},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("serve: --%s must be positive, got %d", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+func (s *schemaPushFlags) apply(o *schema.Options) {
+	o.MaxPushBytes, o.MaxPushTypes = s.maxPushBytes, s.maxPushTypes
+	o.MaxPushedTypes, o.MaxPushedBytes = s.maxPushedTypes, s.maxPushedBytes
+	o.PushesPerMinute = s.perMinute
 }
 
 // serve runs `herald serve` in four steps: flags, validation, wiring, run.
@@ -117,6 +155,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	c.registerOps(fs)
 	c.security.register(fs)
 	c.broker.register(fs)
+	c.schemaPush.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -154,6 +193,9 @@ func (c *serveConfig) Validate() error {
 		return fmt.Errorf("serve: --tls-cert and --tls-key go together")
 	}
 	if err := c.broker.validate(); err != nil {
+		return err
+	}
+	if err := c.schemaPush.validate(); err != nil {
 		return err
 	}
 	if err := c.validateLimits(); err != nil {
@@ -242,6 +284,7 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 		return nil, err
 	}
 	typeOpts := schema.Options{Store: n.broker, Descriptors: c.descriptors, Logger: log}
+	c.schemaPush.apply(&typeOpts)
 	if c.demo {
 		typeOpts.Compiled = demo.Files()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -19,14 +20,15 @@ import (
 
 const tokenSynopsis = `Mints a token for development and tests: a JWT signed with --key (an HS256
 secret file, or a PEM private key: RSA, ECDSA P-256 or Ed25519), whose
-"herald" claim grants the given topics.
+"herald" claim grants the given topics and schema packages.
 
   head -c 32 /dev/urandom | base64 > secret     # once
   herald serve --auth-hs256-secret-file secret
   herald token --key secret --publish 'orders.>' --subscribe 'orders.*' --ttl 1h
+  herald token --key secret --schemas 'orders.>'     # may push schemas of orders.* packages
 
 Production tokens come from your identity provider with the same claim:
-  {"sub": "...", "exp": ..., "herald": {"publish": [...], "subscribe": [...]}}`
+  {"sub": "...", "exp": ..., "herald": {"publish": [...], "subscribe": [...], "schemas": [...]}}`
 
 func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("token", tokenSynopsis, stderr)
@@ -35,9 +37,10 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid: its exp claim, which is always set")
 	issuer := fs.String("issuer", "", "the token's iss claim")
 	audience := fs.String("audience", "", "the token's aud claim")
-	var publish, subscribe config.StringList
+	var publish, subscribe, schemas config.StringList
 	fs.Var(&publish, "publish", "topic or pattern the token may publish to; may repeat")
 	fs.Var(&subscribe, "subscribe", "topic or pattern the token may subscribe to; may repeat")
+	fs.Var(&schemas, "schemas", "protobuf package, or pattern of packages (shop.v1, 'shop.>'), whose message types the token may add or change with herald schemas push; may repeat")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,7 +51,7 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if *ttl <= 0 {
 		return fmt.Errorf("token: --ttl must be positive, got %v", *ttl)
 	}
-	for _, p := range append(append([]string{}, publish...), subscribe...) {
+	for _, p := range slices.Concat(publish, subscribe, schemas) {
 		if _, err := broker.ParsePattern(p); err != nil {
 			return fmt.Errorf("token: %w", err)
 		}
@@ -63,7 +66,7 @@ func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	now := time.Now()
 	b := jwt.NewBuilder().Subject(*subject).IssuedAt(now).Expiration(now.Add(*ttl)).
-		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: publish, Subscribe: subscribe})
+		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: publish, Subscribe: subscribe, Schemas: schemas})
 	if *issuer != "" {
 		b = b.Issuer(*issuer)
 	}

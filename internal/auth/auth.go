@@ -32,16 +32,41 @@ func (c Credentials) Empty() bool { return c.Token == "" && len(c.Certificates) 
 type Permissions struct {
 	// Publish and Subscribe are the topics (or patterns) allowed.
 	Publish, Subscribe []broker.Pattern
+	// Schemas are the protobuf packages whose types the caller may add or
+	// change by pushing schemas, as patterns in the topic syntax (a
+	// package's dots separate its tokens: "shop.v1", "shop.>"). Empty:
+	// the caller may push no schemas at all.
+	Schemas []broker.Pattern
 	// Expires is when the credentials stop being valid; zero for never.
 	// A stream open with them ends then, telling the client to reconnect.
 	Expires time.Time
-	// RateKey identifies the credentials for the publish rate limit; ""
-	// for no limit.
+	// RateKey identifies the credentials for the publish and schema push
+	// rate limits; "" for no limit.
 	RateKey string
 }
 
+// permsKey is the context key of a caller's Permissions.
+type permsKey struct{}
+
+// NewContext returns ctx carrying the permissions of the caller it serves.
+// The server sets it once it has authenticated a caller, for services
+// behind it that authorize by themselves (the schema registry checks a
+// push against Permissions.Schemas); only code in the process can set it.
+func NewContext(ctx context.Context, p Permissions) context.Context {
+	return context.WithValue(ctx, permsKey{}, p)
+}
+
+// FromContext returns the permissions NewContext put in ctx. ok is false
+// for a call that did not come through the server's authentication (an
+// in-process caller), which callees treat as trusted.
+func FromContext(ctx context.Context) (p Permissions, ok bool) {
+	p, ok = ctx.Value(permsKey{}).(Permissions)
+	return p, ok
+}
+
 // An Authenticator turns credentials into permissions. It is called for
-// every publish request (once per PublishStream) and every subscription.
+// every publish request (once per PublishStream), every subscription and
+// every schema push.
 // Empty credentials are valid input: they get what is public, if anything.
 // Errors must wrap ErrUnauthenticated with a message that names the problem
 // and no secret.
@@ -54,8 +79,9 @@ var (
 	// ErrUnauthenticated: credentials are missing, malformed, expired or
 	// not signed by a trusted key (gRPC UNAUTHENTICATED, HTTP 401).
 	ErrUnauthenticated = errors.New("unauthenticated")
-	// ErrPermissionDenied: valid credentials that do not allow the topic
-	// (gRPC PERMISSION_DENIED, HTTP 403).
+	// ErrPermissionDenied: valid credentials that do not allow the topic,
+	// or the protobuf package of a schema push (gRPC PERMISSION_DENIED,
+	// HTTP 403).
 	ErrPermissionDenied = errors.New("permission denied")
 )
 
@@ -65,7 +91,8 @@ func Dev() Authenticator { return devAuth{} }
 
 type devAuth struct{}
 
-// Everything is the one pattern that matches and covers every topic.
+// Everything is the one pattern that matches and covers every topic (and,
+// as a Schemas grant, every package).
 var Everything = func() []broker.Pattern {
 	p, err := broker.ParsePattern(">")
 	if err != nil {
@@ -75,5 +102,5 @@ var Everything = func() []broker.Pattern {
 }()
 
 func (devAuth) Authenticate(context.Context, Credentials) (Permissions, error) {
-	return Permissions{Publish: Everything, Subscribe: Everything}, nil
+	return Permissions{Publish: Everything, Subscribe: Everything, Schemas: Everything}, nil
 }

@@ -2,35 +2,38 @@ package schema
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
+	"buf.build/go/protovalidate"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// compatibility lists every way in which next breaks the JSON form of a
-// message type known in cur: a message or field that disappears, a field
-// number that changes name, JSON name, type or cardinality, or an enum value
-// that changes name. New messages, fields and enum values are fine.
-func compatibility(cur, next *snapshot) []string {
+// compatibility lists every way in which next breaks the messages old
+// (those that a change replaced) for their publishers or subscribers: a
+// message or field that disappears, a field number that changes name, JSON
+// name, type or cardinality, an enum value that changes name, or
+// buf.validate constraints that change on a message, a oneof or a field
+// that was there (a publish valid before could be refused after, or a
+// subscriber could get what it was promised it would not). New messages,
+// fields (constraints included) and enum values are fine.
+func compatibility(old []protoreflect.MessageDescriptor, next *snapshot) []string {
+	old = slices.Clone(old)
+	slices.SortFunc(old, func(a, b protoreflect.MessageDescriptor) int {
+		return strings.Compare(string(a.FullName()), string(b.FullName()))
+	})
 	var conflicts []string
-	names := make([]string, 0, len(cur.infos))
-	for name := range cur.infos {
-		names = append(names, string(name))
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		oldD, err := cur.files.FindDescriptorByName(protoreflect.FullName(name))
-		if err != nil {
-			continue
-		}
-		newD, err := next.files.FindDescriptorByName(protoreflect.FullName(name))
+	for _, oldM := range old {
+		name := oldM.FullName()
+		newD, err := next.FindDescriptorByName(name)
 		if err != nil {
 			conflicts = append(conflicts, fmt.Sprintf("message %s was removed", name))
 			continue
 		}
-		oldM, ok1 := oldD.(protoreflect.MessageDescriptor)
-		newM, ok2 := newD.(protoreflect.MessageDescriptor)
-		if !ok1 || !ok2 {
+		newM, ok := newD.(protoreflect.MessageDescriptor)
+		if !ok {
 			conflicts = append(conflicts, fmt.Sprintf("%s is no longer a message", name))
 			continue
 		}
@@ -64,6 +67,23 @@ func compareMessages(oldM, newM protoreflect.MessageDescriptor) []string {
 		}
 		if of.Enum() != nil && nf.Enum() != nil {
 			out = append(out, compareEnums(of.Enum(), nf.Enum())...)
+		}
+		if a, b := fieldRules(of), fieldRules(nf); !proto.Equal(a, b) {
+			out = append(out, fmt.Sprintf("%s changed its buf.validate constraints from %s to %s", where, describeRules(a), describeRules(b)))
+		}
+	}
+	if a, b := messageRules(oldM), messageRules(newM); !proto.Equal(a, b) {
+		out = append(out, fmt.Sprintf("%s changed its buf.validate message constraints from %s to %s", oldM.FullName(), describeRules(a), describeRules(b)))
+	}
+	oldOneofs := oldM.Oneofs()
+	for i := range oldOneofs.Len() {
+		oo := oldOneofs.Get(i)
+		no := newM.Oneofs().ByName(oo.Name())
+		if no == nil {
+			continue
+		}
+		if a, b := oneofRules(oo), oneofRules(no); !proto.Equal(a, b) {
+			out = append(out, fmt.Sprintf("%s oneof %s changed its buf.validate constraints from %s to %s", oldM.FullName(), oo.Name(), describeRules(a), describeRules(b)))
 		}
 	}
 	for i := range newFields.Len() {
@@ -108,4 +128,40 @@ func typeName(fd protoreflect.FieldDescriptor) string {
 		t = "repeated " + t
 	}
 	return t
+}
+
+// fieldRules, messageRules and oneofRules are the buf.validate options of
+// a descriptor, nil for none. Options that cannot be read as such are
+// compared whole.
+func fieldRules(fd protoreflect.FieldDescriptor) proto.Message {
+	return rulesOr(protovalidate.ResolveFieldRules(fd))(fd.Options())
+}
+
+func messageRules(md protoreflect.MessageDescriptor) proto.Message {
+	return rulesOr(protovalidate.ResolveMessageRules(md))(md.Options())
+}
+
+func oneofRules(od protoreflect.OneofDescriptor) proto.Message {
+	return rulesOr(protovalidate.ResolveOneofRules(od))(od.Options())
+}
+
+func rulesOr[M proto.Message](rules M, err error) func(options proto.Message) proto.Message {
+	return func(options proto.Message) proto.Message {
+		if err != nil {
+			return options
+		}
+		if !rules.ProtoReflect().IsValid() {
+			return nil
+		}
+		return rules
+	}
+}
+
+// describeRules writes constraints on one line, as in a .proto file's
+// options.
+func describeRules(m proto.Message) string {
+	if m == nil {
+		return "none"
+	}
+	return "[" + prototext.MarshalOptions{}.Format(m) + "]"
 }

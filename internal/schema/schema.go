@@ -19,6 +19,7 @@
 package schema
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +38,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/apipb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -52,6 +51,7 @@ import (
 
 	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/broker"
 )
 
@@ -111,69 +111,113 @@ type Info struct {
 	Source Source
 }
 
-// Options configure a Registry.
+// Options configure a Registry. Zero values mean the defaults.
 type Options struct {
 	// Store keeps pushed schemas; nil keeps them in this process only.
 	Store broker.SchemaStore
 	// Compiled are files compiled into the binary that the registry knows
 	// as builtin, besides the well-known types: their messages use the
-	// generated Go types while unchanged. Descriptor files and pushes may
-	// evolve them like any other file.
+	// generated Go types while unchanged. Descriptor files may evolve
+	// them; pushes may not touch their packages.
 	Compiled []protoreflect.FileDescriptor
 	// Descriptors are descriptor set files, or directories of them.
 	Descriptors []string
 	// Logger receives reload results (default slog.Default()).
 	Logger *slog.Logger
+
+	// Limits of pushes (Register). A push over one is refused whole.
+
+	// MaxPushBytes bounds the encoded size of one pushed descriptor set
+	// (default DefaultMaxPushBytes).
+	MaxPushBytes int
+	// MaxPushTypes bounds the message types in one push (default
+	// DefaultMaxPushTypes).
+	MaxPushTypes int
+	// MaxPushedTypes and MaxPushedBytes bound the message types and the
+	// encoded size of all pushed files together (defaults
+	// DefaultMaxPushedTypes and DefaultMaxPushedBytes): what every node
+	// holds in memory and reads from the store at start.
+	MaxPushedTypes int
+	MaxPushedBytes int
+	// PushesPerMinute bounds the pushes of one caller
+	// (auth.Permissions.RateKey of the context) per minute, in bursts of
+	// as many (default DefaultPushesPerMinute).
+	PushesPerMinute int
 }
 
-// Registry resolves payload types. It is safe for concurrent use.
+// Defaults of Options.
+const (
+	DefaultMaxPushBytes    = 1 << 20
+	DefaultMaxPushTypes    = 1000
+	DefaultMaxPushedTypes  = 10000
+	DefaultMaxPushedBytes  = 32 << 20
+	DefaultPushesPerMinute = 10
+)
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{
+		{&o.MaxPushBytes, DefaultMaxPushBytes}, {&o.MaxPushTypes, DefaultMaxPushTypes},
+		{&o.MaxPushedTypes, DefaultMaxPushedTypes}, {&o.MaxPushedBytes, DefaultMaxPushedBytes},
+		{&o.PushesPerMinute, DefaultPushesPerMinute},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	return o
+}
+
+// Registry resolves payload types. It is safe for concurrent use: readers
+// load the current snapshot without locks; changes are serialized by mu
+// and published as a whole.
 type Registry struct {
 	opts Options
 	log  *slog.Logger
 	cur  atomic.Pointer[snapshot]
 
-	mu          sync.Mutex // serializes changes to the layers below
+	// base holds the compiled-in files alone; immutable. Rebuilds start
+	// from a copy of it.
+	base *snapshot
+	// reserved are the packages of the compiled-in files: no push may add
+	// to or change them.
+	reserved map[string]bool
+	pushes   *pushLimiter
+
+	mu          sync.Mutex // serializes changes: the fields below, and building snapshots
 	fileLayer   []*descriptorpb.FileDescriptorProto
 	fileStamp   string // fingerprint of the descriptor files last loaded
-	pushed      []*descriptorpb.FileDescriptorProto
-	storeSeen   int // registrations read from the store
+	storeSeen   int    // registrations read from the store
 	lastRefresh time.Time
 
 	validator protovalidate.Validator
-}
-
-// snapshot is one immutable state of the registry.
-type snapshot struct {
-	types   *protoregistry.Types
-	files   *protoregistry.Files
-	infos   map[protoreflect.FullName]Info
-	names   []string
-	sources map[string]Source // by file path
 }
 
 // New returns a registry of the well-known types and opts.Compiled, plus
 // those in the descriptor files and the store. It fails if they cannot be
 // loaded or conflict.
 func New(ctx context.Context, opts Options) (*Registry, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts = opts.withDefaults()
 	v, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
-	r := &Registry{opts: opts, log: opts.Logger, validator: v}
-	snap, _, err := r.build(nil)
-	if err != nil {
+	r := &Registry{opts: opts, log: opts.Logger, validator: v, pushes: newPushLimiter(opts.PushesPerMinute)}
+	if r.base, r.reserved, err = builtinSnapshot(slices.Concat(builtinFiles, opts.Compiled)); err != nil {
 		return nil, fmt.Errorf("schema: compiled-in types: %w", err)
 	}
-	r.cur.Store(snap)
+	r.cur.Store(r.base)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, err := r.reloadFilesLocked(true); err != nil {
 		return nil, err
 	}
-	if err := r.refreshLocked(ctx); err != nil {
+	if _, err := r.refreshLocked(ctx); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -184,106 +228,84 @@ func NewBuiltin(compiled ...protoreflect.FileDescriptor) (*Registry, error) {
 	return New(context.Background(), Options{Compiled: compiled})
 }
 
-// builtin returns the files the registry knows as builtin.
-func (r *Registry) builtin() []protoreflect.FileDescriptor {
-	return slices.Concat(builtinFiles, r.opts.Compiled)
-}
-
-// layers returns the file and pushed layers in application order.
-func (r *Registry) layers(extraPushed []*descriptorpb.FileDescriptorProto) []layer {
-	return []layer{
-		{File, r.fileLayer},
-		{Pushed, append(slices.Clip(r.pushed), extraPushed...)},
-	}
-}
-
-type layer struct {
-	source Source
-	files  []*descriptorpb.FileDescriptorProto
-}
-
-// build compiles the built-in files plus the registry's layers (plus
-// extra pushed files) into a snapshot, and lists the conflicts of the result
-// with the current snapshot.
-func (r *Registry) build(extra []*descriptorpb.FileDescriptorProto) (*snapshot, []string, error) {
-	byPath := map[string]*descriptorpb.FileDescriptorProto{}
-	sources := map[string]Source{}
-	var order []string
-	add := func(fd *descriptorpb.FileDescriptorProto, src Source) {
-		path := fd.GetName()
-		if _, ok := byPath[path]; !ok {
-			order = append(order, path)
+// builtinSnapshot is the snapshot of the support files, the builtin ones
+// and what they import, all linked into the binary; and their packages.
+func builtinSnapshot(builtin []protoreflect.FileDescriptor) (*snapshot, map[string]bool, error) {
+	var ins []input
+	seen := map[string]bool{}
+	packages := map[string]bool{}
+	add := func(fd protoreflect.FileDescriptor, support bool) {
+		if seen[fd.Path()] {
+			return
 		}
-		byPath[path] = fd
-		sources[path] = src
+		seen[fd.Path()] = true
+		packages[string(fd.Package())] = true
+		ins = append(ins, input{proto: protodesc.ToFileDescriptorProto(fd), src: Builtin, linked: fd, support: support})
 	}
-	builtin := r.builtin()
-	for _, fd := range slices.Concat(supportFiles, builtin) {
-		add(protodesc.ToFileDescriptorProto(fd), Builtin)
+	for _, fd := range supportFiles {
+		add(fd, true)
+	}
+	for _, fd := range builtin {
+		add(fd, false)
 	}
 	for _, fd := range builtinDeps(builtin) {
-		add(protodesc.ToFileDescriptorProto(fd), Builtin)
+		add(fd, false)
 	}
-	var conflicts []string
-	defined := map[string]string{} // message name → file path
-	for _, path := range order {
-		for _, name := range messageNames(byPath[path]) {
-			defined[name] = path
-		}
+	s := newSnapshot()
+	if _, err := s.apply(ins, applyOptions{}); err != nil {
+		return nil, nil, err
 	}
-	for _, l := range r.layers(extra) {
-		for _, fd := range l.files {
-			if fixedPath(fd.GetName()) {
-				continue
-			}
-			if old, ok := byPath[fd.GetName()]; ok && sources[fd.GetName()] == Builtin && proto.Equal(old, fd) {
-				continue // the very same file as compiled in
-			}
-			for _, name := range messageNames(fd) {
-				if p, ok := defined[name]; ok && p != fd.GetName() {
-					conflicts = append(conflicts, fmt.Sprintf("%s is already defined in %s, not %s (push new versions of a file under its own path)", name, p, fd.GetName()))
-				}
-				defined[name] = fd.GetName()
-			}
-			add(fd, l.source)
-		}
-	}
-	if len(conflicts) > 0 {
-		return nil, conflicts, nil
-	}
-	set := &descriptorpb.FileDescriptorSet{}
-	for _, path := range order {
-		set.File = append(set.File, byPath[path])
-	}
-	files, err := protodesc.NewFiles(set)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errInvalidSet, err)
-	}
-	snap := &snapshot{types: new(protoregistry.Types), files: files, infos: map[protoreflect.FullName]Info{}, sources: sources}
-	var regErr error
-	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
-		src := sources[fd.Path()]
-		isSupport := slices.ContainsFunc(supportFiles, func(s protoreflect.FileDescriptor) bool { return s.Path() == fd.Path() })
-		if isSupport {
-			return true
-		}
-		regErr = registerFile(snap, fd, src, proto.Equal(byPath[fd.Path()], builtinProto(builtin, fd.Path())))
-		return regErr == nil
-	})
-	if regErr != nil {
-		return nil, nil, regErr
-	}
-	for name := range snap.infos {
-		snap.names = append(snap.names, string(name))
-	}
-	sort.Strings(snap.names)
-	if cur := r.cur.Load(); cur != nil {
-		conflicts = compatibility(cur, snap)
-	}
-	return snap, conflicts, nil
+	return s, packages, nil
 }
 
-var errInvalidSet = errors.New("invalid descriptor set")
+// rebuild builds a snapshot from scratch: the compiled-in files, then the
+// file layer, then the pushed files, a later file replacing an earlier one
+// at the same path. A file identical to a compiled-in one leaves that one
+// in place, with its generated Go types.
+func (r *Registry) rebuild(fileLayer, pushed []*descriptorpb.FileDescriptorProto) (*snapshot, error) {
+	byPath := map[string]input{}
+	var order []string
+	put := func(fd *descriptorpb.FileDescriptorProto, src Source) {
+		if fixedPath(fd.GetName()) {
+			return
+		}
+		if _, ok := byPath[fd.GetName()]; !ok {
+			order = append(order, fd.GetName())
+		}
+		byPath[fd.GetName()] = input{proto: fd, src: src}
+	}
+	for _, fd := range fileLayer {
+		put(fd, File)
+	}
+	for _, fd := range pushed {
+		put(fd, Pushed)
+	}
+	var ins []input
+	for _, path := range order {
+		in := byPath[path]
+		if e := r.base.files.at(path); e != nil && proto.Equal(e.proto, in.proto) {
+			continue
+		}
+		ins = append(ins, in)
+	}
+	next := r.base.clone()
+	if _, err := next.apply(ins, applyOptions{}); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// pushedFiles are the files of s that were pushed, by path.
+func pushedFiles(s *snapshot) []*descriptorpb.FileDescriptorProto {
+	var out []*descriptorpb.FileDescriptorProto
+	for _, e := range s.files.all() {
+		if e.src == Pushed {
+			out = append(out, e.proto)
+		}
+	}
+	slices.SortFunc(out, func(a, b *descriptorpb.FileDescriptorProto) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
 
 // missRefreshEvery bounds how often lookups of unknown types read the
 // store: a type pushed through another node is known here within it.
@@ -315,15 +337,6 @@ func builtinDeps(builtin []protoreflect.FileDescriptor) []protoreflect.FileDescr
 	return deps
 }
 
-func builtinProto(builtin []protoreflect.FileDescriptor, path string) *descriptorpb.FileDescriptorProto {
-	for _, fd := range builtin {
-		if fd.Path() == path {
-			return protodesc.ToFileDescriptorProto(fd)
-		}
-	}
-	return nil
-}
-
 // DescriptorSet returns a descriptor set of files with everything they
 // import, each file after its imports, as `buf build` and `protoc
 // --include_imports` write: for instance, to give files compiled into a
@@ -349,105 +362,68 @@ func DescriptorSet(files ...protoreflect.FileDescriptor) *descriptorpb.FileDescr
 	return set
 }
 
-// registerFile adds fd's messages and extensions to snap. Unchanged
-// compiled-in files use their generated Go types; the rest are dynamic.
-func registerFile(snap *snapshot, fd protoreflect.FileDescriptor, src Source, generated bool) error {
-	var walk func(msgs protoreflect.MessageDescriptors) error
-	walk = func(msgs protoreflect.MessageDescriptors) error {
-		for i := range msgs.Len() {
-			md := msgs.Get(i)
-			if md.IsMapEntry() {
-				continue
-			}
-			var mt protoreflect.MessageType = dynamicpb.NewMessageType(md)
-			if generated {
-				if gt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName()); err == nil {
-					mt = gt
-				}
-			}
-			if err := snap.types.RegisterMessage(mt); err != nil {
-				return err
-			}
-			snap.infos[md.FullName()] = Info{Name: string(md.FullName()), File: fd.Path(), Source: src}
-			if err := walk(md.Messages()); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk(fd.Messages()); err != nil {
-		return err
-	}
-	exts := fd.Extensions()
-	for i := range exts.Len() {
-		if err := snap.types.RegisterExtension(dynamicpb.NewExtensionType(exts.Get(i))); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func messageNames(fd *descriptorpb.FileDescriptorProto) []string {
-	var names []string
-	var walk func(prefix string, msgs []*descriptorpb.DescriptorProto)
-	walk = func(prefix string, msgs []*descriptorpb.DescriptorProto) {
-		for _, m := range msgs {
-			name := prefix + m.GetName()
-			names = append(names, name)
-			walk(name+".", m.GetNestedType())
-		}
-	}
-	prefix := ""
-	if fd.GetPackage() != "" {
-		prefix = fd.GetPackage() + "."
-	}
-	walk(prefix, fd.GetMessageType())
-	return names
-}
-
 // FindMessageByName implements protoregistry.MessageTypeResolver.
 func (r *Registry) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
-	mt, err := r.cur.Load().types.FindMessageByName(name)
+	mt, err := r.cur.Load().findMessage(name)
 	if errors.Is(err, protoregistry.NotFound) && r.maybeRefresh() {
-		return r.cur.Load().types.FindMessageByName(name)
+		return r.cur.Load().findMessage(name)
 	}
 	return mt, err
 }
 
-// FindMessageByURL implements protoregistry.MessageTypeResolver.
+// FindMessageByURL implements protoregistry.MessageTypeResolver: the
+// type's full name follows the last slash of url.
 func (r *Registry) FindMessageByURL(url string) (protoreflect.MessageType, error) {
-	mt, err := r.cur.Load().types.FindMessageByURL(url)
-	if errors.Is(err, protoregistry.NotFound) && r.maybeRefresh() {
-		return r.cur.Load().types.FindMessageByURL(url)
+	name := protoreflect.FullName(url)
+	if i := strings.LastIndexByte(url, '/'); i >= 0 {
+		name = name[i+1:]
 	}
-	return mt, err
+	return r.FindMessageByName(name)
+}
+
+func (s *snapshot) findMessage(name protoreflect.FullName) (protoreflect.MessageType, error) {
+	if mt, ok := s.messages.get(name); ok {
+		return mt, nil
+	}
+	return nil, protoregistry.NotFound
 }
 
 // FindExtensionByName implements protoregistry.ExtensionTypeResolver.
 func (r *Registry) FindExtensionByName(field protoreflect.FullName) (protoreflect.ExtensionType, error) {
-	return r.cur.Load().types.FindExtensionByName(field)
+	if xt, ok := r.cur.Load().extByName.get(field); ok {
+		return xt, nil
+	}
+	return nil, protoregistry.NotFound
 }
 
 // FindExtensionByNumber implements protoregistry.ExtensionTypeResolver.
 func (r *Registry) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
-	return r.cur.Load().types.FindExtensionByNumber(message, field)
+	if xt, ok := r.cur.Load().extByNum.get(extKey{message, field}); ok {
+		return xt, nil
+	}
+	return nil, protoregistry.NotFound
 }
 
 // RangeMessages calls f for every known message type until it returns
 // false.
 func (r *Registry) RangeMessages(f func(protoreflect.MessageType) bool) {
-	r.cur.Load().types.RangeMessages(f)
+	for _, mt := range r.cur.Load().messages.all() {
+		if !f(mt) {
+			return
+		}
+	}
 }
 
 // Names returns the full names of all known message types, sorted.
-func (r *Registry) Names() []string { return slices.Clone(r.cur.Load().names) }
+func (r *Registry) Names() []string { return slices.Clone(r.cur.Load().sortedNames()) }
 
 // List describes all known message types, sorted by name.
 func (r *Registry) List() []Info {
 	snap := r.cur.Load()
-	out := make([]Info, 0, len(snap.names))
-	for _, n := range snap.names {
-		out = append(out, snap.infos[protoreflect.FullName(n)])
+	names := snap.sortedNames()
+	out := make([]Info, 0, len(names))
+	for _, n := range names {
+		out = append(out, snap.info(snap.messages.at(protoreflect.FullName(n))))
 	}
 	return out
 }
@@ -455,16 +431,11 @@ func (r *Registry) List() []Info {
 // Lookup describes one known message type.
 func (r *Registry) Lookup(name string) (Info, protoreflect.MessageDescriptor, bool) {
 	snap := r.cur.Load()
-	info, ok := snap.infos[protoreflect.FullName(name)]
+	mt, ok := snap.messages.get(protoreflect.FullName(name))
 	if !ok {
 		return Info{}, nil, false
 	}
-	d, err := snap.files.FindDescriptorByName(protoreflect.FullName(name))
-	if err != nil {
-		return Info{}, nil, false
-	}
-	md, ok := d.(protoreflect.MessageDescriptor)
-	return info, md, ok
+	return snap.info(mt), mt.Descriptor(), true
 }
 
 // ValidatePayload checks msg against its schema's buf.validate constraints.
@@ -489,58 +460,135 @@ func (r *Registry) ValidatePayload(msg proto.Message) error {
 }
 
 // Register adds the files of set (a pushed registration) after checking
-// them against the known types, saves the set in the store, and returns the
-// names of added and updated message types.
+// them against the limits of Options and the known types, saves them in
+// the store, and returns the names of added and updated message types.
+//
+// When ctx carries the caller's permissions (auth.NewContext: the caller
+// came through the server), the push is refused whole with an
+// auth.ErrPermissionDenied if it adds or changes a type outside the
+// packages of Permissions.Schemas, or in a reserved package (herald.*,
+// google.*, buf.*, those of compiled-in files), and it counts against the
+// caller's rate of pushes. A file of the set identical to the one the
+// registry holds changes nothing and is not stored again; a copy of a
+// file the caller may not change is accepted as long as it differs only
+// in its comments (source info), and is left out too.
+//
+// Its errors wrap broker.ErrBadRequest (a malformed set, a bad file name,
+// a push over a per-push limit), broker.ErrConflict (ConflictError),
+// auth.ErrPermissionDenied, or are a *LimitError; others are the store's.
 func (r *Registry) Register(ctx context.Context, set *descriptorpb.FileDescriptorSet) (added, updated []string, err error) {
-	var files []*descriptorpb.FileDescriptorProto
-	for _, fd := range set.GetFile() {
-		if !fixedPath(fd.GetName()) {
-			files = append(files, fd)
+	perms, authz := auth.FromContext(ctx)
+	if authz {
+		if err := r.pushes.allow(perms.RateKey); err != nil {
+			return nil, nil, err
 		}
 	}
-	if len(files) == 0 {
-		return nil, nil, fmt.Errorf("%w: the set holds no files besides google/protobuf and buf/validate ones", broker.ErrInvalidEvent)
+	files, err := r.checkSet(set)
+	if err != nil {
+		return nil, nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.refreshLocked(ctx); err != nil {
+	if _, err := r.refreshLocked(ctx); err != nil {
 		return nil, nil, err
 	}
-	snap, conflicts, err := r.build(files)
-	if err != nil {
+	cur := r.cur.Load()
+	var changed []*descriptorpb.FileDescriptorProto
+	for _, fd := range files {
+		old := cur.files.at(fd.GetName())
+		if old != nil && proto.Equal(old.proto, fd) {
+			continue
+		}
+		if authz {
+			if err := r.mayChange(old, fd, perms); err != nil {
+				if old != nil && sameDefinition(old.proto, fd) {
+					continue // a copy of a file the caller does not own
+				}
+				return nil, nil, err
+			}
+		}
+		changed = append(changed, fd)
+	}
+	if len(changed) == 0 {
+		return nil, nil, nil
+	}
+	if err := r.checkTotals(cur, changed); err != nil {
+		return nil, nil, err
+	}
+	next := cur.clone()
+	ins := make([]input, len(changed))
+	for i, fd := range changed {
+		ins[i] = input{proto: fd, src: Pushed}
+	}
+	replaced, err := next.apply(ins, applyOptions{noMoves: true})
+	if errors.Is(err, errInvalidSet) {
 		return nil, nil, fmt.Errorf("%w: %v", broker.ErrBadRequest, err)
 	}
-	if len(conflicts) > 0 {
+	if err != nil {
+		return nil, nil, err
+	}
+	if conflicts := compatibility(replaced, next); len(conflicts) > 0 {
 		return nil, nil, &ConflictError{Conflicts: conflicts}
 	}
-	old := r.cur.Load()
-	if r.opts.Store != nil {
-		raw, err := proto.Marshal(&descriptorpb.FileDescriptorSet{File: files})
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := r.opts.Store.SaveSchemas(ctx, raw); err != nil {
-			return nil, nil, err
-		}
-		// Read it back in store order, with whatever other nodes saved
-		// meanwhile, so that every node applies the same sequence.
-		if err := r.refreshLocked(ctx); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		r.pushed = append(r.pushed, files...)
-		r.cur.Store(snap)
+	added, updated = changes(cur, next, changed)
+	if r.opts.Store == nil {
+		r.cur.Store(next)
+		return added, updated, nil
 	}
-	for _, fd := range files {
-		for _, name := range messageNames(fd) {
-			if _, ok := old.infos[protoreflect.FullName(name)]; ok {
-				updated = append(updated, name)
-			} else {
-				added = append(added, name)
+	raw, err := proto.Marshal(&descriptorpb.FileDescriptorSet{File: changed})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.opts.Store.SaveSchemas(ctx, raw); err != nil {
+		return nil, nil, err
+	}
+	// Read it back in store order, with whatever other nodes saved
+	// meanwhile, so that every node applies the same sequence. When
+	// nothing came in between, what was built is what the store says.
+	sets, err := r.opts.Store.LoadSchemas(ctx, r.storeSeen)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(sets) == 1 && bytes.Equal(sets[0], raw) {
+		r.storeSeen++
+		r.cur.Store(next)
+		return added, updated, nil
+	}
+	errs := r.applyStored(sets)
+	for i := len(sets) - 1; i >= 0; i-- {
+		if bytes.Equal(sets[i], raw) {
+			if errs[i] != nil {
+				return nil, nil, fmt.Errorf("a push saved meanwhile on another node conflicts with this one, which every node ignores: %w", errs[i])
 			}
+			break
 		}
 	}
 	return added, updated, nil
+}
+
+// changes lists the message types of files that next added to cur, and
+// those that it changed.
+func changes(cur, next *snapshot, files []*descriptorpb.FileDescriptorProto) (added, updated []string) {
+	for _, fd := range files {
+		rangeMessages(next.files.at(fd.GetName()).fd.Messages(), func(md protoreflect.MessageDescriptor) {
+			old, ok := cur.messages.get(md.FullName())
+			switch {
+			case !ok:
+				added = append(added, string(md.FullName()))
+			case !proto.Equal(messageProto(old.Descriptor()), messageProto(md)):
+				updated = append(updated, string(md.FullName()))
+			}
+		})
+	}
+	return added, updated
+}
+
+// messageProto is md's definition without its nested messages (they are
+// types of their own).
+func messageProto(md protoreflect.MessageDescriptor) *descriptorpb.DescriptorProto {
+	p := protodesc.ToDescriptorProto(md)
+	p.NestedType = nil
+	return p
 }
 
 // ConflictError lists why a set of schemas was refused.
@@ -563,7 +611,8 @@ func (r *Registry) Reload(ctx context.Context) error {
 	if _, err := r.reloadFilesLocked(true); err != nil {
 		return err
 	}
-	return r.refreshLocked(ctx)
+	_, err := r.refreshLocked(ctx)
+	return err
 }
 
 // Watch reloads the descriptor files when they change and reads new
@@ -582,9 +631,9 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 			if err != nil {
 				r.log.Error("descriptor files changed but were not loaded; the previous types stay in use", "err", err)
 			} else if changed {
-				r.log.Info("descriptor files reloaded", "types", len(r.cur.Load().names))
+				r.log.Info("descriptor files reloaded", "types", r.cur.Load().messages.len())
 			}
-			if err := r.refreshLocked(ctx); err != nil && ctx.Err() == nil {
+			if _, err := r.refreshLocked(ctx); err != nil && ctx.Err() == nil {
 				r.log.Warn("reading pushed schemas from the broker failed", "err", err)
 			}
 			r.mu.Unlock()
@@ -592,7 +641,8 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 	}
 }
 
-// reloadFilesLocked loads the descriptor files if force or if they changed.
+// reloadFilesLocked loads the descriptor files if force or if they
+// changed, rebuilding the registry from scratch over them.
 func (r *Registry) reloadFilesLocked(force bool) (bool, error) {
 	if len(r.opts.Descriptors) == 0 {
 		return false, nil
@@ -617,18 +667,28 @@ func (r *Registry) reloadFilesLocked(force bool) (bool, error) {
 		}
 		files = append(files, set.GetFile()...)
 	}
-	prev := r.fileLayer
-	r.fileLayer = files
-	snap, conflicts, err := r.build(nil)
-	if err == nil && len(conflicts) > 0 {
-		err = &ConflictError{Conflicts: conflicts}
+	cur := r.cur.Load()
+	next, err := r.rebuild(files, pushedFiles(cur))
+	if err == nil {
+		if conflicts := compatibility(allMessages(cur), next); len(conflicts) > 0 {
+			err = &ConflictError{Conflicts: conflicts}
+		}
 	}
 	if err != nil {
-		r.fileLayer = prev
 		return false, fmt.Errorf("schema: descriptor files: %w", err)
 	}
-	r.cur.Store(snap)
+	r.fileLayer = files
+	r.cur.Store(next)
 	return true, nil
+}
+
+// allMessages are the message descriptors of s.
+func allMessages(s *snapshot) []protoreflect.MessageDescriptor {
+	out := make([]protoreflect.MessageDescriptor, 0, s.messages.len())
+	for _, mt := range s.messages.all() {
+		out = append(out, mt.Descriptor())
+	}
+	return out
 }
 
 // descriptorFiles lists the files named by paths (directories: their
@@ -667,34 +727,60 @@ func descriptorFiles(paths []string) ([]string, string, error) {
 	return files, stamp.String(), nil
 }
 
-// refreshLocked applies registrations saved in the store since the last
-// read (those pushed through other nodes).
-func (r *Registry) refreshLocked(ctx context.Context) error {
+// refreshLocked applies the registrations saved in the store since the
+// last read (those pushed through other nodes), and reports how many.
+func (r *Registry) refreshLocked(ctx context.Context) (int, error) {
 	r.lastRefresh = time.Now()
 	if r.opts.Store == nil {
-		return nil
+		return 0, nil
 	}
 	sets, err := r.opts.Store.LoadSchemas(ctx, r.storeSeen)
 	if err != nil || len(sets) == 0 {
-		return err
+		return 0, err
 	}
-	prev := r.pushed
-	for _, raw := range sets {
+	r.applyStored(sets)
+	return len(sets), nil
+}
+
+// applyStored applies registrations read from the store, in order, on a
+// copy of the current snapshot, and publishes the result. Each was checked
+// when it was pushed; one that no longer applies (pushed concurrently with
+// a conflicting one on another node) is skipped, as every node skips it,
+// and its error is returned at its index.
+func (r *Registry) applyStored(sets [][]byte) []error {
+	errs := make([]error, len(sets))
+	next := r.cur.Load().clone()
+	for i, raw := range sets {
 		var set descriptorpb.FileDescriptorSet
 		if err := proto.Unmarshal(raw, &set); err != nil {
-			return fmt.Errorf("schema: a stored registration is corrupt: %w", err)
+			errs[i] = fmt.Errorf("%w: a stored registration is corrupt: %v", broker.ErrBadRequest, err)
+		} else {
+			// Later files win over earlier ones at the same path, as
+			// they did when every push rebuilt everything.
+			byPath := map[string]int{}
+			var ins []input
+			for _, fd := range set.GetFile() {
+				if e := next.files.at(fd.GetName()); fixedPath(fd.GetName()) || e != nil && proto.Equal(e.proto, fd) {
+					continue
+				}
+				if j, ok := byPath[fd.GetName()]; ok {
+					ins[j].proto = fd
+					continue
+				}
+				byPath[fd.GetName()] = len(ins)
+				ins = append(ins, input{proto: fd, src: Pushed})
+			}
+			if _, err := next.apply(ins, applyOptions{}); err != nil {
+				errs[i] = err
+			}
 		}
-		r.pushed = append(r.pushed, set.GetFile()...)
+		if errs[i] != nil {
+			r.log.Error("a stored schema registration was not applied; every node skips it", "index", r.storeSeen+i, "err", errs[i])
+		}
 	}
-	snap, _, err := r.build(nil)
-	if err != nil {
-		r.pushed = prev
-		return fmt.Errorf("schema: stored registrations: %w", err)
-	}
-	// Conflicts were checked when each set was registered.
 	r.storeSeen += len(sets)
-	r.cur.Store(snap)
-	return nil
+	r.cur.Store(next)
+	return errs
 }
 
 // maybeRefresh reads new registrations from the store after a lookup miss,
@@ -709,9 +795,9 @@ func (r *Registry) maybeRefresh() bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	before := r.storeSeen
-	if err := r.refreshLocked(ctx); err != nil {
+	n, err := r.refreshLocked(ctx)
+	if err != nil {
 		r.log.Warn("reading pushed schemas from the broker failed", "err", err)
 	}
-	return r.storeSeen != before
+	return n > 0
 }

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -13,12 +17,17 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/broker"
 )
 
 // Service implements herald.v1.SchemaService on a Registry. Its errors are
-// gRPC statuses or wrap the sentinel errors of internal/broker, which the
-// server maps to codes.
+// gRPC statuses (a *LimitError carries one) or wrap the sentinel errors of
+// internal/broker and internal/auth, which the server maps to codes.
+//
+// RegisterSchemas authorizes a push by the caller's permissions in the
+// context (auth.NewContext), which the server puts there once it has
+// authenticated the caller; see Registry.Register.
 type Service struct {
 	heraldv1.UnimplementedSchemaServiceServer
 	reg *Registry
@@ -35,10 +44,20 @@ func (s *Service) RegisterSchemas(ctx context.Context, req *heraldv1.RegisterSch
 	added, updated, err := s.reg.Register(ctx, req.GetDescriptors())
 	if err != nil {
 		// The server maps the sentinels to codes: a conflict is
-		// FAILED_PRECONDITION, a malformed set INVALID_ARGUMENT, a broker
-		// outage UNAVAILABLE.
+		// FAILED_PRECONDITION, a malformed set or one over a per-push
+		// limit INVALID_ARGUMENT, a package the caller may not push
+		// PERMISSION_DENIED, a broker outage UNAVAILABLE; a *LimitError
+		// is RESOURCE_EXHAUSTED by itself.
+		var limit *LimitError
+		if errors.As(err, &limit) {
+			if limit.RetryAfter > 0 {
+				// Over REST, the gateway turns it into Retry-After.
+				_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(int(math.Ceil(limit.RetryAfter.Seconds())))))
+			}
+			return nil, err
+		}
 		var conflict *ConflictError
-		if errors.As(err, &conflict) || errors.Is(err, broker.ErrBadRequest) || errors.Is(err, broker.ErrInvalidEvent) {
+		if errors.As(err, &conflict) || errors.Is(err, broker.ErrBadRequest) || errors.Is(err, broker.ErrInvalidEvent) || errors.Is(err, auth.ErrPermissionDenied) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("storing the schemas: %w", err)

@@ -45,10 +45,14 @@ import (
 // ClaimName is the token claim that holds Herald's permissions.
 const ClaimName = "herald"
 
-// Grants is the value of the "herald" claim.
+// Grants is the value of the "herald" claim. Publish and Subscribe list
+// topics; Schemas lists the protobuf packages whose types the token may
+// push (SchemaService.RegisterSchemas), in the same pattern syntax:
+// "shop.v1", "shop.>".
 type Grants struct {
 	Publish   []string `json:"publish,omitempty"`
 	Subscribe []string `json:"subscribe,omitempty"`
+	Schemas   []string `json:"schemas,omitempty"`
 }
 
 // grantsClaim is the "herald" claim as parsed (jwt.WithTypedClaim): the
@@ -260,7 +264,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	var g grantsClaim
 	if tok.Has(ClaimName) {
 		if err := tok.Get(ClaimName, &g); err != nil || g.malformed {
-			return auth.Permissions{}, fmt.Errorf("%w: the token's %q claim is not an object of publish and subscribe lists", auth.ErrUnauthenticated, ClaimName)
+			return auth.Permissions{}, fmt.Errorf("%w: the token's %q claim is not an object of publish, subscribe and schemas lists", auth.ErrUnauthenticated, ClaimName)
 		}
 	}
 	pub, err := patterns(g.Publish)
@@ -271,7 +275,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	if err != nil {
 		return auth.Permissions{}, fmt.Errorf("%w: the token's subscribe claim: %v", auth.ErrUnauthenticated, err)
 	}
+	schemas, err := patterns(g.Schemas)
+	if err != nil {
+		return auth.Permissions{}, fmt.Errorf("%w: the token's schemas claim: %v", auth.ErrUnauthenticated, err)
+	}
 	perms.Publish = append(perms.Publish, pub...)
+	perms.Schemas = schemas
 	perms.Subscribe = append(append([]broker.Pattern(nil), a.public...), sub...)
 	if exp, ok := tok.Expiration(); ok {
 		// When the token stops being accepted: a stream cut then and
