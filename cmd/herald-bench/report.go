@@ -278,14 +278,30 @@ func slowChecks(h *result) []slowCheck {
 
 // printHostile prints scenario 7's table, if it ran.
 func (b *bench) printHostile(w io.Writer) {
-	var rows []*result
-	for _, key := range hostileKeys {
-		if x := b.find("hostile-"+key, "herald"); x != nil {
-			rows = append(rows, x)
+	// One run for every kind, the one in which the rest of the machine was
+	// least busy, so that each row's ratio is to the baseline shown.
+	load := map[int]float64{}
+	for _, r := range b.results {
+		if strings.HasPrefix(r.Scenario, "hostile-") {
+			load[r.Run] += r.OtherCores
 		}
 	}
-	if len(rows) == 0 {
+	if len(load) == 0 {
 		return
+	}
+	best := -1
+	for run, l := range load {
+		if best < 0 || l < load[best] || l == load[best] && run < best {
+			best = run
+		}
+	}
+	var rows []*result
+	for _, key := range hostileKeys {
+		for _, r := range b.results {
+			if r.Scenario == "hostile-"+key && r.Run == best {
+				rows = append(rows, r)
+			}
+		}
 	}
 	x := rows[0]
 	timeout := "the server's default body read timeout"
