@@ -4,17 +4,27 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	_ "google.golang.org/protobuf/types/known/emptypb" // resolves the payloads' innermost types
+	_ "google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/heraldhq/herald/cmd/herald-bench/internal/floor"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 )
 
 func TestScanPayload(t *testing.T) {
@@ -249,5 +259,144 @@ func TestFloorSlowClient(t *testing.T) {
 		if c.err != nil || uint64(c.received) != live || c.dups != 0 || c.gaps != 0 {
 			t.Errorf("healthy stream %d: err %v, received %d, %d dups, %d gaps; want %d, none lost", i, c.err, c.received, c.dups, c.gaps, live)
 		}
+	}
+}
+
+// TestHostilePayloads checks that scenario 7's payloads are what their
+// names say: the JSON decodes as Herald's REST gateway decodes it, to Any
+// in Any as deep as asked; the binary one is as deep as fits in its size.
+func TestHostilePayloads(t *testing.T) {
+	t.Parallel()
+	body := nestedAnyJSONBody(5)
+	var req heraldv1.PublishRequest
+	if err := protojson.Unmarshal(body, &req); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	if n, last := anyDepth(t, req.GetPayload()); n != 5 || last != structURL {
+		t.Errorf("JSON payload: %d Any around %s, want 5 around %s", n, last, structURL)
+	}
+	if n := len(nestedAnyJSONBody(5000)); n < 299_000 || n > 301_000 {
+		t.Errorf("5,000 levels of JSON are %d bytes, want about 300 KB", n)
+	}
+
+	a, depth := nestedAnyBinary(4096)
+	if size := proto.Size(a); size > 4096 || size < 4096-50 {
+		t.Errorf("binary payload of at most 4096 bytes is %d: not as deep as fits", size)
+	}
+	if n, last := anyDepth(t, a); n != depth-1 || last != emptyURL {
+		t.Errorf("binary payload: %d Any around %s, want %d around %s", n, last, depth-1, emptyURL)
+	}
+	big, depth := nestedAnyBinary(1<<20 - 1<<10)
+	if size := proto.Size(big); size > 1<<20-1<<10 || depth < 23_000 {
+		t.Errorf("the default binary payload is %d bytes, %d deep; want at most 1 MiB - 1 KiB, about 23,000 deep", size, depth)
+	}
+}
+
+// anyDepth unwraps a of its google.protobuf.Any levels, one decode each,
+// and returns how many there were and the type of what they hold.
+func anyDepth(t *testing.T, a *anypb.Any) (int, string) {
+	t.Helper()
+	n := 0
+	for a.GetTypeUrl() == anyURL {
+		var inner anypb.Any
+		if err := proto.Unmarshal(a.GetValue(), &inner); err != nil {
+			t.Fatalf("level %d: %v", n, err)
+		}
+		a = &inner
+		n++
+	}
+	return n, a.GetTypeUrl()
+}
+
+func TestMintToken(t *testing.T) {
+	t.Parallel()
+	secret := []byte(strings.Repeat("s", 32))
+	signed, err := mintToken(secret, []string{"hostile.>"}, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Parse([]byte(signed), jwt.WithKey(jwa.HS256(), secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grants map[string]any
+	if err := tok.Get("herald", &grants); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := json.Marshal(grants); string(got) != `{"publish":["hostile.\u003e"],"subscribe":[]}` {
+		t.Errorf("herald claim %s, want publish [hostile.>] and an empty subscribe list", got)
+	}
+	if exp, ok := tok.Expiration(); !ok || time.Until(exp) < 59*time.Minute {
+		t.Errorf("exp %v, want an hour from now", exp)
+	}
+}
+
+func TestMostOverlapping(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		spans [][2]int64
+		want  int
+	}{
+		{nil, 0},
+		{[][2]int64{{0, 10}}, 1},
+		{[][2]int64{{0, 10}, {10, 20}}, 1}, // one ends as the other starts
+		{[][2]int64{{0, 10}, {5, 20}, {6, 7}, {8, 30}}, 3},
+		{[][2]int64{{20, 30}, {0, 100}, {25, 26}}, 3},
+	} {
+		if got := mostOverlapping(tc.spans); got != tc.want {
+			t.Errorf("mostOverlapping(%v) = %d, want %d", tc.spans, got, tc.want)
+		}
+	}
+}
+
+func TestCodeName(t *testing.T) {
+	t.Parallel()
+	for c, want := range map[codes.Code]string{codes.OK: "OK", codes.InvalidArgument: "INVALID_ARGUMENT", codes.Unauthenticated: "UNAUTHENTICATED"} {
+		if got := codeName(c); got != want {
+			t.Errorf("codeName(%v) = %q, want %q", c, got, want)
+		}
+	}
+}
+
+// TestExchangeHTTP runs the hostile scenario's REST client against a
+// server that refuses a publish before reading its body, as Herald does,
+// and one that waits for a body that never comes: the first is answered
+// although its body is never read, the second is not, and fire paces and
+// counts both.
+func TestExchangeHTTP(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /refuse", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"code":16,"message":"no token"}`, http.StatusUnauthorized)
+	})
+	mux.HandleFunc("POST /wait", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // until the client gives up
+		<-release
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	defer close(release)
+	addr, d := ln.Addr().String(), newDialer(2)
+	head := func(path string, length int) []byte {
+		return fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", path, addr, length)
+	}
+
+	body := nestedAnyJSONBody(5000) // more than a server reads after refusing
+	send := func() outcome { return exchangeHTTP(d, addr, head("/refuse", len(body)), body, 10*time.Second) }
+	tl := newTally(time.Now())
+	sent := fire(1000, time.Now().Add(20*time.Millisecond), time.Millisecond, send, tl)
+	tl.wait()
+	if s := tl.statuses["401"]; sent == 0 || s == nil || s.N != sent || s.Sample != "no token" || len(tl.statuses) != 1 {
+		t.Errorf("%d refused before their body was read: %s; want all answered 401 with the message", sent, statusSummary(tl.statuses))
+	}
+
+	if o := exchangeHTTP(d, addr, head("/wait", 1000), []byte(`{"payl`), 100*time.Millisecond); o.status != noAnswer {
+		t.Errorf("a body that never comes: %+v, want no answer", o)
 	}
 }

@@ -16,6 +16,9 @@
 //	slow      1,000 subscribers at 100 events/s beside 50 stalled ones that never read
 //	          and also get large events: the healthy ones' latency, the server's memory,
 //	          and that exactly the stalled streams are cut
+//	hostile   (not run by default) requests meant to cost a secured server more than the
+//	          client, one kind at a time at a fixed rate: CPU and memory per request,
+//	          against a publish without a token, and that each gets its refusal
 //
 // Run from the module root: go run ./cmd/herald-bench --help.
 package main
@@ -83,6 +86,16 @@ type config struct {
 	jsonOut          string
 	report           string
 	keepLogs         bool
+
+	// Scenario 7 (hostile).
+	hostileKindList    string
+	hostileRate        float64
+	hostileTimeout     time.Duration
+	hostileBodyTimeout time.Duration
+	hostileSlowLength  int
+	hostileJSONDepth   int
+	hostileGRPCBytes   int
+	hostileFields      int
 }
 
 type bench struct {
@@ -119,7 +132,7 @@ func run(args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: herald-bench [flags]\n\nLoad harness for Herald: runs each scenario against a minimal floor server and\nagainst Herald, and prints the figures with Herald's costs as ratios to the floor's.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow")
+	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow, hostile")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measurement window of each scenario")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measurement window")
 	fs.DurationVar(&c.settle, "settle", time.Second, "pause after connecting, before reading memory")
@@ -144,6 +157,14 @@ func run(args []string) error {
 	fs.IntVar(&c.slowBulkSize, "slow-bulk-size", 256<<10, "slow: size of each bulk event's JSON, in bytes")
 	fs.Float64Var(&c.slowBulkRate, "slow-bulk-rate", 10, "slow: bulk events/s")
 	fs.DurationVar(&c.slowWriteTimeout, "slow-write-timeout", 3*time.Second, "slow: write timeout of Herald (--write-timeout) and of the floor, after which a stalled stream is cut")
+	fs.StringVar(&c.hostileKindList, "hostile-kinds", strings.Join(hostileKeys, ","), "hostile: kinds of request to send, comma-separated: "+strings.Join(hostileKeys, ", "))
+	fs.Float64Var(&c.hostileRate, "hostile-rate", 50, "hostile: requests/s of each kind, sent whether or not earlier ones were answered")
+	fs.DurationVar(&c.hostileTimeout, "hostile-timeout", 30*time.Second, "hostile: longest wait for the answer to one request")
+	fs.DurationVar(&c.hostileBodyTimeout, "hostile-body-timeout", 2*time.Second, "hostile: Herald's --body-read-timeout, if the build has the flag (otherwise its default)")
+	fs.IntVar(&c.hostileSlowLength, "hostile-slow-length", 3_000_000, "hostile: Content-Length of the slow bodies of kind slow, within the REST body limit (3 × --max-event-bytes + 64 KiB)")
+	fs.IntVar(&c.hostileJSONDepth, "hostile-json-depth", 5000, "hostile: google.protobuf.Any levels of the nested REST payload (60 bytes each)")
+	fs.IntVar(&c.hostileGRPCBytes, "hostile-grpc-bytes", 1<<20-1<<10, "hostile: size of the nested binary Any, as deep as fits (about 45 bytes a level); within --max-event-bytes")
+	fs.IntVar(&c.hostileFields, "hostile-fields", 32, "hostile: distinct unknown paths in the fields= of the SSE kind")
 	fs.IntVar(&c.sources, "source-addrs", 16, "loopback source addresses to spread connections over (127.0.0.2, ...)")
 	fs.IntVar(&c.dialParallel, "dial-parallel", 64, "connections opened at once")
 	fs.StringVar(&c.heraldPkg, "herald-pkg", "./cmd/herald", "package to build as the server under test")
@@ -177,6 +198,9 @@ func run(args []string) error {
 	}
 	if c.slowSubs <= 0 || c.slowRate <= 0 || c.slowStalled < 0 || c.slowBulk < 0 || c.slowBulkSize <= 0 || c.slowBulkRate <= 0 || c.slowWriteTimeout <= 0 {
 		return errors.New("--slow-subs, --slow-rate, --slow-bulk-size, --slow-bulk-rate and --slow-write-timeout must be positive, --slow-stalled and --slow-bulk not negative")
+	}
+	if c.hostileRate <= 0 || c.hostileTimeout <= 0 || c.hostileBodyTimeout <= 0 || c.hostileSlowLength <= 0 || c.hostileJSONDepth <= 0 || c.hostileGRPCBytes < 1<<10 || c.hostileFields <= 0 {
+		return errors.New("--hostile-rate, --hostile-timeout, --hostile-body-timeout, --hostile-slow-length, --hostile-json-depth and --hostile-fields must be positive, --hostile-grpc-bytes at least 1024")
 	}
 
 	if c.report != "" {
@@ -240,6 +264,8 @@ func run(args []string) error {
 			b.publish()
 		case "slow":
 			b.slow()
+		case "hostile":
+			b.hostile()
 		case "":
 		default:
 			return fmt.Errorf("--scenarios: unknown scenario %q", name)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,7 +89,7 @@ func (b *bench) printTables(w io.Writer) {
 	fmt.Fprintln(tw, "scenario\tserver\tconns\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→after\tRSS/conn\tharness cores\tother cores\t")
 	seen := map[string]bool{}
 	for _, r := range b.results {
-		if strings.HasPrefix(r.Scenario, "publish") || r.Scenario == "slow" || seen[r.Scenario] {
+		if strings.HasPrefix(r.Scenario, "publish") || strings.HasPrefix(r.Scenario, "hostile") || r.Scenario == "slow" || seen[r.Scenario] {
 			continue
 		}
 		seen[r.Scenario] = true
@@ -140,6 +141,7 @@ func (b *bench) printTables(w io.Writer) {
 	tw.Flush()
 
 	b.printSlow(w)
+	b.printHostile(w)
 
 	fmt.Fprintln(w, "\nTargets (issue 7): Herald ÷ floor, same run, same client")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -272,4 +274,110 @@ func slowChecks(h *result) []slowCheck {
 			growth <= 3*h.HistoryBytes})
 	}
 	return checks
+}
+
+// printHostile prints scenario 7's table, if it ran.
+func (b *bench) printHostile(w io.Writer) {
+	// One run for every kind, the one in which the rest of the machine was
+	// least busy, so that each row's ratio is to the baseline shown.
+	load := map[int]float64{}
+	for _, r := range b.results {
+		if strings.HasPrefix(r.Scenario, "hostile-") {
+			load[r.Run] += r.OtherCores
+		}
+	}
+	if len(load) == 0 {
+		return
+	}
+	best := -1
+	for run, l := range load {
+		if best < 0 || l < load[best] || l == load[best] && run < best {
+			best = run
+		}
+	}
+	var rows []*result
+	for _, key := range hostileKeys {
+		for _, r := range b.results {
+			if r.Scenario == "hostile-"+key && r.Run == best {
+				rows = append(rows, r)
+			}
+		}
+	}
+	x := rows[0]
+	timeout := "the server's default body read timeout"
+	if x.BodyTimeout > 0 {
+		timeout = fmt.Sprintf("--body-read-timeout %gs", x.BodyTimeout)
+	}
+	fmt.Fprintf(w, "\nHostile input (scenario 7): a secured Herald (HS256 tokens, public.> open), a fresh one for each kind of request, sent at %g/s\n", x.Rate)
+	fmt.Fprintf(w, "for the window (held kinds without warm-up), each on a new connection; %s. answers: status×count (fastest–slowest answer).\n", timeout)
+	fmt.Fprintln(w, "CPU per request: the server's, from the window's start until the last request was answered, ÷ the requests; ± is /proc's 10 ms tick")
+	fmt.Fprintln(w, "spread over them; ×baseline: ÷ the tokenless tiny publish's, same run. RSS: before the kind, its peak (sampled every 100 ms), after")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kind\trequests\tanswered/s\tanswers\texpected\tCPU/request\t±\t×baseline\tRSS MiB before→peak→after\tmost open\tserver cores\tharness cores\tother cores\t")
+	for _, x := range rows {
+		if x.Note != "" {
+			continue
+		}
+		expected := strings.Join(x.Expected, " or ")
+		if x.Unexpected > 0 {
+			expected += fmt.Sprintf(": %d NOT", x.Unexpected)
+		}
+		cpu := micros(x.CPUPerRequest)
+		if x.CPUPerRequest == 0 {
+			cpu = "< " + micros(x.CPUResolution) // not one tick in the window
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s→%s→%s\t%d\t%.2f\t%.2f\t%.2f\t\n",
+			x.Title, x.Requests, x.AnsweredPerSec, statusSummary(x.Statuses), expected, cpu, micros(x.CPUResolution), ratioOf(x.VsBaseline),
+			mib(x.RSSBefore), mib(x.RSSPeak), mib(x.RSSAfter), x.MostOpen, x.ServerCores, x.HarnessCores, x.OtherCores)
+	}
+	tw.Flush()
+	for _, x := range rows {
+		if x.Note != "" {
+			fmt.Fprintf(w, "%s: failed: %s\n", x.Title, x.Note)
+		}
+		for _, s := range sortedStatuses(x.Statuses) {
+			if m := x.Statuses[s].Sample; m != "" {
+				fmt.Fprintf(w, "%s, %s: %s\n", x.Title, s, m)
+			}
+		}
+	}
+}
+
+// statusSummary is "401×500 (312µs–2.10ms)", for each status seen.
+func statusSummary(m map[string]*statusTally) string {
+	var parts []string
+	for _, s := range sortedStatuses(m) {
+		t := m[s]
+		parts = append(parts, fmt.Sprintf("%s×%d (%s–%s)", s, t.N, ms(t.MinMicros), ms(t.MaxMicros)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedStatuses(m map[string]*statusTally) []string {
+	keys := make([]string, 0, len(m))
+	for s := range m {
+		keys = append(keys, s)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func ratioOf(q float64) string {
+	if q <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", q)
+}
+
+// micros is a CPU time in µs, in the unit that suits it.
+func micros(us float64) string {
+	switch {
+	case us <= 0:
+		return "–"
+	case us >= 1e6:
+		return fmt.Sprintf("%.2fs", us/1e6)
+	case us >= 1e3:
+		return fmt.Sprintf("%.2fms", us/1e3)
+	}
+	return fmt.Sprintf("%.1fµs", us)
 }

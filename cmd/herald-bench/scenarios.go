@@ -63,6 +63,21 @@ type result struct {
 	// Remark is what the run showed beyond its figures. Unlike Note it is
 	// not a failure.
 	Remark string `json:"remark,omitempty"`
+
+	// Scenario 7 (hostile): one kind of request, sent at Rate for the
+	// window; the window (Window, ServerCPU) runs until the last of them
+	// was answered or given up on.
+	Requests       int64                   `json:"requests,omitempty"` // sent in the window
+	Answered       int64                   `json:"answered,omitempty"`
+	AnsweredPerSec float64                 `json:"answeredPerSec,omitempty"`
+	Statuses       map[string]*statusTally `json:"statuses,omitempty"` // by HTTP status or gRPC code
+	Expected       []string                `json:"expected,omitempty"`
+	Unexpected     int64                   `json:"unexpected,omitempty"` // requests not answered as expected
+	CPUPerRequest  float64                 `json:"cpuMicrosPerRequest,omitempty"`
+	CPUResolution  float64                 `json:"cpuResolutionMicros,omitempty"` // ± per request: /proc counts CPU in 10 ms ticks
+	VsBaseline     float64                 `json:"cpuVsBaseline,omitempty"`       // CPUPerRequest ÷ the baseline kind's, same run
+	MostOpen       int                     `json:"mostOpenAtOnce,omitempty"`      // requests open at once, at most
+	BodyTimeout    float64                 `json:"bodyTimeoutSeconds,omitempty"`  // set by the harness; 0: the server's default
 }
 
 type deliverySpec struct {
@@ -138,6 +153,9 @@ func (b *bench) kinds() []string {
 }
 
 func (r *result) brief() string {
+	if r.Requests > 0 {
+		return fmt.Sprintf("%.1f answered/s (%s), %.1f µs server CPU each (%s baseline), RSS +%s MiB", r.AnsweredPerSec, statusSummary(r.Statuses), r.CPUPerRequest, ratioOf(r.VsBaseline), mib(r.RSSPeak-r.RSSBefore))
+	}
 	if r.PublishPerSec > 0 {
 		return fmt.Sprintf("%.0f publishes/s, %.1f µs server CPU each", r.PublishPerSec, r.CPUPerPublish)
 	}

@@ -151,15 +151,22 @@ func hasFlag(bin, flag string) bool {
 	return false
 }
 
-// startHerald runs `herald serve` on loopback ports.
+// startHerald runs `herald serve` on loopback ports, with open access
+// (--dev) when the build has it.
 func (b *bench) startHerald(scenario string, extra ...string) (*server, error) {
+	return b.startHeraldWith(scenario, b.heraldDev, extra...)
+}
+
+// startHeraldWith is startHerald with open access only if dev is set;
+// without it the server refuses whoever has no token.
+func (b *bench) startHeraldWith(scenario string, dev bool, extra ...string) (*server, error) {
 	if b.cfg.targetHTTP != "" {
 		s := &server{kind: "herald", pid: b.cfg.targetPID, http: b.cfg.targetHTTP, grpc: b.cfg.targetGRPC, exited: make(chan struct{})}
 		return s, nil
 	}
 	args := []string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json",
 		"--heartbeat", b.cfg.heartbeat.String()}
-	if b.heraldDev {
+	if dev {
 		args = append(args, "--dev") // no tokens: anyone on loopback may publish and subscribe
 	}
 	if b.cfg.profileDir != "" {
