@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/typepb"
 
 	"github.com/heraldhq/herald/bridge"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
@@ -158,6 +159,16 @@ func TestDeeplyNestedPayloadsAreRefused(t *testing.T) {
 	// Within the bound it is an ordinary payload.
 	if _, err := s.client.Publish(ctx, &heraldv1.PublishRequest{Topic: "deep.grpc", Payload: nestedAny(t, 8)}); err != nil {
 		t.Fatalf("Any nested 8 deep: %v", err)
+	}
+	// An Any deep inside another message (a repeated field's element)
+	// counts as much.
+	typ, err := anypb.New(&typepb.Type{Name: "t", Options: []*typepb.Option{{Name: "o", Value: nestedAny(t, 40)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.client.Publish(ctx, &heraldv1.PublishRequest{Topic: "deep.grpc", Payload: typ})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "more than 32 deep") {
+		t.Fatalf("an Any nested 40 deep in a repeated field: %v, want INVALID_ARGUMENT naming the limit", err)
 	}
 
 	// REST: the same as JSON, and a Struct nested 40 deep.

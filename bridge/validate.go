@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/sse"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -107,50 +108,81 @@ var errTooDeep = fmt.Errorf("%w: the payload nests messages more than %d deep (g
 // decodePayload bounds the nesting of the message itself, but an Any's
 // contents are opaque bytes to it, which every rendering decodes again,
 // level by level: unbounded, that cost grows with the square of the
-// depth. Here each Any's contents are decoded once, with what is left of
-// the bound. m is at depth (the payload itself is at 1).
-func checkDepth(types TypeResolver, m protoreflect.Message, depth int) error {
+// depth. This walks the encoded bytes b of a message of type md, at depth
+// (the payload itself is at 1), without copying or decoding them: a
+// nested message is a slice of its parent's bytes, skipped over there and
+// walked once here, so the walk costs time linear in len(b) whatever the
+// nesting. Malformed bytes and unknown types are left to the decoding and
+// rendering that follow, which report them.
+func checkDepth(types TypeResolver, md protoreflect.MessageDescriptor, b []byte, depth int) error {
 	if depth > maxPayloadDepth {
 		return errTooDeep
 	}
-	if md := m.Descriptor(); md.FullName() == "google.protobuf.Any" {
-		fields := md.Fields()
-		mt, err := types.FindMessageByURL(m.Get(fields.ByNumber(1)).String())
-		if err != nil {
-			return nil // an unknown type fails the rendering that follows, with its own message
+	isAny := md.FullName() == "google.protobuf.Any"
+	var typeURL string
+	var value []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
 		}
-		inner := mt.New()
-		err = proto.UnmarshalOptions{Resolver: types, RecursionLimit: maxPayloadDepth - depth, AllowPartial: true}.Unmarshal(m.Get(fields.ByNumber(2)).Bytes(), inner.Interface())
-		switch {
-		case err != nil && strings.Contains(err.Error(), "recursion depth"):
-			return errTooDeep
-		case err != nil:
-			return nil // as above: rendering says what is wrong
-		}
-		return checkDepth(types, inner, depth+1)
-	}
-	var err error
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fieldMessage(fd) == nil {
-			return true
-		}
-		switch {
-		case fd.IsList():
-			l := v.List()
-			for i := 0; i < l.Len() && err == nil; i++ {
-				err = checkDepth(types, l.Get(i).Message(), depth+1)
-			}
-		case fd.IsMap():
-			v.Map().Range(func(_ protoreflect.MapKey, v protoreflect.Value) bool {
-				err = checkDepth(types, v.Message(), depth+1)
-				return err == nil
-			})
+		b = b[n:]
+		var v []byte
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.StartGroupType:
+			v, n = protowire.ConsumeGroup(num, b)
 		default:
-			err = checkDepth(types, v.Message(), depth+1)
+			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
-		return err == nil
-	})
-	return err
+		if n < 0 {
+			return nil
+		}
+		b = b[n:]
+		if v == nil {
+			continue
+		}
+		if isAny {
+			switch num {
+			case 1:
+				typeURL = string(v)
+			case 2:
+				value = v
+			}
+			continue
+		}
+		if sub := fieldMessageByNumber(types, md, num); sub != nil {
+			if err := checkDepth(types, sub, v, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	if isAny && value != nil {
+		if mt, err := types.FindMessageByURL(typeURL); err == nil {
+			return checkDepth(types, mt.Descriptor(), value, depth+1)
+		}
+	}
+	return nil
+}
+
+// fieldMessageByNumber is the message type field num of md holds (a map's
+// entry type for a map, whose values are then walked in turn), or nil for
+// scalars and unknown fields. Extensions are found through types.
+func fieldMessageByNumber(types TypeResolver, md protoreflect.MessageDescriptor, num protowire.Number) protoreflect.MessageDescriptor {
+	fd := md.Fields().ByNumber(num)
+	if fd == nil && md.ExtensionRanges().Has(num) {
+		if xt, err := types.FindExtensionByNumber(md.FullName(), num); err == nil {
+			fd = xt.TypeDescriptor()
+		}
+	}
+	if fd == nil {
+		return nil
+	}
+	if k := fd.Kind(); k == protoreflect.MessageKind || k == protoreflect.GroupKind {
+		return fd.Message()
+	}
+	return nil
 }
 
 // validatePayload applies the schema's constraints, when the resolver has
@@ -246,7 +278,7 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest, scope string) (*broke
 	// hub renders those on first delivery, so an event no one receives
 	// is never rendered. The others are rendered here, once.
 	if m := msg.ProtoReflect(); !planFor(m.Descriptor()).renders(m) {
-		if err := checkDepth(p.typeURLs, m, 1); err != nil {
+		if err := checkDepth(p.typeURLs, m.Descriptor(), ev.Payload, 1); err != nil {
 			return nil, err
 		}
 		if pe.r.json, err = renderJSON(p.typeURLs, msg, protojson.MarshalOptions{}); err != nil {
