@@ -350,3 +350,31 @@ func TestEnvelopeGap(t *testing.T) {
 		t.Fatalf("replayed event: %q %q %s", ev.LastEventID, ev.Type, ev.Data)
 	}
 }
+
+// A push over REST carries the set as JSON, buf.validate options included:
+// the gateway must know those extensions to decode it.
+func TestRESTPushWithConstraints(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	set := schematest.Compile(t, map[string]string{"shop/v1/cart.proto": cartProto})
+	raw, err := protojson.Marshal(&heraldv1.RegisterSchemasRequest{Descriptors: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "buf.validate.field") {
+		t.Fatalf("the set's JSON lacks its constraints: %s", raw)
+	}
+	r, err := http.Post(s.url+"/v1/schemas", "application/json", strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(body), "shop.v1.CartUpdated") {
+		t.Fatalf("REST push of a set with constraints: %d %s", r.StatusCode, body)
+	}
+	// The constraint came through: an empty cart_id is refused.
+	_, err = s.client.Publish(ctxT(t), request(t, "shop.carts", dynamicMessage(t, set, "shop.v1.CartUpdated", `{"cartId":""}`)))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "cart_id") {
+		t.Fatalf("publish breaking the pushed constraint: %v, want INVALID_ARGUMENT naming cart_id", err)
+	}
+}

@@ -361,7 +361,7 @@ func (s *Server) routes() (http.Handler, error) {
 			MarshalOptions: protojson.MarshalOptions{Resolver: protoregistry.GlobalTypes},
 			// The nesting bound keeps decoding linear in the body's size
 			// (each google.protobuf.Any level rescans what it holds).
-			UnmarshalOptions: protojson.UnmarshalOptions{Resolver: s.pub.typeURLs, RecursionLimit: maxPayloadDepth},
+			UnmarshalOptions: protojson.UnmarshalOptions{Resolver: requestResolver{s.pub.typeURLs}, RecursionLimit: maxPayloadDepth},
 		}),
 		runtime.WithErrorHandler(restErrorHandler),
 	)

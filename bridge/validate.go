@@ -77,6 +77,26 @@ func (r typeURLResolver) FindMessageByURL(url string) (protoreflect.MessageType,
 	return r.TypeResolver.FindMessageByURL(url)
 }
 
+// requestResolver resolves what the REST API's JSON requests hold: payload
+// types as the publish path does, and extensions also from the binary, so
+// that a schema push's descriptor options (buf.validate's, whose
+// definitions come with the binary, not with the pushed set) decode.
+type requestResolver struct{ typeURLResolver }
+
+func (r requestResolver) FindExtensionByName(field protoreflect.FullName) (protoreflect.ExtensionType, error) {
+	if xt, err := r.typeURLResolver.FindExtensionByName(field); err == nil {
+		return xt, nil
+	}
+	return protoregistry.GlobalTypes.FindExtensionByName(field)
+}
+
+func (r requestResolver) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
+	if xt, err := r.typeURLResolver.FindExtensionByNumber(message, field); err == nil {
+		return xt, nil
+	}
+	return protoregistry.GlobalTypes.FindExtensionByNumber(message, field)
+}
+
 // A PayloadValidator is a TypeResolver that can also check a payload
 // against its schema's constraints (buf.validate). Violations are reported
 // as a *ViolationsError.
