@@ -35,7 +35,7 @@ func schemas(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var dial dialFlags
 	dial.register(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	tok := fs.String("token", "", "bearer token of a publisher (needed to push when the server checks tokens)")
+	tok := fs.String("token", "", "bearer token whose schemas grant covers the packages pushed (needed when the server checks tokens; herald token --schemas mints one)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -264,7 +264,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	var g grantsClaim
 	if tok.Has(ClaimName) {
 		if err := tok.Get(ClaimName, &g); err != nil || g.malformed {
-			return auth.Permissions{}, fmt.Errorf("%w: the token's %q claim is not an object of publish, subscribe and schemas lists", auth.ErrUnauthenticated, ClaimName)
+			return auth.Permissions{}, fmt.Errorf("%w: the token's %s claim is not an object of publish, subscribe and schemas lists", auth.ErrUnauthenticated, ClaimName)
 		}
 	}
 	pub, err := patterns(g.Publish)
