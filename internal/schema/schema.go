@@ -618,9 +618,14 @@ func (r *Registry) Reload(ctx context.Context) error {
 // Watch reloads the descriptor files when they change and reads new
 // registrations from the store (pushed on other nodes), every interval,
 // until ctx ends.
+//
+// A store that cannot be read (the broker is out, or its log was reset) is
+// logged once, and once more when it can be read again: the broker's own
+// lines say why.
 func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -633,8 +638,14 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 			} else if changed {
 				r.log.Info("descriptor files reloaded", "types", r.cur.Load().messages.len())
 			}
-			if _, err := r.refreshLocked(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("reading pushed schemas from the broker failed", "err", err)
+			_, err = r.refreshLocked(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil && !failing:
+				failing = true
+				r.log.Warn("reading pushed schemas from the broker failed; retrying quietly until it works", "err", err)
+			case err == nil && failing:
+				failing = false
+				r.log.Info("reading pushed schemas from the broker works again")
 			}
 			r.mu.Unlock()
 		}

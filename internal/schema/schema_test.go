@@ -3,8 +3,11 @@ package schema_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/memory"
+	"github.com/heraldhq/herald/internal/broker/outagetest"
 	"github.com/heraldhq/herald/internal/poll"
 	"github.com/heraldhq/herald/internal/schema"
 	"github.com/heraldhq/herald/internal/schema/schematest"
@@ -180,5 +184,44 @@ func TestJSONSchemaOfAnExample(t *testing.T) {
 	check("items", "type", "array")
 	if js["$defs"].(map[string]any)["orders.v1.LineItem"] == nil {
 		t.Error("LineItem not under $defs")
+	}
+}
+
+// flakyStore is a SchemaStore whose reads fail while down is set.
+type flakyStore struct {
+	down  atomic.Bool
+	reads atomic.Int64
+}
+
+func (s *flakyStore) SaveSchemas(context.Context, []byte) error { return nil }
+
+func (s *flakyStore) LoadSchemas(context.Context, int) ([][]byte, error) {
+	s.reads.Add(1)
+	if s.down.Load() {
+		return nil, fmt.Errorf("%w: the broker's log was reset", broker.ErrUnavailable)
+	}
+	return nil, nil
+}
+
+// A store that cannot be read is logged once, and once when it works
+// again, however many times Watch tried meanwhile (a Redis that came back
+// empty used to get a line every two seconds from every node).
+func TestWatchLogsAStoreOutageOnce(t *testing.T) {
+	store := &flakyStore{}
+	var logs outagetest.Log
+	r, err := schema.New(context.Background(), schema.Options{Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Watch(ctx, time.Millisecond)
+	store.down.Store(true)
+	from := store.reads.Load()
+	poll.Until(t, 10*time.Second, "Watch to read the failing store ten times", func() bool { return store.reads.Load() > from+10 })
+	store.down.Store(false)
+	poll.Until(t, 10*time.Second, "the store's recovery to be logged", func() bool { return strings.Contains(logs.String(), "works again") })
+	if n := strings.Count(logs.String(), "reading pushed schemas from the broker failed"); n != 1 {
+		t.Fatalf("the outage was logged %d times, want once:\n%s", n, logs.String())
 	}
 }
