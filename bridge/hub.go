@@ -39,8 +39,8 @@ import (
 // A lock may be taken while holding those to its left, never the reverse:
 //
 //	Hub.lifeMu → (the broker's own locks, in Subscribe)
-//	Hub.mu     → rendered.mu
-//	shard.mu   → direct.mu → rendered.mu
+//	Hub.mu     → rendered.mu, itemQueue.mu
+//	shard.mu   → direct.mu → rendered.mu, itemQueue.mu
 //
 // Hub.mu and shard.mu are never held together; shard.qmu,
 // streamHandler.takenMu and the limiters' locks are taken alone. No socket
@@ -56,9 +56,9 @@ import (
 //     deliver never runs twice at once); for a direct subscriber, only its
 //     shard's drainer (under shard.mu held for reading: safe because a
 //     shard has one drainer at a time).
-//   - subscriber.queue: any goroutine may send, never waiting (deliver, a
+//   - subscriber.queue: any goroutine may push, never waiting (deliver, a
 //     shard for a lagging subscriber, heartbeats); only the stream's
-//     goroutine receives.
+//     goroutine pops (queue.go).
 //   - direct.out and shard.touched: only the shard's drainer.
 //   - direct's other fields: whoever holds direct.mu.
 //
@@ -127,7 +127,7 @@ const (
 type subscriber struct {
 	patterns []broker.Pattern
 	render   *Rendering // nil: the default JSON form
-	queue    chan item
+	queue    *itemQueue
 	done     chan struct{} // closed when the hub drops the subscriber
 	reason   atomic.Int32
 	// lastSeq is the last event handed to this subscriber (see "Who
@@ -220,7 +220,7 @@ func (h *Hub) add(patterns []broker.Pattern, render *Rendering, isDirect bool) (
 	s := &subscriber{
 		patterns: patterns,
 		render:   render,
-		queue:    make(chan item, h.queueSize),
+		queue:    newItemQueue(h.queueSize),
 		done:     make(chan struct{}),
 	}
 	h.mu.Lock()
@@ -285,17 +285,12 @@ func (h *Hub) deliver(ev *broker.Event) {
 // queue, and skipped when it does not fit.
 func (h *Hub) enqueue(s *subscriber, it item) {
 	if it.kind == itemHeartbeat {
-		if len(s.queue) == 0 {
-			select {
-			case s.queue <- it:
-			default:
-			}
+		if s.queue.len() == 0 {
+			s.queue.push(it)
 		}
 		return
 	}
-	select {
-	case s.queue <- it:
-	default:
+	if !s.queue.push(it) {
 		h.drop(s, dropSlow)
 	}
 }
@@ -374,6 +369,7 @@ func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
 		case <-t.C:
 			h.mu.RLock()
 			for s := range h.all {
+				s.queue.trim()
 				if s.d == nil {
 					h.enqueue(s, item{kind: itemHeartbeat})
 				}

@@ -89,7 +89,7 @@ func (sh *shard) writeLocked(s *subscriber, frame []byte, shared bool) {
 func (d *direct) settle(s *subscriber) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || len(s.queue) > 0 {
+	if d.closed || s.queue.len() > 0 {
 		return false
 	}
 	d.lagging = false

@@ -44,7 +44,7 @@ func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	h := newHub(epochBroker{}, protoregistry.GlobalTypes, slog.New(slog.DiscardHandler), newMetrics(), 4)
 	sh := newShard(h)
 	srv, cli := loopbackPair(t)
-	s := &subscriber{queue: make(chan item, 4), done: make(chan struct{}), d: &direct{}}
+	s := &subscriber{queue: newItemQueue(4), done: make(chan struct{}), d: &direct{}}
 	if !s.d.attach(srv) {
 		t.Fatal("a TCP connection cannot be written directly")
 	}
@@ -56,7 +56,7 @@ func TestDetachHandsOverTheUnwrittenRest(t *testing.T) {
 	if !lagging {
 		t.Fatal("a write the socket could not take whole did not put the subscriber behind")
 	}
-	if len(s.queue) != 1 || (<-s.queue).kind != itemRestOfFrame {
+	if it, ok := s.queue.pop(); !ok || it.kind != itemRestOfFrame || s.queue.len() != 0 {
 		t.Fatal("the rest of the frame was not queued in its place")
 	}
 

@@ -41,10 +41,14 @@ func (st *stream) run(gone <-chan struct{}) {
 			b := sse.AppendComment(st.buf[:0], "token expired, reconnect with a fresh one")
 			st.last(sse.AppendRetry(b, 0))
 			return
-		case it := <-s.queue:
+		case <-s.queue.ready:
+			it, ok := s.queue.pop()
+			if !ok {
+				continue
+			}
 			n := 0
 			var b []byte
-			if len(s.queue) == 0 {
+			if s.queue.len() == 0 {
 				// The usual case, one event: its shared frame goes out
 				// as it is, not copied.
 				b, n = h.frameOf(s, it, st.lastSeq)
@@ -54,10 +58,12 @@ func (st *stream) run(gone <-chan struct{}) {
 				for {
 					f, k := h.frameOf(s, it, st.lastSeq)
 					st.buf, n = append(st.buf, f...), n+k
-					if len(st.buf) >= coalesceMax || len(s.queue) == 0 {
+					if len(st.buf) >= coalesceMax {
 						break
 					}
-					it = <-s.queue
+					if it, ok = s.queue.pop(); !ok {
+						break
+					}
 				}
 				b = st.buf
 			}
@@ -69,6 +75,7 @@ func (st *stream) run(gone <-chan struct{}) {
 			if cap(st.buf) > 64<<10 {
 				st.buf = make([]byte, 0, 512) // don't pin a burst's buffer
 			}
+			s.queue.rearm() // a write's worth was taken; more may wait
 			if st.direct {
 				out.settle(s)
 			}
@@ -206,7 +213,7 @@ func (o *streamOut) failure() endReason {
 // clearing the write deadline, which the shard's writes do not use (an
 // expired one would fail them).
 func (o *streamOut) settle(s *subscriber) {
-	if len(s.queue) > 0 {
+	if s.queue.len() > 0 {
 		return
 	}
 	if !o.deadline.IsZero() {

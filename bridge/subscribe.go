@@ -101,21 +101,30 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 		select {
 		case <-expired:
 			return status.Error(codes.Unauthenticated, "the token has expired; subscribe again with a fresh token and last_event_id to resume")
-		case it := <-sub.queue:
-			if it.kind != itemEvent || it.ev.Seq <= lastSeq {
-				continue // gRPC keeps idle connections alive by itself
+		case <-sub.queue.ready:
+			for {
+				it, ok := sub.queue.pop()
+				if !ok {
+					break
+				}
+				if it.kind != itemEvent || it.ev.Seq <= lastSeq {
+					continue // gRPC keeps idle connections alive by itself
+				}
+				if err := stream.Send(s.response(it.ev)); err != nil {
+					return err
+				}
+				s.hub.metrics.delivered.Inc()
+				if sub.reason.Load() != dropNone {
+					break // dropped: end below, without sending the rest
+				}
 			}
-			if err := stream.Send(s.response(it.ev)); err != nil {
-				return err
-			}
-			s.hub.metrics.delivered.Inc()
 		case <-sub.done:
 			if sub.reason.Load() == dropShutdown {
 				return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id set to the id of the last event received, to resume")
 			}
 			return status.Errorf(codes.ResourceExhausted,
 				"subscriber too slow: more than %d events waited for it; subscribe again with last_event_id set to the id of the last event received to resume without loss",
-				cap(sub.queue))
+				s.hub.queueSize)
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}
