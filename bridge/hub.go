@@ -100,6 +100,7 @@ type Hub struct {
 	metrics   *metrics
 	epoch     string
 	queueSize int
+	filters   *filterCache
 
 	mu     sync.RWMutex // guards idx, all, shards and closed; deliver holds it for reading
 	idx    subIndex     // the queued subscribers
@@ -127,6 +128,7 @@ const (
 type subscriber struct {
 	patterns []broker.Pattern
 	render   *Rendering // nil: the default JSON form
+	filter   *filter    // nil: every event
 	queue    *itemQueue
 	done     chan struct{} // closed when the hub drops the subscriber
 	reason   atomic.Int32
@@ -166,6 +168,7 @@ func newHub(b broker.Broker, types TypeResolver, log *slog.Logger, m *metrics, q
 		metrics:   m,
 		epoch:     b.Epoch(),
 		queueSize: queueSize,
+		filters:   newFilterCache(),
 		idx:       newSubIndex(),
 		all:       make(map[*subscriber]struct{}),
 	}
@@ -200,26 +203,28 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 }
 
 // subscribe registers a queued subscriber for patterns. Events accepted
-// from now on are queued to it; call unsubscribe when done.
-func (h *Hub) subscribe(patterns []broker.Pattern, render *Rendering) (*subscriber, error) {
-	return h.add(patterns, render, false)
+// from now on (that pass f, when set) are queued to it; call unsubscribe
+// when done.
+func (h *Hub) subscribe(patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
+	return h.add(patterns, render, f, false)
 }
 
 // subscribeDirect registers a subscriber that its shard may write to
 // directly once it has a connection (shard.go). Until the stream's
 // goroutine settles it, it lags: its events are queued. Before the hub
 // starts, it is an ordinary queued subscriber (s.d is nil).
-func (h *Hub) subscribeDirect(patterns []broker.Pattern, render *Rendering) (*subscriber, error) {
-	return h.add(patterns, render, true)
+func (h *Hub) subscribeDirect(patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
+	return h.add(patterns, render, f, true)
 }
 
-func (h *Hub) add(patterns []broker.Pattern, render *Rendering, isDirect bool) (*subscriber, error) {
+func (h *Hub) add(patterns []broker.Pattern, render *Rendering, f *filter, isDirect bool) (*subscriber, error) {
 	if render != nil {
 		render.key() // computed before the rendering is shared
 	}
 	s := &subscriber{
 		patterns: patterns,
 		render:   render,
+		filter:   f,
 		queue:    newItemQueue(h.queueSize),
 		done:     make(chan struct{}),
 	}
@@ -270,6 +275,9 @@ func (h *Hub) deliver(ev *broker.Event) {
 			return // matched by another of its patterns
 		}
 		s.lastSeq = ev.Seq
+		if !h.wants(s, ev) {
+			return
+		}
 		h.frameFor(ev, s.render) // encoded here, once, not by each stream
 		h.enqueue(s, item{ev: ev})
 	})
@@ -278,6 +286,13 @@ func (h *Hub) deliver(ev *broker.Event) {
 	for _, sh := range shards {
 		sh.offer(item{ev: ev})
 	}
+}
+
+// wants reports whether s's filter lets ev through. A topic's deletion
+// always passes: it says what state to forget, which every view of the
+// topic needs, and carries no payload to filter.
+func (h *Hub) wants(s *subscriber, ev *broker.Event) bool {
+	return s.filter == nil || isDeletion(ev) || h.matches(ev, s.filter)
 }
 
 // enqueue queues it to s without waiting; a full queue drops s as too

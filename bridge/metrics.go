@@ -12,18 +12,19 @@ import (
 // metrics are the server's Prometheus metrics. Labels never carry topic
 // names, tokens or other unbounded or secret values.
 type metrics struct {
-	registry    *prometheus.Registry
-	published   *prometheus.CounterVec // by transport and result
-	publishTime prometheus.Histogram
-	delivered   prometheus.Counter
-	replayed    prometheus.Counter
-	gaps        prometheus.Counter
-	subscribers prometheus.Gauge
-	streams     *prometheus.CounterVec // ended streams by reason
-	ended       [numEndReasons]prometheus.Counter
-	slowDrops   prometheus.Counter
-	refused     *prometheus.CounterVec // refused subscriptions by status
-	renderings  prometheus.Counter
+	registry     *prometheus.Registry
+	published    *prometheus.CounterVec // by transport and result
+	publishTime  prometheus.Histogram
+	delivered    prometheus.Counter
+	replayed     prometheus.Counter
+	gaps         prometheus.Counter
+	subscribers  prometheus.Gauge
+	streams      *prometheus.CounterVec // ended streams by reason
+	ended        [numEndReasons]prometheus.Counter
+	slowDrops    prometheus.Counter
+	refused      *prometheus.CounterVec // refused subscriptions by status
+	renderings   prometheus.Counter
+	filterErrors prometheus.Counter
 
 	// accepted caches the children of published for accepted publishes,
 	// by transport, ok and duplicate: looked up once, not per publish.
@@ -139,6 +140,10 @@ func newMetrics() *metrics {
 			Name: "herald_sse_refused_total",
 			Help: "SSE subscription requests refused before the stream started, by HTTP status.",
 		}, []string{"status"}),
+		filterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_filter_errors_total",
+			Help: "Events dropped for a subscription because its filter failed on them (a missing field, a payload of another type, the cost limit), counted once per event and distinct filter.",
+		}),
 		renderings: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_render_encodings_total",
 			Help: "Events encoded in a non-default JSON rendering (each distinct rendering of an event is encoded once, whatever the number of its subscribers).",
@@ -149,7 +154,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.published, m.publishTime, m.delivered, m.replayed, m.gaps, m.subscribers,
-		m.streams, m.slowDrops, m.refused, m.renderings,
+		m.streams, m.slowDrops, m.refused, m.renderings, m.filterErrors,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

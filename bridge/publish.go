@@ -170,3 +170,63 @@ func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.Publish
 	p.metrics.publishTime.Observe(time.Since(start).Seconds())
 	return &heraldv1.PublishResponse{Id: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String(), Duplicate: res.Duplicate}, nil
 }
+
+// DeletedEventType is the SSE event of a topic whose state was deleted
+// (DeleteTopicState). Its data is a JSON object: {"topic": "<topic>"}.
+const DeletedEventType = "herald.deleted"
+
+// isDeletion reports whether ev marks its topic's state as deleted: the
+// server's own event, which no publisher can forge (the herald. prefix is
+// reserved) and which has no payload.
+func isDeletion(ev *broker.Event) bool {
+	return ev.TypeURL == "" && ev.Type == DeletedEventType
+}
+
+// DeleteTopicState implements herald.v1.PublisherService: a deletion is an
+// event of the topic, published with the same grants, limits and
+// idempotency as any other.
+func (p *publisher) DeleteTopicState(ctx context.Context, req *heraldv1.DeleteTopicStateRequest) (*heraldv1.DeleteTopicStateResponse, error) {
+	transport := transportGRPC
+	if isGateway(ctx) {
+		transport = transportREST
+	}
+	var err error
+	ra, ok := accessFrom(ctx)
+	a := ra.access
+	if !ok || ra.topic != req.GetTopic() {
+		a, err = p.authenticate(ctx)
+		if err == nil {
+			err = p.authorize(a, req.GetTopic())
+		}
+	}
+	if err == nil {
+		err = broker.ValidateTopic(req.GetTopic())
+	}
+	if err == nil && len(req.GetIdempotencyKey()) > maxIdempotencyKeyLen {
+		err = fmt.Errorf("%w: idempotency_key is %d bytes, longer than %d", broker.ErrInvalidEvent, len(req.GetIdempotencyKey()), maxIdempotencyKeyLen)
+	}
+	var res broker.PublishResult
+	if err == nil {
+		ev := &broker.Event{Topic: req.GetTopic(), Type: DeletedEventType}
+		if k := req.GetIdempotencyKey(); k != "" {
+			ev.IdempotencyKey = scopedKey(a.perms.RateKey, k)
+			ev.Fingerprint = fingerprint(ev)
+		}
+		res, err = p.broker.Publish(ctx, ev)
+		if err == nil && res.Duplicate && res.Fingerprint != "" && res.Fingerprint != ev.Fingerprint {
+			err = &KeyReusedError{Key: req.GetIdempotencyKey(), ID: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()}
+		}
+	}
+	result := "ok"
+	switch {
+	case err != nil:
+		result = Code(err).String()
+	case res.Duplicate:
+		result = "duplicate"
+	}
+	p.metrics.countPublish(transport, result)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &heraldv1.DeleteTopicStateResponse{Id: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String(), Duplicate: res.Duplicate}, nil
+}

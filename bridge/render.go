@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"cel.dev/cel-go/interpreter"
+
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -34,6 +36,10 @@ type rendered struct {
 	mu sync.Mutex
 	// others are the frames in non-default renderings, by Rendering.key.
 	others map[string][]byte
+	// vars are what filters see of the event, and results what each
+	// filter made of it (filter.go); guarded by mu.
+	vars    interpreter.Activation
+	results map[*filter]bool
 }
 
 // renderedOf returns what this node rendered of ev, attaching an empty
@@ -68,8 +74,13 @@ func (h *Hub) frame(ev *broker.Event) []byte {
 }
 
 // defaultJSON returns the payload in the default JSON form, rendering it
-// on first use; with r.mu held.
+// on first use; with r.mu held. A deletion's data is {"topic": "..."}.
 func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
+	if r.json == nil && isDeletion(ev) {
+		r.json, _ = json.Marshal(struct {
+			Topic string `json:"topic"`
+		}{ev.Topic})
+	}
 	if r.json == nil {
 		msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
 		if err == nil {
@@ -97,7 +108,7 @@ func (h *Hub) frameFor(ev *broker.Event, r *Rendering) []byte {
 	}
 	h.metrics.renderings.Inc()
 	var data []byte
-	if r.json() {
+	if r.json() && !isDeletion(ev) {
 		var err error
 		if data, err = h.render(ev, r); err != nil {
 			data = h.unrenderable(ev, err)

@@ -57,6 +57,21 @@ func accessFrom(ctx context.Context) (restAccess, bool) {
 
 // publish serves POST /v1/topics/{topic}/events.
 func (f *restFront) publish(w http.ResponseWriter, r *http.Request) {
+	if r, ok := f.authorizeTopic(w, r); ok {
+		f.serve(w, r)
+	}
+}
+
+// deleteState serves DELETE /v1/topics/{topic}/state, which has no body.
+func (f *restFront) deleteState(w http.ResponseWriter, r *http.Request) {
+	if r, ok := f.authorizeTopic(w, r); ok {
+		f.read(w, r)
+	}
+}
+
+// authorizeTopic authorizes r to publish to its path's topic, from its
+// headers, answering it when it may not.
+func (f *restFront) authorizeTopic(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	topic := r.PathValue("topic")
 	a, err := f.pub.authenticateCreds(r.Context(), restCredentials(r))
 	if err == nil {
@@ -65,10 +80,9 @@ func (f *restFront) publish(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		f.pub.metrics.countPublish(transportREST, Code(err).String())
 		f.fail(w, r, err)
-		return
+		return nil, false
 	}
-	ctx := context.WithValue(r.Context(), accessKey{}, restAccess{access: a, topic: topic})
-	f.serve(w, r.WithContext(ctx))
+	return r.WithContext(context.WithValue(r.Context(), accessKey{}, restAccess{access: a, topic: topic})), true
 }
 
 // registerSchemas serves POST /v1/schemas: the caller must hold a schemas

@@ -400,6 +400,7 @@ func (s *Server) routes() (http.Handler, error) {
 	}
 	mux.Handle("GET /v1/events", s.streams)
 	mux.HandleFunc("POST /v1/topics/{topic}/events", rest.publish)
+	mux.HandleFunc("DELETE /v1/topics/{topic}/state", rest.deleteState)
 	if s.schemas != nil {
 		mux.HandleFunc("GET /v1/schemas", rest.read)
 		mux.HandleFunc("GET /v1/schemas/{name}", rest.read)
@@ -431,7 +432,7 @@ func (s *Server) routes() (http.Handler, error) {
 		// with credentials, and echoing any origin would hand every site
 		// the user's cookies.
 		AllowCredentials: !slices.Contains(s.cfg.CORSOrigins, "*"),
-		AllowedMethods:   []string{http.MethodGet, http.MethodPost},
+		AllowedMethods:   []string{http.MethodGet, http.MethodPost, http.MethodDelete},
 		AllowedHeaders:   []string{"Content-Type", "Authorization", "Last-Event-ID", "Cache-Control"},
 		MaxAge:           600,
 	}).Handler(mux), nil

@@ -240,7 +240,9 @@ func (sh *shard) each(it item, f func(*subscriber)) {
 	sh.idx.each(ev.Topic, func(s *subscriber) {
 		if s.lastSeq != ev.Seq {
 			s.lastSeq = ev.Seq
-			f(s)
+			if sh.hub.wants(s, ev) {
+				f(s)
+			}
 		}
 	})
 }

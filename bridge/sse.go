@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,7 +66,16 @@ type subscription struct {
 	resume      bool
 	// render is the JSON form asked for; nil for the default.
 	render *Rendering
+	// filter is the CEL expression asked for, uncompiled: it is compiled
+	// after authentication; "" for none.
+	filter string
+	// snapshot asks for the latest event of each topic first.
+	snapshot bool
 }
+
+// subscriptionParams are the query parameters of GET /v1/events besides
+// the rendering's.
+var subscriptionParams = []string{"topic", "last_event_id", "access_token", "filter", "snapshot"}
 
 func parseSubscription(r *http.Request, maxTopics int) (subscription, error) {
 	var sub subscription
@@ -74,8 +84,8 @@ func parseSubscription(r *http.Request, maxTopics int) (subscription, error) {
 		return sub, fmt.Errorf("%w: malformed query string: %v", broker.ErrBadRequest, err)
 	}
 	for k := range q {
-		if k != "topic" && k != "last_event_id" && k != "access_token" && !slices.Contains(renderParams, k) {
-			return sub, fmt.Errorf("%w: unknown query parameter %q (expected topic, last_event_id, access_token, %s)", broker.ErrBadRequest, broker.Printable(k), strings.Join(renderParams, ", "))
+		if !slices.Contains(subscriptionParams, k) && !slices.Contains(renderParams, k) {
+			return sub, fmt.Errorf("%w: unknown query parameter %q (expected %s, %s)", broker.ErrBadRequest, broker.Printable(k), strings.Join(subscriptionParams, ", "), strings.Join(renderParams, ", "))
 		}
 	}
 	if sub.render, err = parseRendering(q); err != nil {
@@ -83,6 +93,16 @@ func parseSubscription(r *http.Request, maxTopics int) (subscription, error) {
 	}
 	if sub.patterns, err = parseTopics(q["topic"], maxTopics, "?topic= parameters"); err != nil {
 		return sub, err
+	}
+	if fs := q["filter"]; len(fs) > 1 {
+		return sub, fmt.Errorf("%w: filter given %d times; combine the conditions with && in one", broker.ErrBadRequest, len(fs))
+	} else if len(fs) == 1 {
+		sub.filter = fs[0]
+	}
+	if v := q.Get("snapshot"); v != "" {
+		if sub.snapshot, err = strconv.ParseBool(v); err != nil {
+			return sub, fmt.Errorf("%w: snapshot=%q: want true or false", broker.ErrBadRequest, broker.Printable(v))
+		}
 	}
 	// The header is what EventSource sends when it reconnects, so it is
 	// newer than a last_event_id the page put in the URL.
@@ -114,6 +134,10 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil && sub.render != nil {
 		err = checkFields(r.Context(), h.hub.types, sub.render.Fields)
 	}
+	var f *filter
+	if err == nil && sub.filter != "" {
+		f, err = h.hub.filters.compile(sub.filter)
+	}
 	var release func()
 	if err == nil {
 		release, err = h.conns.acquire(h.conns.clientIP(r))
@@ -127,9 +151,9 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	plain := r.ProtoMajor == 1 && r.TLS == nil
 	var s *subscriber
 	if plain {
-		s, err = h.hub.subscribeDirect(sub.patterns, sub.render)
+		s, err = h.hub.subscribeDirect(sub.patterns, sub.render, f)
 	} else {
-		s, err = h.hub.subscribe(sub.patterns, sub.render)
+		s, err = h.hub.subscribe(sub.patterns, sub.render, f)
 	}
 	if err != nil {
 		release()
@@ -164,7 +188,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.buf = sse.AppendRetry(make([]byte, 0, 512), h.retry.Milliseconds())
 	if sub.resume {
 		var ok bool
-		if st.lastSeq, st.buf, ok = h.replay(r.Context(), st.out, sub, s.render, st.buf); !ok {
+		if st.lastSeq, st.buf, ok = h.replay(r.Context(), st.out, sub, s, st.buf); !ok {
 			st.reason = st.out.failure()
 			st.finish()
 			return
@@ -203,7 +227,8 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // replay writes the retained events after sub.lastEventID into buf,
 // flushing as it grows, preceded by a gap event when the history does not
 // reach back that far. It returns the last replayed Seq.
-func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscription, render *Rendering, buf []byte) (uint64, []byte, bool) {
+func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscription, s *subscriber, buf []byte) (uint64, []byte, bool) {
+	render := s.render
 	res, err := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
 	if err != nil {
 		// Ask the client to come back with the same Last-Event-ID rather
@@ -231,8 +256,13 @@ func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscrip
 			buf = sse.AppendEvent(buf, "", GapEventType, data)
 		}
 	}
+	sent := 0
 	for _, ev := range res.events {
+		if !h.hub.wants(s, ev) {
+			continue
+		}
 		buf = append(buf, h.hub.frameFor(ev, render)...)
+		sent++
 		if len(buf) >= coalesceMax {
 			if !out.write(buf) {
 				return 0, nil, false
@@ -240,7 +270,7 @@ func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscrip
 			buf = buf[:0]
 		}
 	}
-	h.metrics.delivered.Add(float64(len(res.events)))
+	h.metrics.delivered.Add(float64(sent))
 	return res.lastSeq, buf, true
 }
 

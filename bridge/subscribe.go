@@ -52,6 +52,12 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 			return grpcError(err)
 		}
 	}
+	var f *filter
+	if req.GetFilter() != "" {
+		if f, err = s.hub.filters.compile(req.GetFilter()); err != nil {
+			return grpcError(err)
+		}
+	}
 	remote, ip := s.conns.grpcClientIP(stream.Context())
 	release, err := s.conns.acquireConn(remote, ip)
 	if err != nil {
@@ -62,7 +68,7 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 		return grpcError(err)
 	}
 	defer release()
-	sub, err := s.hub.subscribe(patterns, nil)
+	sub, err := s.hub.subscribe(patterns, nil, f)
 	if err != nil {
 		return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id, to resume")
 	}
@@ -86,12 +92,17 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 				return err
 			}
 		}
+		sent := 0
 		for _, ev := range res.events {
+			if !s.hub.wants(sub, ev) {
+				continue
+			}
 			if err := stream.Send(s.response(ev)); err != nil {
 				return err
 			}
+			sent++
 		}
-		s.hub.metrics.delivered.Add(float64(len(res.events)))
+		s.hub.metrics.delivered.Add(float64(sent))
 		lastSeq = res.lastSeq
 	}
 
@@ -134,6 +145,12 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 // response builds the message for ev. Payload and attributes are shared
 // with ev, which is read-only once published.
 func (s *subscriberService) response(ev *broker.Event) *heraldv1.SubscribeResponse {
+	if isDeletion(ev) {
+		return &heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Deleted{Deleted: &heraldv1.TopicDeleted{
+			Id:    broker.EventID{Epoch: s.hub.epoch, Seq: ev.Seq}.String(),
+			Topic: ev.Topic,
+		}}}
+	}
 	return &heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Event{Event: &heraldv1.Event{
 		Id:         broker.EventID{Epoch: s.hub.epoch, Seq: ev.Seq}.String(),
 		Topic:      ev.Topic,

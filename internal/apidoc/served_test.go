@@ -26,15 +26,16 @@ var operations = map[string]struct {
 	security string // "token", "token unless public" or "open"
 	statuses []string
 }{
-	"GET /v1/events":                 {"token unless public", []string{"200", "400", "401", "403", "429", "default"}},
-	"POST /v1/topics/{topic}/events": {"token", []string{"200", "400", "401", "403", "409", "429", "503", "default"}},
-	"GET /v1/schemas":                {"open", []string{"200", "default"}},
-	"POST /v1/schemas":               {"token", []string{"200", "400", "401", "403", "429", "503", "default"}},
-	"GET /v1/schemas/{name}":         {"open", []string{"200", "404", "default"}},
-	"GET /v1/openapi.json":           {"open", []string{"200"}},
-	"GET /healthz":                   {"open", []string{"200"}},
-	"GET /readyz":                    {"open", []string{"200", "503"}},
-	"GET /metrics":                   {"open", []string{"200", "404"}},
+	"GET /v1/events":                  {"token unless public", []string{"200", "400", "401", "403", "429", "default"}},
+	"POST /v1/topics/{topic}/events":  {"token", []string{"200", "400", "401", "403", "409", "429", "503", "default"}},
+	"DELETE /v1/topics/{topic}/state": {"token", []string{"200", "400", "401", "403", "409", "429", "503", "default"}},
+	"GET /v1/schemas":                 {"open", []string{"200", "default"}},
+	"POST /v1/schemas":                {"token", []string{"200", "400", "401", "403", "429", "503", "default"}},
+	"GET /v1/schemas/{name}":          {"open", []string{"200", "404", "default"}},
+	"GET /v1/openapi.json":            {"open", []string{"200"}},
+	"GET /healthz":                    {"open", []string{"200"}},
+	"GET /readyz":                     {"open", []string{"200", "503"}},
+	"GET /metrics":                    {"open", []string{"200", "404"}},
 }
 
 // TestServedDocument checks the document a running server serves at

@@ -23,6 +23,116 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DeleteTopicStateRequest names the topic whose state to delete.
+type DeleteTopicStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The topic (never a pattern).
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// As for PublishRequest: a retry with the same key deletes once.
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteTopicStateRequest) Reset() {
+	*x = DeleteTopicStateRequest{}
+	mi := &file_herald_v1_publisher_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicStateRequest) ProtoMessage() {}
+
+func (x *DeleteTopicStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_publisher_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicStateRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTopicStateRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DeleteTopicStateRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *DeleteTopicStateRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+// DeleteTopicStateResponse reports the deletion event.
+type DeleteTopicStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the deletion event.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The idempotency_key matched an earlier deletion: nothing new happened.
+	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicStateResponse) Reset() {
+	*x = DeleteTopicStateResponse{}
+	mi := &file_herald_v1_publisher_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicStateResponse) ProtoMessage() {}
+
+func (x *DeleteTopicStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_publisher_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicStateResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTopicStateResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DeleteTopicStateResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteTopicStateResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // PublishRequest is one event to publish.
 type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -52,7 +162,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_herald_v1_publisher_proto_msgTypes[0]
+	mi := &file_herald_v1_publisher_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -64,7 +174,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_publisher_proto_msgTypes[0]
+	mi := &file_herald_v1_publisher_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -77,7 +187,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{0}
+	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PublishRequest) GetTopic() string {
@@ -133,7 +243,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_herald_v1_publisher_proto_msgTypes[1]
+	mi := &file_herald_v1_publisher_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +255,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_publisher_proto_msgTypes[1]
+	mi := &file_herald_v1_publisher_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +268,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PublishResponse) GetId() string {
@@ -199,7 +309,7 @@ type PublishError struct {
 
 func (x *PublishError) Reset() {
 	*x = PublishError{}
-	mi := &file_herald_v1_publisher_proto_msgTypes[2]
+	mi := &file_herald_v1_publisher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +321,7 @@ func (x *PublishError) String() string {
 func (*PublishError) ProtoMessage() {}
 
 func (x *PublishError) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_publisher_proto_msgTypes[2]
+	mi := &file_herald_v1_publisher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +334,7 @@ func (x *PublishError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishError.ProtoReflect.Descriptor instead.
 func (*PublishError) Descriptor() ([]byte, []int) {
-	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_publisher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PublishError) GetCode() int32 {
@@ -252,7 +362,13 @@ var File_herald_v1_publisher_proto protoreflect.FileDescriptor
 
 const file_herald_v1_publisher_proto_rawDesc = "" +
 	"\n" +
-	"\x19herald/v1/publisher.proto\x12\therald.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\"\x9d\x02\n" +
+	"\x19herald/v1/publisher.proto\x12\therald.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\"X\n" +
+	"\x17DeleteTopicStateRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"H\n" +
+	"\x18DeleteTopicStateResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x9d\x02\n" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12.\n" +
 	"\apayload\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\apayload\x12\x12\n" +
@@ -272,10 +388,11 @@ const file_herald_v1_publisher_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +
 	"\vretry_delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryDelay2\xa4\x01\n" +
+	"retryDelay2\x83\x02\n" +
 	"\x10PublisherService\x12B\n" +
 	"\aPublish\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\"\x00\x12L\n" +
-	"\rPublishStream\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\"\x00(\x010\x01B3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\rPublishStream\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\"\x00(\x010\x01\x12]\n" +
+	"\x10DeleteTopicState\x12\".herald.v1.DeleteTopicStateRequest\x1a#.herald.v1.DeleteTopicStateResponse\"\x00B3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_publisher_proto_rawDescOnce sync.Once
@@ -289,26 +406,30 @@ func file_herald_v1_publisher_proto_rawDescGZIP() []byte {
 	return file_herald_v1_publisher_proto_rawDescData
 }
 
-var file_herald_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_herald_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_herald_v1_publisher_proto_goTypes = []any{
-	(*PublishRequest)(nil),      // 0: herald.v1.PublishRequest
-	(*PublishResponse)(nil),     // 1: herald.v1.PublishResponse
-	(*PublishError)(nil),        // 2: herald.v1.PublishError
-	nil,                         // 3: herald.v1.PublishRequest.AttributesEntry
-	(*anypb.Any)(nil),           // 4: google.protobuf.Any
-	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
+	(*DeleteTopicStateRequest)(nil),  // 0: herald.v1.DeleteTopicStateRequest
+	(*DeleteTopicStateResponse)(nil), // 1: herald.v1.DeleteTopicStateResponse
+	(*PublishRequest)(nil),           // 2: herald.v1.PublishRequest
+	(*PublishResponse)(nil),          // 3: herald.v1.PublishResponse
+	(*PublishError)(nil),             // 4: herald.v1.PublishError
+	nil,                              // 5: herald.v1.PublishRequest.AttributesEntry
+	(*anypb.Any)(nil),                // 6: google.protobuf.Any
+	(*durationpb.Duration)(nil),      // 7: google.protobuf.Duration
 }
 var file_herald_v1_publisher_proto_depIdxs = []int32{
-	4, // 0: herald.v1.PublishRequest.payload:type_name -> google.protobuf.Any
-	3, // 1: herald.v1.PublishRequest.attributes:type_name -> herald.v1.PublishRequest.AttributesEntry
-	2, // 2: herald.v1.PublishResponse.error:type_name -> herald.v1.PublishError
-	5, // 3: herald.v1.PublishError.retry_delay:type_name -> google.protobuf.Duration
-	0, // 4: herald.v1.PublisherService.Publish:input_type -> herald.v1.PublishRequest
-	0, // 5: herald.v1.PublisherService.PublishStream:input_type -> herald.v1.PublishRequest
-	1, // 6: herald.v1.PublisherService.Publish:output_type -> herald.v1.PublishResponse
-	1, // 7: herald.v1.PublisherService.PublishStream:output_type -> herald.v1.PublishResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
+	6, // 0: herald.v1.PublishRequest.payload:type_name -> google.protobuf.Any
+	5, // 1: herald.v1.PublishRequest.attributes:type_name -> herald.v1.PublishRequest.AttributesEntry
+	4, // 2: herald.v1.PublishResponse.error:type_name -> herald.v1.PublishError
+	7, // 3: herald.v1.PublishError.retry_delay:type_name -> google.protobuf.Duration
+	2, // 4: herald.v1.PublisherService.Publish:input_type -> herald.v1.PublishRequest
+	2, // 5: herald.v1.PublisherService.PublishStream:input_type -> herald.v1.PublishRequest
+	0, // 6: herald.v1.PublisherService.DeleteTopicState:input_type -> herald.v1.DeleteTopicStateRequest
+	3, // 7: herald.v1.PublisherService.Publish:output_type -> herald.v1.PublishResponse
+	3, // 8: herald.v1.PublisherService.PublishStream:output_type -> herald.v1.PublishResponse
+	1, // 9: herald.v1.PublisherService.DeleteTopicState:output_type -> herald.v1.DeleteTopicStateResponse
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -325,7 +446,7 @@ func file_herald_v1_publisher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_publisher_proto_rawDesc), len(file_herald_v1_publisher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

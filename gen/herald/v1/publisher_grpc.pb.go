@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PublisherService_Publish_FullMethodName       = "/herald.v1.PublisherService/Publish"
-	PublisherService_PublishStream_FullMethodName = "/herald.v1.PublisherService/PublishStream"
+	PublisherService_Publish_FullMethodName          = "/herald.v1.PublisherService/Publish"
+	PublisherService_PublishStream_FullMethodName    = "/herald.v1.PublisherService/PublishStream"
+	PublisherService_DeleteTopicState_FullMethodName = "/herald.v1.PublisherService/DeleteTopicState"
 )
 
 // PublisherServiceClient is the client API for PublisherService service.
@@ -50,6 +51,12 @@ type PublisherServiceClient interface {
 	// response carrying `error` and the stream goes on; only a broken
 	// transport or server shutdown ends it.
 	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResponse], error)
+	// DeleteTopicState marks a topic's state as deleted (a game server shut
+	// down): live subscribers get an event of type herald.deleted, and the
+	// topic leaves later snapshots until it is published to again. It is an
+	// event like any other: it takes a grant to publish to the topic, gets an
+	// id, and is retained and replayed.
+	DeleteTopicState(ctx context.Context, in *DeleteTopicStateRequest, opts ...grpc.CallOption) (*DeleteTopicStateResponse, error)
 }
 
 type publisherServiceClient struct {
@@ -83,6 +90,16 @@ func (c *publisherServiceClient) PublishStream(ctx context.Context, opts ...grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PublisherService_PublishStreamClient = grpc.BidiStreamingClient[PublishRequest, PublishResponse]
 
+func (c *publisherServiceClient) DeleteTopicState(ctx context.Context, in *DeleteTopicStateRequest, opts ...grpc.CallOption) (*DeleteTopicStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTopicStateResponse)
+	err := c.cc.Invoke(ctx, PublisherService_DeleteTopicState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PublisherServiceServer is the server API for PublisherService service.
 // All implementations must embed UnimplementedPublisherServiceServer
 // for forward compatibility.
@@ -110,6 +127,12 @@ type PublisherServiceServer interface {
 	// response carrying `error` and the stream goes on; only a broken
 	// transport or server shutdown ends it.
 	PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResponse]) error
+	// DeleteTopicState marks a topic's state as deleted (a game server shut
+	// down): live subscribers get an event of type herald.deleted, and the
+	// topic leaves later snapshots until it is published to again. It is an
+	// event like any other: it takes a grant to publish to the topic, gets an
+	// id, and is retained and replayed.
+	DeleteTopicState(context.Context, *DeleteTopicStateRequest) (*DeleteTopicStateResponse, error)
 	mustEmbedUnimplementedPublisherServiceServer()
 }
 
@@ -125,6 +148,9 @@ func (UnimplementedPublisherServiceServer) Publish(context.Context, *PublishRequ
 }
 func (UnimplementedPublisherServiceServer) PublishStream(grpc.BidiStreamingServer[PublishRequest, PublishResponse]) error {
 	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
+}
+func (UnimplementedPublisherServiceServer) DeleteTopicState(context.Context, *DeleteTopicStateRequest) (*DeleteTopicStateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTopicState not implemented")
 }
 func (UnimplementedPublisherServiceServer) mustEmbedUnimplementedPublisherServiceServer() {}
 func (UnimplementedPublisherServiceServer) testEmbeddedByValue()                          {}
@@ -172,6 +198,24 @@ func _PublisherService_PublishStream_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PublisherService_PublishStreamServer = grpc.BidiStreamingServer[PublishRequest, PublishResponse]
 
+func _PublisherService_DeleteTopicState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTopicStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PublisherServiceServer).DeleteTopicState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PublisherService_DeleteTopicState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PublisherServiceServer).DeleteTopicState(ctx, req.(*DeleteTopicStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PublisherService_ServiceDesc is the grpc.ServiceDesc for PublisherService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -182,6 +226,10 @@ var PublisherService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Publish",
 			Handler:    _PublisherService_Publish_Handler,
+		},
+		{
+			MethodName: "DeleteTopicState",
+			Handler:    _PublisherService_DeleteTopicState_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

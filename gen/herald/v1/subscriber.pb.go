@@ -34,8 +34,21 @@ type SubscribeRequest struct {
 	// Resume after this event id: the id of the last event received, as in
 	// SSE's Last-Event-ID. Empty: live events only. An id the server cannot
 	// place (too old, from an earlier history, garbled) is no error: the
-	// stream starts with a Gap and replays what is retained.
-	LastEventId   string `protobuf:"bytes,2,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// stream starts with a Gap and replays what is retained (with snapshot
+	// set, the Gap is followed by a fresh snapshot instead).
+	LastEventId string `protobuf:"bytes,2,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// A CEL expression over each event's payload (its fields by their
+	// protobuf names; a google.protobuf.Struct payload as a map), type,
+	// topic and attributes: only events for which it is true are sent, live,
+	// replayed and in a snapshot alike. At most 1,024 bytes, e.g.
+	// `payload.total_cents > 10000 && payload.currency == "EUR"`. An event on
+	// which it fails (a missing field, another payload type) is not sent.
+	Filter string `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	// First send, for every topic the subscription matches, the latest
+	// retained event (in id order), then Synced, then live events, with no
+	// gap and no duplicate in between. Ignored when resuming with
+	// last_event_id, unless the history no longer reaches back that far.
+	Snapshot      bool `protobuf:"varint,4,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +97,20 @@ func (x *SubscribeRequest) GetLastEventId() string {
 	return ""
 }
 
+func (x *SubscribeRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *SubscribeRequest) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
 // SubscribeResponse is one message of a Subscribe stream.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -91,6 +118,8 @@ type SubscribeResponse struct {
 	//
 	//	*SubscribeResponse_Event
 	//	*SubscribeResponse_Gap
+	//	*SubscribeResponse_Synced
+	//	*SubscribeResponse_Deleted
 	Message       isSubscribeResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -151,6 +180,24 @@ func (x *SubscribeResponse) GetGap() *Gap {
 	return nil
 }
 
+func (x *SubscribeResponse) GetSynced() *Synced {
+	if x != nil {
+		if x, ok := x.Message.(*SubscribeResponse_Synced); ok {
+			return x.Synced
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetDeleted() *TopicDeleted {
+	if x != nil {
+		if x, ok := x.Message.(*SubscribeResponse_Deleted); ok {
+			return x.Deleted
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Message interface {
 	isSubscribeResponse_Message()
 }
@@ -166,9 +213,135 @@ type SubscribeResponse_Gap struct {
 	Gap *Gap `protobuf:"bytes,2,opt,name=gap,proto3,oneof"`
 }
 
+type SubscribeResponse_Synced struct {
+	// The snapshot is complete: live events follow.
+	Synced *Synced `protobuf:"bytes,3,opt,name=synced,proto3,oneof"`
+}
+
+type SubscribeResponse_Deleted struct {
+	// A topic's state was deleted (DeleteTopicState): it leaves later
+	// snapshots.
+	Deleted *TopicDeleted `protobuf:"bytes,4,opt,name=deleted,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Event) isSubscribeResponse_Message() {}
 
 func (*SubscribeResponse_Gap) isSubscribeResponse_Message() {}
+
+func (*SubscribeResponse_Synced) isSubscribeResponse_Message() {}
+
+func (*SubscribeResponse_Deleted) isSubscribeResponse_Message() {}
+
+// Synced ends a snapshot.
+type Synced struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many topics the snapshot held.
+	Topics int32 `protobuf:"varint,1,opt,name=topics,proto3" json:"topics,omitempty"`
+	// The position the snapshot reflects: resume from it to get exactly the
+	// events after the snapshot.
+	LastEventId   string `protobuf:"bytes,2,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Synced) Reset() {
+	*x = Synced{}
+	mi := &file_herald_v1_subscriber_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Synced) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Synced) ProtoMessage() {}
+
+func (x *Synced) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscriber_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Synced.ProtoReflect.Descriptor instead.
+func (*Synced) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscriber_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Synced) GetTopics() int32 {
+	if x != nil {
+		return x.Topics
+	}
+	return 0
+}
+
+func (x *Synced) GetLastEventId() string {
+	if x != nil {
+		return x.LastEventId
+	}
+	return ""
+}
+
+// TopicDeleted says that a topic's state was deleted.
+type TopicDeleted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's id, as for any event.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The topic whose state was deleted.
+	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicDeleted) Reset() {
+	*x = TopicDeleted{}
+	mi := &file_herald_v1_subscriber_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicDeleted) ProtoMessage() {}
+
+func (x *TopicDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_subscriber_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicDeleted.ProtoReflect.Descriptor instead.
+func (*TopicDeleted) Descriptor() ([]byte, []int) {
+	return file_herald_v1_subscriber_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TopicDeleted) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TopicDeleted) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
 
 // Event is one published event as a backend subscriber receives it.
 type Event struct {
@@ -194,7 +367,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_herald_v1_subscriber_proto_msgTypes[2]
+	mi := &file_herald_v1_subscriber_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +379,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscriber_proto_msgTypes[2]
+	mi := &file_herald_v1_subscriber_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +392,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscriber_proto_rawDescGZIP(), []int{2}
+	return file_herald_v1_subscriber_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Event) GetId() string {
@@ -279,7 +452,7 @@ type Gap struct {
 
 func (x *Gap) Reset() {
 	*x = Gap{}
-	mi := &file_herald_v1_subscriber_proto_msgTypes[3]
+	mi := &file_herald_v1_subscriber_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +464,7 @@ func (x *Gap) String() string {
 func (*Gap) ProtoMessage() {}
 
 func (x *Gap) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_subscriber_proto_msgTypes[3]
+	mi := &file_herald_v1_subscriber_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +477,7 @@ func (x *Gap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gap.ProtoReflect.Descriptor instead.
 func (*Gap) Descriptor() ([]byte, []int) {
-	return file_herald_v1_subscriber_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_subscriber_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Gap) GetLastEventId() string {
@@ -325,14 +498,24 @@ var File_herald_v1_subscriber_proto protoreflect.FileDescriptor
 
 const file_herald_v1_subscriber_proto_rawDesc = "" +
 	"\n" +
-	"\x1aherald/v1/subscriber.proto\x12\therald.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
+	"\x1aherald/v1/subscriber.proto\x12\therald.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\"\n" +
-	"\rlast_event_id\x18\x02 \x01(\tR\vlastEventId\"l\n" +
+	"\rlast_event_id\x18\x02 \x01(\tR\vlastEventId\x12\x16\n" +
+	"\x06filter\x18\x03 \x01(\tR\x06filter\x12\x1a\n" +
+	"\bsnapshot\x18\x04 \x01(\bR\bsnapshot\"\xce\x01\n" +
 	"\x11SubscribeResponse\x12(\n" +
 	"\x05event\x18\x01 \x01(\v2\x10.herald.v1.EventH\x00R\x05event\x12\"\n" +
-	"\x03gap\x18\x02 \x01(\v2\x0e.herald.v1.GapH\x00R\x03gapB\t\n" +
-	"\amessage\"\xa2\x02\n" +
+	"\x03gap\x18\x02 \x01(\v2\x0e.herald.v1.GapH\x00R\x03gap\x12+\n" +
+	"\x06synced\x18\x03 \x01(\v2\x11.herald.v1.SyncedH\x00R\x06synced\x123\n" +
+	"\adeleted\x18\x04 \x01(\v2\x17.herald.v1.TopicDeletedH\x00R\adeletedB\t\n" +
+	"\amessage\"D\n" +
+	"\x06Synced\x12\x16\n" +
+	"\x06topics\x18\x01 \x01(\x05R\x06topics\x12\"\n" +
+	"\rlast_event_id\x18\x02 \x01(\tR\vlastEventId\"4\n" +
+	"\fTopicDeleted\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\"\xa2\x02\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x12\n" +
@@ -363,29 +546,33 @@ func file_herald_v1_subscriber_proto_rawDescGZIP() []byte {
 	return file_herald_v1_subscriber_proto_rawDescData
 }
 
-var file_herald_v1_subscriber_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_herald_v1_subscriber_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_herald_v1_subscriber_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),      // 0: herald.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),     // 1: herald.v1.SubscribeResponse
-	(*Event)(nil),                 // 2: herald.v1.Event
-	(*Gap)(nil),                   // 3: herald.v1.Gap
-	nil,                           // 4: herald.v1.Event.AttributesEntry
-	(*anypb.Any)(nil),             // 5: google.protobuf.Any
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Synced)(nil),                // 2: herald.v1.Synced
+	(*TopicDeleted)(nil),          // 3: herald.v1.TopicDeleted
+	(*Event)(nil),                 // 4: herald.v1.Event
+	(*Gap)(nil),                   // 5: herald.v1.Gap
+	nil,                           // 6: herald.v1.Event.AttributesEntry
+	(*anypb.Any)(nil),             // 7: google.protobuf.Any
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_herald_v1_subscriber_proto_depIdxs = []int32{
-	2, // 0: herald.v1.SubscribeResponse.event:type_name -> herald.v1.Event
-	3, // 1: herald.v1.SubscribeResponse.gap:type_name -> herald.v1.Gap
-	5, // 2: herald.v1.Event.payload:type_name -> google.protobuf.Any
-	4, // 3: herald.v1.Event.attributes:type_name -> herald.v1.Event.AttributesEntry
-	6, // 4: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
-	0, // 5: herald.v1.SubscriberService.Subscribe:input_type -> herald.v1.SubscribeRequest
-	1, // 6: herald.v1.SubscriberService.Subscribe:output_type -> herald.v1.SubscribeResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4, // 0: herald.v1.SubscribeResponse.event:type_name -> herald.v1.Event
+	5, // 1: herald.v1.SubscribeResponse.gap:type_name -> herald.v1.Gap
+	2, // 2: herald.v1.SubscribeResponse.synced:type_name -> herald.v1.Synced
+	3, // 3: herald.v1.SubscribeResponse.deleted:type_name -> herald.v1.TopicDeleted
+	7, // 4: herald.v1.Event.payload:type_name -> google.protobuf.Any
+	6, // 5: herald.v1.Event.attributes:type_name -> herald.v1.Event.AttributesEntry
+	8, // 6: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
+	0, // 7: herald.v1.SubscriberService.Subscribe:input_type -> herald.v1.SubscribeRequest
+	1, // 8: herald.v1.SubscriberService.Subscribe:output_type -> herald.v1.SubscribeResponse
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_subscriber_proto_init() }
@@ -396,6 +583,8 @@ func file_herald_v1_subscriber_proto_init() {
 	file_herald_v1_subscriber_proto_msgTypes[1].OneofWrappers = []any{
 		(*SubscribeResponse_Event)(nil),
 		(*SubscribeResponse_Gap)(nil),
+		(*SubscribeResponse_Synced)(nil),
+		(*SubscribeResponse_Deleted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -403,7 +592,7 @@ func file_herald_v1_subscriber_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_subscriber_proto_rawDesc), len(file_herald_v1_subscriber_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
