@@ -122,3 +122,68 @@ type SchemaStore interface {
 	// LoadSchemas returns the registrations after the first skip, in order.
 	LoadSchemas(ctx context.Context, skip int) ([][]byte, error)
 }
+
+// A Snapshotter is a Broker that can tell the latest retained event of
+// every topic matching some patterns, as of one position: the state of
+// those topics, for a subscriber that asks for it (snapshot=true) before
+// the live events.
+//
+// The server subscribes first, then calls Snapshot, sends the snapshot,
+// and then sends only the live events with Seq > Upto: each topic's latest
+// event once, then every later one, with no gap and no duplicate at the
+// seam. That holds only because a snapshot is of one position: were one
+// topic read as of a later position than another, ids on the stream would
+// go backwards or events would be skipped.
+//
+// Contract, which every implementation must keep (internal/broker/brokertest
+// checks it):
+//
+//   - Position. Upto is a Seq of the broker's Epoch, at least the Seq of
+//     every event accepted before Snapshot was called (whatever its topic),
+//     so Replay after EventID{Epoch(), Upto} goes on where the snapshot
+//     ends. For each topic matching the patterns, Events holds the event of
+//     that topic with the highest Seq <= Upto if it is still retained when
+//     the broker reads the topic, and nothing otherwise. An event accepted
+//     while Snapshot runs thus either has Seq <= Upto and is in Events (or
+//     superseded there by a later event of its topic, also <= Upto), or has
+//     Seq > Upto and reaches live subscriptions: never neither.
+//   - Retention removes a topic's oldest events first, so a topic is
+//     absent only when its events up to Upto aged out or were removed for
+//     events after Upto (count retention, while Snapshot read other topics),
+//     which the subscriber then gets live. Count retention alone never
+//     leaves a topic absent: it keeps the latest event.
+//   - Order and size. Events are in Seq order, one per topic, none for no
+//     patterns, at most limit of them. More reports that more matching
+//     topics have an event than limit; Events then holds limit of them,
+//     which ones is not specified: the server refuses a snapshot that is
+//     too large rather than send part of one. A limit below 1 fails with
+//     ErrBadRequest.
+//   - Deletion. The server marks a topic's state as deleted (a game server
+//     shut down) by publishing an ordinary event of Type DeletedType, with
+//     no payload and an empty TypeURL. To the broker it is an event like
+//     any other: accepted, delivered, replayed and retained as the others
+//     are, and returned by Snapshot as its topic's latest event; the server
+//     leaves such topics out of what it sends. A marker that retention
+//     removed leaves its topic absent, which means the same.
+//   - A cancelled or expired ctx fails the call with an error wrapping
+//     ctx.Err(); after Close the call fails with ErrClosed; a backend that
+//     cannot answer fails with ErrUnavailable, as its other calls do.
+//     Snapshot may run concurrently with every other call, and holds up
+//     publishers no longer than a Replay of as many topics would.
+type Snapshotter interface {
+	// Snapshot returns the latest retained event of each topic matching
+	// patterns, as of one position; see the contract above.
+	Snapshot(ctx context.Context, patterns []Pattern, limit int) (SnapshotResult, error)
+}
+
+// SnapshotResult is what Snapshot found.
+type SnapshotResult struct {
+	// Events are the latest retained events, one per matching topic, in
+	// Seq order.
+	Events []*Event
+	// Upto is the position the snapshot is of: live events with Seq <=
+	// Upto are in it, or superseded by one that is.
+	Upto uint64
+	// More reports that more topics have an event than the limit allowed.
+	More bool
+}

@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// DeletedType is the Type of the event that marks a topic's state as
+// deleted (see Snapshotter): it has no payload and an empty TypeURL, and
+// brokers store it like any other event.
+const DeletedType = "herald.deleted"
+
 // An Event is one published event. Once handed to Broker.Publish it is
 // shared read-only by every goroutine that delivers it, and passed by
 // pointer, never copied (go vet's copylocks check catches copies).

@@ -91,3 +91,13 @@ func FuzzEventIDString(f *testing.F) {
 		}
 	})
 }
+
+// TestSizeOfDeletedMarker: the marker of a deleted topic counts as any
+// event does, and its empty TypeURL and payload add nothing.
+func TestSizeOfDeletedMarker(t *testing.T) {
+	t.Parallel()
+	ev := &broker.Event{Topic: "game.eu.1", Type: broker.DeletedType}
+	if got, want := ev.Size(), len("game.eu.1")+len(broker.DeletedType); got != want {
+		t.Errorf("Size of a deletion marker = %d, want %d", got, want)
+	}
+}

@@ -16,6 +16,8 @@ func TestRoundTrip(t *testing.T) {
 			Payload: []byte{0, 1, 2, 0xff}, Attributes: map[string]string{"a": "b", "empty": "", "nl": "x\ny", "ü": "✉"},
 			Time: time.Unix(1700000000, 123456789)},
 		{Topic: "t", Time: time.Unix(0, 1)},
+		// The marker of a deleted topic: no TypeURL, no payload.
+		{Topic: "game.eu.1", Type: broker.DeletedType, Time: time.Unix(1700000000, 5)},
 		{},
 	} {
 		b := wire.Append([]byte("prefix"), ev)
