@@ -28,7 +28,7 @@ func TestMultiNodeChecks(t *testing.T) {
 
 // A node is another handle on a shared broker: closing it ends its own
 // subscriptions and calls, not the shared log. The shared broker must be a
-// broker.SchemaStore.
+// broker.SchemaStore and a broker.Snapshotter.
 type node struct {
 	broker.Broker
 	ctx    context.Context // ends when the node closes
@@ -67,6 +67,13 @@ func (n *node) Replay(ctx context.Context, patterns []broker.Pattern, after brok
 		return broker.ReplayResult{}, err
 	}
 	return n.Broker.Replay(ctx, patterns, after)
+}
+
+func (n *node) Snapshot(ctx context.Context, patterns []broker.Pattern, limit int) (broker.SnapshotResult, error) {
+	if err := n.check(); err != nil {
+		return broker.SnapshotResult{}, err
+	}
+	return n.Broker.(broker.Snapshotter).Snapshot(ctx, patterns, limit)
 }
 
 func (n *node) SaveSchemas(ctx context.Context, set []byte) error {

@@ -111,6 +111,7 @@ var (
 	_ broker.Broker        = (*Broker)(nil)
 	_ broker.HealthChecker = (*Broker)(nil)
 	_ broker.SchemaStore   = (*Broker)(nil)
+	_ broker.Snapshotter   = (*Broker)(nil)
 )
 
 type topicLog struct {
@@ -556,6 +557,50 @@ func (b *Broker) Replay(ctx context.Context, patterns []broker.Pattern, after br
 	}
 	res.Events = out
 	return res, ctx.Err()
+}
+
+// Snapshot implements broker.Snapshotter. It reads every topic under b.mu,
+// the lock publishers take, so that the snapshot is of the last Seq given
+// out: a publish waits for it as long as for a Replay of as many topics.
+// Events accepted and not yet delivered are in it; their deliveries come
+// with Seq <= Upto, for the server to skip.
+func (b *Broker) Snapshot(ctx context.Context, patterns []broker.Pattern, limit int) (broker.SnapshotResult, error) {
+	var res broker.SnapshotResult
+	if limit < 1 {
+		return res, fmt.Errorf("%w: snapshot limit is %d; it must be at least 1", broker.ErrBadRequest, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return res, fmt.Errorf("%w: broker is closed", broker.ErrClosed)
+	}
+	res.Upto = b.seq
+	if len(patterns) > 0 {
+		cutoff := b.opts.Now().Add(-b.opts.MaxAge)
+		for name, t := range b.topics {
+			if t.n == 0 || !broker.MatchAny(patterns, name) {
+				continue
+			}
+			ev := t.at(t.n - 1)
+			if ev.Time.Before(cutoff) {
+				continue // aged out, all of the topic, before the sweep removed it
+			}
+			if len(res.Events) == limit {
+				res.More = true
+				break
+			}
+			res.Events = append(res.Events, ev)
+		}
+	}
+	b.mu.Unlock()
+	slices.SortFunc(res.Events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
+	if err := ctx.Err(); err != nil {
+		return broker.SnapshotResult{}, err
+	}
+	return res, nil
 }
 
 // searchAfter returns the index of the first retained event with Seq > seq.

@@ -189,6 +189,53 @@ func TestReplayHidesExpired(t *testing.T) {
 	}
 }
 
+// A topic whose events aged out is absent from a snapshot, and not
+// counted against its limit, before the sweep removed the events.
+func TestSnapshotHidesExpired(t *testing.T) {
+	var offset atomic.Int64 // the sweep reads the clock from its goroutine
+	start := time.Now()
+	clock := func() time.Time { return start.Add(time.Duration(offset.Load())) }
+	b := New(Options{MaxAge: time.Hour, Now: clock}) // the sweep runs every minute
+	defer b.Close()
+
+	publish(t, b, "old", "")
+	offset.Store(int64(time.Hour + time.Second))
+	fresh := publish(t, b, "fresh", "")
+	res := snapshot(t, b, ">", 1)
+	if !slices.Equal(res.Events, []*broker.Event{fresh}) || res.More || res.Upto != fresh.Seq {
+		t.Errorf("Snapshot = seqs %v, More %v, Upto %d; want only Seq %d, no More, Upto %d", seqs(res.Events), res.More, res.Upto, fresh.Seq, fresh.Seq)
+	}
+}
+
+// A topic whose events MaxBytes evicted is absent from a snapshot; a topic
+// keeps its latest event while any is retained.
+func TestSnapshotAfterMaxBytes(t *testing.T) {
+	b := New(Options{MaxBytes: 1000})
+	defer b.Close()
+	publishSized(t, b, "a", 400)
+	b1 := publishSized(t, b, "b", 400)
+	publishSized(t, b, "c", 100)
+	b2 := publishSized(t, b, "b", 400) // evicts a's only event
+	c2 := publishSized(t, b, "c", 100)
+	res := snapshot(t, b, ">", 10)
+	if want := []*broker.Event{b2, c2}; !slices.Equal(res.Events, want) {
+		t.Errorf("Snapshot = seqs %v; want %v (a evicted, b's Seq %d superseded)", seqs(res.Events), seqs(want), b1.Seq)
+	}
+}
+
+func snapshot(t *testing.T, b *Broker, pattern string, limit int) broker.SnapshotResult {
+	t.Helper()
+	p, err := broker.ParsePattern(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Snapshot(t.Context(), []broker.Pattern{p}, limit)
+	if err != nil {
+		t.Fatalf("Snapshot(%q): %v", pattern, err)
+	}
+	return res
+}
+
 // sized returns an event on topic whose Size is size.
 func sized(topic string, size int) *broker.Event {
 	return &broker.Event{Topic: topic, Type: "t", Payload: make([]byte, size-len(topic)-1)}
