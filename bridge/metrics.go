@@ -25,6 +25,7 @@ type metrics struct {
 	refused      *prometheus.CounterVec // refused subscriptions by status
 	renderings   prometheus.Counter
 	filterErrors prometheus.Counter
+	snapshots    prometheus.Counter
 
 	// accepted caches the children of published for accepted publishes,
 	// by transport, ok and duplicate: looked up once, not per publish.
@@ -140,6 +141,10 @@ func newMetrics() *metrics {
 			Name: "herald_sse_refused_total",
 			Help: "SSE subscription requests refused before the stream started, by HTTP status.",
 		}, []string{"status"}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_snapshots_total",
+			Help: "Subscriptions that started with a snapshot of their topics' latest events (snapshot=true), SSE and gRPC.",
+		}),
 		filterErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_filter_errors_total",
 			Help: "Events dropped for a subscription because its filter failed on them (a missing field, a payload of another type, the cost limit), counted once per event and distinct filter.",
@@ -154,7 +159,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.published, m.publishTime, m.delivered, m.replayed, m.gaps, m.subscribers,
-		m.streams, m.slowDrops, m.refused, m.renderings, m.filterErrors,
+		m.streams, m.slowDrops, m.refused, m.renderings, m.filterErrors, m.snapshots,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

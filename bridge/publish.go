@@ -173,7 +173,7 @@ func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.Publish
 
 // DeletedEventType is the SSE event of a topic whose state was deleted
 // (DeleteTopicState). Its data is a JSON object: {"topic": "<topic>"}.
-const DeletedEventType = "herald.deleted"
+const DeletedEventType = broker.DeletedType
 
 // isDeletion reports whether ev marks its topic's state as deleted: the
 // server's own event, which no publisher can forge (the herald. prefix is

@@ -113,6 +113,9 @@ type Config struct {
 	// from publishers (default: DefaultTypeURLPrefix alone); each ends with
 	// a slash, and the type's full name follows it.
 	TypeURLPrefixes []string
+	// MaxSnapshotTopics bounds the topics of one snapshot (snapshot=true);
+	// a subscription that would get more is refused (default 10,000).
+	MaxSnapshotTopics int
 	// BodyReadTimeout bounds reading a REST request's body (default 10s):
 	// a body that has not arrived whole by then is refused.
 	BodyReadTimeout time.Duration
@@ -165,7 +168,7 @@ func (c Config) Validate() error {
 		return errors.New("bridge: Config durations must not be negative")
 	case c.QueueSize < 0:
 		return errors.New("bridge: Config.QueueSize must not be negative")
-	case c.PublishRate < 0, c.PublishBurst < 0, c.MaxConnections < 0, c.MaxConnectionsPerIP < 0, c.MaxTopicsPerSubscription < 0, c.MaxBodyMemory < 0, c.MaxSubscribesPerConn < 0:
+	case c.PublishRate < 0, c.PublishBurst < 0, c.MaxConnections < 0, c.MaxConnectionsPerIP < 0, c.MaxTopicsPerSubscription < 0, c.MaxBodyMemory < 0, c.MaxSubscribesPerConn < 0, c.MaxSnapshotTopics < 0:
 		return errors.New("bridge: Config limits must not be negative")
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
@@ -220,6 +223,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BodyReadTimeout == 0 {
 		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.MaxSnapshotTopics == 0 {
+		c.MaxSnapshotTopics = DefaultMaxSnapshotTopics
 	}
 	if c.MaxSubscribesPerConn == 0 {
 		c.MaxSubscribesPerConn = DefaultMaxSubscribesPerConn
@@ -296,7 +302,7 @@ func New(cfg Config) (*Server, error) {
 		trusted: cfg.TrustedProxies,
 		perIPs:  make(map[netip.Addr]int),
 	}
-	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub, auth: cfg.Auth, maxTopics: cfg.MaxTopicsPerSubscription, conns: s.conns})
+	heraldv1.RegisterSubscriberServiceServer(s.grpc, &subscriberService{hub: s.hub, auth: cfg.Auth, maxTopics: cfg.MaxTopicsPerSubscription, conns: s.conns, maxSnapshotTopics: cfg.MaxSnapshotTopics})
 	if s.schemas != nil {
 		heraldv1.RegisterSchemaServiceServer(s.grpc, s.schemas)
 	}
@@ -387,16 +393,17 @@ func (s *Server) routes() (http.Handler, error) {
 
 	mux := http.NewServeMux()
 	s.streams = &streamHandler{
-		hub:          s.hub,
-		log:          s.log,
-		metrics:      s.metrics,
-		retry:        s.cfg.RetryInterval,
-		writeTimeout: s.cfg.WriteTimeout,
-		auth:         s.cfg.Auth,
-		cookie:       s.cfg.AuthCookie,
-		queryToken:   s.cfg.AllowQueryToken,
-		maxTopics:    s.cfg.MaxTopicsPerSubscription,
-		conns:        s.conns,
+		hub:               s.hub,
+		log:               s.log,
+		metrics:           s.metrics,
+		retry:             s.cfg.RetryInterval,
+		writeTimeout:      s.cfg.WriteTimeout,
+		auth:              s.cfg.Auth,
+		cookie:            s.cfg.AuthCookie,
+		queryToken:        s.cfg.AllowQueryToken,
+		maxTopics:         s.cfg.MaxTopicsPerSubscription,
+		conns:             s.conns,
+		maxSnapshotTopics: s.cfg.MaxSnapshotTopics,
 	}
 	mux.Handle("GET /v1/events", s.streams)
 	mux.HandleFunc("POST /v1/topics/{topic}/events", rest.publish)

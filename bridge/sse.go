@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +48,8 @@ type streamHandler struct {
 	conns        *connLimiter
 	// resumeFailures paces the log line of resumes the broker could not
 	// serve.
-	resumeFailures logSampler
+	resumeFailures    logSampler
+	maxSnapshotTopics int
 	// taken are the connections taken over from net/http, which its
 	// Shutdown neither waits for nor closes.
 	takenMu sync.Mutex
@@ -167,6 +167,15 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(sse.AppendRetry(b, (h.retry/2 + time.Duration(rand.Int64N(int64(time.Second)))).Milliseconds()))
 		return
 	}
+	// What the stream starts with is read before its head, so that a
+	// snapshot over the limit is still a 400.
+	begun, err := h.hub.begin(r.Context(), sub.patterns, sub.lastEventID, sub.resume, sub.snapshot, s, h.maxSnapshotTopics)
+	if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+		h.hub.unsubscribe(s)
+		release()
+		h.refuse(w, creds, err)
+		return
+	}
 	st := &stream{h: h, s: s, release: release, perms: perms, reason: endClient}
 	st.out = &streamOut{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
 	hdr := w.Header()
@@ -183,17 +192,22 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 
+	if err != nil { // the broker's history cannot be read now
+		h.unreadable(st.out, err)
+		st.reason = endWrite
+		st.finish()
+		return
+	}
 	// The first bytes go out at once, so that onopen fires and proxies see
 	// a live response. Replayed events (if any) follow in the same flush.
 	st.buf = sse.AppendRetry(make([]byte, 0, 512), h.retry.Milliseconds())
-	if sub.resume {
-		var ok bool
-		if st.lastSeq, st.buf, ok = h.replay(r.Context(), st.out, sub, s, st.buf); !ok {
-			st.reason = st.out.failure()
-			st.finish()
-			return
-		}
+	var ok bool
+	if st.buf, ok = h.writeStart(st.out, sub, begun, s.render, st.buf); !ok {
+		st.reason = st.out.failure()
+		st.finish()
+		return
 	}
+	st.lastSeq = begun.lastSeq
 	if !st.out.write(st.buf) {
 		st.reason = st.out.failure()
 		st.finish()
@@ -224,54 +238,48 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.run(r.Context().Done())
 }
 
-// replay writes the retained events after sub.lastEventID into buf,
-// flushing as it grows, preceded by a gap event when the history does not
-// reach back that far. It returns the last replayed Seq.
-func (h *streamHandler) replay(ctx context.Context, out *streamOut, sub subscription, s *subscriber, buf []byte) (uint64, []byte, bool) {
-	render := s.render
-	res, err := h.hub.resume(ctx, sub.patterns, sub.lastEventID)
-	if err != nil {
-		// Ask the client to come back with the same Last-Event-ID rather
-		// than skip what it missed, after a spread-out delay: during an
-		// outage every resuming client lands here, and they must not all
-		// come back at once, nor each add a line to the log.
-		if n, ok := h.resumeFailures.note(time.Now()); ok {
-			h.log.Warn("cannot resume streams while the broker's history is unreadable; clients retry with the same id", "streams", n, "err", err)
-		}
-		// buf holds the stream's first retry: line only; this one, spread
-		// between one and two retry intervals, replaces it.
-		buf = sse.AppendRetry(buf[:0], (h.retry + time.Duration(rand.Int64N(int64(h.retry)+1))).Milliseconds())
-		buf = sse.AppendComment(buf, "history unavailable, reconnecting")
-		out.write(buf)
-		return 0, nil, false
-	}
-	if res.gap != "" {
+// writeStart writes what a subscription starts with (Hub.begin) into buf,
+// flushing as it grows: a gap event, the replayed or snapshot events, and
+// herald.synced after a snapshot.
+func (h *streamHandler) writeStart(out *streamOut, sub subscription, st start, render *Rendering, buf []byte) ([]byte, bool) {
+	if st.gap != "" {
 		data, _ := json.Marshal(struct {
 			LastEventID string `json:"lastEventId"`
 			Reason      string `json:"reason"`
-		}{sub.lastEventID, res.gap})
+		}{sub.lastEventID, st.gap})
 		if render != nil && render.Envelope {
 			buf = sse.AppendEvent(buf, "", "", envelope(GapEventType, data))
 		} else {
 			buf = sse.AppendEvent(buf, "", GapEventType, data)
 		}
 	}
-	sent := 0
-	for _, ev := range res.events {
-		if !h.hub.wants(s, ev) {
-			continue
-		}
+	for _, ev := range st.events {
 		buf = append(buf, h.hub.frameFor(ev, render)...)
-		sent++
 		if len(buf) >= coalesceMax {
 			if !out.write(buf) {
-				return 0, nil, false
+				return nil, false
 			}
 			buf = buf[:0]
 		}
 	}
-	h.metrics.delivered.Add(float64(sent))
-	return res.lastSeq, buf, true
+	h.metrics.delivered.Add(float64(len(st.events)))
+	if st.synced {
+		buf = h.hub.syncedFrame(buf, st, render)
+	}
+	return buf, true
+}
+
+// unreadable answers a subscription whose history (or snapshot) the
+// broker could not read: it is to come back with the same Last-Event-ID
+// rather than skip what it missed, after a spread-out delay: during an
+// outage every resuming client lands here, and they must not all come
+// back at once, nor each add a line to the log.
+func (h *streamHandler) unreadable(out *streamOut, err error) {
+	if n, ok := h.resumeFailures.note(time.Now()); ok {
+		h.log.Warn("cannot resume streams while the broker's history is unreadable; clients retry with the same id", "streams", n, "err", err)
+	}
+	b := sse.AppendRetry(nil, (h.retry + time.Duration(rand.Int64N(int64(h.retry)+1))).Milliseconds())
+	out.write(sse.AppendComment(b, "history unavailable, reconnecting"))
 }
 
 // refuse answers a subscription that cannot start with a real status and a

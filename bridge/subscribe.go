@@ -27,6 +27,8 @@ type subscriberService struct {
 	auth      auth.Authenticator // nil: everything allowed
 	maxTopics int
 	conns     *connLimiter // shared with the SSE handler
+	// maxSnapshotTopics bounds a snapshot (Config.MaxSnapshotTopics).
+	maxSnapshotTopics int
 }
 
 // Subscribe implements herald.v1.SubscriberService. It mirrors the SSE
@@ -80,31 +82,29 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 	}
 
 	ctx := stream.Context()
-	var lastSeq uint64
-	if id := req.GetLastEventId(); id != "" {
-		res, err := s.hub.resume(ctx, patterns, id)
-		if err != nil {
-			return grpcError(err)
-		}
-		if res.gap != "" {
-			gap := &heraldv1.Gap{LastEventId: id, Reason: res.gap}
-			if err := stream.Send(&heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Gap{Gap: gap}}); err != nil {
-				return err
-			}
-		}
-		sent := 0
-		for _, ev := range res.events {
-			if !s.hub.wants(sub, ev) {
-				continue
-			}
-			if err := stream.Send(s.response(ev)); err != nil {
-				return err
-			}
-			sent++
-		}
-		s.hub.metrics.delivered.Add(float64(sent))
-		lastSeq = res.lastSeq
+	begun, err := s.hub.begin(ctx, patterns, req.GetLastEventId(), req.GetLastEventId() != "", req.GetSnapshot(), sub, s.maxSnapshotTopics)
+	if err != nil {
+		return grpcError(err)
 	}
+	if begun.gap != "" {
+		gap := &heraldv1.Gap{LastEventId: req.GetLastEventId(), Reason: begun.gap}
+		if err := stream.Send(&heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Gap{Gap: gap}}); err != nil {
+			return err
+		}
+	}
+	for _, ev := range begun.events {
+		if err := stream.Send(s.response(ev)); err != nil {
+			return err
+		}
+	}
+	s.hub.metrics.delivered.Add(float64(len(begun.events)))
+	if begun.synced {
+		synced := &heraldv1.Synced{Topics: int32(begun.topics), LastEventId: broker.EventID{Epoch: s.hub.epoch, Seq: begun.upto}.String()}
+		if err := stream.Send(&heraldv1.SubscribeResponse{Message: &heraldv1.SubscribeResponse_Synced{Synced: synced}}); err != nil {
+			return err
+		}
+	}
+	lastSeq := begun.lastSeq
 
 	expired, stop := expiryTimer(perms)
 	defer stop()

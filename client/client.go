@@ -303,3 +303,16 @@ func retryInfo(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// DeleteTopicState marks topic's state as deleted (a game server shut
+// down): subscribers get an event of type "herald.deleted" (Event.Deleted
+// in Subscribe), and the topic leaves later snapshots until it is
+// published to again. It takes a token that may publish to the topic.
+// Like Publish it sends an idempotency key, so a retry deletes once.
+func (c *Client) DeleteTopicState(ctx context.Context, topic string) (id string, err error) {
+	resp, err := c.pub.DeleteTopicState(ctx, &heraldv1.DeleteTopicStateRequest{Topic: topic, IdempotencyKey: newKeyPrefix()})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetId(), nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -751,5 +752,45 @@ func TestSubscribeErrors(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("subscribe on a closed client yielded %d values, want the error", n)
+	}
+}
+
+// WithSnapshot starts with each topic's latest event, then Synced, then
+// live events; deletions arrive as Deleted events; WithFilter keeps only
+// what the expression accepts.
+func TestSubscribeSnapshotFilterAndDeletion(t *testing.T) {
+	h := startServer(t, serverOpts{})
+	c := newClient(t, h.addr)
+	ctx := ctxT(t)
+	for i, room := range []string{"a", "b", "a", "c"} {
+		if _, err := c.Publish(ctx, "chat.rooms."+room, &chatv1.ChatMessage{Room: room, Text: fmt.Sprint("m", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var syncedTopics int
+	next, stop := iter.Pull2(c.Subscribe(ctx, []string{"chat.rooms.*"},
+		client.WithSnapshot(func(topics int, _ string) { syncedTopics = topics }),
+		client.WithFilter(`payload.room != "b"`)))
+	defer stop()
+	var texts []string
+	for range 2 {
+		ev, err, ok := next()
+		if !ok || err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, ev.Payload.(*chatv1.ChatMessage).GetText())
+	}
+	if strings.Join(texts, " ") != "m2 m3" {
+		t.Fatalf("snapshot %v, want the latest of a and c (b filtered out)", texts)
+	}
+	if _, err := c.DeleteTopicState(ctx, "chat.rooms.a"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err, ok := next()
+	if !ok || err != nil || !ev.Deleted || ev.Topic != "chat.rooms.a" || ev.Payload != nil {
+		t.Fatalf("after DeleteTopicState: %+v %v", ev, err)
+	}
+	if syncedTopics != 2 {
+		t.Fatalf("onSynced got %d topics, want 2", syncedTopics)
 	}
 }

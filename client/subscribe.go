@@ -37,6 +37,10 @@ type Event struct {
 	Attributes map[string]string
 	// Time is when the broker accepted the event.
 	Time time.Time
+	// Deleted reports that the topic's state was deleted (DeleteTopicState):
+	// Type is "herald.deleted", and there is no payload. Forget what you
+	// keep for the topic.
+	Deleted bool
 }
 
 // A GapError reports that events may have been missed: the subscription
@@ -61,6 +65,9 @@ type SubscribeOption func(*subscribeOptions)
 
 type subscribeOptions struct {
 	lastEventID string
+	filter      string
+	snapshot    bool
+	onSynced    func(topics int, lastEventID string)
 	resolver    protoregistry.MessageTypeResolver
 	onReconnect func(err error, wait time.Duration)
 	minBackoff  time.Duration
@@ -72,6 +79,26 @@ type subscribeOptions struct {
 // Without it, only events accepted after the subscription starts.
 func WithLastEventID(id string) SubscribeOption {
 	return func(o *subscribeOptions) { o.lastEventID = id }
+}
+
+// WithFilter sends only the events for which the CEL expression expr is
+// true: it sees each event's payload (fields by their protobuf names),
+// type, topic and attributes, e.g.
+// `payload.total_cents > 10000 && payload.currency == "EUR"`. Deletions
+// always pass. A syntax error ends the subscription with INVALID_ARGUMENT.
+func WithFilter(expr string) SubscribeOption {
+	return func(o *subscribeOptions) { o.filter = expr }
+}
+
+// WithSnapshot starts the subscription with, for every topic it matches,
+// the latest retained event, then live events with no gap and no
+// duplicate in between; onSynced, when not nil, is called between the two
+// with how many topics the snapshot held. A resumption (after a dropped
+// connection, or WithLastEventID) takes no second snapshot unless the
+// server's history no longer reaches back: then a *GapError is yielded and
+// a fresh snapshot follows, so that the state you keep converges.
+func WithSnapshot(onSynced func(topics int, lastEventID string)) SubscribeOption {
+	return func(o *subscribeOptions) { o.snapshot, o.onSynced = true, onSynced }
 }
 
 // WithResolver resolves payload types with r instead of
@@ -161,7 +188,7 @@ func (c *Client) Subscribe(ctx context.Context, topics []string, opts ...Subscri
 func (c *Client) subscribeOnce(ctx context.Context, topics []string, last *string, o *subscribeOptions, yield func(*Event, error) bool) (err error, progressed, stop bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.sub.Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: topics, LastEventId: *last})
+	stream, err := c.sub.Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: topics, LastEventId: *last, Filter: o.filter, Snapshot: o.snapshot})
 	if err != nil {
 		return err, false, false
 	}
@@ -184,6 +211,18 @@ func (c *Client) subscribeOnce(ctx context.Context, topics []string, last *strin
 		case *heraldv1.SubscribeResponse_Gap:
 			if !yield(nil, &GapError{LastEventID: m.Gap.GetLastEventId(), Reason: m.Gap.GetReason()}) {
 				return nil, true, true
+			}
+		case *heraldv1.SubscribeResponse_Deleted:
+			*last = m.Deleted.GetId()
+			if !yield(&Event{ID: m.Deleted.GetId(), Topic: m.Deleted.GetTopic(), Type: "herald.deleted", Deleted: true}, nil) {
+				return nil, true, true
+			}
+		case *heraldv1.SubscribeResponse_Synced:
+			// Resuming from here takes exactly the events after the
+			// snapshot.
+			*last = m.Synced.GetLastEventId()
+			if o.onSynced != nil {
+				o.onSynced(int(m.Synced.GetTopics()), m.Synced.GetLastEventId())
 			}
 		}
 	}
