@@ -552,3 +552,33 @@ test('the demo page (internal/web): says which patterns it opens, prints command
     await denied.close();
   }
 });
+
+test('the demo page starts with every game server (snapshot=true), drops one that shuts down, and reloads to the same table', { skip }, async () => {
+  const demo = cfg.servers.demo;
+  const region = topic('snap').replaceAll('.', '-');
+  const names = ['a', 'b', 'c'].map((x) => `game-${region}-${x}`);
+  for (const [i, name] of names.entries()) {
+    await publish('demo', `monitoring.${region}.${name}`, [{
+      '@type': 'type.googleapis.com/monitoring.v1.ServerStats', serverId: name, region, onlinePlayers: 10 + i, maxPlayers: 64,
+    }]);
+  }
+  const rows = (p) => p.$$eval('#servers tr', (trs) => trs.map((tr) => tr.querySelector('.mono')?.textContent));
+  const mine = async (p) => (await rows(p)).filter((n) => n && n.includes(region)).sort();
+  const p = await page(demo.url + '/');
+  try {
+    // Published before the page opened, there on load: the snapshot.
+    await waitFor(async () => (await mine(p)).length === 3, 'the three servers on load');
+    assert.deepEqual(await mine(p), names);
+    // One shuts down: its state is deleted, and its row goes.
+    const res = await fetch(`${demo.url}/v1/topics/monitoring.${region}.${names[1]}/state`, { method: 'DELETE' });
+    assert.equal(res.status, 200);
+    await waitFor(async () => (await mine(p)).length === 2, 'the deleted server to leave the table');
+    assert.deepEqual(await mine(p), [names[0], names[2]]);
+    // A reload shows the same picture.
+    await p.reload();
+    await waitFor(async () => (await mine(p)).length === 2, 'the table after a reload');
+    assert.deepEqual(await mine(p), [names[0], names[2]]);
+  } finally {
+    await p.close();
+  }
+});

@@ -46,6 +46,7 @@ func TestNodeEventSource(t *testing.T) {
 	runNode(t, "eventsource.test.mjs", nodeConfig(t, servers, nil), []string{
 		`named events reach addEventListener(type); onmessage sees only type "message"`,
 		"envelope=true: every event reaches onmessage, its type inside the data, gaps too",
+		"filter= delivers exactly the events the expression accepts",
 		"JSON equals the published payload, non-ASCII and line breaks intact",
 		"an event exactly at the size limit arrives whole; one byte over is refused",
 		"a burst of 500 events arrives complete and in order",
@@ -118,6 +119,7 @@ func TestBrowser(t *testing.T) {
 		"page: the typed wrapper of docs/clients.md, as written there",
 		"page on a listed origin subscribes with a token cookie and withCredentials; without them it is refused",
 		"the demo page (internal/web): says which patterns it opens, prints commands for its own server, and says why a server refuses it",
+		"the demo page starts with every game server (snapshot=true), drops one that shuts down, and reloads to the same table",
 	})
 }
 

@@ -39,11 +39,13 @@ func Files() []protoreflect.FileDescriptor {
 // Publisher is the part of herald.v1.PublisherService the demo calls.
 type Publisher interface {
 	Publish(context.Context, *heraldv1.PublishRequest) (*heraldv1.PublishResponse, error)
+	DeleteTopicState(context.Context, *heraldv1.DeleteTopicStateRequest) (*heraldv1.DeleteTopicStateResponse, error)
 }
 
 // Run publishes demo events until ctx ends. Orders arrive every second or
 // two, every game server reports each second, and chat messages every few
-// seconds.
+// seconds. Now and then a game server goes down for maintenance: its
+// topic's state is deleted, and it reports again a little later.
 func Run(ctx context.Context, pub Publisher, log *slog.Logger) {
 	d := &demo{
 		pub: pub,
@@ -58,6 +60,8 @@ func Run(ctx context.Context, pub Publisher, log *slog.Logger) {
 	}
 	stats := time.NewTicker(time.Second)
 	defer stats.Stop()
+	maintenance := time.NewTicker(45 * time.Second)
+	defer maintenance.Stop()
 	nextOrder := time.After(300 * time.Millisecond)
 	nextChat := time.After(700 * time.Millisecond)
 	for {
@@ -66,7 +70,17 @@ func Run(ctx context.Context, pub Publisher, log *slog.Logger) {
 			return
 		case <-stats.C:
 			for _, s := range d.servers {
-				d.publish(ctx, "monitoring."+s.region+".game-"+s.id, d.stats(s))
+				if s.down > 0 {
+					s.down--
+					continue
+				}
+				d.publish(ctx, serverTopic(s), d.stats(s))
+			}
+		case <-maintenance.C:
+			s := d.servers[d.rng.IntN(len(d.servers))]
+			s.down = 15 // seconds
+			if _, err := d.pub.DeleteTopicState(ctx, &heraldv1.DeleteTopicStateRequest{Topic: serverTopic(s)}); err != nil && ctx.Err() == nil {
+				d.log.Warn("demo: deleting a server's state failed", "err", err)
 			}
 		case <-nextOrder:
 			topic, order := d.order()
@@ -94,7 +108,10 @@ type server struct {
 	id, region   string
 	max, players int32
 	tick         int
+	down         int // seconds of maintenance left: no reports
 }
+
+func serverTopic(s *server) string { return "monitoring." + s.region + ".game-" + s.id }
 
 func (d *demo) publish(ctx context.Context, topic string, msg proto.Message) {
 	payload, err := anypb.New(msg)
