@@ -3,10 +3,10 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"flag"
 	"fmt"
 	"os"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -21,7 +21,7 @@ type dialFlags struct {
 	keyFile  string
 }
 
-func (d *dialFlags) register(fs *flag.FlagSet) {
+func (d *dialFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.server, "server", "localhost:9090", "gRPC address of a Herald node")
 	fs.BoolVar(&d.useTLS, "tls", false, "connect with TLS (implied by --tls-ca and --tls-cert); the system's roots verify the server unless --tls-ca is given")
 	fs.StringVar(&d.caFile, "tls-ca", "", "PEM CA file that verifies the server's certificate")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/heraldhq/herald/internal/config"
@@ -22,30 +21,48 @@ Last-Event-ID when the connection drops. Stop it with Ctrl-C.
 
   herald tail --topic 'orders.>' --topic chat.rooms.lobby`
 
-func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("tail", tailSynopsis, stderr)
-	base := fs.String("url", "http://localhost:8080", "HTTP base URL of a Herald node")
-	last := fs.String("last-event-id", "", "resume after this event id")
-	tok := fs.String("token", "", "bearer token allowing the topics (not needed for public topics)")
-	var topics config.StringList
-	fs.Var(&topics, "topic", "topic or pattern (* one token, > the rest); may repeat (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+type tailFlags struct {
+	url    string
+	last   string
+	token  string
+	topics config.StringList
+}
+
+func newTailCmd() *cobra.Command {
+	var t tailFlags
+	cmd := &cobra.Command{
+		Use:   "tail [flags]",
+		Short: "Print the events of topics as they arrive over SSE",
+		Long:  tailSynopsis,
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return t.run(cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if len(topics) == 0 {
-		fs.Usage()
-		return errors.New("tail: at least one --topic is required")
+	fs := cmd.Flags()
+	fs.StringVar(&t.url, "url", "http://localhost:8080", "HTTP base URL of a Herald node")
+	fs.StringVar(&t.last, "last-event-id", "", "resume after this event id")
+	fs.StringVar(&t.token, "token", "", "bearer token allowing the topics (not needed for public topics)")
+	fs.Var(&t.topics, "topic", "topic or pattern (* one token, > the rest); may repeat (required)")
+	markSettings(cmd)
+	return cmd
+}
+
+func (t *tailFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
+	if len(t.topics) == 0 {
+		return usagef(cmd, "at least one --topic is required")
 	}
-	q := url.Values{"topic": topics}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*base, "/")+"/v1/events?"+q.Encode(), nil)
+	ctx := cmd.Context()
+	q := url.Values{"topic": t.topics}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(t.url, "/")+"/v1/events?"+q.Encode(), nil)
 	if err != nil {
-		return fmt.Errorf("tail: %w", err)
+		return usagef(cmd, "%v", err)
 	}
-	if *last != "" {
-		req.Header.Set("Last-Event-ID", *last)
+	if t.last != "" {
+		req.Header.Set("Last-Event-ID", t.last)
 	}
-	if *tok != "" {
-		req.Header.Set("Authorization", "Bearer "+*tok)
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
 	}
 	client := &sse.Client{
 		ResponseValidator: func(r *http.Response) error {
