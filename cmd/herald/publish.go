@@ -34,7 +34,7 @@ monitoring.v1.ServerStats, chat.v1.ChatMessage) on a server run with --demo,
 and the types of its --descriptors and of herald schemas push.
 
 A retry with the same --idempotency-key publishes nothing new: it prints the
-first publish's id.`
+first publish's id on stdout, and a note that it is a duplicate on stderr.`
 
 type publishFlags struct {
 	dial      dialFlags
@@ -56,7 +56,7 @@ func newPublishCmd() *cobra.Command {
 		Long:  publishSynopsis,
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return p.run(cmd, cmd.OutOrStdout())
+			return p.run(cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
@@ -73,7 +73,7 @@ func newPublishCmd() *cobra.Command {
 	return cmd
 }
 
-func (p *publishFlags) run(cmd *cobra.Command, stdout io.Writer) error {
+func (p *publishFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
 	if p.topic == "" || p.typ == "" {
 		return usagef(cmd, "--topic and --type are required")
 	}
@@ -101,11 +101,10 @@ func (p *publishFlags) run(cmd *cobra.Command, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("publish: %s", statusText(err))
 	}
-	if resp.GetDuplicate() {
-		fmt.Fprintln(stdout, resp.GetId(), "(duplicate: already published with this idempotency key)")
-		return nil
-	}
 	fmt.Fprintln(stdout, resp.GetId())
+	if resp.GetDuplicate() {
+		fmt.Fprintf(stderr, "herald: duplicate: %s was already published with idempotency key %q; nothing new was published\n", resp.GetId(), p.key)
+	}
 	return nil
 }
 
