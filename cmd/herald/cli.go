@@ -63,9 +63,10 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // stderr.
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "herald",
-		Short: "Herald pushes typed events from backend services to browsers",
-		Long:  rootLong,
+		Use:     "herald",
+		Short:   "Herald pushes typed events from backend services to browsers",
+		Long:    rootLong,
+		Version: buildVersion().String(),
 		// Errors are printed once, by execute, with a one-line hint
 		// instead of the usage.
 		SilenceErrors: true,
@@ -76,7 +77,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetHelpFunc(func(c *cobra.Command, _ []string) { writeHelp(c.OutOrStdout(), c) })
 	root.SetUsageFunc(func(c *cobra.Command) error { writeUsage(c.ErrOrStderr(), c); return nil })
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(newServeCmd(), newPublishCmd(), newTailCmd(), newSchemasCmd(), newTokenCmd())
+	root.SetVersionTemplate("{{.Version}}")
+	root.Flags().BoolP("version", "v", false, "print the version (as herald version does)")
+	root.AddCommand(newServeCmd(), newPublishCmd(), newTailCmd(), newSchemasCmd(), newTokenCmd(), newVersionCmd())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return applySettings(cmd) }
 	// What cobra would add when executing, added now so that the checks
 	// below see the whole tree.

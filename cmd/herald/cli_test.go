@@ -92,6 +92,7 @@ func TestStrayArgumentsAreRefused(t *testing.T) {
 		{[]string{"serve", "--dev", "extra"}, `serve: unexpected argument "extra"`, "herald serve"},
 		{[]string{"tail", "--topic", "a", "extra"}, `tail: unexpected argument "extra"`, "herald tail"},
 		{[]string{"token", "--key", "k", "extra"}, `token: unexpected argument "extra"`, "herald token"},
+		{[]string{"version", "extra"}, `version: unexpected argument "extra"`, "herald version"},
 		{[]string{"schemas", "list", "extra"}, `schemas list: unexpected argument "extra"`, "herald schemas list"},
 		{[]string{"schemas", "get", "a.v1.A", "b.v1.B"}, `schemas get: unexpected argument "b.v1.B"`, "herald schemas get"},
 		{[]string{"schemas", "get"}, "schemas get: name one message type", "herald schemas get"},
@@ -131,7 +132,7 @@ func TestExitStatus(t *testing.T) {
 // command's help on stdout and succeeds, for every command.
 func TestHelpAtEveryLevel(t *testing.T) {
 	for _, path := range [][]string{
-		nil, {"serve"}, {"publish"}, {"tail"}, {"token"}, {"schemas"},
+		nil, {"serve"}, {"publish"}, {"tail"}, {"token"}, {"version"}, {"schemas"},
 		{"schemas", "push"}, {"schemas", "list"}, {"schemas", "get"}, {"completion"}, {"completion", "bash"},
 	} {
 		usage := strings.TrimSpace("herald " + strings.Join(path, " "))

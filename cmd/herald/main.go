@@ -5,6 +5,7 @@
 //	herald tail        print the events of topics as they arrive over SSE
 //	herald schemas     push, list and describe payload types
 //	herald token       mint a development token
+//	herald version     print the version, VCS revision and Go version
 //	herald completion  print a shell completion script (bash, zsh, fish, powershell)
 //
 // Flags are GNU-style (--server, --topic=x) and may come anywhere after the
