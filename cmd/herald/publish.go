@@ -99,7 +99,7 @@ func (p *publishFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
 	req := &heraldv1.PublishRequest{Topic: p.topic, Payload: payload, Type: p.eventType, IdempotencyKey: p.key, Attributes: attrs}
 	resp, err := heraldv1.NewPublisherServiceClient(conn).Publish(ctx, proto.CloneOf(req))
 	if err != nil {
-		return fmt.Errorf("publish: %s", statusText(err))
+		return fmt.Errorf("publish: %s", p.dial.rpcError(ctx, err))
 	}
 	fmt.Fprintln(stdout, resp.GetId())
 	if resp.GetDuplicate() {
@@ -123,7 +123,7 @@ func (p *publishFlags) payload(ctx context.Context, cmd *cobra.Command, conn grp
 			if status.Code(err) == codes.Unknown || status.Code(err) == codes.NotFound {
 				return nil, fmt.Errorf("publish: --type %q is not a known message type: %s", p.typ, statusText(err))
 			}
-			return nil, fmt.Errorf("publish: looking up --type %s: %s", p.typ, statusText(err))
+			return nil, fmt.Errorf("publish: looking up --type %s: %s", p.typ, p.dial.rpcError(ctx, err))
 		}
 	}
 	msg := mt.New().Interface()

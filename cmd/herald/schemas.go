@@ -115,7 +115,7 @@ func (s *schemasFlags) push(ctx context.Context, client heraldv1.SchemaServiceCl
 		}
 		resp, err := client.RegisterSchemas(ctx, &heraldv1.RegisterSchemasRequest{Descriptors: set})
 		if err != nil {
-			return fmt.Errorf("schemas push %s: %s", path, statusText(err))
+			return fmt.Errorf("schemas push %s: %s", path, s.dial.rpcError(ctx, err))
 		}
 		fmt.Fprintf(stdout, "%s: %d added, %d updated\n", path, len(resp.GetAdded()), len(resp.GetUpdated()))
 		for _, n := range resp.GetAdded() {
@@ -131,7 +131,7 @@ func (s *schemasFlags) push(ctx context.Context, client heraldv1.SchemaServiceCl
 func (s *schemasFlags) list(ctx context.Context, client heraldv1.SchemaServiceClient, _ []string, stdout io.Writer) error {
 	resp, err := client.ListSchemas(ctx, &heraldv1.ListSchemasRequest{})
 	if err != nil {
-		return fmt.Errorf("schemas list: %s", statusText(err))
+		return fmt.Errorf("schemas list: %s", s.dial.rpcError(ctx, err))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSOURCE\tFILE")
@@ -145,7 +145,7 @@ func (s *schemasFlags) list(ctx context.Context, client heraldv1.SchemaServiceCl
 func (s *schemasFlags) get(ctx context.Context, client heraldv1.SchemaServiceClient, args []string, stdout io.Writer) error {
 	resp, err := client.GetSchema(ctx, &heraldv1.GetSchemaRequest{Name: args[0]})
 	if err != nil {
-		return fmt.Errorf("schemas get: %s", statusText(err))
+		return fmt.Errorf("schemas get: %s", s.dial.rpcError(ctx, err))
 	}
 	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp.GetJsonSchema())
 	if err != nil {
