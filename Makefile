@@ -17,6 +17,15 @@ help: ## Show this help
 build: ## Build bin/herald
 	$(GO) build -o bin/herald ./cmd/herald
 
+.PHONY: install
+install: ## Install herald with go install: into $(go env GOBIN), or else $(go env GOPATH)/bin
+	$(GO) install ./cmd/herald
+	@dir="$$($(GO) env GOBIN)"; gopath="$$($(GO) env GOPATH)"; [ -n "$$dir" ] || dir="$${gopath%%:*}/bin"; \
+	  echo "installed $$dir/herald"; \
+	  case ":$$PATH:" in *":$$dir:"*) ;; *) \
+	    echo "$$dir is not on your PATH: add it (e.g. in ~/.profile) with"; \
+	    echo "  export PATH=\"$$dir:\$$PATH\"";; esac
+
 .PHONY: run
 run: ## Run Herald with the demo stream on the embedded broker (http://localhost:8080)
 	$(GO) run ./cmd/herald serve --demo

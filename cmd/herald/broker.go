@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/jetstream"
@@ -35,7 +36,7 @@ type brokerFlags struct {
 	redisFanIn   time.Duration
 }
 
-func (f *brokerFlags) register(fs *flag.FlagSet) {
+func (f *brokerFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kind, "broker", "memory", "where events live: memory (this node only, lost on restart), nats (a NATS JetStream stream shared by every node) or redis (Redis Streams shared by every node)")
 	fs.Int64Var(&f.maxBytes, "max-retained-bytes", memory.DefaultMaxBytes, "bytes of history the memory broker keeps across all topics; beyond it the oldest events go first, and clients resuming from before them get herald.gap (memory)")
 	fs.DurationVar(&f.timeout, "broker-timeout", jetstream.DefaultTimeout, "longest one call to NATS or Redis may take; beyond it a publish fails with UNAVAILABLE (nats, redis)")

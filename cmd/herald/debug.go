@@ -1,13 +1,14 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // The operations listeners, apart from the public HTTP port: --metrics-addr
@@ -19,7 +20,7 @@ import (
 
 // registerOps defines the flags of the operations listeners, but for
 // --debug-addr, defined before them.
-func (c *serveConfig) registerOps(fs *flag.FlagSet) {
+func (c *serveConfig) registerOps(fs *pflag.FlagSet) {
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for a separate listener serving Prometheus metrics at /metrics (e.g. 127.0.0.1:9100); off when empty")
 	fs.BoolVar(&c.publicMetrics, "public-metrics", true, "serve /metrics on --http-addr too; false keeps metrics off the public port (serve them on --metrics-addr or --debug-addr instead)")
 	fs.BoolVar(&c.debugAddrPublic, "debug-addr-public", false, "let --debug-addr listen on an address that is not loopback (anyone who reaches it can take profiles: firewall it)")

@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 func herald(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "HERALD_TEST_MAIN=1")
+	// Under -race a process sleeps a second before it exits, so that
+	// goroutines still running may report races (GORACE atexit_sleep_ms).
+	// These tests start a few hundred processes; the server's goroutines
+	// are raced by the in-process tests (bridge, e2e), which do not exit.
+	cmd.Env = append(os.Environ(), "HERALD_TEST_MAIN=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	return cmd
 }
 

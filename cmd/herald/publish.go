@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -21,8 +22,8 @@ import (
 	"github.com/heraldhq/herald/internal/schema"
 )
 
-const publishSynopsis = `Publishes one event over gRPC and prints its id. The payload is given as
-JSON (--data) of the protobuf message named by --type, e.g.
+const publishSynopsis = `Publishes one event over gRPC and prints its id on stdout. The payload is
+given as JSON (--data) of the protobuf message named by --type, e.g.
 
   herald publish --topic orders.eu --type orders.v1.OrderPlaced \
     --data '{"orderId":"ord-1","customer":"Ada","totalCents":"4200","currency":"EUR"}'
@@ -30,86 +31,123 @@ JSON (--data) of the protobuf message named by --type, e.g.
 Known types: the protobuf well-known types (google.protobuf.Struct, ...) and
 whatever the server knows besides: the example schemas (orders.v1.OrderPlaced,
 monitoring.v1.ServerStats, chat.v1.ChatMessage) on a server run with --demo,
-and the types of its --descriptors and of herald schemas push.`
+and the types of its --descriptors and of herald schemas push.
 
-func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("publish", publishSynopsis, stderr)
-	var dial dialFlags
-	dial.register(fs)
-	topic := fs.String("topic", "", "topic to publish to, e.g. orders.eu (required)")
-	typ := fs.String("type", "", "full protobuf name of the payload message, e.g. orders.v1.OrderPlaced (required)")
-	data := fs.String("data", "{}", "the payload as JSON (protojson) of --type")
-	eventType := fs.String("event-type", "", "SSE event name, when it should differ from --type")
-	key := fs.String("idempotency-key", "", "key that makes retries of this publish produce one event")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	tok := fs.String("token", "", "bearer token allowing the topic (see herald token)")
-	var attrs config.StringList
-	fs.Var(&attrs, "attr", "attribute `key=value`; may repeat")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+A retry with the same --idempotency-key publishes nothing new: it prints the
+first publish's id on stdout, and a note that it is a duplicate on stderr.`
+
+type publishFlags struct {
+	dial      dialFlags
+	topic     string
+	typ       string
+	data      string
+	eventType string
+	key       string
+	timeout   time.Duration
+	token     string
+	attrs     config.StringList
+}
+
+func newPublishCmd() *cobra.Command {
+	var p publishFlags
+	cmd := &cobra.Command{
+		Use:   "publish [flags]",
+		Short: "Publish one event over gRPC and print its id",
+		Long:  publishSynopsis,
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return p.run(cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if *topic == "" || *typ == "" {
-		fs.Usage()
-		return errors.New("publish: --topic and --type are required")
+	fs := cmd.Flags()
+	p.dial.register(fs)
+	fs.StringVar(&p.topic, "topic", "", "topic to publish to, e.g. orders.eu (required)")
+	fs.StringVar(&p.typ, "type", "", "full protobuf name of the payload message, e.g. orders.v1.OrderPlaced (required)")
+	fs.StringVar(&p.data, "data", "{}", "the payload as JSON (protojson) of --type")
+	fs.StringVar(&p.eventType, "event-type", "", "SSE event name, when it should differ from --type")
+	fs.StringVar(&p.key, "idempotency-key", "", "key that makes retries of this publish produce one event")
+	fs.DurationVar(&p.timeout, "timeout", 10*time.Second, "give up after this long")
+	fs.StringVar(&p.token, "token", "", "bearer token allowing the topic (see herald token)")
+	fs.Var(&p.attrs, "attr", "attribute `key=value`; may repeat")
+	markSettings(cmd)
+	return cmd
+}
+
+func (p *publishFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
+	if p.topic == "" || p.typ == "" {
+		return usagef(cmd, "--topic and --type are required")
 	}
-	conn, err := dial.dial()
+	attrs, err := parseAttrs(p.attrs)
 	if err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return usagef(cmd, "%v", err)
+	}
+	conn, err := p.dial.dial()
+	if err != nil {
+		return asUsage(fmt.Errorf("publish: %w", err))
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(withToken(ctx, *tok), *timeout)
+	ctx, cancel := context.WithTimeout(withToken(cmd.Context(), p.token), p.timeout)
 	defer cancel()
-	req, err := buildRequest(ctx, conn, *topic, *typ, *data, *eventType, *key, attrs)
+	msg, err := p.payload(ctx, cmd, conn)
 	if err != nil {
 		return err
 	}
-	resp, err := heraldv1.NewPublisherServiceClient(conn).Publish(ctx, req)
+	payload, err := anypb.New(msg)
 	if err != nil {
-		s := status.Convert(err)
-		return fmt.Errorf("publish: %s: %s", s.Code(), s.Message())
+		return err
 	}
-	if resp.GetDuplicate() {
-		fmt.Fprintln(stdout, resp.GetId(), "(duplicate: already published with this idempotency key)")
-		return nil
+	req := &heraldv1.PublishRequest{Topic: p.topic, Payload: payload, Type: p.eventType, IdempotencyKey: p.key, Attributes: attrs}
+	resp, err := heraldv1.NewPublisherServiceClient(conn).Publish(ctx, proto.CloneOf(req))
+	if err != nil {
+		return fmt.Errorf("publish: %s", p.dial.rpcError(ctx, err))
 	}
 	fmt.Fprintln(stdout, resp.GetId())
+	if resp.GetDuplicate() {
+		fmt.Fprintf(stderr, "herald: duplicate: %s was already published with idempotency key %q; nothing new was published\n", resp.GetId(), p.key)
+	}
 	return nil
 }
 
-func buildRequest(ctx context.Context, conn grpc.ClientConnInterface, topic, typ, data, eventType, key string, attrs []string) (*heraldv1.PublishRequest, error) {
+// payload returns --data decoded as a --type. A type that is not a
+// well-known one is asked of the server (an example schema with --demo,
+// from files, or pushed), whose version is the one it checks payloads
+// against.
+func (p *publishFlags) payload(ctx context.Context, cmd *cobra.Command, conn grpc.ClientConnInterface) (proto.Message, error) {
 	types, err := schema.NewBuiltin()
 	if err != nil {
 		return nil, err
 	}
-	mt, err := types.FindMessageByName(protoreflect.FullName(typ))
+	mt, err := types.FindMessageByName(protoreflect.FullName(p.typ))
 	if err != nil {
-		// Not a well-known type: the server may know it (an example
-		// schema with --demo, from files, or pushed), and its version is
-		// the one it checks payloads against.
-		if mt, err = remoteType(ctx, conn, typ); err != nil {
-			return nil, fmt.Errorf("publish: --type %q is not a known message type: %v", typ, err)
+		if mt, err = remoteType(ctx, conn, p.typ); err != nil {
+			if status.Code(err) == codes.Unknown || status.Code(err) == codes.NotFound {
+				return nil, fmt.Errorf("publish: --type %q is not a known message type: %s", p.typ, statusText(err))
+			}
+			return nil, fmt.Errorf("publish: looking up --type %s: %s", p.typ, p.dial.rpcError(ctx, err))
 		}
 	}
 	msg := mt.New().Interface()
-	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(data), msg); err != nil {
-		return nil, fmt.Errorf("publish: --data is not a valid %s: %v", typ, err)
+	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(p.data), msg); err != nil {
+		return nil, usagef(cmd, "--data is not a valid %s: %v", p.typ, err)
 	}
-	payload, err := anypb.New(msg)
-	if err != nil {
-		return nil, err
-	}
-	req := &heraldv1.PublishRequest{Topic: topic, Payload: payload, Type: eventType, IdempotencyKey: key}
-	for _, a := range regroup(attrs) {
+	return msg, nil
+}
+
+// parseAttrs reads the --attr items, whose values may hold commas when
+// they come from the environment (regroup).
+func parseAttrs(items []string) (map[string]string, error) {
+	var attrs map[string]string
+	for _, a := range regroup(items) {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
-			return nil, fmt.Errorf("publish: --attr %q: want key=value", a)
+			return nil, fmt.Errorf("--attr %q: want key=value", a)
 		}
-		if req.Attributes == nil {
-			req.Attributes = map[string]string{}
+		if attrs == nil {
+			attrs = map[string]string{}
 		}
-		req.Attributes[k] = v
+		attrs[k] = v
 	}
-	return proto.CloneOf(req), nil
+	return attrs, nil
 }
 
 // withToken sends tok as the bearer token of every call made with ctx.
@@ -118,4 +156,19 @@ func withToken(ctx context.Context, tok string) context.Context {
 		return ctx
 	}
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
+// regroup undoes the environment's split of a repeatable flag whose items
+// are key=value with commas in the value (config.SplitList): an item without
+// "=" continues the one before it.
+func regroup(items []string) []string {
+	var out []string
+	for _, item := range items {
+		if n := len(out); n > 0 && !strings.Contains(item, "=") {
+			out[n-1] += "," + item
+			continue
+		}
+		out = append(out, item)
+	}
+	return out
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/memory"
@@ -78,7 +80,7 @@ type schemaPushFlags struct {
 	perMinute                      int
 }
 
-func (s *schemaPushFlags) register(fs *flag.FlagSet) {
+func (s *schemaPushFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&s.maxPushBytes, "max-schema-push-bytes", schema.DefaultMaxPushBytes, "largest descriptor set one schema push may hold, in bytes (over it: INVALID_ARGUMENT / 400); gRPC messages are also bounded by --max-event-bytes + 64 KiB")
 	fs.IntVar(&s.maxPushTypes, "max-schema-push-types", schema.DefaultMaxPushTypes, "message types one schema push may hold (over it: INVALID_ARGUMENT / 400)")
 	fs.IntVar(&s.maxPushedTypes, "max-pushed-types", schema.DefaultMaxPushedTypes, "message types all pushed schemas together may hold; a push that would go over it is refused with RESOURCE_EXHAUSTED / 429")
@@ -108,15 +110,28 @@ func (s *schemaPushFlags) apply(o *schema.Options) {
 	o.PushesPerMinute = s.perMinute
 }
 
-// serve runs `herald serve` in four steps: flags, validation, wiring, run.
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	c, err := parseServeFlags(args, stderr)
-	if err != nil {
-		return err
+func newServeCmd() *cobra.Command {
+	c := new(serveConfig)
+	cmd := &cobra.Command{
+		Use:   "serve [flags]",
+		Short: "Run a Herald node (HTTP :8080, gRPC :9090)",
+		Long:  serveSynopsis,
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c.settle()
+			if err := c.Validate(); err != nil {
+				return asUsage(err)
+			}
+			return c.serve(cmd.Context(), cmd.ErrOrStderr())
+		},
 	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
+	c.register(cmd.Flags())
+	markSettings(cmd)
+	return cmd
+}
+
+// serve wires the node from validated settings and runs it until ctx ends.
+func (c *serveConfig) serve(ctx context.Context, stderr io.Writer) error {
 	n, err := c.wire(ctx, stderr)
 	if err != nil {
 		return err
@@ -125,13 +140,31 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return n.run(ctx)
 }
 
-// parseServeFlags defines serve's flags, fills a config from the command
-// line, the environment and the --config file, and applies what one flag
-// implies for another.
+// parseServeFlags fills a config from args, the environment and the
+// --config file, as herald serve does, for tests of the settings.
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	c := new(serveConfig)
-	fs := newFlagSet("serve", serveSynopsis, stderr)
-	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML file of settings: keys are these flag names, e.g. `http-addr: \":8080\"`")
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.register(fs)
+	if err := config.Parse(fs, args, os.Getenv); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	c.settle()
+	return c, nil
+}
+
+// settle applies what one setting implies for another.
+func (c *serveConfig) settle() {
+	c.security.dev = c.security.dev || c.demo
+}
+
+// register defines serve's flags.
+func (c *serveConfig) register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML `file` of settings: keys are these flag names, e.g. http-addr: \":8080\"")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and, with --demo, the demo page")
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: herald.v1.PublisherService, herald.v1.SubscriberService, herald.v1.SchemaService, grpc.health.v1.Health and server reflection")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
@@ -156,14 +189,6 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	c.security.register(fs)
 	c.broker.register(fs)
 	c.schemaPush.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
-	}
-	c.security.dev = c.security.dev || c.demo
-	return c, nil
 }
 
 // Validate checks the settings without touching files or the network. Its
@@ -211,7 +236,7 @@ func (c *serveConfig) Validate() error {
 }
 
 // registerLimits defines the flags of the server's limits.
-func (c *serveConfig) registerLimits(fs *flag.FlagSet) {
+func (c *serveConfig) registerLimits(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.bodyReadTimeout, "body-read-timeout", bridge.DefaultBodyReadTimeout, "longest a REST request's body may take to arrive whole; a slower one is refused (400), so that clients trickling bytes cannot hold connections and memory")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", bridge.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection stays open, so that idle clients cannot pile up open connections")
 	fs.Int64Var(&c.maxBodyMemory, "max-body-memory", bridge.DefaultMaxBodyMemory, "bytes that the REST request bodies being read or processed may hold in memory, all requests together (64 MiB by default); a request that finds them used up gets 429, so that many large requests at once cannot exhaust memory")

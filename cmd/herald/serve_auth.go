@@ -5,13 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/auth"
@@ -45,7 +46,7 @@ type securityFlags struct {
 	clientCertTopics config.StringList
 }
 
-func (s *securityFlags) register(fs *flag.FlagSet) {
+func (s *securityFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.dev, "dev", false, "development mode: anyone may publish and subscribe to anything, and Herald listens on loopback only (refusing other addresses). Never in production. --demo implies it")
 	fs.Var(&s.hmacSecrets, "auth-hs256-secret-file", "file holding a shared secret (at least 32 bytes) that signs HS256 tokens; may repeat")
 	config.Alias(fs, "auth-hs256-secret", "auth-hs256-secret-file", &s.oldSecretName)

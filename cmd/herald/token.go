@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +10,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/internal/auth/jwtauth"
 	"github.com/heraldhq/herald/internal/broker"
@@ -30,48 +29,62 @@ secret file, or a PEM private key: RSA, ECDSA P-256 or Ed25519), whose
 Production tokens come from your identity provider with the same claim:
   {"sub": "...", "exp": ..., "herald": {"publish": [...], "subscribe": [...], "schemas": [...]}}`
 
-func token(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("token", tokenSynopsis, stderr)
-	keyFile := fs.String("key", "", "HS256 secret file or PEM private key file (required)")
-	subject := fs.String("subject", "dev", "the token's sub claim (publish rate limits count per subject)")
-	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid: its exp claim, which is always set")
-	issuer := fs.String("issuer", "", "the token's iss claim")
-	audience := fs.String("audience", "", "the token's aud claim")
-	var publish, subscribe, schemas config.StringList
-	fs.Var(&publish, "publish", "topic or pattern the token may publish to; may repeat")
-	fs.Var(&subscribe, "subscribe", "topic or pattern the token may subscribe to; may repeat")
-	fs.Var(&schemas, "schemas", "protobuf package, or pattern of packages (shop.v1, 'shop.>'), whose message types the token may add or change with herald schemas push; may repeat")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+type tokenFlags struct {
+	keyFile, subject, issuer, audience string
+	ttl                                time.Duration
+	publish, subscribe, schemas        config.StringList
+}
+
+func newTokenCmd() *cobra.Command {
+	var t tokenFlags
+	cmd := &cobra.Command{
+		Use:   "token [flags]",
+		Short: "Mint a development token",
+		Long:  tokenSynopsis,
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return t.run(cmd, cmd.OutOrStdout()) },
 	}
-	if *keyFile == "" {
-		fs.Usage()
-		return errors.New("token: --key is required")
+	fs := cmd.Flags()
+	fs.StringVar(&t.keyFile, "key", "", "HS256 secret file or PEM private key file (required)")
+	fs.StringVar(&t.subject, "subject", "dev", "the token's sub claim (publish rate limits count per subject)")
+	fs.DurationVar(&t.ttl, "ttl", time.Hour, "how long the token is valid: its exp claim, which is always set")
+	fs.StringVar(&t.issuer, "issuer", "", "the token's iss claim")
+	fs.StringVar(&t.audience, "audience", "", "the token's aud claim")
+	fs.Var(&t.publish, "publish", "topic or pattern the token may publish to; may repeat")
+	fs.Var(&t.subscribe, "subscribe", "topic or pattern the token may subscribe to; may repeat")
+	fs.Var(&t.schemas, "schemas", "protobuf package, or pattern of packages (shop.v1, 'shop.>'), whose message types the token may add or change with herald schemas push; may repeat")
+	markSettings(cmd)
+	return cmd
+}
+
+func (t *tokenFlags) run(cmd *cobra.Command, stdout io.Writer) error {
+	if t.keyFile == "" {
+		return usagef(cmd, "--key is required")
 	}
-	if *ttl <= 0 {
-		return fmt.Errorf("token: --ttl must be positive, got %v", *ttl)
+	if t.ttl <= 0 {
+		return usagef(cmd, "--ttl must be positive, got %v", t.ttl)
 	}
-	for _, p := range slices.Concat(publish, subscribe, schemas) {
+	for _, p := range slices.Concat(t.publish, t.subscribe, t.schemas) {
 		if _, err := broker.ParsePattern(p); err != nil {
-			return fmt.Errorf("token: %w", err)
+			return usagef(cmd, "%v", err)
 		}
 	}
-	raw, err := os.ReadFile(*keyFile)
+	raw, err := os.ReadFile(t.keyFile)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
 	key, alg, err := signingKey(raw)
 	if err != nil {
-		return fmt.Errorf("token: %s: %w", *keyFile, err)
+		return fmt.Errorf("token: %s: %w", t.keyFile, err)
 	}
 	now := time.Now()
-	b := jwt.NewBuilder().Subject(*subject).IssuedAt(now).Expiration(now.Add(*ttl)).
-		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: publish, Subscribe: subscribe, Schemas: schemas})
-	if *issuer != "" {
-		b = b.Issuer(*issuer)
+	b := jwt.NewBuilder().Subject(t.subject).IssuedAt(now).Expiration(now.Add(t.ttl)).
+		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: t.publish, Subscribe: t.subscribe, Schemas: t.schemas})
+	if t.issuer != "" {
+		b = b.Issuer(t.issuer)
 	}
-	if *audience != "" {
-		b = b.Audience([]string{*audience})
+	if t.audience != "" {
+		b = b.Audience([]string{t.audience})
 	}
 	tok, err := b.Build()
 	if err != nil {

@@ -1,12 +1,13 @@
 package config
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 func TestPrecedence(t *testing.T) {
@@ -16,7 +17,7 @@ func TestPrecedence(t *testing.T) {
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	fs.String("config", "", "")
 	httpAddr := fs.String("http-addr", ":8080", "")
 	grpcAddr := fs.String("grpc-addr", ":9090", "")
@@ -54,7 +55,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 	if err := os.WriteFile(file, []byte("http-adr: x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	fs.String("config", "", "")
 	fs.String("http-addr", "", "")
 	fs.Duration("heartbeat", 0, "")
@@ -62,7 +63,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown setting "http-adr"`) {
 		t.Errorf("unknown key: err = %v, want it named", err)
 	}
-	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	fs = pflag.NewFlagSet("t", pflag.ContinueOnError)
 	fs.Duration("heartbeat", 0, "")
 	err = Parse(fs, nil, func(k string) string {
 		if k == "HERALD_HEARTBEAT" {
@@ -100,7 +101,7 @@ func TestListsFromEnvironmentAndFile(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 			fs.String("config", "", "")
 			fs.String("addr", ":1", "")
 			lists := map[string]*StringList{"origins": {}, "topics": {}, "pair": {}}
@@ -142,7 +143,7 @@ func TestAlias(t *testing.T) {
 		{"old YAML key", []string{"--config", file}, nil, "f1,f2", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 			fs.String("config", "", "")
 			var keys StringList
 			var used bool
@@ -158,5 +159,33 @@ func TestAlias(t *testing.T) {
 				t.Error("the alias of a list is not a list")
 			}
 		})
+	}
+}
+
+// TestApplyAfterTheCommandLine: Apply, run once a command parser has
+// parsed the command line (flags among arguments), leaves what the command
+// line set, and marks what it sets as changed, as a command line would.
+func TestApplyAfterTheCommandLine(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	server := fs.String("server", "localhost:9090", "")
+	topic := fs.String("topic", "", "")
+	verbose := fs.Bool("verbose", false, "")
+	var used bool
+	Alias(fs, "chatty", "verbose", &used)
+	if err := fs.Parse([]string{"file.binpb", "--topic", "flag", "--chatty"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HERALD_TOPIC": "env", "HERALD_SERVER": "env:1"}
+	if err := Apply(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if *topic != "flag" || *server != "env:1" || !*verbose || !used {
+		t.Errorf("topic %q, server %q, verbose %v (alias used %v); want flag, env:1, true (true)", *topic, *server, *verbose, used)
+	}
+	if !fs.Changed("server") {
+		t.Error("a flag set from the environment does not count as changed")
+	}
+	if got := fs.Args(); len(got) != 1 || got[0] != "file.binpb" {
+		t.Errorf("arguments %q", got)
 	}
 }
