@@ -28,10 +28,11 @@ const serveSynopsis = `Runs a Herald node, on the embedded in-memory broker or (
 NATS JetStream or Redis Streams shared by every node of a cluster:
   HTTP  (--http-addr)  GET /v1/events?topic=...    Server-Sent Events (topics may repeat; * and > patterns)
                        POST /v1/topics/{topic}/events   publish over REST (JSON)
+                       DELETE /v1/topics/{topic}/state  mark a topic's state deleted (herald.deleted)
                        GET /v1/schemas  GET /v1/schemas/{name}  POST /v1/schemas   list, describe, register payload types
                        GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics
                        GET /   the live demo page, with --demo only
-  gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream), herald.v1.SubscriberService,
+  gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream, DeleteTopicState), herald.v1.SubscriberService,
                        herald.v1.SchemaService, grpc.health.v1.Health, server reflection
 SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.`
 
