@@ -273,7 +273,15 @@ func parseCommands(text string) ([]docCommand, error) {
 			next = int(f.Stmts[i+1].Pos().Offset())
 		}
 		c := docCommand{text: text[start:end]}
-		if call, ok := st.Cmd.(*syntax.CallExpr); ok {
+		cmd := st.Cmd
+		for {
+			bin, ok := cmd.(*syntax.BinaryCmd) // a pipeline, &&, ||: its first command
+			if !ok {
+				break
+			}
+			cmd = bin.X.Cmd
+		}
+		if call, ok := cmd.(*syntax.CallExpr); ok {
 			for _, w := range call.Args {
 				c.words = append(c.words, w.Lit())
 			}
@@ -343,14 +351,26 @@ func (c *docCommand) isStream() bool {
 	return len(c.words) > 0 && c.words[0] == "curl" && (slices.Contains(c.words, "-N") || slices.Contains(c.words, "--no-buffer"))
 }
 
-var portRE = regexp.MustCompile(`:(\d{4,5})\b`)
+var portRE = regexp.MustCompile(`:(\d{2,5})\b`)
 
-// ports are the TCP ports a server listens on once ready: those its
-// command line or comment names, and Herald's defaults (HTTP 8080, gRPC
-// 9090) where it does not set them.
-func (c *docCommand) ports(comment string) []string {
+// ports are the TCP ports a server listens on once ready: those of its
+// address flags (--*-addr) and of the URLs its comment names, and Herald's
+// defaults (HTTP 8080, gRPC 9090) where it does not set them.
+func (c *docCommand) ports() []string {
 	var ports []string
-	for _, m := range portRE.FindAllStringSubmatch(c.text+" "+comment, -1) {
+	for i, w := range c.words {
+		if strings.HasPrefix(w, "--") && strings.HasSuffix(w, "-addr") && i+1 < len(c.words) {
+			w = c.words[i+1]
+		} else if name, addr, ok := strings.Cut(w, "="); ok && strings.HasSuffix(name, "-addr") {
+			w = addr
+		} else {
+			continue
+		}
+		if m := portRE.FindStringSubmatch(w); m != nil {
+			ports = append(ports, m[1])
+		}
+	}
+	for _, m := range regexp.MustCompile(`https?://[^/\s:]+:(\d+)`).FindAllStringSubmatch(c.comment, -1) {
 		ports = append(ports, m[1])
 	}
 	if p := c.program(); p == "herald serve" || p == "make run" {

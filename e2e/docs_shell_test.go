@@ -271,7 +271,7 @@ func (sh *docShell) run(t *testing.T, c docCommand) {
 	switch {
 	case c.isServer():
 		p := sh.start(t, c)
-		ports := c.ports(c.comment)
+		ports := c.ports()
 		poll.Until(t, docServerTimeout, fmt.Sprintf("%q to listen on %v", c.text, ports), func() bool {
 			return p.exited() || sh.listening(ports)
 		})
