@@ -34,11 +34,13 @@ const (
 
 // TestDocsShellBlocks runs the shell blocks of README.md, docs/*.md and
 // the examples' READMEs as a reader would paste them: verbatim, with
-// `herald` on PATH, from the repository root (a copy of it, so that what
-// the blocks write goes nowhere), on the documented default ports. Each
-// session (a block, or the blocks of a doc that belong together, see
-// docs_blocks_test.go) runs in a network namespace of its own, with only
-// loopback, so the default ports are free and nothing leaves the machine.
+// `herald` on PATH, from the repository root, on the documented default
+// ports. Each session (a block, or the blocks of a doc that belong
+// together, see docs_blocks_test.go) runs in namespaces of its own: a
+// network namespace with only loopback, so the default ports are free and
+// nothing leaves the machine, and a mount namespace where the repository
+// is overlaid with a scratch directory, so what the blocks write (a
+// secret, bin/, a descriptor set) is gone when the session ends.
 //
 // A server (`herald serve`, `make run`) runs in the background until the
 // session ends, and the session goes on once it listens on its ports; a
@@ -80,10 +82,6 @@ func TestDocsShellBlocks(t *testing.T) {
 	if len(caches) != 2 {
 		t.Fatalf("go env GOMODCACHE GOCACHE: %q", goenv)
 	}
-	files, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
-	if err != nil {
-		t.Fatalf("git ls-files: %v", err)
-	}
 
 	for _, s := range sessions {
 		t.Run(strings.ReplaceAll(s.name(), "/", "_"), func(t *testing.T) {
@@ -94,9 +92,7 @@ func TestDocsShellBlocks(t *testing.T) {
 				}
 			}
 			work := t.TempDir()
-			repo := filepath.Join(work, "repo")
-			copyFiles(t, root, repo, strings.Split(strings.TrimRight(string(files), "\x00"), "\x00"))
-			sh := newDocShell(t, work, filepath.Join(repo, s.blocks[0].dir), []string{
+			sh := newDocShell(t, work, root, s.blocks[0].dir, []string{
 				"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"),
 				// make install and go install write into the session's GOPATH.
 				"GOPATH=" + filepath.Join(work, "gopath"),
@@ -137,8 +133,8 @@ func netnsAvailable(t *testing.T) {
 			netnsUnavailable(t, "%s is not installed", prog)
 		}
 	}
-	if out, err := exec.Command("unshare", "--net", "--", "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		netnsUnavailable(t, "unshare --net: %v: %s (it needs root)", err, bytes.TrimSpace(out))
+	if out, err := exec.Command("unshare", "--net", "--mount", "--", "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		netnsUnavailable(t, "unshare --net --mount: %v: %s (it needs root)", err, bytes.TrimSpace(out))
 	}
 }
 
@@ -156,36 +152,6 @@ func netnsUnavailable(t *testing.T, format string, args ...any) {
 	t.Skipf("SKIPPED: %s", msg)
 }
 
-// copyFiles copies the named files (relative to from) into to, with their
-// modes.
-func copyFiles(t *testing.T, from, to string, names []string) {
-	t.Helper()
-	for _, name := range names {
-		src := filepath.Join(from, name)
-		info, err := os.Lstat(src)
-		if os.IsNotExist(err) {
-			continue // deleted in the work tree
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !info.Mode().IsRegular() {
-			continue
-		}
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dst := filepath.Join(to, name)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, b, info.Mode().Perm()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // docShell runs the commands of one session in a network namespace of its
 // own. Like a reader's terminal, it keeps variables and the working
 // directory from one command to the next: each command's shell reads them
@@ -198,13 +164,16 @@ type docShell struct {
 	stop   io.WriteCloser // closing it ends the holder
 }
 
-func newDocShell(t *testing.T, work, dir string, env []string) *docShell {
+func newDocShell(t *testing.T, work, root, dir string, env []string) *docShell {
 	t.Helper()
 	sh := &docShell{state: filepath.Join(work, "state")}
-	if err := os.MkdirAll(sh.state, 0o755); err != nil {
-		t.Fatal(err)
+	scratch := filepath.Join(work, "scratch")
+	for _, d := range []string{sh.state, scratch} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(sh.state, "cwd"), []byte(dir+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(sh.state, "cwd"), []byte(filepath.Join(root, dir)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, kv := range os.Environ() {
@@ -217,9 +186,17 @@ func newDocShell(t *testing.T, work, dir string, env []string) *docShell {
 	}
 	sh.env = append(sh.env, env...)
 
-	// The holder makes the namespace, brings loopback up and then waits
-	// for its stdin to close; every command enters its namespace.
-	sh.holder = exec.Command("unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo up && exec cat")
+	// The holder makes the namespaces, overlays the repository with a
+	// tmpfs, brings loopback up and then waits for its stdin to close;
+	// every command enters its namespaces.
+	sh.holder = exec.Command("unshare", "--net", "--mount", "--", "sh", "-c", `set -e
+mount --make-rprivate /
+mount -t tmpfs tmpfs "$1"
+mkdir "$1/upper" "$1/work"
+mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/upper,workdir=$1/work" "$2"
+ip link set lo up
+echo up
+exec cat`, "sh", scratch, root)
 	stdin, err := sh.holder.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +212,7 @@ func newDocShell(t *testing.T, work, dir string, env []string) *docShell {
 	}
 	t.Cleanup(sh.close)
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "up\n" {
-		t.Fatalf("unshare --net: %q, %v", line, err)
+		t.Fatalf("unshare --net --mount: %q, %v", line, err)
 	}
 	return sh
 }
@@ -258,7 +235,8 @@ func (sh *docShell) command(text string, background bool) *exec.Cmd {
 	if !background {
 		script += fmt.Sprintf("__rc=$?\nset +a\nexport -p > %[1]s/env\npwd > %[1]s/cwd\nexit $__rc\n", q)
 	}
-	cmd := exec.Command("nsenter", "--net=/proc/"+strconv.Itoa(sh.holder.Process.Pid)+"/ns/net", "--", "bash", "-c", script)
+	ns := "/proc/" + strconv.Itoa(sh.holder.Process.Pid) + "/ns/"
+	cmd := exec.Command("nsenter", "--net="+ns+"net", "--mount="+ns+"mnt", "--", "bash", "-c", script)
 	cmd.Env = sh.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 10 * time.Second
