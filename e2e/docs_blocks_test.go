@@ -26,6 +26,8 @@ import (
 //	                               that a shell block of the same file shows
 //	    in DIR                     a new session starts in DIR (default: the repository root)
 //	    needs PROG, PROG           skipped, loudly, where PROG is not installed
+//	    without herald             a new session without the test's herald on PATH:
+//	                               the blocks must install or build their own
 //
 // A block without a marker runs in a session of its own. So a new block
 // runs unless its author says why not: nothing drifts silently.
@@ -55,6 +57,7 @@ type docBlock struct {
 	after     string   // a command to run first, in a new session
 	dir       string   // where a new session starts, relative to the root
 	needs     []string // programs the session needs
+	noHerald  bool     // the session has no herald on PATH but its own
 }
 
 func (b *docBlock) String() string { return fmt.Sprintf("%s:%d", b.file, b.line) }
@@ -188,15 +191,17 @@ func (b *docBlock) mark(prev string) error {
 			b.after = strings.TrimPrefix(clause, "after ")
 		case strings.HasPrefix(clause, "in "):
 			b.dir = strings.TrimPrefix(clause, "in ")
+		case clause == "without herald":
+			b.noHerald = true
 		case strings.HasPrefix(clause, "needs "):
 			for p := range strings.SplitSeq(strings.TrimPrefix(clause, "needs "), ",") {
 				b.needs = append(b.needs, strings.TrimSpace(p))
 			}
 		default:
-			return fmt.Errorf("unknown run clause %q (after the block above, after CMD, in DIR, needs PROG)", clause)
+			return fmt.Errorf("unknown run clause %q (after the block above, after CMD, in DIR, needs PROG, without herald)", clause)
 		}
 	}
-	if b.continues && (b.after != "" || b.dir != "" || len(b.needs) > 0) {
+	if b.continues && (b.after != "" || b.dir != "" || len(b.needs) > 0 || b.noHerald) {
 		return fmt.Errorf("a block run after the block above takes no other clause")
 	}
 	return nil

@@ -91,9 +91,20 @@ func TestDocsShellBlocks(t *testing.T) {
 					netnsUnavailable(t, "%s, which %s needs, is not installed", prog, s.name())
 				}
 			}
+			path := bin + string(os.PathListSeparator) + os.Getenv("PATH")
+			if s.blocks[0].noHerald {
+				// As on a machine where herald was never installed.
+				var dirs []string
+				for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+					if _, err := os.Stat(filepath.Join(d, "herald")); err != nil {
+						dirs = append(dirs, d)
+					}
+				}
+				path = strings.Join(dirs, string(os.PathListSeparator))
+			}
 			work := t.TempDir()
 			sh := newDocShell(t, work, root, s.blocks[0].dir, []string{
-				"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"),
+				"PATH=" + path,
 				// make install and go install write into the session's GOPATH.
 				"GOPATH=" + filepath.Join(work, "gopath"),
 				"GOMODCACHE=" + caches[0],
@@ -250,9 +261,12 @@ func (sh *docShell) run(t *testing.T, c docCommand) {
 	case c.isServer():
 		p := sh.start(t, c)
 		ports := c.ports()
-		poll.Until(t, docServerTimeout, fmt.Sprintf("%q to listen on %v", c.text, ports), func() bool {
+		err := poll.Wait(docServerTimeout, fmt.Sprintf("%q to listen on %v", c.text, ports), func() bool {
 			return p.exited() || sh.listening(ports)
 		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, p.output())
+		}
 		if p.exited() {
 			t.Fatalf("%s: exited before it listened on %v:\n%s", c.text, ports, p.output())
 		}
@@ -274,9 +288,12 @@ func (sh *docShell) run(t *testing.T, c docCommand) {
 		if c.expect != "" {
 			what = "what the doc shows:\n" + c.expect
 		}
-		poll.Until(t, docStreamTimeout, fmt.Sprintf("%q to print %s", c.text, what), func() bool {
+		err := poll.Wait(docStreamTimeout, fmt.Sprintf("%q to print %s", c.text, what), func() bool {
 			return p.exited() || shown()
 		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, p.output())
+		}
 		if !shown() {
 			t.Fatalf("%s: exited without printing %s\n%s", c.text, what, p.output())
 		}
