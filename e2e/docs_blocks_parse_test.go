@@ -35,10 +35,14 @@ func TestDocsBlockMarkers(t *testing.T) {
 		"new EventSource('/v1/events')",
 		fence,
 	}, "\n")
-	blocks, err := parseDocBlocks("doc.md", md)
+	blocks, err := parseDocBlocks("doc.md", md+"\n1. In a list:\n\n   ~~~bash\n   herald version\n   ~~~\n")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(blocks) != 5 || strings.TrimSpace(blocks[4].text) != "herald version" {
+		t.Fatalf("%d blocks; want 5, the last one indented in a list", len(blocks))
+	}
+	blocks = blocks[:4]
 	sessions, notRun, err := docSessions(blocks)
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +69,7 @@ func TestDocsBlockMarkers(t *testing.T) {
 		{"<!-- not-run because -->\n" + fence + "sh\nls\n" + fence, "a marker reads"},
 		{"<!-- run: after the block above -->\n" + fence + "sh\nls\n" + fence, "no run block is right above"},
 		{"<!-- not run: x -->\n" + fence + "sh\nls\n" + fence + "\n<!-- run: after the block above -->\n" + fence + "sh\nls\n" + fence, "no run block is right above"},
+		{fence + "console\n$ ls\n" + fence, "write commands in an sh block"},
 	} {
 		blocks, err := parseDocBlocks("doc.md", bad.md)
 		if err == nil {

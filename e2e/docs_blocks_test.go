@@ -72,8 +72,12 @@ type docCommand struct {
 	refused  bool
 }
 
-// shellLangs are the info strings of the blocks that are run.
-var shellLangs = []string{"sh", "bash", "shell"}
+// shellLangs are the info strings of the blocks that are run;
+// otherShellLangs are refused, so that no shell block escapes the test.
+var (
+	shellLangs      = []string{"sh", "bash", "shell"}
+	otherShellLangs = []string{"console", "shell-session", "zsh", "shellsession"}
+)
 
 // docFiles lists the docs whose shell blocks are run, relative to root:
 // README.md, docs/*.md and every README.md under examples/.
@@ -107,7 +111,7 @@ func docFiles(root string) ([]string, error) {
 
 var (
 	markerRE = regexp.MustCompile(`^<!--\s*(not run|run)\s*:\s*(.*?)\s*-->$`)
-	fenceRE  = regexp.MustCompile("^(```+)\\s*([^`\\s]*)")
+	fenceRE  = regexp.MustCompile("^\\s*(```+|~~~+)\\s*([^`\\s]*)")
 )
 
 // parseDocBlocks returns the shell blocks of a markdown document, with
@@ -137,6 +141,9 @@ func parseDocBlocks(file, md string) ([]*docBlock, error) {
 				last = nil
 			}
 			continue
+		}
+		if slices.Contains(otherShellLangs, f[2]) {
+			return nil, fmt.Errorf("%s:%d: a %s block: write commands in an sh block (and output in a block without a language after it), so that they are run", file, i+1, f[2])
 		}
 		start := i
 		var body []string
