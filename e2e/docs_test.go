@@ -10,8 +10,9 @@ import (
 )
 
 // The docs that name tests as the proof of a promise (the threat model in
-// docs/security.md, the SSE checklist) name tests that exist: a renamed or
-// deleted test fails here, not silently in the docs.
+// docs/security.md, the SSE checklist, the reasons a shell block is not
+// run) name tests that exist: a renamed or deleted test fails here, not
+// silently in the docs.
 func TestDocsNameTestsThatExist(t *testing.T) {
 	funcs := map[string]bool{}
 	decl := regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)\w+)\(`)
@@ -36,6 +37,20 @@ func TestDocsNameTestsThatExist(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The reasons a doc gives for a block that is not run (docs_blocks_test.go)
+	// often name the test that covers it instead.
+	blocks, err := readDocBlocks("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inReason := regexp.MustCompile(`\b((?:Test|Fuzz|Benchmark)[A-Z]\w*)`)
+	for _, b := range blocks {
+		for _, m := range inReason.FindAllStringSubmatch(b.notRun, -1) {
+			if !funcs[m[1]] {
+				t.Errorf("%s: the reason it is not run names %s, which no test file declares", b, m[1])
+			}
+		}
 	}
 	named := regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Z]\\w*)")
 	for _, doc := range []string{"../docs/security.md", "../docs/sse-checklist.md"} {
