@@ -230,6 +230,9 @@ func docSessions(blocks []*docBlock) (sessions []*docSession, notRun []*docBlock
 		if prev != nil && prev.file != b.file {
 			prev = nil
 		}
+		if _, err := parseCommands(b.text); err != nil { // run or not, a block is shell
+			return nil, nil, fmt.Errorf("%s: %v", b, err)
+		}
 		switch {
 		case b.notRun != "":
 			notRun = append(notRun, b)
