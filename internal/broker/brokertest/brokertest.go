@@ -104,6 +104,7 @@ func Run(t *testing.T, opts Options) {
 		{"SnapshotRetentionByCount", s.testSnapshotRetentionByCount},
 		{"SnapshotRetentionByAge", s.testSnapshotRetentionByAge},
 		{"SnapshotConcurrentPublishers", s.testSnapshotConcurrentPublishers},
+		{"SnapshotManyTopics", s.testSnapshotManyTopics},
 		{"SnapshotMultiNode", s.testSnapshotMultiNode},
 		{"SnapshotClosed", s.testSnapshotClosed},
 	} {

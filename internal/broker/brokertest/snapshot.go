@@ -345,3 +345,58 @@ func (s *suite) testSnapshotClosed(t *testing.T) {
 		t.Errorf("Snapshot after Close: %v; want ErrClosed", err)
 	}
 }
+
+// testSnapshotManyTopics: a snapshot over more topics than a backend may
+// read in one request (a JetStream batched get matches at most 1,024
+// subjects) is complete, and More is exact at the limit.
+func (s *suite) testSnapshotManyTopics(t *testing.T) {
+	ctx := s.ctx(t)
+	b := s.newBroker(t, roomy)
+	snapshotter(t, b)
+	const topics, workers = 1100, 16
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		all   []*broker.Event
+		names = make([]string, topics)
+	)
+	for i := range names {
+		names[i] = fmt.Sprintf("many.g%d.t%d", i%10, i)
+	}
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < topics+topics/10; i += workers {
+				ev := newEvent(names[i%topics], i) // every tenth topic twice
+				want := clone(ev)
+				if _, err := b.Publish(ctx, ev); err != nil {
+					t.Errorf("Publish: %v", err)
+					return
+				}
+				want.Seq, want.Time = ev.Seq, ev.Time
+				mu.Lock()
+				all = append(all, want)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	last := slices.MaxFunc(all, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) }).Seq
+	res := snapshot(t, ctx, b, topics, "many.>")
+	checkEvents(t, fmt.Sprintf("%d topics, limit %d", topics, topics), res.Events, latest(all, last, names...))
+	if res.More {
+		t.Errorf("%d topics, limit %d: More", topics, topics)
+	}
+	res = snapshot(t, ctx, b, topics-1, "many.>")
+	if !res.More || len(res.Events) != topics-1 {
+		t.Errorf("%d topics, limit %d: %d events, More %v; want %d, More", topics, topics-1, len(res.Events), res.More, topics-1)
+	}
+	var g3 []string
+	for i := 3; i < topics; i += 10 {
+		g3 = append(g3, names[i])
+	}
+	res = snapshot(t, ctx, b, topics, "many.g3.*", "many.*.t3")
+	checkEvents(t, "one group of the topics", res.Events, latest(all, last, g3...))
+}

@@ -68,6 +68,30 @@
 // once per browser: 3 nodes with 10,000 browsers each on one topic at 1,000
 // events/s read 3,000 messages/s from NATS, not 30,000,000.
 //
+// # Snapshot
+//
+// Snapshot (broker.Snapshotter) is JetStream's "last message per subject":
+// it reads the stream's last sequence (stream info, from the stream's
+// leader), which is Upto, and then asks for the last message of every
+// subject matching the patterns with sequence <= Upto, with one batched
+// direct get ($JS.API.DIRECT.GET.<STREAM> with multi_last, up_to_seq and
+// batch; the stream is created with allow_direct). The server picks each
+// subject's message as of Upto under one read lock of its store, so the
+// answer is of one position however many publishes land meanwhile. It asks
+// for limit+1 messages (one more tells More), at most 8 MiB per answer, and
+// pages on from the last sequence it got. A server answers a batched get
+// that matches more than 1,024 subjects with 413; Snapshot then lists the
+// subjects under the patterns (stream info with a subject filter: memory
+// in proportion to the matching topics) and asks for them 512 at a time,
+// each request up to the same Upto. Events that MaxAge removed are gone
+// from the stream, so their topics are absent, as the contract wants.
+//
+// A stream with Replicas above 1 answers direct gets from any replica that
+// has caught up, and a follower may lag the leader by the last moment's
+// events: a snapshot served by such a follower can lack an event accepted
+// just before it (as a Replay's consumer on a follower could). With one
+// replica the leader answers every request.
+//
 // # Failures
 //
 // Every call is bounded by Options.Timeout. While NATS is unreachable the
