@@ -89,8 +89,7 @@
 // A stream with Replicas above 1 answers direct gets from any replica that
 // has caught up, and a follower may lag the leader by the last moment's
 // events: a snapshot served by such a follower can lack an event accepted
-// just before it (as a Replay's consumer on a follower could). With one
-// replica the leader answers every request.
+// just before it. With one replica the leader answers every request.
 //
 // # Failures
 //
