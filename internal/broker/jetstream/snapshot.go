@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -29,6 +30,8 @@ const (
 	// numPendingHeader, on the end-of-batch mark of a batched direct get,
 	// counts the messages the batch left out.
 	numPendingHeader = "Nats-Num-Pending"
+	// upToHeader, on the same mark, is the sequence the answer is as of.
+	upToHeader = "Nats-UpTo-Sequence"
 )
 
 var _ broker.Snapshotter = (*Broker)(nil)
@@ -55,7 +58,9 @@ func (b *Broker) Snapshot(ctx context.Context, patterns []broker.Pattern, limit 
 	if err := b.checkCreated(info.Created); err != nil {
 		return res, err
 	}
-	res.Upto = info.State.LastSeq
+	// Every event accepted before the call has a sequence up to floor.
+	floor := info.State.LastSeq
+	res.Upto = floor
 	if len(patterns) == 0 || info.State.Msgs == 0 {
 		return res, nil
 	}
@@ -65,9 +70,12 @@ func (b *Broker) Snapshot(ctx context.Context, patterns []broker.Pattern, limit 
 			filters = append(filters, b.subjPrefix+p.String())
 		}
 	}
-	events, err := b.lastPerSubject(ctx, filters, res.Upto, limit+1)
+	events, upto, err := b.lastPerSubject(ctx, filters, 0, floor, limit+1)
 	if errors.Is(err, errTooManySubjects) {
-		events, err = b.lastPerListedSubject(ctx, filters, res.Upto, limit+1)
+		// The subjects are listed after floor was read, so every one with
+		// a message up to floor is among them.
+		upto = floor
+		events, err = b.lastPerListedSubject(ctx, filters, floor, limit+1)
 	}
 	if err != nil {
 		return broker.SnapshotResult{}, err
@@ -76,7 +84,7 @@ func (b *Broker) Snapshot(ctx context.Context, patterns []broker.Pattern, limit 
 		events, res.More = events[:limit], true
 	}
 	slices.SortFunc(events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
-	res.Events = events
+	res.Events, res.Upto = events, upto
 	b.link.Confirm()
 	return res, nil
 }
@@ -103,7 +111,7 @@ func (b *Broker) lastPerListedSubject(ctx context.Context, filters []string, upt
 	slices.Sort(subjects)
 	var events []*broker.Event
 	for chunk := range slices.Chunk(subjects, literalChunk) {
-		evs, err := b.lastPerSubject(ctx, chunk, upto, most-len(events))
+		evs, _, err := b.lastPerSubject(ctx, chunk, upto, upto, most-len(events))
 		if err != nil {
 			return nil, err
 		}
@@ -117,69 +125,98 @@ func (b *Broker) lastPerListedSubject(ctx context.Context, filters []string, upt
 // directGet is the request of a batched direct get.
 type directGet struct {
 	MultiLast []string `json:"multi_last"`
-	UpToSeq   uint64   `json:"up_to_seq"`
+	UpToSeq   uint64   `json:"up_to_seq,omitempty"`
 	Seq       uint64   `json:"seq,omitempty"`
 	Batch     int      `json:"batch"`
 	MaxBytes  int      `json:"max_bytes"`
 }
 
 // lastPerSubject returns, for at most most of the subjects that filters
-// match, the last message with sequence <= upto, read with batched direct
-// gets ($JS.API.DIRECT.GET with multi_last and up_to_seq): the server picks
-// each subject's message as of upto in one pass over its index, so the
-// answer is of that one position whatever was appended meanwhile. Long
-// answers come in pages, each from after the last sequence of the one
-// before.
-func (b *Broker) lastPerSubject(ctx context.Context, filters []string, upto uint64, most int) ([]*broker.Event, error) {
+// match, the last message with sequence <= upto, and upto, read with
+// batched direct gets ($JS.API.DIRECT.GET with multi_last and up_to_seq):
+// the server picks each subject's message as of upto in one pass over its
+// index, so the answer is of that one position whatever was appended
+// meanwhile. Long answers come in pages, each from after the last sequence
+// of the one before.
+//
+// With upto 0 the server that answers takes its own last sequence, and
+// names it; that is upto then. A replica that names one below floor has
+// not caught up with events already accepted: the request goes again,
+// until one that has answers or ctx ends.
+func (b *Broker) lastPerSubject(ctx context.Context, filters []string, upto, floor uint64, most int) ([]*broker.Event, uint64, error) {
 	req := directGet{MultiLast: filters, UpToSeq: upto, Batch: most, MaxBytes: snapshotMaxBytes}
 	var events []*broker.Event
-	for {
-		page, pending, err := b.directGetPage(ctx, &req)
+	for attempt := 1; ; {
+		page, pending, pos, err := b.directGetPage(ctx, &req)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		if req.UpToSeq == 0 {
+			if pos == 0 { // no results, and no position named
+				return nil, floor, nil
+			}
+			if pos < floor {
+				if err := b.backOff(ctx, attempt); err != nil {
+					return nil, 0, err
+				}
+				attempt++
+				continue
+			}
+			req.UpToSeq = pos
 		}
 		events = append(events, page...)
 		if pending == 0 || len(page) == 0 || len(events) >= most {
-			return events, nil
+			return events, req.UpToSeq, nil
 		}
 		req.Seq = page[len(page)-1].Seq + 1
 		req.Batch = most - len(events)
 	}
 }
 
+// backOff waits a little longer for each attempt, until ctx ends.
+func (b *Broker) backOff(ctx context.Context, attempt int) error {
+	select {
+	case <-ctx.Done():
+		return b.link.Fail(ctx, "snapshot: waiting for a replica to catch up", ctx.Err())
+	case <-time.After(time.Duration(min(attempt, 20)) * 5 * time.Millisecond):
+		return nil
+	}
+}
+
 // directGetPage sends one batched direct get and reads its answer up to
-// the end-of-batch mark: the events, and how many more there are.
-func (b *Broker) directGetPage(ctx context.Context, req *directGet) ([]*broker.Event, uint64, error) {
+// the end-of-batch mark: the events, how many more there are, and the
+// position the server answered as of (0 when it found nothing).
+func (b *Broker) directGetPage(ctx context.Context, req *directGet) (events []*broker.Event, pending, pos uint64, err error) {
 	data, err := json.Marshal(req)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, 0, b.link.Fail(ctx, "snapshot", err)
+		return nil, 0, 0, b.link.Fail(ctx, "snapshot", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := b.nc.PublishRequest(natsjs.DefaultAPIPrefix+"DIRECT.GET."+b.streamName, inbox, data); err != nil {
-		return nil, 0, b.link.Fail(ctx, "snapshot", err)
+		return nil, 0, 0, b.link.Fail(ctx, "snapshot", err)
 	}
-	var events []*broker.Event
 	for {
 		msg, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, 0, b.link.Fail(ctx, "snapshot", err)
+			return nil, 0, 0, b.link.Fail(ctx, "snapshot", err)
 		}
 		switch status, descr := msg.Header.Get("Status"), msg.Header.Get("Description"); {
 		case status == "":
 		case status == "204": // EOB
-			pending, _ := strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
-			return events, pending, nil
+			pending, _ = strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
+			pos, _ = strconv.ParseUint(msg.Header.Get(upToHeader), 10, 64)
+			return events, pending, pos, nil
 		case status == "404" && descr == "No Results":
-			return events, 0, nil
+			return nil, 0, 0, nil
 		case status == "413":
-			return nil, 0, errTooManySubjects
+			return nil, 0, 0, errTooManySubjects
 		default:
-			return nil, 0, b.link.Fail(ctx, "snapshot", fmt.Errorf("batched direct get answered %s %s", status, descr))
+			return nil, 0, 0, b.link.Fail(ctx, "snapshot", fmt.Errorf("batched direct get answered %s %s", status, descr))
 		}
 		ev, err := b.decodeDirect(msg)
 		if err != nil {
