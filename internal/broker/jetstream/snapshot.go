@@ -147,28 +147,34 @@ func (b *Broker) lastPerSubject(ctx context.Context, filters []string, upto, flo
 	req := directGet{MultiLast: filters, UpToSeq: upto, Batch: most, MaxBytes: snapshotMaxBytes}
 	var events []*broker.Event
 	for attempt := 1; ; {
-		page, pending, pos, err := b.directGetPage(ctx, &req)
+		page, err := b.directGetPage(ctx, &req)
 		if err != nil {
 			return nil, 0, err
 		}
+		if page.none {
+			return events, max(req.UpToSeq, floor), nil
+		}
 		if req.UpToSeq == 0 {
-			if pos == 0 { // no results, and no position named
-				return nil, floor, nil
-			}
-			if pos < floor {
+			switch {
+			case page.pos == 0:
+				// An older server, which names no position: ask again
+				// as of floor.
+				req.UpToSeq = floor
+				continue
+			case page.pos < floor:
 				if err := b.backOff(ctx, attempt); err != nil {
 					return nil, 0, err
 				}
 				attempt++
 				continue
 			}
-			req.UpToSeq = pos
+			req.UpToSeq = page.pos
 		}
-		events = append(events, page...)
-		if pending == 0 || len(page) == 0 || len(events) >= most {
+		events = append(events, page.events...)
+		if page.pending == 0 || len(page.events) == 0 || len(events) >= most {
 			return events, req.UpToSeq, nil
 		}
-		req.Seq = page[len(page)-1].Seq + 1
+		req.Seq = page.events[len(page.events)-1].Seq + 1
 		req.Batch = most - len(events)
 	}
 }
@@ -183,47 +189,55 @@ func (b *Broker) backOff(ctx context.Context, attempt int) error {
 	}
 }
 
+// A directPage is one answer to a batched direct get.
+type directPage struct {
+	events  []*broker.Event
+	pending uint64 // matching messages the batch left out
+	pos     uint64 // the sequence the answer is as of, if the server named it
+	none    bool   // the server found no matching message
+}
+
 // directGetPage sends one batched direct get and reads its answer up to
-// the end-of-batch mark: the events, how many more there are, and the
-// position the server answered as of (0 when it found nothing).
-func (b *Broker) directGetPage(ctx context.Context, req *directGet) (events []*broker.Event, pending, pos uint64, err error) {
+// the end-of-batch mark.
+func (b *Broker) directGetPage(ctx context.Context, req *directGet) (directPage, error) {
+	var page directPage
 	data, err := json.Marshal(req)
 	if err != nil {
-		return nil, 0, 0, err
+		return page, err
 	}
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, 0, 0, b.link.Fail(ctx, "snapshot", err)
+		return page, b.link.Fail(ctx, "snapshot", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := b.nc.PublishRequest(natsjs.DefaultAPIPrefix+"DIRECT.GET."+b.streamName, inbox, data); err != nil {
-		return nil, 0, 0, b.link.Fail(ctx, "snapshot", err)
+		return page, b.link.Fail(ctx, "snapshot", err)
 	}
 	for {
 		msg, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, 0, 0, b.link.Fail(ctx, "snapshot", err)
+			return directPage{}, b.link.Fail(ctx, "snapshot", err)
 		}
 		switch status, descr := msg.Header.Get("Status"), msg.Header.Get("Description"); {
 		case status == "":
 		case status == "204": // EOB
-			pending, _ = strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
-			pos, _ = strconv.ParseUint(msg.Header.Get(upToHeader), 10, 64)
-			return events, pending, pos, nil
+			page.pending, _ = strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
+			page.pos, _ = strconv.ParseUint(msg.Header.Get(upToHeader), 10, 64)
+			return page, nil
 		case status == "404" && descr == "No Results":
-			return nil, 0, 0, nil
+			return directPage{none: true}, nil
 		case status == "413":
-			return nil, 0, 0, errTooManySubjects
+			return directPage{}, errTooManySubjects
 		default:
-			return nil, 0, 0, b.link.Fail(ctx, "snapshot", fmt.Errorf("batched direct get answered %s %s", status, descr))
+			return directPage{}, b.link.Fail(ctx, "snapshot", fmt.Errorf("batched direct get answered %s %s", status, descr))
 		}
 		ev, err := b.decodeDirect(msg)
 		if err != nil {
 			b.log.Warn("snapshot: skipping a malformed event", "seq", msg.Header.Get(natsjs.SequenceHeader), "subject", msg.Header.Get(natsjs.SubjectHeader), "err", err)
 			continue
 		}
-		events = append(events, ev)
+		page.events = append(page.events, ev)
 	}
 }
 
