@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -198,27 +199,48 @@ type directPage struct {
 }
 
 // directGetPage sends one batched direct get and reads its answer up to
-// the end-of-batch mark.
+// the end-of-batch mark. The answer is gathered by a callback into a slice,
+// not read from a synchronous subscription, whose channel nats.go
+// allocates at its full default length (64Ki messages) for every request.
 func (b *Broker) directGetPage(ctx context.Context, req *directGet) (directPage, error) {
-	var page directPage
 	data, err := json.Marshal(req)
 	if err != nil {
-		return page, err
+		return directPage{}, err
 	}
-	inbox := b.nc.NewInbox()
-	sub, err := b.nc.SubscribeSync(inbox)
+	var (
+		mu    sync.Mutex
+		msgs  []*nats.Msg // guarded by mu
+		ended bool        // guarded by mu
+		done  = make(chan struct{})
+	)
+	sub, err := b.nc.Subscribe(b.nc.NewInbox(), func(msg *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ended {
+			return
+		}
+		msgs = append(msgs, msg)
+		if msg.Header.Get("Status") != "" {
+			ended = true
+			close(done) // the end of the answer: the mark or an error
+		}
+	})
 	if err != nil {
-		return page, b.link.Fail(ctx, "snapshot", err)
+		return directPage{}, b.link.Fail(ctx, "snapshot", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := b.nc.PublishRequest(natsjs.DefaultAPIPrefix+"DIRECT.GET."+b.streamName, inbox, data); err != nil {
-		return page, b.link.Fail(ctx, "snapshot", err)
+	if err := b.nc.PublishRequest(natsjs.DefaultAPIPrefix+"DIRECT.GET."+b.streamName, sub.Subject, data); err != nil {
+		return directPage{}, b.link.Fail(ctx, "snapshot", err)
 	}
-	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return directPage{}, b.link.Fail(ctx, "snapshot", err)
-		}
+	select {
+	case <-ctx.Done():
+		return directPage{}, b.link.Fail(ctx, "snapshot", ctx.Err())
+	case <-done:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var page directPage
+	for _, msg := range msgs {
 		switch status, descr := msg.Header.Get("Status"), msg.Header.Get("Description"); {
 		case status == "":
 		case status == "204": // EOB
@@ -239,6 +261,7 @@ func (b *Broker) directGetPage(ctx context.Context, req *directGet) (directPage,
 		}
 		page.events = append(page.events, ev)
 	}
+	return directPage{}, b.link.Fail(ctx, "snapshot", errors.New("batched direct get: the answer ended without a status"))
 }
 
 // decodeDirect turns a message of a direct get into an event.
