@@ -24,6 +24,10 @@
 //	          client, one kind at a time at a fixed rate: CPU and memory per request,
 //	          against a publish without a token, and that each gets its refusal
 //
+// --publisher rest (or rest-struct) publishes scenarios 1-4 and 8 over REST
+// instead of gRPC, against Herald and against a floor that takes the same
+// POSTs and writes their bodies as frames.
+//
 // Run from the module root: go run ./cmd/herald-bench --help.
 package main
 
@@ -56,6 +60,7 @@ type config struct {
 	payload          int
 	fanoutSubs       int
 	fanoutRates      string
+	publisher        string
 	filterSubs       int
 	filterRate       float64
 	filterCounts     string
@@ -151,6 +156,7 @@ func run(args []string) error {
 	fs.IntVar(&c.payload, "payload", 256, "size of each event's JSON, in bytes")
 	fs.IntVar(&c.fanoutSubs, "fanout-subs", 1000, "fanout: subscribers of the one topic")
 	fs.StringVar(&c.fanoutRates, "fanout-rates", "100,20", "fanout: event rates to run, events/s, comma-separated")
+	fs.StringVar(&c.publisher, "publisher", "grpc", "how scenarios 1-4 and 8 publish: grpc (PublishStream), rest (POST /v1/topics/{topic}/events, the typed message as JSON) or rest-struct (the same fields as a google.protobuf.Struct); the floor takes REST publishes too")
 	fs.IntVar(&c.filterSubs, "filter-subs", 1000, "filter: subscribers of the one topic")
 	fs.Float64Var(&c.filterRate, "filter-rate", 100, "filter: events/s")
 	fs.StringVar(&c.filterCounts, "filter-counts", "10,1000", "filter: numbers of distinct filters to run, comma-separated (subscribers take them in turn)")
@@ -255,6 +261,11 @@ func run(args []string) error {
 	fmt.Printf("RLIMIT_NOFILE %d (servers inherit it); %d loopback source addresses; window %v after %v warm-up; heartbeat %v; logs in %s\n\n",
 		limit, c.sources, c.duration, c.warmup, c.heartbeat, b.dir)
 
+	switch c.publisher {
+	case "grpc", "rest", "rest-struct":
+	default:
+		return fmt.Errorf("--publisher: want grpc, rest or rest-struct, not %q", c.publisher)
+	}
 	for _, name := range strings.Split(c.scenarios, ",") {
 		switch strings.TrimSpace(name) {
 		case "fanout":

@@ -213,10 +213,14 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	text := padding(cfg.payload)
 	var s sink
 	if spec.rate > 0 {
-		if !isHerald {
-			s, err = newFloorSink(srv.ingest, names, slices.Repeat([]string{text}, len(names)))
-		} else {
-			s, err = newGRPCSink(srv.grpc, names, slices.Repeat([]string{text}, len(names)))
+		texts := slices.Repeat([]string{text}, len(names))
+		switch {
+		case cfg.publisher != "grpc":
+			s = newRESTSink(srv.http, names, texts, cfg.publisher == "rest-struct")
+		case !isHerald:
+			s, err = newFloorSink(srv.ingest, names, texts)
+		default:
+			s, err = newGRPCSink(srv.grpc, names, texts)
 		}
 		if err != nil {
 			return nil, err
