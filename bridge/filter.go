@@ -103,6 +103,12 @@ func (c *filterCache) compile(text string) (*filter, error) {
 	return f, nil
 }
 
+// A filterResult is what one filter made of one event, evaluated once.
+type filterResult struct {
+	once sync.Once
+	pass bool
+}
+
 // matches reports whether ev passes f, evaluating f at most once per event
 // on this node. An expression that fails on an event (a missing field, a
 // payload of another type, the cost limit) drops the event for the
@@ -110,35 +116,49 @@ func (c *filterCache) compile(text string) (*filter, error) {
 func (h *Hub) matches(ev *broker.Event, f *filter) bool {
 	rd := renderedOf(ev)
 	rd.mu.Lock()
-	defer rd.mu.Unlock()
-	if r, ok := rd.results[f]; ok {
-		return r
+	r := rd.results[f]
+	if r == nil {
+		if rd.results == nil {
+			rd.results = make(map[*filter]*filterResult, 1)
+		}
+		r = &filterResult{}
+		rd.results[f] = r
 	}
-	if rd.vars == nil {
-		rd.vars = h.filterVars(ev)
-	}
-	out, _, err := f.prog.Eval(rd.vars)
-	pass := err == nil && out == types.True
-	if err != nil {
-		h.metrics.filterErrors.Inc()
-	}
-	if rd.results == nil {
-		rd.results = make(map[*filter]bool, 1)
-	}
-	rd.results[f] = pass
-	return pass
+	rd.mu.Unlock()
+	r.once.Do(func() {
+		rd.varsOnce.Do(func() { rd.vars = h.filterVars(ev) })
+		out, _, err := f.prog.Eval(rd.vars)
+		r.pass = err == nil && out == types.True
+		if err != nil {
+			h.metrics.filterErrors.Inc()
+		}
+	})
+	return r.pass
 }
 
 // filterVars are the variables a filter sees for ev, built once per event.
 func (h *Hub) filterVars(ev *broker.Event) interpreter.Activation {
-	vars := map[string]any{"type": ev.Type, "topic": ev.Topic, "attributes": ev.Attributes}
-	if ev.Attributes == nil {
-		vars["attributes"] = map[string]string{}
+	msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
+	if err != nil {
+		msg = nil // unknown here: every field test fails, and the event is dropped
 	}
-	if msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload); err == nil {
-		vars["payload"] = celValue(h.types, msg.ProtoReflect(), 0)
-	} else {
-		vars["payload"] = map[string]any{} // unknown here: every field test fails, and the event is dropped
+	return filterActivation(h.types, ev.Type, ev.Topic, ev.Attributes, msg)
+}
+
+// filterActivation binds a filter's variables: msg is the payload (nil:
+// none).
+func filterActivation(resolver TypeResolver, typ, topic string, attrs map[string]string, msg proto.Message) interpreter.Activation {
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	var payload any = map[string]any{}
+	if msg != nil {
+		payload = celValue(resolver, msg.ProtoReflect(), 0)
+	}
+	vars := map[string]any{
+		"type": types.String(typ), "topic": types.String(topic),
+		"attributes": types.DefaultTypeAdapter.NativeToValue(attrs),
+		"payload":    types.DefaultTypeAdapter.NativeToValue(payload),
 	}
 	act, err := interpreter.NewActivation(vars)
 	if err != nil {

@@ -3,6 +3,8 @@ package bridge_test
 import (
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +66,7 @@ func benchChatRequest(tb testing.TB, topic string, stamped bool) *heraldv1.Publi
 // startBenchServer starts a server and publishes req once over gRPC, so
 // that it is serving (a cleanup racing Serve's start fails the run) and
 // the publish path is warm.
-func startBenchServer(b *testing.B, req *heraldv1.PublishRequest) heraldv1.PublisherServiceServer {
+func startBenchServer(b *testing.B, req *heraldv1.PublishRequest) *heraldtest.Server {
 	b.Helper()
 	srv := heraldtest.Start(b, heraldtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -72,7 +74,7 @@ func startBenchServer(b *testing.B, req *heraldv1.PublishRequest) heraldv1.Publi
 	if _, err := heraldv1.NewPublisherServiceClient(srv.Conn).Publish(ctx, req); err != nil {
 		b.Fatal(err)
 	}
-	return srv.Publisher()
+	return srv
 }
 
 // BenchmarkPublishStream is scenario 5's server side without gRPC: one
@@ -86,7 +88,7 @@ func BenchmarkPublishStream(b *testing.B) {
 	}{{"chat", false}, {"chat+timestamp", true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			st := &benchStream{ctx: context.Background(), req: benchChatRequest(b, "bench.t00000", bc.stamped)}
-			pub := startBenchServer(b, st.req)
+			pub := startBenchServer(b, st.req).Publisher()
 			b.ReportAllocs()
 			b.ResetTimer()
 			st.n = b.N
@@ -104,12 +106,39 @@ func BenchmarkPublishStream(b *testing.B) {
 // BenchmarkPublishUnary is the same publish through the unary Publish.
 func BenchmarkPublishUnary(b *testing.B) {
 	req := benchChatRequest(b, "bench.t00000", false)
-	pub := startBenchServer(b, req)
+	pub := startBenchServer(b, req).Publisher()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := pub.Publish(ctx, req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPublishREST is the REST publish's server side without the
+// network: POST /v1/topics/{topic}/events through the server's HTTP
+// handler (the front door, the gateway's JSON decode, the publish) into
+// the memory broker, no subscriber. One op is one request answered.
+func BenchmarkPublishREST(b *testing.B) {
+	for _, bc := range []struct{ name, body string }{
+		{"chat", `{"payload":{"@type":"type.googleapis.com/chat.v1.ChatMessage","room":"bench.t00000","messageId":"0000000001.1767225600123456789","author":"herald-bench","text":"` + strings.Repeat("x", 160) + `"}}`},
+		{"struct", `{"payload":{"@type":"type.googleapis.com/google.protobuf.Struct","value":{"room":"bench.t00000","messageId":"0000000001.1767225600123456789","author":"herald-bench","text":"` + strings.Repeat("x", 160) + `"}}}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := startBenchServer(b, benchChatRequest(b, "bench.t00000", false)).Handler()
+			body := strings.NewReader(bc.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Reset(bc.body)
+				req := httptest.NewRequest(http.MethodPost, "/v1/topics/bench.t00000/events", body)
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+		})
 	}
 }

@@ -36,10 +36,13 @@ type rendered struct {
 	mu sync.Mutex
 	// others are the frames in non-default renderings, by Rendering.key.
 	others map[string][]byte
-	// vars are what filters see of the event, and results what each
-	// filter made of it (filter.go); guarded by mu.
-	vars    interpreter.Activation
-	results map[*filter]bool
+	// vars are what filters see of the event, built once (varsOnce), and
+	// results what each filter made of it (filter.go); the map is guarded
+	// by mu, each result by its own once, so that shards evaluate
+	// different filters of one event in parallel.
+	varsOnce sync.Once
+	vars     interpreter.Activation
+	results  map[*filter]*filterResult
 }
 
 // renderedOf returns what this node rendered of ev, attaching an empty

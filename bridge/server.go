@@ -354,6 +354,14 @@ type restKey struct{}
 func isGateway(ctx context.Context) bool { return ctx.Value(restKey{}) != nil }
 
 func (s *Server) routes() (http.Handler, error) {
+	jsonpb := &runtime.JSONPb{
+		// Responses hold no payloads; only error details (Any) need
+		// resolving, and those types are linked in.
+		MarshalOptions: protojson.MarshalOptions{Resolver: protoregistry.GlobalTypes},
+		// The nesting bound keeps decoding linear in the body's size
+		// (each google.protobuf.Any level rescans what it holds).
+		UnmarshalOptions: protojson.UnmarshalOptions{Resolver: requestResolver{s.pub.typeURLs}, RecursionLimit: maxPayloadDepth},
+	}
 	gw := runtime.NewServeMux(
 		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
 			if key == "retry-after" {
@@ -361,14 +369,7 @@ func (s *Server) routes() (http.Handler, error) {
 			}
 			return runtime.MetadataHeaderPrefix + key, true
 		}),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			// Responses hold no payloads; only error details (Any) need
-			// resolving, and those types are linked in.
-			MarshalOptions: protojson.MarshalOptions{Resolver: protoregistry.GlobalTypes},
-			// The nesting bound keeps decoding linear in the body's size
-			// (each google.protobuf.Any level rescans what it holds).
-			UnmarshalOptions: protojson.UnmarshalOptions{Resolver: requestResolver{s.pub.typeURLs}, RecursionLimit: maxPayloadDepth},
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
 		runtime.WithErrorHandler(restErrorHandler),
 	)
 	if err := heraldv1.RegisterPublisherServiceHandlerServer(context.Background(), gw, s.pub); err != nil {
@@ -384,6 +385,7 @@ func (s *Server) routes() (http.Handler, error) {
 	// on the decoded event.
 	rest := &restFront{
 		gw:          gw,
+		unmarshal:   jsonpb.UnmarshalOptions,
 		pub:         s.pub,
 		schemas:     s.schemas,
 		maxBody:     int64(3*s.cfg.MaxEventBytes + 64<<10),

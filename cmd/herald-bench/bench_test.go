@@ -118,7 +118,7 @@ func TestFloorDelivery(t *testing.T) {
 	win := &window{}
 	now := time.Now()
 	win.set(now, now.Add(time.Hour))
-	cs, err := openSSE(context.Background(), newDialer(3), httpLn.Addr().String(), conns, 4, func(i int) int { return i % topics }, win)
+	cs, err := openSSE(context.Background(), newDialer(3), httpLn.Addr().String(), conns, 4, func(i int) int { return i % topics }, nil, win)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestFloorSlowClient(t *testing.T) {
 	win := &window{}
 	now := time.Now()
 	win.set(now, now.Add(time.Hour))
-	healthy, err := openSSE(context.Background(), d, addr, 3, 3, func(int) int { return 0 }, win)
+	healthy, err := openSSE(context.Background(), d, addr, 3, 3, func(int) int { return 0 }, nil, win)
 	if err != nil {
 		t.Fatal(err)
 	}

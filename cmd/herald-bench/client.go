@@ -81,9 +81,10 @@ type sseConn struct {
 }
 
 // openSSE opens n SSE streams to httpAddr, stream i subscribing to
-// topicName(topicOf(i)), dialParallel at a time, and returns once every one
-// has its response headers (so the server has subscribed it).
-func openSSE(ctx context.Context, d *dialer, httpAddr string, n, dialParallel int, topicOf func(int) int, win *window) ([]*sseConn, error) {
+// topicName(topicOf(i)) with the filter filterOf(i) (none if filterOf is
+// nil), dialParallel at a time, and returns once every one has its
+// response headers (so the server has subscribed it).
+func openSSE(ctx context.Context, d *dialer, httpAddr string, n, dialParallel int, topicOf func(int) int, filterOf func(int) string, win *window) ([]*sseConn, error) {
 	conns := make([]*sseConn, n)
 	sem := make(chan struct{}, max(dialParallel, 1))
 	var wg sync.WaitGroup
@@ -101,7 +102,11 @@ func openSSE(ctx context.Context, d *dialer, httpAddr string, n, dialParallel in
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := dialSSE(ctx, d, httpAddr, topicOf(i), win)
+			filter := ""
+			if filterOf != nil {
+				filter = filterOf(i)
+			}
+			c, err := dialSSE(ctx, d, httpAddr, topicOf(i), filter, win)
 			if err != nil {
 				mu.Lock()
 				if firstErr == nil {
@@ -121,12 +126,12 @@ func openSSE(ctx context.Context, d *dialer, httpAddr string, n, dialParallel in
 	return conns, nil
 }
 
-func dialSSE(ctx context.Context, d *dialer, httpAddr string, topic int, win *window) (*sseConn, error) {
+func dialSSE(ctx context.Context, d *dialer, httpAddr string, topic int, filter string, win *window) (*sseConn, error) {
 	nc, err := d.dial(ctx, httpAddr)
 	if err != nil {
 		return nil, err
 	}
-	br, chunked, err := requestSSE(nc, httpAddr, topicName(topic))
+	br, chunked, err := requestSSE(nc, httpAddr, filter, topicName(topic))
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -140,14 +145,17 @@ func dialSSE(ctx context.Context, d *dialer, httpAddr string, topic int, win *wi
 	return c, nil
 }
 
-// requestSSE requests a stream of topics on nc and reads the response head.
-// It returns the reader of the body, which may hold the body's first bytes,
-// and whether the body is chunked.
-func requestSSE(nc net.Conn, httpAddr string, topics ...string) (br *bufio.Reader, chunked bool, err error) {
+// requestSSE requests a stream of topics, with filter if it is not "", on
+// nc and reads the response head. It returns the reader of the body, which
+// may hold the body's first bytes, and whether the body is chunked.
+func requestSSE(nc net.Conn, httpAddr, filter string, topics ...string) (br *bufio.Reader, chunked bool, err error) {
 	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
 	defer func() { _ = nc.SetDeadline(time.Time{}) }()
 	q := make(url.Values)
 	q["topic"] = topics
+	if filter != "" {
+		q.Set("filter", filter)
+	}
 	req := "GET /v1/events?" + q.Encode() + " HTTP/1.1\r\nHost: " + httpAddr +
 		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
 	if _, err := io.WriteString(nc, req); err != nil {

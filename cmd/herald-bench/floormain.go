@@ -64,6 +64,7 @@ func runFloor(mode string, args []string) error {
 		f.WriteTimeout = *writeTimeout
 		mux := http.NewServeMux()
 		mux.Handle("GET /v1/events", f)
+		mux.HandleFunc("POST /v1/topics/{topic}/events", f.Publish)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(httpLn) }()
 		go func() {

@@ -16,9 +16,17 @@
 //	slow      1,000 subscribers at 100 events/s beside 50 stalled ones that never read
 //	          and also get large events: the healthy ones' latency, the server's memory,
 //	          and that exactly the stalled streams are cut
+//	filter    1 topic, 1,000 subscribers at 100 events/s: unfiltered, then over 10 distinct
+//	          CEL filters, then over 1,000 (every subscriber its own); Herald against itself
+//	snapshot  (not run by default) subscribes with snapshot=true over 10,000 retained topics:
+//	          time and server CPU per snapshot
 //	hostile   (not run by default) requests meant to cost a secured server more than the
 //	          client, one kind at a time at a fixed rate: CPU and memory per request,
 //	          against a publish without a token, and that each gets its refusal
+//
+// --publisher rest (or rest-struct) publishes scenarios 1-4 and 8 over REST
+// instead of gRPC, against Herald and against a floor that takes the same
+// POSTs and writes their bodies as frames.
 //
 // Run from the module root: go run ./cmd/herald-bench --help.
 package main
@@ -52,6 +60,12 @@ type config struct {
 	payload          int
 	fanoutSubs       int
 	fanoutRates      string
+	publisher        string
+	filterSubs       int
+	filterRate       float64
+	filterCounts     string
+	snapshotTopics   int
+	snapshotSubs     int
 	firehoseSubs     int
 	firehoseRate     float64
 	topics           int
@@ -132,7 +146,7 @@ func run(args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: herald-bench [flags]\n\nLoad harness for Herald: runs each scenario against a minimal floor server and\nagainst Herald, and prints the figures with Herald's costs as ratios to the floor's.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow, hostile")
+	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow,filter", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow, filter, snapshot, hostile")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measurement window of each scenario")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measurement window")
 	fs.DurationVar(&c.settle, "settle", time.Second, "pause after connecting, before reading memory")
@@ -142,6 +156,12 @@ func run(args []string) error {
 	fs.IntVar(&c.payload, "payload", 256, "size of each event's JSON, in bytes")
 	fs.IntVar(&c.fanoutSubs, "fanout-subs", 1000, "fanout: subscribers of the one topic")
 	fs.StringVar(&c.fanoutRates, "fanout-rates", "100,20", "fanout: event rates to run, events/s, comma-separated")
+	fs.StringVar(&c.publisher, "publisher", "grpc", "how scenarios 1-4 and 8 publish: grpc (PublishStream), rest (POST /v1/topics/{topic}/events, the typed message as JSON) or rest-struct (the same fields as a google.protobuf.Struct); the floor takes REST publishes too")
+	fs.IntVar(&c.filterSubs, "filter-subs", 1000, "filter: subscribers of the one topic")
+	fs.Float64Var(&c.filterRate, "filter-rate", 100, "filter: events/s")
+	fs.StringVar(&c.filterCounts, "filter-counts", "10,1000", "filter: numbers of distinct filters to run, comma-separated (subscribers take them in turn)")
+	fs.IntVar(&c.snapshotTopics, "snapshot-topics", 10000, "snapshot: topics with a retained event")
+	fs.IntVar(&c.snapshotSubs, "snapshot-subs", 20, "snapshot: subscribes with snapshot=true over all of them, one after another")
 	fs.IntVar(&c.firehoseSubs, "firehose-subs", 100, "firehose: subscribers of the one topic")
 	fs.Float64Var(&c.firehoseRate, "firehose-rate", 1000, "firehose: events/s")
 	fs.IntVar(&c.topics, "topics", 5000, "topics: topics, one subscriber each")
@@ -241,6 +261,11 @@ func run(args []string) error {
 	fmt.Printf("RLIMIT_NOFILE %d (servers inherit it); %d loopback source addresses; window %v after %v warm-up; heartbeat %v; logs in %s\n\n",
 		limit, c.sources, c.duration, c.warmup, c.heartbeat, b.dir)
 
+	switch c.publisher {
+	case "grpc", "rest", "rest-struct":
+	default:
+		return fmt.Errorf("--publisher: want grpc, rest or rest-struct, not %q", c.publisher)
+	}
 	for _, name := range strings.Split(c.scenarios, ",") {
 		switch strings.TrimSpace(name) {
 		case "fanout":
@@ -264,6 +289,18 @@ func run(args []string) error {
 			b.publish()
 		case "slow":
 			b.slow()
+		case "filter":
+			kinds := []string{"herald"}
+			for _, n := range strings.Split(c.filterCounts, ",") {
+				if k, err := strconv.Atoi(strings.TrimSpace(n)); err != nil || k <= 0 {
+					return fmt.Errorf("--filter-counts: bad count %q", n)
+				}
+				kinds = append(kinds, "filter"+strings.TrimSpace(n))
+			}
+			b.delivery(deliverySpec{key: "filter", title: fmt.Sprintf("8 filters %g/s", c.filterRate),
+				conns: c.filterSubs, topics: 1, rate: c.filterRate, kinds: kinds})
+		case "snapshot":
+			b.snapshot()
 		case "hostile":
 			b.hostile()
 		case "":

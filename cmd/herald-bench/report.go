@@ -19,6 +19,14 @@ type target struct {
 	atLeast  bool
 }
 
+// A filterTarget is the filter scenario's: CPU per delivery with
+// subscribers over so many distinct filters, against the unfiltered
+// fan-out in the same run.
+var filterTarget = struct {
+	server string
+	limit  float64
+}{"filter10", 1.25}
+
 var targets = []target{
 	{"CPU per delivery", "fanout-100", "cpu", 1.25, false},
 	{"CPU per delivery", "fanout-20", "cpu", 1.25, false},
@@ -58,6 +66,38 @@ func (b *bench) find(scenario, server string) *result {
 	return nil
 }
 
+// serversOf lists the servers a delivery scenario ran, in table order.
+func (b *bench) serversOf(scenario string) []string {
+	var out []string
+	for _, kind := range []string{"floor", "raw", "herald"} {
+		if b.find(scenario, kind) != nil {
+			out = append(out, kind)
+		}
+	}
+	for _, r := range b.results {
+		if r.Scenario == scenario && strings.HasPrefix(r.Server, "filter") && !slices.Contains(out, r.Server) {
+			out = append(out, r.Server)
+		}
+	}
+	return out
+}
+
+// ratiosOf lists the pairs of servers whose figures a delivery scenario's
+// table divides: Herald by each floor, or each filtered run by the
+// unfiltered one.
+func (b *bench) ratiosOf(scenario string) [][2]string {
+	var out [][2]string
+	for _, kind := range b.serversOf(scenario) {
+		switch {
+		case kind == "floor" || kind == "raw":
+			out = append(out, [2]string{"herald", kind})
+		case strings.HasPrefix(kind, "filter"):
+			out = append(out, [2]string{kind, "herald"})
+		}
+	}
+	return out
+}
+
 func ratio(h, f float64) string {
 	if f <= 0 || h <= 0 {
 		return "–"
@@ -89,11 +129,11 @@ func (b *bench) printTables(w io.Writer) {
 	fmt.Fprintln(tw, "scenario\tserver\tconns\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→after\tRSS/conn\tharness cores\tother cores\t")
 	seen := map[string]bool{}
 	for _, r := range b.results {
-		if strings.HasPrefix(r.Scenario, "publish") || strings.HasPrefix(r.Scenario, "hostile") || r.Scenario == "slow" || seen[r.Scenario] {
+		if strings.HasPrefix(r.Scenario, "publish") || strings.HasPrefix(r.Scenario, "hostile") || r.Scenario == "slow" || r.Scenario == "snapshot" || seen[r.Scenario] {
 			continue
 		}
 		seen[r.Scenario] = true
-		for _, kind := range []string{"floor", "raw", "herald"} {
+		for _, kind := range b.serversOf(r.Scenario) {
 			x := b.find(r.Scenario, kind)
 			if x == nil {
 				continue
@@ -106,10 +146,10 @@ func (b *bench) printTables(w io.Writer) {
 				x.Title, kind, x.Conns, x.DeliveriesPerSec, ms(x.P50), ms(x.P99), ms(x.P999), ms(x.Max), x.Lost, x.Dups, x.Ended,
 				cpu, x.ServerCores, mib(x.RSSBefore), mib(x.RSSConnected), mib(x.RSSAfter), kib(x.RSSPerConn), x.HarnessCores, x.OtherCores)
 		}
-		for _, ref := range []string{"floor", "raw"} {
-			h, f := b.find(r.Scenario, "herald"), b.find(r.Scenario, ref)
+		for _, pair := range b.ratiosOf(r.Scenario) {
+			h, f := b.find(r.Scenario, pair[0]), b.find(r.Scenario, pair[1])
 			if h != nil && f != nil {
-				fmt.Fprintf(tw, "\therald/%s\t\t%s\t%s\t%s\t%s\t%s\t\t\t\t%s\t%s\t\t%s\t\t\t\n", ref,
+				fmt.Fprintf(tw, "\t%s/%s\t\t%s\t%s\t%s\t%s\t%s\t\t\t\t%s\t%s\t\t%s\t\t\t\n", pair[0], pair[1],
 					ratio(h.DeliveriesPerSec, f.DeliveriesPerSec), ratio(h.P50, f.P50), ratio(h.P99, f.P99), ratio(h.P999, f.P999), ratio(h.Max, f.Max),
 					ratio(h.CPUPerDelivery, f.CPUPerDelivery), ratio(h.ServerCores, f.ServerCores), ratio(h.RSSPerConn, f.RSSPerConn))
 			}
@@ -141,6 +181,7 @@ func (b *bench) printTables(w io.Writer) {
 	tw.Flush()
 
 	b.printSlow(w)
+	b.printSnapshot(w)
 	b.printHostile(w)
 
 	fmt.Fprintln(w, "\nTargets (issue 7): Herald ÷ floor, same run, same client")
@@ -183,6 +224,17 @@ func (b *bench) printTables(w io.Writer) {
 			op = "≥"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %g×\t%s\t\n", t.what, h.Title, unit(hv), unit(fv), ratio(hv, fv), op, t.limit, verdict)
+	}
+	if h, f := b.find("filter", filterTarget.server), b.find("filter", "herald"); h != nil && f != nil && f.CPUPerDelivery > 0 {
+		verdict := "met"
+		if h.CPUPerDelivery/f.CPUPerDelivery > filterTarget.limit {
+			verdict = "MISSED"
+		}
+		if h.Lost > 0 || h.Dups > 0 {
+			verdict += fmt.Sprintf(" (but %d lost, %d dup)", h.Lost, h.Dups)
+		}
+		fmt.Fprintf(tw, "CPU per delivery, %s filters ÷ none\t%s\t%.2fµs\t%.2fµs (unfiltered)\t%s\t≤ %g×\t%s\t\n",
+			strings.TrimPrefix(filterTarget.server, "filter"), h.Title, h.CPUPerDelivery, f.CPUPerDelivery, ratio(h.CPUPerDelivery, f.CPUPerDelivery), filterTarget.limit, verdict)
 	}
 	tw.Flush()
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -84,12 +86,18 @@ type deliverySpec struct {
 	key, title    string
 	conns, topics int
 	rate          float64 // 0: idle, heartbeats only
+	// kinds are the servers to run, if not the floors and Herald: "herald",
+	// or "filterN", Herald with subscriber i filtered by filterText(i % N).
+	kinds []string
 }
 
 func (b *bench) delivery(spec deliverySpec) {
 	kinds := b.kinds()
 	if b.cfg.rawFloor && !b.cfg.noFloor {
 		kinds = []string{"floor", "raw", "herald"}
+	}
+	if spec.kinds != nil {
+		kinds = spec.kinds
 	}
 	b.runEach(spec.title, kinds, func(kind string) (*result, error) { return b.runDelivery(spec, kind) },
 		func(kind string) *result {
@@ -152,7 +160,17 @@ func (b *bench) kinds() []string {
 	return []string{"floor", "herald"}
 }
 
+// filterText is the i-th distinct filter of the filter scenario: a test
+// of a typed payload field that every event passes, so that filtered
+// subscribers get what unfiltered ones do and loss is still measured.
+func filterText(i int) string {
+	return fmt.Sprintf(`payload.room != "none-%d" && payload.author == "%s"`, i, author)
+}
+
 func (r *result) brief() string {
+	if r.Scenario == "snapshot" {
+		return fmt.Sprintf("%d snapshots of %d topics, p50 %s, %.2f ms server CPU each", r.Conns, r.Topics, ms(r.P50), r.CPUPerRequest/1e3)
+	}
 	if r.Requests > 0 {
 		return fmt.Sprintf("%.1f answered/s (%s), %.1f µs server CPU each (%s baseline), RSS +%s MiB", r.AnsweredPerSec, statusSummary(r.Statuses), r.CPUPerRequest, ratioOf(r.VsBaseline), mib(r.RSSPeak-r.RSSBefore))
 	}
@@ -174,8 +192,12 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	r := &result{Scenario: spec.key, Title: spec.title, Server: kind, Conns: spec.conns, Topics: spec.topics, Rate: spec.rate}
 	var srv *server
 	var err error
-	if kind != "herald" {
+	filters, _ := strconv.Atoi(strings.TrimPrefix(kind, "filter"))
+	isHerald := kind == "herald" || filters > 0
+	if !isHerald {
 		srv, err = b.startFloor(spec.key, kind, "sse")
+	} else if filters > 0 {
+		srv, err = b.startHerald(spec.key + "-" + kind)
 	} else {
 		srv, err = b.startHerald(spec.key)
 	}
@@ -191,10 +213,14 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	text := padding(cfg.payload)
 	var s sink
 	if spec.rate > 0 {
-		if kind != "herald" {
-			s, err = newFloorSink(srv.ingest, names, slices.Repeat([]string{text}, len(names)))
-		} else {
-			s, err = newGRPCSink(srv.grpc, names, slices.Repeat([]string{text}, len(names)))
+		texts := slices.Repeat([]string{text}, len(names))
+		switch {
+		case cfg.publisher != "grpc":
+			s = newRESTSink(srv.http, names, texts, cfg.publisher == "rest-struct")
+		case !isHerald:
+			s, err = newFloorSink(srv.ingest, names, texts)
+		default:
+			s, err = newGRPCSink(srv.grpc, names, texts)
 		}
 		if err != nil {
 			return nil, err
@@ -207,7 +233,11 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	win := &window{}
 	win.from.Store(1<<63 - 1) // nothing counts until the window is set
 	ctx := context.Background()
-	conns, err := openSSE(ctx, b.dialer, srv.http, spec.conns, cfg.dialParallel, func(i int) int { return i % spec.topics }, win)
+	var filterOf func(int) string
+	if filters > 0 {
+		filterOf = func(i int) string { return filterText(i % filters) }
+	}
+	conns, err := openSSE(ctx, b.dialer, srv.http, spec.conns, cfg.dialParallel, func(i int) int { return i % spec.topics }, filterOf, win)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +421,7 @@ func (b *bench) runPublish(kind string) error {
 	// that falls behind by a whole queue is dropped, as it should be.
 	swin := &window{}
 	swin.from.Store(1<<63 - 1)
-	conns, err := openSSE(context.Background(), b.dialer, srv.http, cfg.publishSubs, cfg.dialParallel, func(int) int { return 0 }, swin)
+	conns, err := openSSE(context.Background(), b.dialer, srv.http, cfg.publishSubs, cfg.dialParallel, func(int) int { return 0 }, nil, swin)
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func (b *bench) runSlow(title, kind string) (*result, error) {
 	win := &window{}
 	win.from.Store(1<<63 - 1)
 	ctx := context.Background()
-	healthy, err := openSSE(ctx, b.dialer, srv.http, cfg.slowSubs, cfg.dialParallel, func(int) int { return 0 }, win)
+	healthy, err := openSSE(ctx, b.dialer, srv.http, cfg.slowSubs, cfg.dialParallel, func(int) int { return 0 }, nil, win)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +262,7 @@ func openStalled(ctx context.Context, d *dialer, httpAddr string, n int, topics 
 		if err != nil {
 			return conns, fmt.Errorf("stalled stream %d: %w", i, err)
 		}
-		if _, _, err := requestSSE(nc, httpAddr, topics...); err != nil {
+		if _, _, err := requestSSE(nc, httpAddr, "", topics...); err != nil {
 			nc.Close()
 			return conns, fmt.Errorf("stalled stream %d: %w", i, err)
 		}

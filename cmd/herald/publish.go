@@ -34,7 +34,13 @@ monitoring.v1.ServerStats, chat.v1.ChatMessage) on a server run with --demo,
 and the types of its --descriptors and of herald schemas push.
 
 A retry with the same --idempotency-key publishes nothing new: it prints the
-first publish's id on stdout, and a note that it is a duplicate on stderr.`
+first publish's id on stdout, and a note that it is a duplicate on stderr.
+
+--delete marks the topic's state as deleted instead (a game server shut down):
+subscribers get an event of type herald.deleted, and the topic leaves later
+snapshots until it is published to again. It takes no --type or --data:
+
+  herald publish --topic monitoring.eu-1 --delete`
 
 type publishFlags struct {
 	dial      dialFlags
@@ -46,6 +52,7 @@ type publishFlags struct {
 	timeout   time.Duration
 	token     string
 	attrs     config.StringList
+	delete    bool
 }
 
 func newPublishCmd() *cobra.Command {
@@ -69,11 +76,15 @@ func newPublishCmd() *cobra.Command {
 	fs.DurationVar(&p.timeout, "timeout", 10*time.Second, "give up after this long")
 	fs.StringVar(&p.token, "token", "", "bearer token allowing the topic (see herald token)")
 	fs.Var(&p.attrs, "attr", "attribute `key=value`; may repeat")
+	fs.BoolVar(&p.delete, "delete", false, "mark the topic's state as deleted (herald.deleted) instead of publishing a payload")
 	markSettings(cmd)
 	return cmd
 }
 
 func (p *publishFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
+	if p.delete {
+		return p.runDelete(cmd, stdout, stderr)
+	}
 	if p.topic == "" || p.typ == "" {
 		return usagef(cmd, "--topic and --type are required")
 	}
@@ -104,6 +115,35 @@ func (p *publishFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, resp.GetId())
 	if resp.GetDuplicate() {
 		fmt.Fprintf(stderr, "herald: duplicate: %s was already published with idempotency key %q; nothing new was published\n", resp.GetId(), p.key)
+	}
+	return nil
+}
+
+// runDelete marks --topic's state as deleted.
+func (p *publishFlags) runDelete(cmd *cobra.Command, stdout, stderr io.Writer) error {
+	if p.topic == "" {
+		return usagef(cmd, "--topic is required")
+	}
+	for _, name := range []string{"type", "data", "event-type", "attr"} {
+		if cmd.Flags().Changed(name) {
+			return usagef(cmd, "--delete takes no --%s: a deletion carries no payload", name)
+		}
+	}
+	conn, err := p.dial.dial()
+	if err != nil {
+		return asUsage(fmt.Errorf("publish: %w", err))
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(withToken(cmd.Context(), p.token), p.timeout)
+	defer cancel()
+	req := &heraldv1.DeleteTopicStateRequest{Topic: p.topic, IdempotencyKey: p.key}
+	resp, err := heraldv1.NewPublisherServiceClient(conn).DeleteTopicState(ctx, req)
+	if err != nil {
+		return fmt.Errorf("publish --delete: %s", p.dial.rpcError(ctx, err))
+	}
+	fmt.Fprintln(stdout, resp.GetId())
+	if resp.GetDuplicate() {
+		fmt.Fprintf(stderr, "herald: duplicate: %s already deleted the state with idempotency key %q; nothing new was published\n", resp.GetId(), p.key)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -53,4 +55,52 @@ func TestPublishNamesTheTLSMismatch(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("publish over TLS: exit status %d: %s", r.code, r.stderr)
 	}
+}
+
+// TestPublishDeleteDropsTheTopicFromSnapshots: herald publish --delete
+// marks a topic's state as deleted, so a snapshot of the topics no longer
+// holds it, and prints the deletion's id like a publish. A server run
+// with --max-snapshot-topics 1 refuses the snapshot of two topics.
+func TestPublishDeleteDropsTheTopicFromSnapshots(t *testing.T) {
+	_, httpAddr, grpcAddr := startServe(t)
+	_, limitedHTTP, limitedGRPC := startServe(t, "--max-snapshot-topics", "1")
+	snapshotURL := "http://" + httpAddr + "/v1/events?topic=monitoring.>&snapshot=true"
+	for _, topic := range []string{"monitoring.eu-1", "monitoring.eu-2"} {
+		for _, server := range []string{grpcAddr, limitedGRPC} {
+			r := runHerald(t, nil, "publish", "--server", server, "--topic", topic, "--type", "google.protobuf.Struct", "--data", `{"players":3}`)
+			if r.code != exitOK {
+				t.Fatalf("publish to %s: exit status %d: %s", topic, r.code, r.stderr)
+			}
+		}
+	}
+	status, body := get(t, "http://"+limitedHTTP+"/v1/events?topic=monitoring.>&snapshot=true")
+	if status != http.StatusBadRequest || !strings.Contains(body, "more than 1 topics (--max-snapshot-topics)") {
+		t.Fatalf("a snapshot of two topics with --max-snapshot-topics 1: %d %s; want 400 naming the limit", status, body)
+	}
+	del := runHerald(t, nil, "publish", "--server", grpcAddr, "--topic", "monitoring.eu-1", "--delete")
+	if del.code != exitOK || strings.Count(del.stdout, "\n") != 1 || del.stderr != "" {
+		t.Fatalf("publish --delete: exit status %d, stdout %q, stderr %q; want 0 and an id", del.code, del.stdout, del.stderr)
+	}
+
+	resp, err := http.Get(snapshotURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var frames []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "data: {\"topics\"") {
+		if strings.HasPrefix(sc.Text(), "data: ") {
+			frames = append(frames, sc.Text())
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if sc.Text() != `data: {"topics":1,"lastEventId":"`+strings.TrimSpace(del.stdout)+`"}` || len(frames) != 1 || !strings.Contains(frames[0], `"players":3`) {
+		t.Fatalf("the snapshot after deleting monitoring.eu-1 sent %q then %q; want monitoring.eu-2 alone, synced up to the deletion %s", frames, sc.Text(), del.stdout)
+	}
+
+	wantUsageError(t, runHerald(t, nil, "publish", "--server", grpcAddr, "--topic", "a", "--delete", "--type", "google.protobuf.Struct"),
+		"--delete takes no --type", "herald publish")
 }

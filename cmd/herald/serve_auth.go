@@ -40,6 +40,7 @@ type securityFlags struct {
 	maxConnsPerIP    int
 	trustedProxies   config.StringList
 	maxTopics        int
+	maxSnapshot      int
 	grpcTLSCert      string
 	grpcTLSKey       string
 	grpcClientCA     string
@@ -65,6 +66,7 @@ func (s *securityFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&s.maxConnsPerIP, "max-connections-per-ip", 0, "concurrent SSE streams per client address (0: no limit); over it: 429")
 	fs.Var(&s.trustedProxies, "trusted-proxies", "address or CIDR of a proxy whose X-Forwarded-For names the client (for --max-connections-per-ip); may repeat")
 	fs.IntVar(&s.maxTopics, "max-topics", 64, "topic parameters allowed in one subscription")
+	fs.IntVar(&s.maxSnapshot, "max-snapshot-topics", bridge.DefaultMaxSnapshotTopics, "topics one snapshot=true subscription may match (deleted ones count while their deletion is retained); a larger snapshot is refused with 400 / INVALID_ARGUMENT naming the limit")
 	fs.StringVar(&s.grpcTLSCert, "grpc-tls-cert", "", "PEM certificate file: serve gRPC over TLS; needs --grpc-tls-key")
 	fs.StringVar(&s.grpcTLSKey, "grpc-tls-key", "", "PEM private key file for --grpc-tls-cert")
 	fs.StringVar(&s.grpcClientCA, "grpc-client-ca", "", "PEM CA file: gRPC clients may authenticate with certificates it signed (mutual TLS)")
@@ -105,6 +107,7 @@ func (s *securityFlags) apply(ctx context.Context, cfg *bridge.Config, addrs []*
 	cfg.AuthCookie, cfg.AllowQueryToken = s.cookie, s.queryToken
 	cfg.PublishRate, cfg.PublishBurst = s.publishRate, s.publishBurst
 	cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.MaxTopicsPerSubscription = s.maxConns, s.maxConnsPerIP, s.maxTopics
+	cfg.MaxSnapshotTopics = s.maxSnapshot
 	var err error
 	if cfg.TrustedProxies, err = trustedProxies(s.trustedProxies); err != nil {
 		return err

@@ -14,7 +14,9 @@
 // (internal/broker/outagetest) on servers the backend starts.
 //
 // The suite knows nothing of any backend's internals: it watches only what
-// the interface shows (Publish results, deliveries, Replay results, errors).
+// the interface shows (Publish results, deliveries, Replay and Snapshot
+// results, errors). The Snapshot checks skip a backend that is not a
+// broker.Snapshotter.
 // It never sleeps; it waits for conditions, bounded by Options.Timeout.
 package brokertest
 
@@ -96,6 +98,15 @@ func Run(t *testing.T, opts Options) {
 		{"CloseWhileBusy", s.testCloseWhileBusy},
 		{"MultiNode", s.testMultiNode},
 		{"SchemaStore", s.testSchemaStore},
+		{"Snapshot", s.testSnapshot},
+		{"SnapshotLimit", s.testSnapshotLimit},
+		{"SnapshotDeletion", s.testSnapshotDeletion},
+		{"SnapshotRetentionByCount", s.testSnapshotRetentionByCount},
+		{"SnapshotRetentionByAge", s.testSnapshotRetentionByAge},
+		{"SnapshotConcurrentPublishers", s.testSnapshotConcurrentPublishers},
+		{"SnapshotManyTopics", s.testSnapshotManyTopics},
+		{"SnapshotMultiNode", s.testSnapshotMultiNode},
+		{"SnapshotClosed", s.testSnapshotClosed},
 	} {
 		t.Run(c.name, c.run)
 	}

@@ -11,9 +11,10 @@ import (
 	"github.com/heraldhq/herald/internal/broker/memory"
 )
 
-// The multi-node checks have no real backend yet: run them on handles that
-// share one memory broker, as nodes share a JetStream stream, so that they
-// are known to pass on a conforming backend.
+// The multi-node checks run on JetStream and Redis in their own packages;
+// here they run on handles that share one memory broker, as nodes share a
+// JetStream stream, so that the checks themselves are known to pass on a
+// conforming backend without a network.
 func TestMultiNodeChecks(t *testing.T) {
 	brokertest.Run(t, brokertest.Options{
 		New: func(t testing.TB, cfg brokertest.Config) broker.Broker {

@@ -106,9 +106,11 @@ func RunNetwork(t *testing.T, n Network) {
 }
 
 // BenchmarkNetwork measures publish round trips to n.Server: to one topic,
-// and to one topic per goroutine.
+// and to one topic per goroutine; and, for a broker.Snapshotter, a snapshot
+// of 1,000 topics.
 func BenchmarkNetwork(b *testing.B, n Network) {
 	br := n.connect(b, NetworkConfig{URL: n.Server.URL(), Prefix: newPrefix()})
+	b.Run("Snapshot1000Topics", func(b *testing.B) { benchmarkSnapshot(b, n, 1000) })
 	payload := make([]byte, 512)
 	for _, perGoroutine := range []bool{false, true} {
 		b.Run(map[bool]string{false: "OneTopic", true: "TopicPerGoroutine"}[perGoroutine], func(b *testing.B) {
@@ -126,5 +128,44 @@ func BenchmarkNetwork(b *testing.B, n Network) {
 				}
 			})
 		})
+	}
+}
+
+// benchmarkSnapshot measures a snapshot of topics topics, one 512-byte
+// event each, on a log of their own.
+func benchmarkSnapshot(b *testing.B, n Network, topics int) {
+	br := n.connect(b, NetworkConfig{URL: n.Server.URL(), Prefix: newPrefix()})
+	snap, ok := br.(broker.Snapshotter)
+	if !ok {
+		b.Skipf("%T is not a broker.Snapshotter", br)
+	}
+	ctx := context.Background()
+	payload := make([]byte, 512)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < topics; i += 16 {
+				if _, err := br.Publish(ctx, &broker.Event{Topic: fmt.Sprintf("bench.snap.t%d", i), Type: "t", TypeURL: "type.googleapis.com/t", Payload: payload}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	p, err := broker.ParsePattern("bench.snap.>")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := snap.Snapshot(ctx, []broker.Pattern{p}, topics)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Events) != topics || res.More {
+			b.Fatalf("Snapshot: %d events, More %v; want %d", len(res.Events), res.More, topics)
+		}
 	}
 }

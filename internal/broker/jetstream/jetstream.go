@@ -68,6 +68,35 @@
 // once per browser: 3 nodes with 10,000 browsers each on one topic at 1,000
 // events/s read 3,000 messages/s from NATS, not 30,000,000.
 //
+// # Snapshot
+//
+// Snapshot (broker.Snapshotter) is JetStream's "last message per subject",
+// with a batched direct get ($JS.API.DIRECT.GET.<STREAM> with multi_last;
+// the stream is created with allow_direct). Snapshot first reads the
+// stream's last sequence from stream info, the floor: every event accepted
+// before the call is at or below it. It then asks for the last message of
+// each subject matching the patterns; the server that answers takes its own
+// last sequence, picks each subject's last message up to it under one read
+// lock of its store, and names that sequence, which is Upto: one position,
+// however many publishes land meanwhile. Further pages of a long answer (at
+// most 8 MiB each) ask with up_to_seq set to Upto, from after the last
+// sequence received. Snapshot asks for limit+1 messages: one more tells
+// More. A server answers a batched get that matches more than 1,024
+// subjects with 413; Snapshot then lists the subjects under the patterns
+// (stream info with a subject filter, memory in proportion to the matching
+// topics) and asks for them 512 at a time, every request up to the floor,
+// which is then Upto. Events that MaxAge removed are gone from the stream,
+// so their topics are absent, as the contract wants.
+//
+// A stream with Replicas above 1 answers direct gets from any replica that
+// has caught up once, and a follower may lag the leader by the last
+// moment's events. A first answer that names a position below the floor
+// came from such a follower, and Snapshot asks again; later pages, the
+// listed subjects' requests and an answer that found nothing name no
+// position of the replica's own, so a lagging follower can still leave out
+// an event accepted just before the call there. With one replica the
+// leader answers every request.
+//
 // # Failures
 //
 // Every call is bounded by Options.Timeout. While NATS is unreachable the

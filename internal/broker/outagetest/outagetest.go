@@ -1,6 +1,6 @@
 // Package outagetest checks how a networked broker behaves while its server
-// is down and after it comes back: Publish fails fast with ErrUnavailable
-// and accepts nothing, Healthy reports the outage, the subscription resumes
+// is down and after it comes back: Publish (and Snapshot, for a
+// broker.Snapshotter) fails fast with ErrUnavailable and accepts nothing, Healthy reports the outage, the subscription resumes
 // where it was and delivers every accepted event once, and the outage is
 // logged once, not per call.
 package outagetest
@@ -132,6 +132,20 @@ func Run(t *testing.T, opts Options) {
 		t.Error("the broker is not a broker.HealthChecker")
 	} else if err := hc.Healthy(ctx); err == nil {
 		t.Error("Healthy reported no error while the server was down")
+	}
+	if snap, ok := b.(broker.Snapshotter); ok {
+		p, err := broker.ParsePattern("outage.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = snap.Snapshot(ctx, []broker.Pattern{p}, 10)
+		if took := time.Since(start); took > opts.Timeout+time.Second {
+			t.Errorf("Snapshot while the server was down took %v; want at most the %v timeout", took, opts.Timeout)
+		}
+		if !errors.Is(err, broker.ErrUnavailable) {
+			t.Errorf("Snapshot while the server was down: %v; want ErrUnavailable", err)
+		}
 	}
 
 	opts.Start()

@@ -74,6 +74,21 @@
 // XRANGE from P+1 of every matching topic and the cut marks above P, and
 // merges the topics by sequence.
 //
+// # Snapshot
+//
+// Snapshot (broker.Snapshotter) first reads {p}:seq, the last sequence
+// given out: that is Upto. The publish script adds a topic to {p}:topics in
+// the same atomic step that takes its sequence, so every topic with an event
+// up to Upto is listed by then, and listing the names afterwards (as Replay
+// does, a page of 512 at a time) misses none. For each name it reads the
+// topic stream's last entry with id <= "<Upto>-0" (XREVRANGE ... COUNT 1),
+// pipelined a page per round trip: each topic as of Upto, however many
+// publishes land meanwhile. A topic whose last such event is older than
+// MaxAge (not trimmed yet) is left out, as Replay skips it; a topic whose
+// events up to Upto were trimmed meanwhile is absent and its later events
+// arrive live. Reading stops once more than the limit of topics had an
+// event. No lock is taken: publishes go on between the round trips.
+//
 // # Failures
 //
 // Every call is bounded by Options.Timeout, and go-redis does not retry

@@ -255,6 +255,31 @@ func (s *SSE) Ingest(conn net.Conn) error {
 	}
 }
 
+// Publish accepts POST /v1/topics/{topic}/events, the REST publish, for
+// scenarios run with a REST publisher: it reads the body and writes it,
+// as it is, as the data line of a frame to the topic's subscribers (the
+// harness finds its stamp by a scan, so the body needs no decoding), then
+// answers with a fixed id. It is the least a REST publish can cost: no
+// JSON, no schema, no broker.
+func (s *SSE) Publish(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxFrame))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	frame := make([]byte, 0, len(body)+64)
+	frame = append(frame, "event: chat.v1.ChatMessage\ndata: "...)
+	frame = append(frame, body...)
+	frame = append(frame, "\n\n"...)
+	s.mu.Lock()
+	for _, c := range s.topics[r.PathValue("topic")] {
+		s.write(c, frame)
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"id":"floor-1"}`)
+}
+
 // GRPC is the publish floor: it acknowledges every message and does
 // nothing else.
 type GRPC struct {
