@@ -129,6 +129,20 @@ herald serve --metrics-addr 127.0.0.1:9100 --cors-origins http://127.0.0.1:8000
 	if !strings.HasSuffix(cmds[2].text, "}'") {
 		t.Errorf("the multi-line curl is cut short: %q", cmds[2].text)
 	}
+	if cmds[4].why != "not a loopback address" {
+		t.Errorf("why %q", cmds[4].why)
+	}
+	for _, c := range []struct {
+		message string
+		ok      bool
+	}{
+		{"herald: serve: --debug-addr :6060 is not a loopback address: its Go profiles ...", true},
+		{"herald: serve: listen tcp 127.0.0.1:8080: bind: address already in use", false},
+	} {
+		if explains(c.message, cmds[4].why) != c.ok {
+			t.Errorf("%q explains %q: want %v", c.message, cmds[4].why, c.ok)
+		}
+	}
 	if cmds[4].isServer() || !cmds[5].isServer() {
 		t.Errorf("a refused serve is run to its end; any other serve in the background")
 	}

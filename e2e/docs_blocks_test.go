@@ -39,7 +39,9 @@ import (
 //     `# prints ..., e.g. EXAMPLE`: the output (EXAMPLE) of that command;
 //   - a comment on the command's own line that is a number (`# 404`);
 //   - a comment on the command's own line that starts with `refused`: the
-//     command must fail.
+//     command must fail, and if the comment goes on `refused: REASON`, its
+//     message must contain the words of REASON (those of four letters or
+//     more), so that it fails for the reason the doc gives.
 //
 // Shown output is a shape, not a transcript: each shown line must match a
 // line of the output, in order, where `...` stands for anything, a JSON
@@ -70,6 +72,7 @@ type docCommand struct {
 	expect   string   // the output the doc shows for it, or ""
 	describe string   // `# prints ...` without an example: it prints something
 	refused  bool
+	why      string // the reason a refused command is refused, if the doc says
 }
 
 // shellLangs are the info strings of the blocks that are run;
@@ -309,6 +312,9 @@ func parseCommands(text string) ([]docCommand, error) {
 			switch {
 			case strings.HasPrefix(trailing, "refused"):
 				c.refused = true
+				if _, why, ok := strings.Cut(trailing, ":"); ok {
+					c.why = strings.TrimSpace(why)
+				}
 			case regexp.MustCompile(`^\d+$`).MatchString(trailing):
 				c.expect = trailing
 			}
@@ -493,4 +499,16 @@ func readDocBlocks(root string) ([]*docBlock, error) {
 		all = append(all, blocks...)
 	}
 	return all, nil
+}
+
+// explains reports whether a refusal's message gives the doc's reason for
+// it: every word of four letters or more of why, in any case.
+func explains(message, why string) bool {
+	message = strings.ToLower(message)
+	for _, w := range regexp.MustCompile(`[A-Za-z0-9-]{4,}`).FindAllString(why, -1) {
+		if !strings.Contains(message, strings.ToLower(w)) {
+			return false
+		}
+	}
+	return true
 }

@@ -320,6 +320,8 @@ func (sh *docShell) run(t *testing.T, c docCommand) {
 		switch {
 		case c.refused && err == nil:
 			t.Fatalf("%s: succeeded, but the doc says it is refused:\nstdout:\n%s\nstderr:\n%s", c.text, &stdout, &stderr)
+		case c.refused && !explains(stderr.String()+stdout.String(), c.why):
+			t.Fatalf("%s: refused, but not for the reason the doc gives (%s):\nstdout:\n%s\nstderr:\n%s", c.text, c.why, &stdout, &stderr)
 		case c.refused:
 			t.Logf("%s: refused, as the doc says: %v: %s", c.text, err, bytes.TrimSpace(stderr.Bytes()))
 		case err != nil:
