@@ -96,6 +96,8 @@ func Run(t *testing.T, opts Options) {
 		{"CloseWhileBusy", s.testCloseWhileBusy},
 		{"MultiNode", s.testMultiNode},
 		{"SchemaStore", s.testSchemaStore},
+		{"Presence", s.testPresence},
+		{"Revoker", s.testRevoker},
 	} {
 		t.Run(c.name, c.run)
 	}
