@@ -32,6 +32,7 @@ type publisher struct {
 	draining      <-chan struct{}
 	auth          auth.Authenticator // nil: everything allowed
 	limiter       *publishLimiter
+	presence      *presence
 }
 
 // access is an authenticated caller.
@@ -168,6 +169,9 @@ func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.Publish
 		return nil, err
 	}
 	p.metrics.publishTime.Observe(time.Since(start).Seconds())
+	if !res.Duplicate {
+		p.presence.published(ev.Topic, res.Seq, ev.Time)
+	}
 	return &heraldv1.PublishResponse{Id: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String(), Duplicate: res.Duplicate}, nil
 }
 
