@@ -384,5 +384,3 @@ func TestTopicMetricsAreBounded(t *testing.T) {
 		t.Errorf("%d herald_topic_subscribers series, want 3 (2 topics and other)", n)
 	}
 }
-
-

@@ -414,8 +414,8 @@ type TopicEvent struct {
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// When the broker accepted the event.
 	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
-	// The payload, as subscribers receive it in SSE data (null for a topic
-	// deletion, herald.deleted).
+	// The payload, as subscribers receive it in SSE data: its JSON form, or
+	// {"topic": "..."} for a topic deletion (type herald.deleted).
 	Payload *structpb.Value `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// The publisher's attributes.
 	Attributes    map[string]string `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
