@@ -292,7 +292,7 @@ func (a *adminService) ListNodes(ctx context.Context, _ *heraldv1.ListNodesReque
 			Self:          name == a.presence.name,
 			Version:       r.Version,
 			Started:       timestamppb.New(r.Started),
-			UptimeSeconds: int64(r.Reported.Sub(r.Started).Seconds()),
+			UptimeSeconds: int32(r.Reported.Sub(r.Started).Seconds()),
 			Connections:   int32(r.Connections),
 			BrokerHealthy: r.Healthy,
 			BrokerError:   r.BrokerError,

@@ -584,7 +584,7 @@ type NodeInfo struct {
 	// When the node started.
 	Started *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started,proto3" json:"started,omitempty"`
 	// Seconds since it started.
-	UptimeSeconds int64 `protobuf:"varint,5,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
+	UptimeSeconds int32 `protobuf:"varint,5,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
 	// Its open streams (SSE and gRPC Subscribe).
 	Connections int32 `protobuf:"varint,6,opt,name=connections,proto3" json:"connections,omitempty"`
 	// Whether the node reaches the broker.
@@ -655,7 +655,7 @@ func (x *NodeInfo) GetStarted() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *NodeInfo) GetUptimeSeconds() int64 {
+func (x *NodeInfo) GetUptimeSeconds() int32 {
 	if x != nil {
 		return x.UptimeSeconds
 	}
@@ -984,7 +984,7 @@ const file_herald_v1_admin_proto_rawDesc = "" +
 	"\x04self\x18\x02 \x01(\bR\x04self\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x124\n" +
 	"\astarted\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12%\n" +
-	"\x0euptime_seconds\x18\x05 \x01(\x03R\ruptimeSeconds\x12 \n" +
+	"\x0euptime_seconds\x18\x05 \x01(\x05R\ruptimeSeconds\x12 \n" +
 	"\vconnections\x18\x06 \x01(\x05R\vconnections\x12%\n" +
 	"\x0ebroker_healthy\x18\a \x01(\bR\rbrokerHealthy\x12!\n" +
 	"\fbroker_error\x18\b \x01(\tR\vbrokerError\x126\n" +
