@@ -44,10 +44,10 @@ import (
 //
 // Hub.mu and shard.mu are never held together; shard.qmu,
 // streamHandler.takenMu, presence.sampleMu and the limiters' locks are
-// taken alone. No socket
-// is written while Hub.mu or any lock of the broker is held: sockets are
-// written by a shard (holding shard.mu for reading and the subscriber's
-// direct.mu) or by a stream's goroutine, holding nothing.
+// taken alone. No socket is written while Hub.mu or any lock of the
+// broker is held: sockets are written by a shard (holding shard.mu for
+// reading and the subscriber's direct.mu) or by a stream's goroutine,
+// holding nothing.
 //
 // # Who touches what
 //
