@@ -291,6 +291,17 @@ func TestRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	pubStream, err := s.client.PublishStream(withBearer(ctx, k.hs(t, claims{pub: []string{"orders.>"}, subject: "leaky"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pubStream.Send(request(t, "orders.us", order("before"))); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := pubStream.Recv(); err != nil || resp.GetError() != nil {
+		t.Fatalf("PublishStream before the revocation: %v %v", resp, err)
+	}
+
 	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	var created heraldv1.CreateRevocationResponse
 	if code, body := adminCall(t, "POST", s.url+"/v1/revocations", admin, `{"subject": "leaky", "until": "`+until.Format(time.RFC3339)+`"}`, &created); code != http.StatusOK {
@@ -307,6 +318,10 @@ func TestRevocation(t *testing.T) {
 	}
 	if _, err := grpcSub.Recv(); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("the revoked subject's gRPC stream ended with %v, want UNAUTHENTICATED saying revoked", err)
+	}
+	_ = pubStream.Send(request(t, "orders.us", order("after")))
+	if _, err := pubStream.Recv(); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("the revoked subject's PublishStream at its next event: %v, want UNAUTHENTICATED saying revoked", err)
 	}
 	id := s.publishAs(t, fine, "orders.eu")
 	if ev := other.next(t); ev.LastEventID != id {

@@ -61,6 +61,13 @@ func (p *publisher) authorize(a access, topic string) error {
 	if !a.perms.Expires.IsZero() && time.Now().After(a.perms.Expires) {
 		return fmt.Errorf("%w: the token has expired", auth.ErrUnauthenticated)
 	}
+	if a.perms.Subject != "" && p.presence != nil {
+		// A PublishStream authenticated before its subject was revoked
+		// ends at its next event.
+		if until, ok := p.presence.revokedUntil(a.perms.Subject); ok {
+			return fmt.Errorf("%w: the token's subject is revoked until %s", auth.ErrUnauthenticated, until.UTC().Format(time.RFC3339))
+		}
+	}
 	if err := authorizePublish(a.creds, a.perms, topic); err != nil {
 		return err
 	}
