@@ -1,6 +1,7 @@
 package bridge_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/broker"
+	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/poll"
 )
 
@@ -397,5 +400,35 @@ func TestTopicMetricsAreBounded(t *testing.T) {
 	resp.Body.Close()
 	if n := strings.Count(string(b), "\nherald_topic_subscribers{"); n != 3 {
 		t.Errorf("%d herald_topic_subscribers series, want 3 (2 topics and other)", n)
+	}
+}
+
+// unreachable is a broker in an outage, as the admin API sees it.
+type unreachable struct{ *memory.Broker }
+
+func (unreachable) Healthy(context.Context) error {
+	return fmt.Errorf("%w: broker down", broker.ErrUnavailable)
+}
+
+func (unreachable) Presence(context.Context) (map[string][]byte, error) {
+	return nil, fmt.Errorf("%w: broker down", broker.ErrUnavailable)
+}
+
+// TestAdminDuringOutage: while the broker cannot be read, the node list
+// still answers, with this node and its broker error; the topics, whose
+// figures would be partial, are a 503.
+func TestAdminDuringOutage(t *testing.T) {
+	b := memory.New(memory.Options{})
+	defer b.Close()
+	s := startServer(t, serverOpts{cfg: bridge.Config{Broker: unreachable{b}, NodeName: "lonely"}})
+	var nodes heraldv1.ListNodesResponse
+	if code, body := adminCall(t, "GET", s.url+"/v1/nodes", "", "", &nodes); code != http.StatusOK {
+		t.Fatalf("GET /v1/nodes in an outage: %d %s", code, body)
+	}
+	if n := nodes.GetNodes(); len(n) != 1 || n[0].GetName() != "lonely" || n[0].GetBrokerHealthy() || !strings.Contains(n[0].GetBrokerError(), "broker down") {
+		t.Errorf("nodes in an outage: %v, want lonely, unhealthy, saying why", &nodes)
+	}
+	if code, body := adminCall(t, "GET", s.url+"/v1/topics", "", "", nil); code != http.StatusServiceUnavailable || !strings.Contains(body, "broker down") {
+		t.Errorf("GET /v1/topics in an outage: %d %s, want 503", code, body)
 	}
 }

@@ -51,7 +51,8 @@ type AdminServiceClient interface {
 	// the oldest events after an id, or the newest before one.
 	ListTopicEvents(ctx context.Context, in *ListTopicEventsRequest, opts ...grpc.CallOption) (*ListTopicEventsResponse, error)
 	// ListNodes lists the nodes sharing the broker that reported within their
-	// report's lifetime.
+	// report's lifetime. While the broker cannot be read, it lists the
+	// answering node alone, with its broker error.
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// CreateRevocation revokes a token subject (the sub claim) until a time:
 	// every stream opened with a token of that subject ends, on every node,
@@ -146,7 +147,8 @@ type AdminServiceServer interface {
 	// the oldest events after an id, or the newest before one.
 	ListTopicEvents(context.Context, *ListTopicEventsRequest) (*ListTopicEventsResponse, error)
 	// ListNodes lists the nodes sharing the broker that reported within their
-	// report's lifetime.
+	// report's lifetime. While the broker cannot be read, it lists the
+	// answering node alone, with its broker error.
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// CreateRevocation revokes a token subject (the sub claim) until a time:
 	// every stream opened with a token of that subject ends, on every node,
