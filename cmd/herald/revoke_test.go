@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -69,5 +70,20 @@ func TestRevokeCommand(t *testing.T) {
 	}
 	if r := runHerald(t, nil, "revoke", "--server", grpcAddr, "--list", "--token", admin); r.stdout != "" {
 		t.Errorf("revoke --list after lifting: %q, want nothing", r.stdout)
+	}
+}
+
+// TestDevOpensTheAdminAPI: herald serve --dev serves the admin API
+// without a token, as it serves everything else.
+func TestDevOpensTheAdminAPI(t *testing.T) {
+	_, httpAddr, _ := startServe(t, "--node-name", "dev-node")
+	resp, err := http.Get("http://" + httpAddr + "/v1/nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"name":"dev-node"`) {
+		t.Errorf("GET /v1/nodes on a --dev server: %d %s, want 200 naming dev-node", resp.StatusCode, b)
 	}
 }
