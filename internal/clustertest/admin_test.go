@@ -22,6 +22,7 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
+	"github.com/heraldhq/herald/internal/broker/redis/redistest"
 	"github.com/heraldhq/herald/internal/poll"
 )
 
@@ -121,6 +122,16 @@ func ordersEU(t *testing.T, n *node, token string) (int, map[string]int) {
 // node list of the others once its report expires.
 func TestClusterAdminJetStream(t *testing.T) {
 	srv := jstest.Start(t)
+	runClusterAdmin(t, "--broker", "nats", "--nats-url", srv.URL())
+}
+
+// TestClusterAdminRedis is TestClusterAdminJetStream on one Redis.
+func TestClusterAdminRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	runClusterAdmin(t, "--broker", "redis", "--redis-url", srv.URL())
+}
+
+func runClusterAdmin(t *testing.T, brokerArgs ...string) {
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, adminSecret, 0o600); err != nil {
 		t.Fatal(err)
@@ -128,8 +139,8 @@ func TestClusterAdminJetStream(t *testing.T) {
 	var nodes []*node
 	for i := range 3 {
 		name := fmt.Sprintf("node%d", i)
-		nodes = append(nodes, startNodeWith(t, name, "--broker", "nats", "--nats-url", srv.URL(),
-			"--auth-hs256-secret-file", secret, "--node-name", name, "--presence-interval", "200ms"))
+		args := append([]string{"--auth-hs256-secret-file", secret, "--node-name", name, "--presence-interval", "200ms"}, brokerArgs...)
+		nodes = append(nodes, startNodeWith(t, name, args...))
 	}
 	admin := mint(t, "ops", map[string]any{"admin": true})
 	leaky := mint(t, "leaky", map[string]any{"subscribe": []string{"orders.>"}})
