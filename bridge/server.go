@@ -278,23 +278,27 @@ func (c *Config) setDefaults() {
 // OpenAPI, health, metrics, any Pages) and the hub between them and the
 // broker.
 type Server struct {
-	cfg          Config
-	log          *slog.Logger
-	metrics      *metrics
-	hub          *Hub
-	streams      *streamHandler
-	pub          *publisher
-	schemas      *schemaService // nil: no SchemaService
-	admin        *adminService
-	presence     *presence
-	stopPresence context.CancelFunc // set by Serve
-	presenceDone sync.WaitGroup
-	conns        *connLimiter // streams, SSE and gRPC Subscribe
-	grpc         *grpc.Server
-	health       *health.Server
-	http         *http.Server
-	ready        atomic.Bool
-	draining     chan struct{}
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	hub      *Hub
+	streams  *streamHandler
+	pub      *publisher
+	schemas  *schemaService // nil: no SchemaService
+	admin    *adminService
+	presence *presence
+	// presenceMu orders Serve's start of the presence reporter with
+	// Shutdown's stop of it; it guards the three fields after it.
+	presenceMu      sync.Mutex
+	presenceStop    context.CancelFunc // set once the reporter runs
+	presenceDone    chan struct{}      // closed when it returned
+	presenceStopped bool
+	conns           *connLimiter // streams, SSE and gRPC Subscribe
+	grpc            *grpc.Server
+	health          *health.Server
+	http            *http.Server
+	ready           atomic.Bool
+	draining        chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -579,9 +583,16 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 		}
 		errc <- err
 	}()
-	ctx, stop := context.WithCancel(context.Background())
-	s.stopPresence = stop
-	s.presenceDone.Go(func() { s.presence.run(ctx) })
+	s.presenceMu.Lock()
+	if !s.presenceStopped {
+		ctx, stop := context.WithCancel(context.Background())
+		s.presenceStop, s.presenceDone = stop, make(chan struct{})
+		go func() {
+			defer close(s.presenceDone)
+			s.presence.run(ctx)
+		}()
+	}
+	s.presenceMu.Unlock()
 	s.ready.Store(true)
 	s.setServing(healthpb.HealthCheckResponse_SERVING)
 
@@ -606,10 +617,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.health.Shutdown()
 		close(s.draining)
 		s.hub.close()
-		if s.stopPresence != nil {
-			s.stopPresence()
+		s.presenceMu.Lock()
+		s.presenceStopped = true
+		stop, done := s.presenceStop, s.presenceDone
+		s.presenceMu.Unlock()
+		if stop != nil {
+			stop()
+			<-done
 		}
-		s.presenceDone.Wait()
 
 		grpcDone := make(chan struct{})
 		go func() {
