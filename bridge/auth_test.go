@@ -85,6 +85,7 @@ type claims struct {
 	pub, sub []string
 	exp      time.Duration // from now; 0: an hour
 	subject  string
+	admin    bool
 }
 
 func (k *keys) sign(t testing.TB, alg jwa.SignatureAlgorithm, key any, c claims) string {
@@ -96,7 +97,7 @@ func (k *keys) sign(t testing.TB, alg jwa.SignatureAlgorithm, key any, c claims)
 		c.subject = "test"
 	}
 	tok, err := jwt.NewBuilder().Subject(c.subject).Expiration(time.Now().Add(c.exp)).
-		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: c.pub, Subscribe: c.sub}).Build()
+		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: c.pub, Subscribe: c.sub, Admin: c.admin}).Build()
 	if err != nil {
 		t.Fatal(err)
 	}

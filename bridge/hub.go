@@ -43,10 +43,11 @@ import (
 //	shard.mu   → direct.mu → rendered.mu, itemQueue.mu
 //
 // Hub.mu and shard.mu are never held together; shard.qmu,
-// streamHandler.takenMu and the limiters' locks are taken alone. No socket
-// is written while Hub.mu or any lock of the broker is held: sockets are
-// written by a shard (holding shard.mu for reading and the subscriber's
-// direct.mu) or by a stream's goroutine, holding nothing.
+// streamHandler.takenMu, presence.sampleMu and the limiters' locks are
+// taken alone. No socket is written while Hub.mu or any lock of the
+// broker is held: sockets are written by a shard (holding shard.mu for
+// reading and the subscriber's direct.mu) or by a stream's goroutine,
+// holding nothing.
 //
 // # Who touches what
 //
@@ -102,9 +103,13 @@ type Hub struct {
 	queueSize int
 	filters   *filterCache
 
-	mu     sync.RWMutex // guards idx, all, shards and closed; deliver holds it for reading
-	idx    subIndex     // the queued subscribers
-	all    map[*subscriber]struct{}
+	mu  sync.RWMutex // guards idx, all, counts, shards and closed; deliver holds it for reading
+	idx subIndex     // the queued subscribers
+	all map[*subscriber]struct{}
+	// counts are the subscribers of each topic or pattern, as subscribed
+	// (presence.go reports them): kept as subscribers come and go, so
+	// that delivery pays nothing for them.
+	counts map[string]int32
 	closed bool
 	// shards write to direct subscribers (shard.go); set by start.
 	shards    []*shard
@@ -121,12 +126,14 @@ const (
 	dropNone int32 = iota
 	dropSlow
 	dropShutdown
-	dropGone  // a direct stream's client went away
-	dropWrite // a shard's write to a direct stream failed
+	dropGone    // a direct stream's client went away
+	dropWrite   // a shard's write to a direct stream failed
+	dropRevoked // its token's subject was revoked
 )
 
 type subscriber struct {
 	patterns []broker.Pattern
+	subject  string     // the token's sub claim, or "": what a revocation names
 	render   *Rendering // nil: the default JSON form
 	filter   *filter    // nil: every event
 	queue    *itemQueue
@@ -171,6 +178,7 @@ func newHub(b broker.Broker, types TypeResolver, log *slog.Logger, m *metrics, q
 		filters:   newFilterCache(),
 		idx:       newSubIndex(),
 		all:       make(map[*subscriber]struct{}),
+		counts:    make(map[string]int32),
 	}
 }
 
@@ -202,27 +210,28 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 	return nil
 }
 
-// subscribe registers a queued subscriber for patterns. Events accepted
-// from now on (that pass f, when set) are queued to it; call unsubscribe
-// when done.
-func (h *Hub) subscribe(patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
-	return h.add(patterns, render, f, false)
+// subscribe registers a queued subscriber for patterns, on behalf of the
+// token subject (or ""). Events accepted from now on (that pass f, when
+// set) are queued to it; call unsubscribe when done.
+func (h *Hub) subscribe(subject string, patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
+	return h.add(subject, patterns, render, f, false)
 }
 
 // subscribeDirect registers a subscriber that its shard may write to
 // directly once it has a connection (shard.go). Until the stream's
 // goroutine settles it, it lags: its events are queued. Before the hub
 // starts, it is an ordinary queued subscriber (s.d is nil).
-func (h *Hub) subscribeDirect(patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
-	return h.add(patterns, render, f, true)
+func (h *Hub) subscribeDirect(subject string, patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
+	return h.add(subject, patterns, render, f, true)
 }
 
-func (h *Hub) add(patterns []broker.Pattern, render *Rendering, f *filter, isDirect bool) (*subscriber, error) {
+func (h *Hub) add(subject string, patterns []broker.Pattern, render *Rendering, f *filter, isDirect bool) (*subscriber, error) {
 	if render != nil {
 		render.key() // computed before the rendering is shared
 	}
 	s := &subscriber{
 		patterns: patterns,
+		subject:  subject,
 		render:   render,
 		filter:   f,
 		queue:    newItemQueue(h.queueSize),
@@ -234,6 +243,7 @@ func (h *Hub) add(patterns []broker.Pattern, render *Rendering, f *filter, isDir
 		return nil, broker.ErrClosed
 	}
 	h.all[s] = struct{}{}
+	h.count(s, 1)
 	h.metrics.subscribers.Inc()
 	if !isDirect || len(h.shards) == 0 {
 		h.idx.add(s)
@@ -256,6 +266,7 @@ func (h *Hub) unsubscribe(s *subscriber) {
 		return
 	}
 	delete(h.all, s)
+	h.count(s, -1)
 	h.metrics.subscribers.Dec()
 	if s.shard == nil {
 		h.idx.remove(s)
@@ -264,6 +275,41 @@ func (h *Hub) unsubscribe(s *subscriber) {
 	}
 	h.mu.Unlock()
 	s.shard.remove(s)
+}
+
+// count adds d to the counts of s's patterns; with h.mu held.
+func (h *Hub) count(s *subscriber, d int32) {
+	for _, p := range s.patterns {
+		n := h.counts[p.String()] + d
+		if n <= 0 {
+			delete(h.counts, p.String())
+		} else {
+			h.counts[p.String()] = n
+		}
+	}
+}
+
+// presence returns the subscribers of each topic or pattern, as
+// subscribed, and the number of subscribers.
+func (h *Hub) presence() (counts map[string]int32, total int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	counts = make(map[string]int32, len(h.counts))
+	for t, n := range h.counts {
+		counts[t] = n
+	}
+	return counts, len(h.all)
+}
+
+// revoke drops every subscriber whose subject is revoked.
+func (h *Hub) revoke(revoked func(subject string) bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.all {
+		if s.subject != "" && revoked(s.subject) {
+			h.drop(s, dropRevoked)
+		}
+	}
 }
 
 // deliver is the broker's callback: it queues ev to every matching queued

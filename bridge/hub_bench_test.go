@@ -44,7 +44,7 @@ func benchSubscribers(tb testing.TB, h *Hub, topic string, n int, render *Render
 	}
 	subs := make([]*subscriber, n)
 	for i := range subs {
-		if subs[i], err = h.subscribe([]broker.Pattern{p}, render, nil); err != nil {
+		if subs[i], err = h.subscribe("", []broker.Pattern{p}, render, nil); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -43,6 +43,7 @@ const (
 	endWrite                     // a write failed: the connection broke
 	endExpired                   // its token expired
 	endShutdown                  // the server shut down
+	endRevoked                   // its token's subject was revoked
 	numEndReasons
 )
 
@@ -52,6 +53,7 @@ var endReasons = [numEndReasons]struct{ label, help string }{
 	endWrite:    {"write", "a write failed: the connection broke"},
 	endExpired:  {"expired", "its token expired"},
 	endShutdown: {"shutdown", "the server shut down"},
+	endRevoked:  {"revoked", "its token's subject was revoked"},
 }
 
 func (r endReason) String() string { return endReasons[r].label }

@@ -32,6 +32,7 @@ type publisher struct {
 	draining      <-chan struct{}
 	auth          auth.Authenticator // nil: everything allowed
 	limiter       *publishLimiter
+	presence      *presence
 }
 
 // access is an authenticated caller.
@@ -59,6 +60,13 @@ func (p *publisher) authenticateCreds(ctx context.Context, creds auth.Credential
 func (p *publisher) authorize(a access, topic string) error {
 	if !a.perms.Expires.IsZero() && time.Now().After(a.perms.Expires) {
 		return fmt.Errorf("%w: the token has expired", auth.ErrUnauthenticated)
+	}
+	if a.perms.Subject != "" && p.presence != nil {
+		// A PublishStream authenticated before its subject was revoked
+		// ends at its next event.
+		if until, ok := p.presence.revokedUntil(a.perms.Subject); ok {
+			return fmt.Errorf("%w: the token's subject is revoked until %s", auth.ErrUnauthenticated, until.UTC().Format(time.RFC3339))
+		}
 	}
 	if err := authorizePublish(a.creds, a.perms, topic); err != nil {
 		return err
@@ -168,6 +176,9 @@ func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.Publish
 		return nil, err
 	}
 	p.metrics.publishTime.Observe(time.Since(start).Seconds())
+	if !res.Duplicate {
+		p.presence.published(ev.Topic, res.Seq, ev.Time)
+	}
 	return &heraldv1.PublishResponse{Id: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String(), Duplicate: res.Duplicate}, nil
 }
 

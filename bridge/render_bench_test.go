@@ -31,7 +31,7 @@ func BenchmarkRenderingShared(b *testing.B) {
 			h := newHub(epochBroker{}, types, slog.New(slog.DiscardHandler), m, 4)
 			var subs []*subscriber
 			for range n {
-				s, err := h.subscribe([]broker.Pattern{mustPattern("orders.eu")}, render, nil)
+				s, err := h.subscribe("", []broker.Pattern{mustPattern("orders.eu")}, render, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -37,6 +37,7 @@ type restFront struct {
 	unmarshal   protojson.UnmarshalOptions // the gateway's, for publish
 	pub         *publisher
 	schemas     *schemaService // nil: no schema routes
+	admin       *adminService
 	maxBody     int64
 	bodyTimeout time.Duration
 	budget      *bodyBudget
@@ -137,6 +138,25 @@ func (f *restFront) registerSchemas(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := auth.NewContext(context.WithValue(r.Context(), accessKey{}, restAccess{}), perms)
 	f.serve(w, r.WithContext(ctx))
+}
+
+// adminRead serves the admin API's GET routes: the caller must be admin.
+func (f *restFront) adminRead(w http.ResponseWriter, r *http.Request) {
+	if err := f.admin.authorizeAdmin(r.Context(), restCredentials(r)); err != nil {
+		f.fail(w, r, err)
+		return
+	}
+	f.read(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, restAccess{})))
+}
+
+// adminWrite serves the admin API's POST routes: the caller must be admin
+// before its body is read.
+func (f *restFront) adminWrite(w http.ResponseWriter, r *http.Request) {
+	if err := f.admin.authorizeAdmin(r.Context(), restCredentials(r)); err != nil {
+		f.fail(w, r, err)
+		return
+	}
+	f.serve(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, restAccess{})))
 }
 
 // read serves the routes without a body (GET /v1/schemas...).

@@ -149,6 +149,25 @@ type Config struct {
 	// that serves MetricsHandler on a listener of its own.
 	PrivateMetrics bool
 
+	// NodeName names this node among those sharing the broker, in the
+	// admin API: 1 to 64 bytes of [a-z0-9-] (default: the host name, made
+	// to fit, and a random suffix).
+	NodeName string
+	// Version is the node's version as the admin API shows it (default:
+	// the build's, as GET /v1/openapi.json gives it).
+	Version string
+	// PresenceInterval is how often the node reports its figures through
+	// the broker and reads the revocations (default 2s): the admin API's
+	// figures are at most about this old, and a revocation takes at most
+	// this long to end the streams of other nodes. A node's report expires
+	// after three intervals (at least 1s).
+	PresenceInterval time.Duration
+	// MetricTopics is how many topics, the busiest of this node, get
+	// per-topic Prometheus metrics (herald_topic_subscribers,
+	// herald_topic_publish_rate); the rest are added up under
+	// topic="other". Default 20; negative: no per-topic metrics.
+	MetricTopics int
+
 	// Pages are further routes of the HTTP listener, by net/http pattern
 	// ("GET /{$}" → the demo page): cmd/herald mounts the demo page here
 	// with --demo. They may not take the API's routes.
@@ -164,12 +183,17 @@ func (c Config) Validate() error {
 		return errors.New("bridge: Config.Types is required")
 	case c.MaxEventBytes < 0:
 		return errors.New("bridge: Config.MaxEventBytes must not be negative")
-	case c.HeartbeatInterval < 0, c.RetryInterval < 0, c.WriteTimeout < 0, c.BodyReadTimeout < 0, c.IdleTimeout < 0:
+	case c.HeartbeatInterval < 0, c.RetryInterval < 0, c.WriteTimeout < 0, c.BodyReadTimeout < 0, c.IdleTimeout < 0, c.PresenceInterval < 0:
 		return errors.New("bridge: Config durations must not be negative")
 	case c.QueueSize < 0:
 		return errors.New("bridge: Config.QueueSize must not be negative")
 	case c.PublishRate < 0, c.PublishBurst < 0, c.MaxConnections < 0, c.MaxConnectionsPerIP < 0, c.MaxTopicsPerSubscription < 0, c.MaxBodyMemory < 0, c.MaxSubscribesPerConn < 0, c.MaxSnapshotTopics < 0:
 		return errors.New("bridge: Config limits must not be negative")
+	}
+	if c.NodeName != "" {
+		if err := broker.ValidNode(c.NodeName); err != nil {
+			return fmt.Errorf("bridge: Config.NodeName: %v", err)
+		}
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
 		return errors.New("bridge: Config.TLS has no certificate: set Certificates or GetCertificate")
@@ -236,6 +260,18 @@ func (c *Config) setDefaults() {
 	if c.MaxBodyMemory == 0 {
 		c.MaxBodyMemory = DefaultMaxBodyMemory
 	}
+	if c.NodeName == "" {
+		c.NodeName = defaultNodeName()
+	}
+	if c.Version == "" {
+		c.Version = apidoc.Version()
+	}
+	if c.PresenceInterval == 0 {
+		c.PresenceInterval = DefaultPresenceInterval
+	}
+	if c.MetricTopics == 0 {
+		c.MetricTopics = DefaultMetricTopics
+	}
 }
 
 // Server is one Herald node: the gRPC API, the HTTP API (SSE, REST,
@@ -249,12 +285,20 @@ type Server struct {
 	streams  *streamHandler
 	pub      *publisher
 	schemas  *schemaService // nil: no SchemaService
-	conns    *connLimiter   // streams, SSE and gRPC Subscribe
-	grpc     *grpc.Server
-	health   *health.Server
-	http     *http.Server
-	ready    atomic.Bool
-	draining chan struct{}
+	admin    *adminService
+	presence *presence
+	// presenceMu orders Serve's start of the presence reporter with
+	// Shutdown's stop of it; it guards the three fields after it.
+	presenceMu      sync.Mutex
+	presenceStop    context.CancelFunc // set once the reporter runs
+	presenceDone    chan struct{}      // closed when it returned
+	presenceStopped bool
+	conns           *connLimiter // streams, SSE and gRPC Subscribe
+	grpc            *grpc.Server
+	health          *health.Server
+	http            *http.Server
+	ready           atomic.Bool
+	draining        chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -272,11 +316,22 @@ func New(cfg Config) (*Server, error) {
 		metrics:  newMetrics(),
 		draining: make(chan struct{}),
 	}
+	s.metrics.watchBroker(cfg.Broker)
+	s.hub = newHub(cfg.Broker, cfg.Types, s.log, s.metrics, cfg.QueueSize)
+	s.presence = newPresence(cfg.NodeName, cfg.Version, cfg.PresenceInterval, s.hub, cfg.Broker, s.log)
+	if cfg.Auth != nil {
+		// Every path authenticates through this: a revoked subject's
+		// tokens are refused everywhere.
+		cfg.Auth = revokingAuth{inner: cfg.Auth, p: s.presence}
+		s.cfg.Auth = cfg.Auth
+	}
+	if cfg.MetricTopics > 0 {
+		s.metrics.registry.MustRegister(&topicCollector{p: s.presence, n: cfg.MetricTopics})
+	}
 	if cfg.Schemas != nil {
 		s.schemas = &schemaService{inner: cfg.Schemas, auth: cfg.Auth}
 	}
-	s.metrics.watchBroker(cfg.Broker)
-	s.hub = newHub(cfg.Broker, cfg.Types, s.log, s.metrics, cfg.QueueSize)
+	s.admin = &adminService{auth: cfg.Auth, hub: s.hub, presence: s.presence, broker: cfg.Broker}
 	s.pub = &publisher{
 		broker:        cfg.Broker,
 		types:         cfg.Types,
@@ -287,6 +342,7 @@ func New(cfg Config) (*Server, error) {
 		draining:      s.draining,
 		auth:          cfg.Auth,
 		limiter:       newPublishLimiter(cfg.PublishRate, cfg.PublishBurst),
+		presence:      s.presence,
 	}
 
 	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10)}
@@ -306,6 +362,7 @@ func New(cfg Config) (*Server, error) {
 	if s.schemas != nil {
 		heraldv1.RegisterSchemaServiceServer(s.grpc, s.schemas)
 	}
+	heraldv1.RegisterAdminServiceServer(s.grpc, s.admin)
 	s.health = health.NewServer()
 	s.setServing(healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -380,6 +437,9 @@ func (s *Server) routes() (http.Handler, error) {
 			return nil, fmt.Errorf("bridge: registering REST routes: %w", err)
 		}
 	}
+	if err := heraldv1.RegisterAdminServiceHandlerServer(context.Background(), gw, s.admin); err != nil {
+		return nil, fmt.Errorf("bridge: registering REST routes: %w", err)
+	}
 	// JSON is bulkier than protobuf (base64 bytes, field names): allow
 	// the body some room over the event limit; the limit itself is checked
 	// on the decoded event.
@@ -388,6 +448,7 @@ func (s *Server) routes() (http.Handler, error) {
 		unmarshal:   jsonpb.UnmarshalOptions,
 		pub:         s.pub,
 		schemas:     s.schemas,
+		admin:       s.admin,
 		maxBody:     int64(3*s.cfg.MaxEventBytes + 64<<10),
 		bodyTimeout: s.cfg.BodyReadTimeout,
 		budget:      &bodyBudget{max: s.cfg.MaxBodyMemory},
@@ -410,6 +471,11 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("GET /v1/events", s.streams)
 	mux.HandleFunc("POST /v1/topics/{topic}/events", rest.publish)
 	mux.HandleFunc("DELETE /v1/topics/{topic}/state", rest.deleteState)
+	mux.HandleFunc("GET /v1/topics", rest.adminRead)
+	mux.HandleFunc("GET /v1/topics/{topic}/events", rest.adminRead)
+	mux.HandleFunc("GET /v1/nodes", rest.adminRead)
+	mux.HandleFunc("GET /v1/revocations", rest.adminRead)
+	mux.HandleFunc("POST /v1/revocations", rest.adminWrite)
 	if s.schemas != nil {
 		mux.HandleFunc("GET /v1/schemas", rest.read)
 		mux.HandleFunc("GET /v1/schemas/{name}", rest.read)
@@ -519,6 +585,16 @@ func (s *Server) Serve(httpLn, grpcLn net.Listener) error {
 		}
 		errc <- err
 	}()
+	s.presenceMu.Lock()
+	if !s.presenceStopped {
+		ctx, stop := context.WithCancel(context.Background())
+		s.presenceStop, s.presenceDone = stop, make(chan struct{})
+		go func() {
+			defer close(s.presenceDone)
+			s.presence.run(ctx)
+		}()
+	}
+	s.presenceMu.Unlock()
 	s.ready.Store(true)
 	s.setServing(healthpb.HealthCheckResponse_SERVING)
 
@@ -543,6 +619,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.health.Shutdown()
 		close(s.draining)
 		s.hub.close()
+		s.presenceMu.Lock()
+		s.presenceStopped = true
+		stop, done := s.presenceStop, s.presenceDone
+		s.presenceMu.Unlock()
+		if stop != nil {
+			stop()
+			<-done
+		}
 
 		grpcDone := make(chan struct{})
 		go func() {

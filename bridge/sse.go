@@ -151,9 +151,9 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	plain := r.ProtoMajor == 1 && r.TLS == nil
 	var s *subscriber
 	if plain {
-		s, err = h.hub.subscribeDirect(sub.patterns, sub.render, f)
+		s, err = h.hub.subscribeDirect(perms.Subject, sub.patterns, sub.render, f)
 	} else {
-		s, err = h.hub.subscribe(sub.patterns, sub.render, f)
+		s, err = h.hub.subscribe(perms.Subject, sub.patterns, sub.render, f)
 	}
 	if err != nil {
 		release()

@@ -92,6 +92,11 @@ func (st *stream) run(gone <-chan struct{}) {
 				st.reason = endClient
 			case dropWrite:
 				st.reason = endWrite
+			case dropRevoked:
+				// EventSource reconnects, is refused with 401, and
+				// closes for good.
+				st.reason = endRevoked
+				st.last(sse.AppendComment(st.buf[:0], "token revoked"))
 			default:
 				st.reason = endSlow
 				// End on a whole frame: write what the shard left of

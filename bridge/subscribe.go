@@ -70,7 +70,7 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 		return grpcError(err)
 	}
 	defer release()
-	sub, err := s.hub.subscribe(patterns, nil, f)
+	sub, err := s.hub.subscribe(perms.Subject, patterns, nil, f)
 	if err != nil {
 		return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id, to resume")
 	}
@@ -130,6 +130,9 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 				}
 			}
 		case <-sub.done:
+			if sub.reason.Load() == dropRevoked {
+				return status.Error(codes.Unauthenticated, "the token's subject was revoked (herald revoke); its tokens are refused until the revocation ends")
+			}
 			if sub.reason.Load() == dropShutdown {
 				return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id set to the id of the last event received, to resume")
 			}

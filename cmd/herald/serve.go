@@ -30,10 +30,12 @@ NATS JetStream or Redis Streams shared by every node of a cluster:
                        POST /v1/topics/{topic}/events   publish over REST (JSON)
                        DELETE /v1/topics/{topic}/state  mark a topic's state deleted (herald.deleted)
                        GET /v1/schemas  GET /v1/schemas/{name}  POST /v1/schemas   list, describe, register payload types
+                       GET /v1/topics  GET /v1/topics/{topic}/events  GET /v1/nodes     the admin API (an admin
+                       GET /v1/revocations  POST /v1/revocations              token; docs/admin.md)
                        GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics
                        GET /   the live demo page, with --demo only
   gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream, DeleteTopicState), herald.v1.SubscriberService,
-                       herald.v1.SchemaService, grpc.health.v1.Health, server reflection
+                       herald.v1.SchemaService, herald.v1.AdminService, grpc.health.v1.Health, server reflection
 SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.`
 
 // serveConfig holds the settings of `herald serve`, one field per flag.
@@ -70,6 +72,7 @@ type serveConfig struct {
 	maxSubscribesPerConn int
 	metricsAddr          string
 	publicMetrics        bool
+	admin                adminFlags
 	debugAddrPublic      bool
 	schemaPush           schemaPushFlags
 }
@@ -167,7 +170,7 @@ func (c *serveConfig) settle() {
 func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML `file` of settings: keys are these flag names, e.g. http-addr: \":8080\"")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and, with --demo, the demo page")
-	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: herald.v1.PublisherService, herald.v1.SubscriberService, herald.v1.SchemaService, grpc.health.v1.Health and server reflection")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: herald.v1.PublisherService, herald.v1.SubscriberService, herald.v1.SchemaService, herald.v1.AdminService, grpc.health.v1.Health and server reflection")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
 	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients (every --broker)")
 	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long events are kept for resuming clients (every --broker)")
@@ -190,12 +193,16 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	c.security.register(fs)
 	c.broker.register(fs)
 	c.schemaPush.register(fs)
+	c.admin.register(fs)
 }
 
 // Validate checks the settings without touching files or the network. Its
 // messages name the flags.
 func (c *serveConfig) Validate() error {
 	if _, err := logLevel(c.logLevel); err != nil {
+		return err
+	}
+	if err := c.admin.validate(); err != nil {
 		return err
 	}
 	if _, err := logHandler(c.logFormat); err != nil {
@@ -336,6 +343,7 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	cfg.BodyReadTimeout, cfg.IdleTimeout, cfg.MaxBodyMemory = c.bodyReadTimeout, c.idleTimeout, c.maxBodyMemory
 	cfg.TypeURLPrefixes, cfg.MaxSubscribesPerConn = c.typeURLPrefixes, c.maxSubscribesPerConn
 	cfg.PrivateMetrics = !c.publicMetrics
+	c.admin.apply(&cfg)
 	httpAddr, grpcAddr, metricsAddr, debugAddr := c.httpAddr, c.grpcAddr, c.metricsAddr, c.debugAddr
 	addrs := []*string{&httpAddr, &grpcAddr}
 	for _, a := range []*string{&metricsAddr, &debugAddr} {

@@ -25,13 +25,15 @@ secret file, or a PEM private key: RSA, ECDSA P-256 or Ed25519), whose
   herald serve --auth-hs256-secret-file secret
   herald token --key secret --publish 'orders.>' --subscribe 'orders.*' --ttl 1h
   herald token --key secret --schemas 'orders.>'     # may push schemas of orders.* packages
+  herald token --key secret --admin --subject ops    # the admin API only (docs/admin.md)
 
 Production tokens come from your identity provider with the same claim:
-  {"sub": "...", "exp": ..., "herald": {"publish": [...], "subscribe": [...], "schemas": [...]}}`
+  {"sub": "...", "exp": ..., "herald": {"publish": [...], "subscribe": [...], "schemas": [...], "admin": true}}`
 
 type tokenFlags struct {
 	keyFile, subject, issuer, audience string
 	ttl                                time.Duration
+	admin                              bool
 	publish, subscribe, schemas        config.StringList
 }
 
@@ -53,6 +55,7 @@ func newTokenCmd() *cobra.Command {
 	fs.Var(&t.publish, "publish", "topic or pattern the token may publish to; may repeat")
 	fs.Var(&t.subscribe, "subscribe", "topic or pattern the token may subscribe to; may repeat")
 	fs.Var(&t.schemas, "schemas", "protobuf package, or pattern of packages (shop.v1, 'shop.>'), whose message types the token may add or change with herald schemas push; may repeat")
+	fs.BoolVar(&t.admin, "admin", false, "grant the admin API (topics, presence, history, nodes, revocations; see docs/admin.md), which implies no publish or subscribe rights")
 	markSettings(cmd)
 	return cmd
 }
@@ -79,7 +82,7 @@ func (t *tokenFlags) run(cmd *cobra.Command, stdout io.Writer) error {
 	}
 	now := time.Now()
 	b := jwt.NewBuilder().Subject(t.subject).IssuedAt(now).Expiration(now.Add(t.ttl)).
-		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: t.publish, Subscribe: t.subscribe, Schemas: t.schemas})
+		Claim(jwtauth.ClaimName, jwtauth.Grants{Publish: t.publish, Subscribe: t.subscribe, Schemas: t.schemas, Admin: t.admin})
 	if t.issuer != "" {
 		b = b.Issuer(t.issuer)
 	}

@@ -43,6 +43,13 @@ type Permissions struct {
 	// RateKey identifies the credentials for the publish and schema push
 	// rate limits; "" for no limit.
 	RateKey string
+	// Admin grants the admin API (herald.v1.AdminService: topics,
+	// presence, history, nodes, revocations). It implies no publish or
+	// subscribe rights.
+	Admin bool
+	// Subject is the token's sub claim, or "": what a revocation names
+	// (herald revoke --subject), ending the streams opened with it.
+	Subject string
 }
 
 // permsKey is the context key of a caller's Permissions.
@@ -102,5 +109,5 @@ var Everything = func() []broker.Pattern {
 }()
 
 func (devAuth) Authenticate(context.Context, Credentials) (Permissions, error) {
-	return Permissions{Publish: Everything, Subscribe: Everything, Schemas: Everything}, nil
+	return Permissions{Publish: Everything, Subscribe: Everything, Schemas: Everything, Admin: true}, nil
 }

@@ -109,10 +109,16 @@ type node struct {
 
 func startNode(t *testing.T, name string, args ...string) *node {
 	t.Helper()
+	return startNodeWith(t, name, append([]string{"--dev"}, args...)...)
+}
+
+// startNodeWith starts a node with args and no --dev of its own.
+func startNodeWith(t *testing.T, name string, args ...string) *node {
+	t.Helper()
 	// The nodes publish chat.v1.ChatMessage, an example schema that only
 	// --demo compiles in.
 	chat := schematest.WriteSet(t, t.TempDir(), "chat.binpb", schema.DescriptorSet(chatv1.File_chat_v1_chat_proto))
-	args = append([]string{"serve", "--dev", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
 		"--log-format", "json", "--heartbeat", "500ms", "--broker-timeout", "1s", "--broker-prefix", "cluster",
 		"--descriptors", chat}, args...)
 	cmd := exec.Command(buildHerald(t), args...)

@@ -8,10 +8,12 @@
 // which the token's header must name. A token must carry exp (unless
 // Config.AllowNoExp); exp, nbf and iat are checked with a leeway for clock
 // skew. Its "herald" claim lists the topics it may use, as exact names or
-// patterns ("orders.*", "monitoring.>"):
+// patterns ("orders.*", "monitoring.>"), and "admin": true grants the admin
+// API (and nothing else):
 //
 //	{"sub": "billing-service", "exp": 1767225600,
 //	 "herald": {"publish": ["orders.>"], "subscribe": ["orders.eu"]}}
+//	{"sub": "ops-alice", "exp": 1767225600, "herald": {"admin": true}}
 //
 // Subscriptions to public topics need no token. Without any key, only
 // public topics are open.
@@ -48,11 +50,13 @@ const ClaimName = "herald"
 // Grants is the value of the "herald" claim. Publish and Subscribe list
 // topics; Schemas lists the protobuf packages whose types the token may
 // push (SchemaService.RegisterSchemas), in the same pattern syntax:
-// "shop.v1", "shop.>".
+// "shop.v1", "shop.>". Admin grants the admin API (topics, presence,
+// history, nodes, revocations), never publishing or subscribing.
 type Grants struct {
 	Publish   []string `json:"publish,omitempty"`
 	Subscribe []string `json:"subscribe,omitempty"`
 	Schemas   []string `json:"schemas,omitempty"`
+	Admin     bool     `json:"admin,omitempty"`
 }
 
 // grantsClaim is the "herald" claim as parsed (jwt.WithTypedClaim): the
@@ -264,7 +268,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	var g grantsClaim
 	if tok.Has(ClaimName) {
 		if err := tok.Get(ClaimName, &g); err != nil || g.malformed {
-			return auth.Permissions{}, fmt.Errorf("%w: the token's %s claim is not an object of publish, subscribe and schemas lists", auth.ErrUnauthenticated, ClaimName)
+			return auth.Permissions{}, fmt.Errorf("%w: the token's %s claim is not an object of publish, subscribe and schemas lists and an admin flag", auth.ErrUnauthenticated, ClaimName)
 		}
 	}
 	pub, err := patterns(g.Publish)
@@ -281,6 +285,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 	}
 	perms.Publish = append(perms.Publish, pub...)
 	perms.Schemas = schemas
+	perms.Admin = g.Admin
 	perms.Subscribe = append(append([]broker.Pattern(nil), a.public...), sub...)
 	if exp, ok := tok.Expiration(); ok {
 		// When the token stops being accepted: a stream cut then and
@@ -288,6 +293,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c auth.Credentials) (a
 		perms.Expires = exp.Add(a.cfg.Leeway)
 	}
 	if s, ok := tok.Subject(); ok && s != "" {
+		perms.Subject = s
 		perms.RateKey = "sub:" + s
 	} else {
 		sum := sha256.Sum256([]byte(c.Token))

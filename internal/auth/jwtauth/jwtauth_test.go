@@ -431,3 +431,26 @@ func writeSecret(t *testing.T) string {
 	}
 	return f
 }
+
+// An admin claim grants the admin API and nothing else; the subject is what
+// a revocation names.
+func TestAdminClaim(t *testing.T) {
+	a := newAuth(t)
+	perms, err := a.Authenticate(context.Background(), auth.Credentials{Token: sign(t, map[string]any{"admin": true}, time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !perms.Admin || perms.Subject != "s" || len(perms.Publish) != 0 || len(perms.Subscribe) != 0 || len(perms.Schemas) != 0 {
+		t.Errorf("admin token gave %+v, want Admin, Subject s and no topics or schemas", perms)
+	}
+	perms, err = a.Authenticate(context.Background(), auth.Credentials{Token: sign(t, jwtauth.Grants{Publish: []string{">"}}, time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perms.Admin {
+		t.Error("a token without the admin claim is admin")
+	}
+	if _, err := a.Authenticate(context.Background(), auth.Credentials{Token: sign(t, map[string]any{"admin": "yes"}, time.Hour)}); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Errorf("admin claim that is not a boolean: %v, want ErrUnauthenticated", err)
+	}
+}

@@ -107,6 +107,8 @@ func Run(t *testing.T, opts Options) {
 		{"SnapshotManyTopics", s.testSnapshotManyTopics},
 		{"SnapshotMultiNode", s.testSnapshotMultiNode},
 		{"SnapshotClosed", s.testSnapshotClosed},
+		{"Presence", s.testPresence},
+		{"Revoker", s.testRevoker},
 	} {
 		t.Run(c.name, c.run)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/brokertest"
@@ -29,7 +30,8 @@ func TestMultiNodeChecks(t *testing.T) {
 
 // A node is another handle on a shared broker: closing it ends its own
 // subscriptions and calls, not the shared log. The shared broker must be a
-// broker.SchemaStore and a broker.Snapshotter.
+// broker.SchemaStore, a broker.Snapshotter, a broker.PresenceStore and a
+// broker.Revoker.
 type node struct {
 	broker.Broker
 	ctx    context.Context // ends when the node closes
@@ -89,6 +91,34 @@ func (n *node) LoadSchemas(ctx context.Context, skip int) ([][]byte, error) {
 		return nil, err
 	}
 	return n.Broker.(broker.SchemaStore).LoadSchemas(ctx, skip)
+}
+
+func (n *node) ReportPresence(ctx context.Context, node string, report []byte, ttl time.Duration) error {
+	if err := n.check(); err != nil {
+		return err
+	}
+	return n.Broker.(broker.PresenceStore).ReportPresence(ctx, node, report, ttl)
+}
+
+func (n *node) Presence(ctx context.Context) (map[string][]byte, error) {
+	if err := n.check(); err != nil {
+		return nil, err
+	}
+	return n.Broker.(broker.PresenceStore).Presence(ctx)
+}
+
+func (n *node) Revoke(ctx context.Context, subject string, until time.Time) error {
+	if err := n.check(); err != nil {
+		return err
+	}
+	return n.Broker.(broker.Revoker).Revoke(ctx, subject, until)
+}
+
+func (n *node) Revocations(ctx context.Context) ([]broker.Revocation, error) {
+	if err := n.check(); err != nil {
+		return nil, err
+	}
+	return n.Broker.(broker.Revoker).Revocations(ctx)
 }
 
 func (n *node) Close() error {

@@ -147,6 +147,8 @@ type Broker struct {
 
 	mu     sync.Mutex // guards topics
 	topics map[string]*topicState
+
+	kv kvState // the presence and revocation buckets (presence.go)
 }
 
 var (

@@ -105,6 +105,9 @@ type Broker struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// presence and revocations, with a lock of their own (presence.go).
+	admin adminState
 }
 
 var (
@@ -112,6 +115,8 @@ var (
 	_ broker.HealthChecker = (*Broker)(nil)
 	_ broker.SchemaStore   = (*Broker)(nil)
 	_ broker.Snapshotter   = (*Broker)(nil)
+	_ broker.PresenceStore = (*Broker)(nil)
+	_ broker.Revoker       = (*Broker)(nil)
 )
 
 type topicLog struct {
