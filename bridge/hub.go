@@ -101,6 +101,9 @@ type Hub struct {
 	epoch     string
 	queueSize int
 	filters   *filterCache
+	// tracer makes the delivery spans; nil: tracing is off. Set before
+	// start.
+	tracer *tracer
 
 	mu     sync.RWMutex // guards idx, all, shards and closed; deliver holds it for reading
 	idx    subIndex     // the queued subscribers
@@ -268,7 +271,15 @@ func (h *Hub) unsubscribe(s *subscriber) {
 
 // deliver is the broker's callback: it queues ev to every matching queued
 // subscriber and offers it to the shards, without waiting for any client.
+//
+// With tracing on, it makes the event's delivery span on this node
+// (trace.go), which the shards the event goes to end.
 func (h *Hub) deliver(ev *broker.Event) {
+	var dt *deliveryTrace
+	if h.tracer != nil {
+		dt = h.tracer.startDelivery(ev, h.epoch)
+	}
+	queued, n := 0, 0
 	h.mu.RLock()
 	h.idx.each(ev.Topic, func(s *subscriber) {
 		if s.lastSeq == ev.Seq {
@@ -278,13 +289,24 @@ func (h *Hub) deliver(ev *broker.Event) {
 		if !h.wants(s, ev) {
 			return
 		}
-		h.frameFor(ev, s.render) // encoded here, once, not by each stream
+		f := h.frameFor(ev, s.render) // encoded here, once, not by each stream
 		h.enqueue(s, item{ev: ev})
+		queued++
+		n += len(f)
 	})
 	shards := h.shards
 	h.mu.RUnlock()
 	for _, sh := range shards {
-		sh.offer(item{ev: ev})
+		if dt != nil {
+			dt.pending.Add(1) // before the shard can be done with it
+		}
+		if !sh.offer(item{ev: ev}, dt) && dt != nil {
+			dt.done()
+		}
+	}
+	if dt != nil {
+		dt.add(queued, n)
+		dt.done()
 	}
 }
 
@@ -392,7 +414,7 @@ func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
 			shards := h.shards
 			h.mu.RUnlock()
 			for _, sh := range shards {
-				sh.offer(item{kind: itemHeartbeat})
+				sh.offer(item{kind: itemHeartbeat}, nil)
 			}
 		}
 	}

@@ -15,12 +15,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/tracing"
 	"github.com/heraldhq/herald/internal/web"
 )
 
@@ -277,8 +279,9 @@ type node struct {
 	httpLn  net.Listener
 	grpcLn  net.Listener
 	tls     bool
-	metrics *sideListener // --metrics-addr, or nil
-	debug   *sideListener // --debug-addr, or nil
+	metrics *sideListener            // --metrics-addr, or nil
+	debug   *sideListener            // --debug-addr, or nil
+	tracing *sdktrace.TracerProvider // OTEL_TRACES_EXPORTER=otlp, or nil
 }
 
 // wire builds the node from validated settings: it reads the key and schema
@@ -290,7 +293,15 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if err != nil {
 		return nil, err
 	}
-	n := &node{c: c, log: log}
+	// Tracing is configured by the standard OTEL_* variables only.
+	tp, err := tracing.FromEnv(ctx, buildVersion().module, log)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if tp != nil {
+		log = slog.New(tracing.LogHandler(log.Handler()))
+	}
+	n := &node{c: c, log: log, tracing: tp}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -332,6 +343,9 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	}
 	if c.demo {
 		cfg.Pages = web.Pages()
+	}
+	if tp != nil {
+		cfg.TracerProvider = tp
 	}
 	cfg.BodyReadTimeout, cfg.IdleTimeout, cfg.MaxBodyMemory = c.bodyReadTimeout, c.idleTimeout, c.maxBodyMemory
 	cfg.TypeURLPrefixes, cfg.MaxSubscribesPerConn = c.typeURLPrefixes, c.maxSubscribesPerConn
@@ -377,6 +391,14 @@ func (n *node) close() {
 	n.debug.close()
 	if n.broker != nil {
 		n.broker.Close()
+	}
+	if n.tracing != nil {
+		// Export the spans still buffered, as long as a shutdown may take.
+		ctx, cancel := context.WithTimeout(context.Background(), n.c.shutdownTimeout)
+		defer cancel()
+		if err := n.tracing.Shutdown(ctx); err != nil {
+			n.log.Warn("tracing: exporting the last spans failed", "err", err)
+		}
 	}
 }
 
