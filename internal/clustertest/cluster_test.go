@@ -109,6 +109,12 @@ type node struct {
 
 func startNode(t *testing.T, name string, args ...string) *node {
 	t.Helper()
+	return startNodeEnv(t, name, nil, args...)
+}
+
+// startNodeEnv starts a node with env added to the test's environment.
+func startNodeEnv(t *testing.T, name string, env []string, args ...string) *node {
+	t.Helper()
 	// The nodes publish chat.v1.ChatMessage, an example schema that only
 	// --demo compiles in.
 	chat := schematest.WriteSet(t, t.TempDir(), "chat.binpb", schema.DescriptorSet(chatv1.File_chat_v1_chat_proto))
@@ -116,6 +122,9 @@ func startNode(t *testing.T, name string, args ...string) *node {
 		"--log-format", "json", "--heartbeat", "500ms", "--broker-timeout", "1s", "--broker-prefix", "cluster",
 		"--descriptors", chat}, args...)
 	cmd := exec.Command(buildHerald(t), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...) // the last of a duplicate wins
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
