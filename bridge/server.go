@@ -280,6 +280,7 @@ func New(cfg Config) (*Server, error) {
 		s.schemas = &schemaService{inner: cfg.Schemas, auth: cfg.Auth}
 	}
 	s.metrics.watchBroker(cfg.Broker)
+	s.metrics.watchServer(s.ready.Load, cfg.Broker, cfg.MaxConnections)
 	s.hub = newHub(cfg.Broker, cfg.Types, s.log, s.metrics, cfg.QueueSize)
 	s.pub = &publisher{
 		broker:        cfg.Broker,

@@ -73,3 +73,58 @@ func TestDeliverySpanNotSampled(t *testing.T) {
 		t.Errorf("%d spans recorded for an event whose trace is not sampled", n)
 	}
 }
+
+// benchTracer is a tracer that samples everything and batches the spans
+// to an exporter that drops them: the cost of tracing on, short of the
+// network.
+func benchTracer(b *testing.B) *tracer {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return newTracer(tp)
+}
+
+// BenchmarkHubFanoutTraced is BenchmarkHubFanout's 100 subscribers with
+// tracing on: one delivery span per event, a child of its publish span.
+func BenchmarkHubFanoutTraced(b *testing.B) {
+	const n = 100
+	h := newBenchHub(b, 256)
+	h.tracer = benchTracer(b)
+	subs := benchSubscribers(b, h, "bench.t00000", n, nil)
+	ev := chatEvent(b, "bench.t00000")
+	ev.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ev.Seq = 1
+	h.deliver(ev)
+	for _, s := range subs {
+		s.queue.pop()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ev.Seq = uint64(i) + 2
+		h.deliver(ev)
+		for _, s := range subs {
+			s.queue.pop()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/delivery")
+}
+
+// BenchmarkShardFanoutTraced is BenchmarkShardFanout's 100 direct streams
+// with tracing on.
+func BenchmarkShardFanoutTraced(b *testing.B) {
+	const n = 100
+	h := newBenchHub(b, 256)
+	h.tracer = benchTracer(b)
+	sh, _ := directSubscribers(b, h, "bench.t00000", n)
+	ev := chatEvent(b, "bench.t00000")
+	ev.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ev.Seq = 1
+	deliverDirect(h, sh, ev)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ev.Seq = uint64(i) + 2
+		deliverDirect(h, sh, ev)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/delivery")
+}
