@@ -179,14 +179,17 @@ func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.Publish
 		result = "duplicate"
 	}
 	p.metrics.countPublish(transport, result)
-	id := broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()
-	if span != nil {
-		endPublish(span, id, res.Duplicate, err)
-	}
 	if err != nil {
+		if span != nil {
+			endPublish(span, "", false, err)
+		}
 		return nil, err
 	}
 	p.metrics.publishTime.Observe(time.Since(start).Seconds())
+	id := broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()
+	if span != nil {
+		endPublish(span, id, res.Duplicate, nil)
+	}
 	return &heraldv1.PublishResponse{Id: id, Duplicate: res.Duplicate}, nil
 }
 
@@ -267,12 +270,15 @@ func (p *publisher) DeleteTopicState(ctx context.Context, req *heraldv1.DeleteTo
 		result = "duplicate"
 	}
 	p.metrics.countPublish(transport, result)
+	if err != nil {
+		if span != nil {
+			endPublish(span, "", false, err)
+		}
+		return nil, grpcError(err)
+	}
 	id := broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()
 	if span != nil {
-		endPublish(span, id, res.Duplicate, err)
-	}
-	if err != nil {
-		return nil, grpcError(err)
+		endPublish(span, id, res.Duplicate, nil)
 	}
 	return &heraldv1.DeleteTopicStateResponse{Id: id, Duplicate: res.Duplicate}, nil
 }

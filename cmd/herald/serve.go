@@ -36,7 +36,8 @@ NATS JetStream or Redis Streams shared by every node of a cluster:
                        GET /   the live demo page, with --demo only
   gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream, DeleteTopicState), herald.v1.SubscriberService,
                        herald.v1.SchemaService, grpc.health.v1.Health, server reflection
-SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.`
+SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.
+Tracing is off unless OTEL_TRACES_EXPORTER=otlp; the standard OTEL_* variables configure it (docs/operations.md).`
 
 // serveConfig holds the settings of `herald serve`, one field per flag.
 type serveConfig struct {
