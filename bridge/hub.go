@@ -60,6 +60,9 @@ import (
 //     shard for a lagging subscriber, heartbeats); only the stream's
 //     goroutine pops (queue.go).
 //   - direct.out and shard.touched: only the shard's drainer.
+//   - A deliveryTrace (trace.go, tracing on): deliver and every shard it
+//     offered the event to add their counts and call done once each, with
+//     atomics and no lock; the last to call done ends the span.
 //   - direct's other fields: whoever holds direct.mu.
 //
 // # A direct subscriber's states
