@@ -131,3 +131,26 @@ func TestPublishSpans(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishSpansMalformedTraceparent: a traceparent that is not one is
+// ignored: the publish succeeds and starts a trace of its own.
+func TestPublishSpansMalformedTraceparent(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	s := heraldtest.Start(t, heraldtest.Options{Config: bridge.Config{TracerProvider: tp}})
+	payload, _ := anypb.New(&emptypb.Empty{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, bad := range []string{"garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"} {
+		md := metadata.AppendToOutgoingContext(ctx, "traceparent", bad, "tracestate", "=,=")
+		if _, err := heraldv1.NewPublisherServiceClient(s.Conn).Publish(md, &heraldv1.PublishRequest{Topic: "trace.bad", Payload: payload}); err != nil {
+			t.Fatalf("Publish with traceparent %q: %v", bad, err)
+		}
+	}
+	for _, sp := range rec.Ended() {
+		if sp.Name() == "herald.publish" && sp.Parent().IsValid() {
+			t.Errorf("a publish with a malformed traceparent has parent %s", sp.Parent().SpanID())
+		}
+	}
+}
