@@ -61,6 +61,9 @@ import (
 //     shard for a lagging subscriber, heartbeats); only the stream's
 //     goroutine pops (queue.go).
 //   - direct.out and shard.touched: only the shard's drainer.
+//   - A deliveryTrace (trace.go, tracing on): deliver and every shard it
+//     offered the event to add their counts and call done once each, with
+//     atomics and no lock; the last to call done ends the span.
 //   - direct's other fields: whoever holds direct.mu.
 //
 // # A direct subscriber's states
@@ -102,6 +105,9 @@ type Hub struct {
 	epoch     string
 	queueSize int
 	filters   *filterCache
+	// tracer makes the delivery spans; nil: tracing is off. Set before
+	// start.
+	tracer *tracer
 
 	mu  sync.RWMutex // guards idx, all, counts, shards and closed; deliver holds it for reading
 	idx subIndex     // the queued subscribers
@@ -314,7 +320,15 @@ func (h *Hub) revoke(revoked func(subject string) bool) {
 
 // deliver is the broker's callback: it queues ev to every matching queued
 // subscriber and offers it to the shards, without waiting for any client.
+//
+// With tracing on, it makes the event's delivery span on this node
+// (trace.go), which the shards the event goes to end.
 func (h *Hub) deliver(ev *broker.Event) {
+	var dt *deliveryTrace
+	if h.tracer != nil {
+		dt = h.tracer.startDelivery(ev, h.epoch)
+	}
+	queued, n := 0, 0
 	h.mu.RLock()
 	h.idx.each(ev.Topic, func(s *subscriber) {
 		if s.lastSeq == ev.Seq {
@@ -324,13 +338,24 @@ func (h *Hub) deliver(ev *broker.Event) {
 		if !h.wants(s, ev) {
 			return
 		}
-		h.frameFor(ev, s.render) // encoded here, once, not by each stream
+		f := h.frameFor(ev, s.render) // encoded here, once, not by each stream
 		h.enqueue(s, item{ev: ev})
+		queued++
+		n += len(f)
 	})
 	shards := h.shards
 	h.mu.RUnlock()
 	for _, sh := range shards {
-		sh.offer(item{ev: ev})
+		if dt != nil {
+			dt.pending.Add(1) // before the shard can be done with it
+		}
+		if !sh.offer(item{ev: ev}, dt) && dt != nil {
+			dt.done()
+		}
+	}
+	if dt != nil {
+		dt.add(queued, n)
+		dt.done()
 	}
 }
 
@@ -438,7 +463,7 @@ func (h *Hub) heartbeats(ctx context.Context, every time.Duration) {
 			shards := h.shards
 			h.mu.RUnlock()
 			for _, sh := range shards {
-				sh.offer(item{kind: itemHeartbeat})
+				sh.offer(item{kind: itemHeartbeat}, nil)
 			}
 		}
 	}

@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"context"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/prometheus/client_golang/prometheus"
@@ -189,4 +191,39 @@ func (m *metrics) watchBroker(b broker.Broker) {
 			}, func() float64 { _, n := ec.Evicted(); return float64(n) }),
 		)
 	}
+}
+
+// watchServer exports the server's readiness, its broker's health and its
+// connection limit, for alerts: each is read when scraped.
+func (m *metrics) watchServer(ready func() bool, b broker.Broker, maxConnections int) {
+	hc, _ := b.(broker.HealthChecker)
+	limit := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "herald_max_connections",
+		Help: "The most concurrent streams (SSE and gRPC Subscribe) this node accepts (--max-connections); 0: no limit. Compare with herald_subscribers.",
+	})
+	limit.Set(float64(maxConnections))
+	m.registry.MustRegister(limit,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_ready",
+			Help: "1 while the server serves and is not shutting down, else 0 (GET /readyz also checks the broker: herald_broker_up).",
+		}, func() float64 { return boolGauge(ready()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_broker_up",
+			Help: "1 when the broker answers its health check (as GET /readyz asks it, within 2s), else 0; always 1 for the memory broker.",
+		}, func() float64 {
+			if hc == nil {
+				return 1
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return boolGauge(hc.Healthy(ctx) == nil)
+		}),
+	)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -33,6 +35,8 @@ type publisher struct {
 	auth          auth.Authenticator // nil: everything allowed
 	limiter       *publishLimiter
 	presence      *presence
+	tracer        *tracer // nil: tracing off
+	log           *slog.Logger
 }
 
 // access is an authenticated caller.
@@ -156,10 +160,21 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 
 func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.PublishRequest, transport transport) (*heraldv1.PublishResponse, error) {
 	start := time.Now()
+	var span, step trace.Span // nil: tracing off
+	if p.tracer != nil {
+		ctx, span = p.tracer.startPublish(ctx, "herald.publish", req.GetTopic(), transport)
+		step = p.tracer.step(ctx, "herald.validate")
+	}
 	ev, err := p.newEvent(req, a.perms.RateKey)
+	if span != nil {
+		endStep(step, err)
+		if err == nil {
+			stamp(ctx, ev)
+		}
+	}
 	var res broker.PublishResult
 	if err == nil {
-		res, err = p.broker.Publish(ctx, ev)
+		res, err = p.append(ctx, span, ev)
 	}
 	if err == nil && res.Duplicate && res.Fingerprint != "" && res.Fingerprint != ev.Fingerprint {
 		err = &KeyReusedError{Key: req.GetIdempotencyKey(), ID: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()}
@@ -173,13 +188,38 @@ func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.Publish
 	}
 	p.metrics.countPublish(transport, result)
 	if err != nil {
+		if span != nil {
+			endPublish(span, "", false, err)
+		}
 		return nil, err
 	}
 	p.metrics.publishTime.Observe(time.Since(start).Seconds())
 	if !res.Duplicate {
 		p.presence.published(ev.Topic, res.Seq, ev.Time)
 	}
-	return &heraldv1.PublishResponse{Id: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String(), Duplicate: res.Duplicate}, nil
+	id := broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()
+	if span != nil {
+		endPublish(span, id, res.Duplicate, nil)
+	}
+	return &heraldv1.PublishResponse{Id: id, Duplicate: res.Duplicate}, nil
+}
+
+// append hands ev to the broker, in a span of its own when the publish
+// has one. An internal error's cause is logged here, as the caller is
+// told only that there was one.
+func (p *publisher) append(ctx context.Context, span trace.Span, ev *broker.Event) (broker.PublishResult, error) {
+	var step trace.Span
+	if span != nil {
+		step = p.tracer.step(ctx, "herald.append")
+	}
+	res, err := p.broker.Publish(ctx, ev)
+	if span != nil {
+		endStep(step, err)
+	}
+	if err != nil && Code(err) == codes.Internal {
+		p.log.ErrorContext(ctx, "publish failed", "topic", ev.Topic, "err", err)
+	}
+	return res, err
 }
 
 // DeletedEventType is the SSE event of a topic whose state was deleted
@@ -217,13 +257,18 @@ func (p *publisher) DeleteTopicState(ctx context.Context, req *heraldv1.DeleteTo
 		err = fmt.Errorf("%w: idempotency_key is %d bytes, longer than %d", broker.ErrInvalidEvent, len(req.GetIdempotencyKey()), maxIdempotencyKeyLen)
 	}
 	var res broker.PublishResult
+	var span trace.Span // nil: tracing off
 	if err == nil {
 		ev := &broker.Event{Topic: req.GetTopic(), Type: DeletedEventType}
 		if k := req.GetIdempotencyKey(); k != "" {
 			ev.IdempotencyKey = scopedKey(a.perms.RateKey, k)
 			ev.Fingerprint = fingerprint(ev)
 		}
-		res, err = p.broker.Publish(ctx, ev)
+		if p.tracer != nil {
+			ctx, span = p.tracer.startPublish(ctx, "herald.delete_state", req.GetTopic(), transport)
+			stamp(ctx, ev)
+		}
+		res, err = p.append(ctx, span, ev)
 		if err == nil && res.Duplicate && res.Fingerprint != "" && res.Fingerprint != ev.Fingerprint {
 			err = &KeyReusedError{Key: req.GetIdempotencyKey(), ID: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()}
 		}
@@ -237,7 +282,14 @@ func (p *publisher) DeleteTopicState(ctx context.Context, req *heraldv1.DeleteTo
 	}
 	p.metrics.countPublish(transport, result)
 	if err != nil {
+		if span != nil {
+			endPublish(span, "", false, err)
+		}
 		return nil, grpcError(err)
 	}
-	return &heraldv1.DeleteTopicStateResponse{Id: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String(), Duplicate: res.Duplicate}, nil
+	id := broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()
+	if span != nil {
+		endPublish(span, id, res.Duplicate, nil)
+	}
+	return &heraldv1.DeleteTopicStateResponse{Id: id, Duplicate: res.Duplicate}, nil
 }

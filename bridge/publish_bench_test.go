@@ -14,6 +14,10 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/heraldhq/herald/bridge"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/heraldtest"
@@ -68,7 +72,13 @@ func benchChatRequest(tb testing.TB, topic string, stamped bool) *heraldv1.Publi
 // the publish path is warm.
 func startBenchServer(b *testing.B, req *heraldv1.PublishRequest) *heraldtest.Server {
 	b.Helper()
-	srv := heraldtest.Start(b, heraldtest.Options{})
+	return startBenchServerConfig(b, req, bridge.Config{})
+}
+
+// startBenchServerConfig is startBenchServer with cfg.
+func startBenchServerConfig(b *testing.B, req *heraldv1.PublishRequest, cfg bridge.Config) *heraldtest.Server {
+	b.Helper()
+	srv := heraldtest.Start(b, heraldtest.Options{Config: cfg})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := heraldv1.NewPublisherServiceClient(srv.Conn).Publish(ctx, req); err != nil {
@@ -100,6 +110,26 @@ func BenchmarkPublishStream(b *testing.B) {
 				b.Fatalf("%d publishes refused", st.errs)
 			}
 		})
+	}
+}
+
+// BenchmarkPublishStreamTraced is BenchmarkPublishStream's "chat" with
+// tracing on: every publish sampled, its spans (publish, validate, append,
+// and the hub's delivery span) batched to an exporter that drops them.
+func BenchmarkPublishStreamTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	st := &benchStream{ctx: context.Background(), req: benchChatRequest(b, "bench.t00000", false)}
+	pub := startBenchServerConfig(b, st.req, bridge.Config{TracerProvider: tp}).Publisher()
+	b.ReportAllocs()
+	b.ResetTimer()
+	st.n = b.N
+	if err := pub.PublishStream(st); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if st.errs > 0 {
+		b.Fatalf("%d publishes refused", st.errs)
 	}
 }
 

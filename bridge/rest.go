@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -124,7 +125,11 @@ func (f *restFront) authorizeTopic(w http.ResponseWriter, r *http.Request) (*htt
 		f.fail(w, r, err)
 		return nil, false
 	}
-	return r.WithContext(context.WithValue(r.Context(), accessKey{}, restAccess{access: a, topic: topic})), true
+	ctx := context.WithValue(r.Context(), accessKey{}, restAccess{access: a, topic: topic})
+	if f.pub.tracer != nil {
+		ctx = f.pub.tracer.fromHeaders(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	return r.WithContext(ctx), true
 }
 
 // registerSchemas serves POST /v1/schemas: the caller must hold a schemas

@@ -19,6 +19,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -64,6 +65,9 @@ type Config struct {
 	Schemas heraldv1.SchemaServiceServer
 	// Logger receives the server's logs (default: slog.Default()).
 	Logger *slog.Logger
+	// TracerProvider, when set, traces publishes and deliveries
+	// (trace.go); nil: tracing is off and costs nothing.
+	TracerProvider trace.TracerProvider
 	// MaxEventBytes limits an event's size: payload, topic, type,
 	// attributes and idempotency key together (default 1 MiB).
 	MaxEventBytes int
@@ -332,6 +336,7 @@ func New(cfg Config) (*Server, error) {
 		s.schemas = &schemaService{inner: cfg.Schemas, auth: cfg.Auth}
 	}
 	s.admin = &adminService{auth: cfg.Auth, hub: s.hub, presence: s.presence, broker: cfg.Broker}
+	s.metrics.watchServer(s.ready.Load, cfg.Broker, cfg.MaxConnections)
 	s.pub = &publisher{
 		broker:        cfg.Broker,
 		types:         cfg.Types,
@@ -343,7 +348,10 @@ func New(cfg Config) (*Server, error) {
 		auth:          cfg.Auth,
 		limiter:       newPublishLimiter(cfg.PublishRate, cfg.PublishBurst),
 		presence:      s.presence,
+		tracer:        newTracer(cfg.TracerProvider),
+		log:           s.log,
 	}
+	s.hub.tracer = s.pub.tracer
 
 	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10)}
 	if cfg.GRPCTLS != nil {

@@ -129,12 +129,19 @@ type shard struct {
 	all map[*subscriber]struct{}
 
 	qmu     sync.Mutex // guards the fields below
-	pending []item
-	spare   []item
+	pending []shardItem
+	spare   []shardItem
 	running bool // a goroutine is draining pending: the one drainer
 	wake    chan struct{}
 
 	touched []*subscriber // the drainer's scratch
+}
+
+// A shardItem is an item offered to a shard, with the delivery span it
+// counts towards (nil: none).
+type shardItem struct {
+	item
+	dt *deliveryTrace
 }
 
 func newShard(h *Hub) *shard {
@@ -163,8 +170,10 @@ func (sh *shard) remove(s *subscriber) {
 // offer queues it to the shard if any of its subscribers want it, and
 // writes it at once in the calling goroutine when the shard is idle and
 // the event has few subscribers here; otherwise the shard's goroutine
-// writes it. Items are written in the order offered.
-func (sh *shard) offer(it item) {
+// writes it. Items are written in the order offered. It reports whether
+// it took the item; if so, and dt is not nil, the shard counts what it
+// writes of the event towards dt and calls dt.done once.
+func (sh *shard) offer(it item, dt *deliveryTrace) bool {
 	sh.mu.RLock()
 	n := len(sh.all)
 	if it.kind == itemEvent {
@@ -172,24 +181,25 @@ func (sh *shard) offer(it item) {
 	}
 	sh.mu.RUnlock()
 	if n == 0 {
-		return
+		return false
 	}
 	sh.qmu.Lock()
-	sh.pending = append(sh.pending, it)
+	sh.pending = append(sh.pending, shardItem{it, dt})
 	if sh.running {
 		sh.qmu.Unlock()
-		return
+		return true
 	}
 	sh.running = true
 	sh.qmu.Unlock()
 	if n <= inlineMax {
 		sh.drain()
-		return
+		return true
 	}
 	select {
 	case sh.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // run is the shard's goroutine: it drains what offer hands it.
@@ -276,27 +286,34 @@ func (sh *shard) admit(s *subscriber, it item) bool {
 // written to each subscriber in turn; several are gathered per subscriber
 // and written with one write each, as a subscriber's goroutine coalesces
 // its queue when it is behind.
-func (sh *shard) write(batch []item) {
+func (sh *shard) write(batch []shardItem) {
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	delivered := 0
 	if len(batch) == 1 {
-		it := batch[0]
+		it, n := batch[0].item, 0
 		sh.each(it, func(s *subscriber) {
 			s.d.mu.Lock()
 			if sh.admit(s, it) {
-				sh.writeLocked(s, sh.frameFor(s, it), true)
+				f := sh.frameFor(s, it)
+				sh.writeLocked(s, f, true)
 				if it.kind == itemEvent {
 					delivered++
+					n += len(f)
 				}
 			}
 			s.d.mu.Unlock()
 		})
 		sh.hub.metrics.delivered.Add(float64(delivered))
+		if dt := batch[0].dt; dt != nil {
+			dt.add(delivered, n)
+			dt.done()
+		}
 		return
 	}
 
-	for _, it := range batch {
+	for _, b := range batch {
+		it, subs, n := b.item, 0, 0
 		sh.each(it, func(s *subscriber) {
 			d := s.d
 			d.mu.Lock()
@@ -304,9 +321,11 @@ func (sh *shard) write(batch []item) {
 				if len(d.out) == 0 {
 					sh.touched = append(sh.touched, s)
 				}
-				d.out = append(d.out, sh.frameFor(s, it)...)
+				f := sh.frameFor(s, it)
+				d.out = append(d.out, f...)
 				if it.kind == itemEvent {
-					delivered++
+					subs++
+					n += len(f)
 				}
 				if len(d.out) >= coalesceMax {
 					// Only this drainer makes a subscriber lag, so it
@@ -317,6 +336,12 @@ func (sh *shard) write(batch []item) {
 			}
 			d.mu.Unlock()
 		})
+		delivered += subs
+		if b.dt != nil {
+			// Counted as gathered; written just below.
+			b.dt.add(subs, n)
+			b.dt.done()
+		}
 	}
 	for i, s := range sh.touched {
 		d := s.d

@@ -15,12 +15,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
+	"github.com/heraldhq/herald/internal/tracing"
 	"github.com/heraldhq/herald/internal/web"
 )
 
@@ -36,7 +38,8 @@ NATS JetStream or Redis Streams shared by every node of a cluster:
                        GET /   the live demo page, with --demo only
   gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream, DeleteTopicState), herald.v1.SubscriberService,
                        herald.v1.SchemaService, herald.v1.AdminService, grpc.health.v1.Health, server reflection
-SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.`
+SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.
+Tracing is off unless OTEL_TRACES_EXPORTER=otlp; the standard OTEL_* variables configure it (docs/operations.md).`
 
 // serveConfig holds the settings of `herald serve`, one field per flag.
 type serveConfig struct {
@@ -284,8 +287,9 @@ type node struct {
 	httpLn  net.Listener
 	grpcLn  net.Listener
 	tls     bool
-	metrics *sideListener // --metrics-addr, or nil
-	debug   *sideListener // --debug-addr, or nil
+	metrics *sideListener            // --metrics-addr, or nil
+	debug   *sideListener            // --debug-addr, or nil
+	tracing *sdktrace.TracerProvider // OTEL_TRACES_EXPORTER=otlp, or nil
 }
 
 // wire builds the node from validated settings: it reads the key and schema
@@ -297,7 +301,15 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if err != nil {
 		return nil, err
 	}
-	n := &node{c: c, log: log}
+	// Tracing is configured by the standard OTEL_* variables only.
+	tp, err := tracing.FromEnv(ctx, buildVersion().module, log)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if tp != nil {
+		log = slog.New(tracing.LogHandler(log.Handler()))
+	}
+	n := &node{c: c, log: log, tracing: tp}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -339,6 +351,9 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	}
 	if c.demo {
 		cfg.Pages = web.Pages()
+	}
+	if tp != nil {
+		cfg.TracerProvider = tp
 	}
 	cfg.BodyReadTimeout, cfg.IdleTimeout, cfg.MaxBodyMemory = c.bodyReadTimeout, c.idleTimeout, c.maxBodyMemory
 	cfg.TypeURLPrefixes, cfg.MaxSubscribesPerConn = c.typeURLPrefixes, c.maxSubscribesPerConn
@@ -385,6 +400,14 @@ func (n *node) close() {
 	n.debug.close()
 	if n.broker != nil {
 		n.broker.Close()
+	}
+	if n.tracing != nil {
+		// Export the spans still buffered, as long as a shutdown may take.
+		ctx, cancel := context.WithTimeout(context.Background(), n.c.shutdownTimeout)
+		defer cancel()
+		if err := n.tracing.Shutdown(ctx); err != nil {
+			n.log.Warn("tracing: exporting the last spans failed", "err", err)
+		}
 	}
 }
 

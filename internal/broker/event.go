@@ -37,6 +37,14 @@ type Event struct {
 	// bookkeeping, not part of the event: Size does not count it, and
 	// delivered and replayed events carry none.
 	Fingerprint string
+	// TraceParent and TraceState are the W3C trace context of the publish
+	// that produced the event (the values of the traceparent and
+	// tracestate headers), empty when the publishing node does not trace.
+	// A node that delivers the event continues that trace. Brokers store
+	// them with the event and return them with it, delivered or replayed;
+	// Size does not count them.
+	TraceParent string
+	TraceState  string
 
 	// Seq is the event's position in the broker's log, set by the broker:
 	// unique and increasing in publish order across all topics of one

@@ -109,11 +109,25 @@ type node struct {
 
 func startNode(t *testing.T, name string, args ...string) *node {
 	t.Helper()
-	return startNodeWith(t, name, append([]string{"--dev"}, args...)...)
+	return startNodeEnv(t, name, nil, args...)
+}
+
+// startNodeEnv starts a node in --dev mode with env added to the test's
+// environment.
+func startNodeEnv(t *testing.T, name string, env []string, args ...string) *node {
+	t.Helper()
+	return startNodeProcess(t, name, env, append([]string{"--dev"}, args...)...)
 }
 
 // startNodeWith starts a node with args and no --dev of its own.
 func startNodeWith(t *testing.T, name string, args ...string) *node {
+	t.Helper()
+	return startNodeProcess(t, name, nil, args...)
+}
+
+// startNodeProcess starts a herald serve process with args, and env added
+// to the test's environment.
+func startNodeProcess(t *testing.T, name string, env []string, args ...string) *node {
 	t.Helper()
 	// The nodes publish chat.v1.ChatMessage, an example schema that only
 	// --demo compiles in.
@@ -122,6 +136,9 @@ func startNodeWith(t *testing.T, name string, args ...string) *node {
 		"--log-format", "json", "--heartbeat", "500ms", "--broker-timeout", "1s", "--broker-prefix", "cluster",
 		"--descriptors", chat}, args...)
 	cmd := exec.Command(buildHerald(t), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...) // the last of a duplicate wins
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

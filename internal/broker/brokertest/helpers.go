@@ -126,15 +126,21 @@ func subscribe(tb testing.TB, ctx context.Context, b broker.Broker) *recorder {
 }
 
 // newEvent returns an event whose payload and attributes tell it apart
-// from every other event of the check.
+// from every other event of the check. Every odd one carries a trace
+// context, as from a node that traces, and every even one none.
 func newEvent(topic string, i int) *broker.Event {
-	return &broker.Event{
+	ev := &broker.Event{
 		Topic:      topic,
 		Type:       "test.ping",
 		TypeURL:    "type.googleapis.com/herald.test.v1.Ping",
 		Payload:    []byte(topic + "/" + strconv.Itoa(i)),
 		Attributes: map[string]string{"n": strconv.Itoa(i), "topic": topic},
 	}
+	if i%2 == 1 {
+		ev.TraceParent = fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)
+		ev.TraceState = "t=" + strconv.Itoa(i)
+	}
+	return ev
 }
 
 // clone copies what the publisher set on ev. Publish takes ownership of
@@ -147,6 +153,8 @@ func clone(ev *broker.Event) *broker.Event {
 		Payload:        bytes.Clone(ev.Payload),
 		Attributes:     maps.Clone(ev.Attributes),
 		IdempotencyKey: ev.IdempotencyKey,
+		TraceParent:    ev.TraceParent,
+		TraceState:     ev.TraceState,
 	}
 }
 
@@ -203,7 +211,8 @@ func parsePatterns(tb testing.TB, patterns []string) []broker.Pattern {
 const timeSkew = time.Millisecond
 
 // checkEvents fails tb unless got holds the events of want, in that order,
-// with their Seq, Time and publisher-set fields intact, and no Fingerprint.
+// with their Seq, Time, publisher-set fields and trace context intact, and
+// no Fingerprint.
 func checkEvents(tb testing.TB, what string, got, want []*broker.Event) {
 	tb.Helper()
 	if len(got) != len(want) {
@@ -235,6 +244,8 @@ func diffEvent(got, want *broker.Event) string {
 		return fmt.Sprintf("Payload differs (%d bytes, want %d)%s", len(got.Payload), len(want.Payload), firstDiff(got.Payload, want.Payload))
 	case !maps.Equal(got.Attributes, want.Attributes): // nil and empty are equal
 		return fmt.Sprintf("Attributes %v, want %v", got.Attributes, want.Attributes)
+	case got.TraceParent != want.TraceParent || got.TraceState != want.TraceState:
+		return fmt.Sprintf("trace context %q, %q; want %q, %q", got.TraceParent, got.TraceState, want.TraceParent, want.TraceState)
 	case got.Time.Sub(want.Time).Abs() > timeSkew:
 		return fmt.Sprintf("Time %v, want %v (as Publish set it)", got.Time, want.Time)
 	}

@@ -9,6 +9,8 @@
 //	4 payload     bytes
 //	5 attribute   message { 1 key string, 2 value string }, repeated
 //	6 time        int64, Unix nanoseconds, when the broker accepted the event
+//	7 traceparent string, the W3C trace context of the publish (Event.TraceParent)
+//	8 tracestate  string (Event.TraceState)
 //
 // The broker's own metadata (Seq, idempotency bookkeeping) lives beside the
 // bytes, in the backend's headers or fields. Unknown fields are skipped, so
@@ -26,12 +28,14 @@ import (
 )
 
 const (
-	fieldTopic     protowire.Number = 1
-	fieldType      protowire.Number = 2
-	fieldTypeURL   protowire.Number = 3
-	fieldPayload   protowire.Number = 4
-	fieldAttribute protowire.Number = 5
-	fieldTime      protowire.Number = 6
+	fieldTopic       protowire.Number = 1
+	fieldType        protowire.Number = 2
+	fieldTypeURL     protowire.Number = 3
+	fieldPayload     protowire.Number = 4
+	fieldAttribute   protowire.Number = 5
+	fieldTime        protowire.Number = 6
+	fieldTraceParent protowire.Number = 7
+	fieldTraceState  protowire.Number = 8
 
 	fieldKey   protowire.Number = 1
 	fieldValue protowire.Number = 2
@@ -43,7 +47,8 @@ var ErrMalformed = errors.New("wire: malformed event")
 // Size returns the length of ev's encoding.
 func Size(ev *broker.Event) int {
 	n := sizeBytes(fieldTopic, len(ev.Topic)) + sizeBytes(fieldType, len(ev.Type)) +
-		sizeBytes(fieldTypeURL, len(ev.TypeURL)) + sizeBytes(fieldPayload, len(ev.Payload))
+		sizeBytes(fieldTypeURL, len(ev.TypeURL)) + sizeBytes(fieldPayload, len(ev.Payload)) +
+		sizeBytes(fieldTraceParent, len(ev.TraceParent)) + sizeBytes(fieldTraceState, len(ev.TraceState))
 	if !ev.Time.IsZero() {
 		n += protowire.SizeTag(fieldTime) + protowire.SizeVarint(uint64(ev.Time.UnixNano()))
 	}
@@ -65,7 +70,7 @@ func attrSize(k, v string) int {
 }
 
 // Append appends the encoding of ev's topic, type, type URL, payload,
-// attributes and time (when set) to dst.
+// attributes, time and trace context (when set) to dst.
 func Append(dst []byte, ev *broker.Event) []byte {
 	dst = appendString(dst, fieldTopic, ev.Topic)
 	dst = appendString(dst, fieldType, ev.Type)
@@ -82,11 +87,12 @@ func Append(dst []byte, ev *broker.Event) []byte {
 		dst = protowire.AppendTag(dst, fieldValue, protowire.BytesType)
 		dst = protowire.AppendString(dst, v)
 	}
-	if ev.Time.IsZero() {
-		return dst
+	if !ev.Time.IsZero() {
+		dst = protowire.AppendTag(dst, fieldTime, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(ev.Time.UnixNano()))
 	}
-	dst = protowire.AppendTag(dst, fieldTime, protowire.VarintType)
-	return protowire.AppendVarint(dst, uint64(ev.Time.UnixNano()))
+	dst = appendString(dst, fieldTraceParent, ev.TraceParent)
+	return appendString(dst, fieldTraceState, ev.TraceState)
 }
 
 func appendString(dst []byte, num protowire.Number, s string) []byte {
@@ -115,7 +121,7 @@ func Decode(b []byte) (*broker.Event, error) {
 			}
 			ev.Time = time.Unix(0, int64(v))
 			b = b[n:]
-		case typ == protowire.BytesType && num >= fieldTopic && num <= fieldAttribute:
+		case typ == protowire.BytesType && (num >= fieldTopic && num <= fieldAttribute || num == fieldTraceParent || num == fieldTraceState):
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(n))
@@ -139,6 +145,10 @@ func Decode(b []byte) (*broker.Event, error) {
 					ev.Attributes = make(map[string]string)
 				}
 				ev.Attributes[k] = val
+			case fieldTraceParent:
+				ev.TraceParent = string(v)
+			case fieldTraceState:
+				ev.TraceState = string(v)
 			}
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)

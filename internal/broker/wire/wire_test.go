@@ -16,6 +16,8 @@ func TestRoundTrip(t *testing.T) {
 			Payload: []byte{0, 1, 2, 0xff}, Attributes: map[string]string{"a": "b", "empty": "", "nl": "x\ny", "ü": "✉"},
 			Time: time.Unix(1700000000, 123456789)},
 		{Topic: "t", Time: time.Unix(0, 1)},
+		{Topic: "traced", Type: "x", Payload: []byte("p"), Time: time.Unix(1700000000, 7),
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "vendor=a,other=b"},
 		// The marker of a deleted topic: no TypeURL, no payload.
 		{Topic: "game.eu.1", Type: broker.DeletedType, Time: time.Unix(1700000000, 5)},
 		{},
@@ -29,9 +31,29 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("Decode: %v", err)
 		}
 		if got.Topic != ev.Topic || got.Type != ev.Type || got.TypeURL != ev.TypeURL || !bytes.Equal(got.Payload, ev.Payload) ||
-			!maps.Equal(got.Attributes, ev.Attributes) || !got.Time.Equal(ev.Time) {
+			!maps.Equal(got.Attributes, ev.Attributes) || !got.Time.Equal(ev.Time) ||
+			got.TraceParent != ev.TraceParent || got.TraceState != ev.TraceState {
 			t.Errorf("round trip of %+v gave %+v", ev, got)
 		}
+	}
+}
+
+// TestDecodeWithoutTraceContext: an event stored before the trace context
+// was carried (fields 1-6 only, bytes as an older node wrote them) decodes
+// with none.
+func TestDecodeWithoutTraceContext(t *testing.T) {
+	old := []byte{0x0a, 1, 'a', 0x12, 1, 'x', 0x22, 1, 'p', 0x30, 5}
+	got, err := wire.Decode(old)
+	if err != nil || got.Topic != "a" || got.Type != "x" || string(got.Payload) != "p" || got.Time.UnixNano() != 5 {
+		t.Fatalf("Decode(old encoding) = %+v, %v", got, err)
+	}
+	if got.TraceParent != "" || got.TraceState != "" {
+		t.Errorf("an event stored without trace context decoded with %q, %q", got.TraceParent, got.TraceState)
+	}
+	// The other way round, an encoding without trace context is the old
+	// one byte for byte, so that older nodes read what newer ones write.
+	if b := wire.Append(nil, &broker.Event{Topic: "a", Type: "x", Payload: []byte("p"), Time: time.Unix(0, 5)}); string(b) != string(old) {
+		t.Errorf("Append without trace context = %x, want %x", b, old)
 	}
 }
 
@@ -66,7 +88,8 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding a decoded event does not decode: %v", err)
 		}
 		if again.Topic != ev.Topic || again.Type != ev.Type || again.TypeURL != ev.TypeURL || !bytes.Equal(again.Payload, ev.Payload) ||
-			!maps.Equal(again.Attributes, ev.Attributes) || !again.Time.Equal(ev.Time) {
+			!maps.Equal(again.Attributes, ev.Attributes) || !again.Time.Equal(ev.Time) ||
+			again.TraceParent != ev.TraceParent || again.TraceState != ev.TraceState {
 			t.Fatalf("not stable: %+v then %+v", ev, again)
 		}
 	})
