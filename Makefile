@@ -54,6 +54,8 @@ run: ## Run Herald with the demo stream on the embedded broker (http://localhost
 .PHONY: test
 test: ## Run all tests with the race detector (e2e/ drives Chromium and Node: see docs/sse-checklist.md; deploy/, a module of its own, builds the image with podman)
 	@bash e2e/check-clients.sh
+	@# The chart's tests (cmd/herald, deploy/) run helm: build it first, outside the tests' timeout.
+	$(TOOL) helm version --short
 	$(GO) test -race -shuffle=on -timeout 15m ./...
 	cd deploy && $(GO) test -race -shuffle=on -timeout 15m ./...
 
