@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -268,5 +269,32 @@ func TestHelmChartRefusesBadValues(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("helm template --set %s: %v, want an error saying %q\n%s", tc.set, err, tc.want, out)
 		}
+	}
+}
+
+// TestOperationsDocPrintsTheExample: the 3-node JetStream values that
+// docs/operations.md prints are the file the tests render.
+func TestOperationsDocPrintsTheExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	if !ok {
+		t.Fatal("docs/operations.md prints no yaml block")
+	}
+	raw, err := os.ReadFile(filepath.Join(chart, "ci/jetstream-3.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			values = append(values, line)
+		}
+	}
+	if want := strings.Join(values, "\n"); block != want {
+		t.Errorf("docs/operations.md prints\n%s\nbut %s/ci/jetstream-3.yaml holds\n%s", block, chart, want)
 	}
 }
