@@ -36,7 +36,7 @@ IMAGE_SOURCE ?= https://github.com/heraldhq/herald
 CA_CERTS     ?= /etc/ssl/certs/ca-certificates.crt
 
 .PHONY: image
-image: ## Build the container image $(IMAGE) with podman, offline (flags: IMAGE=name:tag VERSION=...)
+image: ## Build the container image with podman, offline (flags: IMAGE=herald:dev VERSION=... PODMAN=podman)
 	@command -v $(PODMAN) >/dev/null || { echo "make image needs podman (apt-get install podman)"; exit 1; }
 	@test -r $(CA_CERTS) || { echo "make image needs $(CA_CERTS) (apt-get install ca-certificates)"; exit 1; }
 	rm -rf bin/image && mkdir -p bin/image
