@@ -16,8 +16,8 @@ import (
 // ExecStart's binary path pointed at one that exists: verify checks it),
 // failing on any complaint, as verify exits 0 after warnings such as an
 // unknown or misspelt key; and asks systemd-analyze security for the
-// unit's exposure. Without systemd-analyze it skips, loudly: CI runs where
-// the systemd package is installed (.ci/run sets HERALD_REQUIRE_SYSTEMD=1, which turns the skip into a failure).
+// unit's exposure. Without systemd-analyze it skips, loudly; with
+// HERALD_REQUIRE_SYSTEMD=1 (CI) it fails instead.
 func TestSystemdUnitVerifies(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
