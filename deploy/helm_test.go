@@ -105,6 +105,7 @@ func TestHelmChart(t *testing.T) {
 	}{
 		{"defaults", nil, 1, "memory", false},
 		{"jetstream-3", []string{filepath.Join(chart, "ci/jetstream-3.yaml")}, 3, "nats", true},
+		{"redis-3", []string{filepath.Join(chart, "ci/redis-3.yaml")}, 3, "redis", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := render(t, tc.values...)
@@ -139,8 +140,11 @@ func TestHelmChart(t *testing.T) {
 					t.Errorf("Ingress annotations %v: want proxy-buffering off and a 3600 s read timeout for SSE", a)
 				}
 			}
-			if tc.broker == "nats" {
+			switch tc.broker {
+			case "nats":
 				checkSecrets(t, r, settings)
+			case "redis":
+				checkPasswordEnv(t, r, "HERALD_REDIS_PASSWORD", "herald-redis")
 			}
 		})
 	}
@@ -243,15 +247,18 @@ func checkSecrets(t *testing.T, r rendered, settings map[string]any) {
 	if !found {
 		t.Errorf("auth-hs256-secret-file %s is not the herald-auth Secret's hs256.key", keyFile)
 	}
-	password := false
-	for _, e := range c.Env {
-		if e.Name == "HERALD_NATS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == "herald-nats" {
-			password = true
+	checkPasswordEnv(t, r, "HERALD_NATS_PASSWORD", "herald-nats")
+}
+
+// checkPasswordEnv: the variable comes from the Secret.
+func checkPasswordEnv(t *testing.T, r rendered, name, secret string) {
+	t.Helper()
+	for _, e := range r.deployment.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == secret {
+			return
 		}
 	}
-	if !password {
-		t.Errorf("no HERALD_NATS_PASSWORD from the herald-nats Secret: %+v", c.Env)
-	}
+	t.Errorf("no %s from the %s Secret: %+v", name, secret, r.deployment.Spec.Template.Spec.Containers[0].Env)
 }
 
 // TestHelmChartRefusesBadValues: values the chart cannot honour fail

@@ -87,7 +87,7 @@ func TestSystemdUnitRunsValidServe(t *testing.T) {
 // the Deployment's arguments as herald serve does: an unknown key, a bad
 // value or an invalid combination fails here.
 func TestHelmChartRunsValidServe(t *testing.T) {
-	for _, values := range []string{"", "../../deploy/helm/herald/ci/jetstream-3.yaml"} {
+	for _, values := range []string{"", "../../deploy/helm/herald/ci/jetstream-3.yaml", "../../deploy/helm/herald/ci/redis-3.yaml"} {
 		name := "defaults"
 		if values != "" {
 			name = filepath.Base(values)
@@ -174,8 +174,15 @@ func TestHelmChartRunsValidServe(t *testing.T) {
 			if grace <= preStop+c.shutdownTimeout {
 				t.Errorf("terminationGracePeriodSeconds %v does not exceed the preStop sleep %v plus --shutdown-timeout %v", grace, preStop, c.shutdownTimeout)
 			}
-			if values != "" && (c.broker.kind != "nats" || c.broker.natsReplicas != 3 || c.security.hmacSecrets == nil) {
-				t.Errorf("the JetStream example: broker %s, %d replicas, HS256 key files %v", c.broker.kind, c.broker.natsReplicas, c.security.hmacSecrets)
+			switch name {
+			case "jetstream-3.yaml":
+				if c.broker.kind != "nats" || c.broker.natsReplicas != 3 || c.broker.natsPassword != "from-a-secret" || c.security.hmacSecrets == nil {
+					t.Errorf("the JetStream example: broker %s, %d replicas, HS256 key files %v", c.broker.kind, c.broker.natsReplicas, c.security.hmacSecrets)
+				}
+			case "redis-3.yaml":
+				if c.broker.kind != "redis" || c.broker.redisPass != "from-a-secret" || c.broker.startTimeout != 5*time.Minute || c.security.jwksURL == "" {
+					t.Errorf("the Redis example: broker %s, start timeout %v, JWKS URL %q", c.broker.kind, c.broker.startTimeout, c.security.jwksURL)
+				}
 			}
 		})
 	}
