@@ -43,6 +43,9 @@ func TestHealth(t *testing.T) {
 	ln.Close()
 	waitingAddr, _, _ := startWaiting(t, herald(t, context.Background(), "serve", "--dev", "--http-addr", "127.0.0.1:0",
 		"--grpc-addr", "127.0.0.1:0", "--log-format", "json", "--broker", "redis", "--redis-url", "redis://"+nowhere))
+	waitingTLSAddr, _, _ := startWaiting(t, herald(t, context.Background(), "serve", "--dev", "--http-addr", "127.0.0.1:0",
+		"--grpc-addr", "127.0.0.1:0", "--log-format", "json", "--broker", "nats", "--nats-url", "nats://"+nowhere,
+		"--tls-cert", certFile, "--tls-key", keyFile))
 	_, port, _ := net.SplitHostPort(plainAddr)
 
 	for _, tc := range []struct {
@@ -61,6 +64,8 @@ func TestHealth(t *testing.T) {
 		{"tls on plain", []string{"--http-addr", plainAddr, "--tls"}, 1, "the node does not speak TLS"},
 		{"waiting for the broker", []string{"--http-addr", waitingAddr}, 1, "503 Service Unavailable: not ready: waiting for the broker (redis)"},
 		{"waiting for the broker, alive", []string{"--http-addr", waitingAddr, "--live"}, 0, "/healthz: ok"},
+		{"waiting for the broker, over TLS", []string{"--http-addr", waitingTLSAddr, "--tls-ca", certFile}, 1, "503 Service Unavailable: not ready: waiting for the broker (nats)"},
+		{"waiting for the broker over TLS, alive", []string{"--http-addr", waitingTLSAddr, "--tls-ca", certFile, "--live"}, 0, "https://" + waitingTLSAddr + "/healthz: ok"},
 		{"no node", []string{"--http-addr", nowhere}, 1, "connection refused"},
 		{"bad address", []string{"--http-addr", "8080"}, 2, `--http-addr "8080": want host:port or :port`},
 	} {

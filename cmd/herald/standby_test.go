@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -226,4 +227,83 @@ func TestServeBrokerStartTimeout(t *testing.T) {
 			t.Fatalf("herald serve after SIGTERM while waiting for its broker: %v, want a clean exit", err)
 		}
 	})
+}
+
+// TestGateHandsOverHeldConnections: a connection that the standby's
+// listener accepted as it closed goes to the next server, not lost.
+func TestGateHandsOverHeldConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	g := &gate{Listener: ln}
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	// Closed while Accept takes the connection: the race that Close's
+	// deadline cannot prevent.
+	g.closed.Store(true)
+	if c, err := g.Accept(); c != nil || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept on a closed gate: %v, %v; want net.ErrClosed", c, err)
+	}
+	next := g.reopen()
+	held, err := next.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(held, buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("the held connection is not the client's: %v %q", err, buf)
+	}
+	// Then new connections, from the socket.
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := next.Accept()
+	if err != nil {
+		t.Fatalf("Accept after the held connections: %v", err)
+	}
+	c.Close()
+}
+
+// TestGateCloseWakesAccept: closing the gate ends a blocked Accept and
+// leaves the socket open for the next server.
+func TestGateCloseWakesAccept(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	g := &gate{Listener: ln}
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.Accept()
+		done <- err
+	}()
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a blocked Accept after Close: %v, want net.ErrClosed", err)
+	}
+	next := g.reopen()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := next.Accept()
+	if err != nil {
+		t.Fatalf("the socket after the gate closed: %v", err)
+	}
+	c.Close()
 }
