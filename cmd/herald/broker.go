@@ -19,6 +19,7 @@ type brokerFlags struct {
 	kind         string
 	maxBytes     int64
 	timeout      time.Duration
+	startTimeout time.Duration
 	prefix       string
 	tlsCA        string
 	tlsCert      string
@@ -40,6 +41,7 @@ func (f *brokerFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kind, "broker", "memory", "where events live: memory (this node only, lost on restart), nats (a NATS JetStream stream shared by every node) or redis (Redis Streams shared by every node)")
 	fs.Int64Var(&f.maxBytes, "max-retained-bytes", memory.DefaultMaxBytes, "bytes of history the memory broker keeps across all topics; beyond it the oldest events go first, and clients resuming from before them get herald.gap (memory)")
 	fs.DurationVar(&f.timeout, "broker-timeout", jetstream.DefaultTimeout, "longest one call to NATS or Redis may take; beyond it a publish fails with UNAVAILABLE (nats, redis)")
+	fs.DurationVar(&f.startTimeout, "broker-start-timeout", 0, "how long serve waits at start for an unreachable broker, serving /healthz (200) and /readyz (503) meanwhile, before it gives up and exits non-zero; 0 waits forever (nats, redis)")
 	fs.StringVar(&f.prefix, "broker-prefix", "herald", "names Herald's stream (NATS: stream HERALD, subjects herald.ev.>) or keys (Redis: {herald}:...); nodes of one cluster share it (nats, redis)")
 	fs.StringVar(&f.tlsCA, "broker-tls-ca", "", "PEM file of the CAs that sign the broker's certificate; any --broker-tls-* flag turns TLS on (nats, redis; or use rediss://)")
 	fs.StringVar(&f.tlsCert, "broker-tls-cert", "", "PEM client certificate for brokers that verify clients; needs --broker-tls-key")
@@ -75,6 +77,9 @@ func (f *brokerFlags) validate() error {
 	}
 	if f.timeout <= 0 {
 		return fmt.Errorf("serve: --broker-timeout must be positive, got %v", f.timeout)
+	}
+	if f.startTimeout < 0 {
+		return fmt.Errorf("serve: --broker-start-timeout must be 0 (wait forever) or positive, got %v", f.startTimeout)
 	}
 	return nil
 }

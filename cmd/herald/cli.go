@@ -79,7 +79,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(flagError)
 	root.SetVersionTemplate("{{.Version}}")
 	root.Flags().BoolP("version", "v", false, "print the version (as herald version does)")
-	root.AddCommand(newServeCmd(), newPublishCmd(), newTailCmd(), newSchemasCmd(), newTokenCmd(), newRevokeCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newTailCmd(), newSchemasCmd(), newTokenCmd(), newRevokeCmd(), newHealthCmd(), newVersionCmd())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return applySettings(cmd) }
 	// What cobra would add when executing, added now so that the checks
 	// below see the whole tree.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,6 +39,8 @@ NATS JetStream or Redis Streams shared by every node of a cluster:
                        GET /   the live demo page, with --demo only
   gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream, DeleteTopicState), herald.v1.SubscriberService,
                        herald.v1.SchemaService, herald.v1.AdminService, grpc.health.v1.Health, server reflection
+With --broker nats|redis the node starts before its broker if need be: it waits for it, serving
+/healthz (200) and /readyz (503), up to --broker-start-timeout (0: for ever).
 SIGTERM or SIGINT shuts down gracefully within --shutdown-timeout.
 Tracing is off unless OTEL_TRACES_EXPORTER=otlp; the standard OTEL_* variables configure it (docs/operations.md).`
 
@@ -140,6 +143,9 @@ func newServeCmd() *cobra.Command {
 // serve wires the node from validated settings and runs it until ctx ends.
 func (c *serveConfig) serve(ctx context.Context, stderr io.Writer) error {
 	n, err := c.wire(ctx, stderr)
+	if errors.Is(err, errStoppedWaiting) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -290,12 +296,15 @@ type node struct {
 	metrics *sideListener            // --metrics-addr, or nil
 	debug   *sideListener            // --debug-addr, or nil
 	tracing *sdktrace.TracerProvider // OTEL_TRACES_EXPORTER=otlp, or nil
+	standby *standby                 // serving httpLn and grpcLn until the broker connects, or nil
 }
 
-// wire builds the node from validated settings: it reads the key and schema
-// files, connects to the broker and opens the listeners. ctx bounds the
-// broker, the schema watch and the JWKS refreshes, so it must live as long
-// as the node.
+// wire builds the node from validated settings: it reads the key files,
+// opens the listeners, connects to the broker (a networked one with a
+// standby serving health checks until it answers) and reads the schemas.
+// ctx bounds the broker, the schema watch and the JWKS refreshes, so it
+// must live as long as the node; ending it while the broker is awaited
+// makes wire return errStoppedWaiting.
 func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err error) {
 	log, err := newLogger(stderr, c.logLevel, c.logFormat)
 	if err != nil {
@@ -325,21 +334,7 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	}
 	n.tls = tlsConfig != nil
 
-	if n.broker, err = c.broker.open(ctx, c.retentionEvents, c.retentionAge, c.idempotencyWindow, log); err != nil {
-		return nil, err
-	}
-	typeOpts := schema.Options{Store: n.broker, Descriptors: c.descriptors, Logger: log}
-	c.schemaPush.apply(&typeOpts)
-	if c.demo {
-		typeOpts.Compiled = demo.Files()
-	}
-	if n.types, err = schema.New(ctx, typeOpts); err != nil {
-		return nil, err
-	}
 	cfg := bridge.Config{
-		Broker:            n.broker,
-		Types:             n.types,
-		Schemas:           schema.NewService(n.types),
 		Logger:            log,
 		MaxEventBytes:     c.maxEventBytes,
 		HeartbeatInterval: c.heartbeat,
@@ -369,9 +364,9 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if err := c.security.apply(ctx, &cfg, addrs, log); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if n.srv, err = bridge.New(cfg); err != nil {
-		return nil, err
-	}
+	// The listeners open before the broker connects: a networked broker
+	// may come up after the node (a rollout that starts both), and the
+	// node answers health checks while it waits.
 	if n.httpLn, err = net.Listen("tcp", httpAddr); err != nil {
 		return nil, fmt.Errorf("listening for HTTP: %w", err)
 	}
@@ -384,12 +379,39 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 	if n.debug, err = listenSide("debug-addr", debugAddr); err != nil {
 		return nil, err
 	}
+	if c.broker.kind != "memory" {
+		n.standby = startStandby(n.httpLn, n.grpcLn, tlsConfig, cfg.GRPCTLS, c.broker.kind)
+		log.Info("herald waiting for the broker", "http", n.httpLn.Addr().String(), "grpc", n.grpcLn.Addr().String(),
+			"broker", c.broker.kind, "start_timeout", c.broker.startTimeout)
+	}
+	if n.broker, err = c.connectBroker(ctx, log); err != nil {
+		return nil, err
+	}
+	typeOpts := schema.Options{Store: n.broker, Descriptors: c.descriptors, Logger: log}
+	c.schemaPush.apply(&typeOpts)
+	if c.demo {
+		typeOpts.Compiled = demo.Files()
+	}
+	if n.types, err = schema.New(ctx, typeOpts); err != nil {
+		return nil, err
+	}
+	cfg.Broker, cfg.Types, cfg.Schemas = n.broker, n.types, schema.NewService(n.types)
+	if n.srv, err = bridge.New(cfg); err != nil {
+		return nil, err
+	}
+	if n.standby != nil {
+		n.httpLn, n.grpcLn = n.standby.stop()
+		n.standby = nil
+	}
 	return n, nil
 }
 
 // close releases what wire acquired. Listeners that Serve took over are
 // already closed by then; closing them again is harmless.
 func (n *node) close() {
+	if n.standby != nil {
+		n.standby.stop()
+	}
 	if n.httpLn != nil {
 		n.httpLn.Close()
 	}

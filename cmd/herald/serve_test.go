@@ -38,6 +38,7 @@ func TestServeValidate(t *testing.T) {
 		{[]string{"--tls-cert", "cert.pem"}, "--tls-cert and --tls-key go together"},
 		{[]string{"--broker", "kafka"}, `--broker is "kafka"; want memory, nats or redis`},
 		{[]string{"--broker-timeout", "0s"}, "--broker-timeout must be positive"},
+		{[]string{"--broker-start-timeout", "-1s"}, "--broker-start-timeout must be 0 (wait forever) or positive"},
 		{[]string{"--grpc-tls-key", "key.pem"}, "--grpc-tls-cert and --grpc-tls-key go together"},
 		{[]string{"--grpc-client-ca", "ca.pem"}, "--grpc-client-ca needs --grpc-tls-cert and --grpc-tls-key"},
 		{[]string{"--trusted-proxies", "proxy.internal"}, `--trusted-proxies "proxy.internal": want an address or a CIDR`},

@@ -14,6 +14,13 @@ import (
 // GOFLAGS may hold).
 const unknown = "unknown"
 
+// releaseVersion and releaseRevision, when set at link time (make image:
+// -ldflags "-X main.releaseVersion=v1.2.3 -X main.releaseRevision=..."),
+// are printed instead of the module's version, which a build of a
+// checkout knows only as a pseudo-version, and instead of a VCS revision
+// the build did not record (GOFLAGS=-buildvcs=false, a git worktree).
+var releaseVersion, releaseRevision string
+
 // version is what a build of herald knows of itself.
 type version struct {
 	module, revision, time, goVersion string
@@ -29,6 +36,12 @@ func buildVersion() version {
 	}
 	if info.Main.Version != "" {
 		v.module = info.Main.Version // (devel) for a build of a checkout
+	}
+	if releaseVersion != "" {
+		v.module = releaseVersion
+	}
+	if releaseRevision != "" {
+		v.revision = releaseRevision
 	}
 	v.goVersion = info.GoVersion
 	for _, s := range info.Settings {
