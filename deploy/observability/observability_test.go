@@ -291,7 +291,7 @@ func readDashboard(t *testing.T) (exprs, where []string) {
 func checkRunbook(t *testing.T, alerts map[string]bool) {
 	t.Helper()
 	var doc []byte
-	for _, f := range []string{"../../docs/operations.md", "../../docs/operations-alerts.md"} {
+	for _, f := range []string{"../../docs/operations.md"} {
 		b, err := os.ReadFile(f)
 		if err == nil {
 			doc = append(doc, b...)
