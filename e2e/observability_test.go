@@ -1,6 +1,7 @@
-// Package observability holds the Grafana dashboard and the Prometheus
-// alerting rules for Herald; its test checks them against a running server.
-package observability
+package e2e
+
+// The Grafana dashboard and the Prometheus alerting rules of
+// deploy/observability, checked against a running server.
 
 import (
 	"bytes"
@@ -201,7 +202,7 @@ func scrape(t *testing.T, srv *heraldtest.Server) (names map[string]bool, values
 
 func readRules(t *testing.T) ruleFile {
 	t.Helper()
-	b, err := os.ReadFile("herald-alerts.yaml")
+	b, err := os.ReadFile("../deploy/observability/herald-alerts.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "
 // belongs to.
 func readDashboard(t *testing.T) (exprs, where []string) {
 	t.Helper()
-	b, err := os.ReadFile("herald-dashboard.json")
+	b, err := os.ReadFile("../deploy/observability/herald-dashboard.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +292,7 @@ func readDashboard(t *testing.T) (exprs, where []string) {
 func checkRunbook(t *testing.T, alerts map[string]bool) {
 	t.Helper()
 	var doc []byte
-	for _, f := range []string{"../../docs/operations.md"} {
+	for _, f := range []string{"../docs/operations.md"} {
 		b, err := os.ReadFile(f)
 		if err == nil {
 			doc = append(doc, b...)
