@@ -81,7 +81,13 @@ func (c *serveConfig) connectBroker(ctx context.Context, log *slog.Logger) (back
 			log.Info("stopped before the broker was reached", "broker", f.kind)
 			return nil, errStoppedWaiting
 		case <-attemptCtx.Done():
+			// Without --broker-start-timeout attemptCtx is ctx, and this
+			// case is as ready as the one above: a signal is not a timeout.
 			t.Stop()
+			if ctx.Err() != nil {
+				log.Info("stopped before the broker was reached", "broker", f.kind)
+				return nil, errStoppedWaiting
+			}
 			return nil, startTimeoutError(f, err)
 		case <-t.C:
 		}
