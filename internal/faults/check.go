@@ -269,3 +269,38 @@ func Check(rec Record, rules Rules) Report {
 	}
 	return r
 }
+
+// Table renders the report as a Markdown table of its figures, as
+// RELIABILITY.md shows them.
+func (r *Report) Table() string {
+	dur := func(d time.Duration) string {
+		if d < 0 {
+			return "—"
+		}
+		return d.Round(10 * time.Millisecond).String()
+	}
+	rows := [][2]string{
+		{"events published", fmt.Sprint(r.Published)},
+		{"acknowledged", fmt.Sprint(r.Acknowledged)},
+		{"publish calls (refused, unanswered)", fmt.Sprintf("%d (%d, %d)", r.Attempts, r.Refused, r.NoAnswer)},
+		{"deliveries expected / made", fmt.Sprintf("%d / %d", r.Expected, r.Delivered)},
+		{"lost (acknowledged, unsignalled)", fmt.Sprint(r.Lost)},
+		{"lost, signalled by herald.gap", fmt.Sprint(r.LostSignalled)},
+		{"duplicated", fmt.Sprint(r.Duplicated)},
+		{"out of order", fmt.Sprint(r.OutOfOrder)},
+		{"never published / wrong id", fmt.Sprint(r.Phantom)},
+		{"read though unacknowledged", fmt.Sprint(r.Unacked)},
+		{"herald.gap events", fmt.Sprint(r.Gaps)},
+		{"refusals off the documented codes / too slow", fmt.Sprintf("%d / %d", r.BadRefusals, r.SlowRefusals)},
+		{"slowest refusal", dur(r.SlowestRefusal)},
+		{"fault → first fast refusal", dur(r.FailFast)},
+		{"heal → first publish acknowledged", dur(r.Recovery)},
+		{"heal → every subscriber caught up", dur(r.CatchUp)},
+	}
+	var b strings.Builder
+	b.WriteString("| figure | value |\n|---|---|\n")
+	for _, row := range rows {
+		fmt.Fprintf(&b, "| %s | %s |\n", row[0], row[1])
+	}
+	return b.String()
+}
