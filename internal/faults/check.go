@@ -37,6 +37,7 @@ type Report struct {
 	Phantom       int // events read that were never published, or under an id other than the acknowledged one
 	Unacked       int // events read whose publish was never acknowledged (allowed: the answer was lost)
 	Gaps          int // herald.gap events read
+	Resumes       int // streams subscribers opened again, with Last-Event-ID
 
 	BadRefusals    int           // refusals with a code not in Rules.RefusalCodes
 	SlowRefusals   int           // refusals slower than Rules.MaxRefusal
@@ -155,6 +156,9 @@ func Check(rec Record, rules Rules) Report {
 		}
 	}
 
+	for _, n := range rec.Connections {
+		r.Resumes += max(0, n-1)
+	}
 	bySub := make(map[string][]Delivery)
 	for _, d := range rec.Deliveries {
 		bySub[d.Sub] = append(bySub[d.Sub], d)
@@ -291,6 +295,7 @@ func (r *Report) Table() string {
 		{"never published / wrong id", fmt.Sprint(r.Phantom)},
 		{"read though unacknowledged", fmt.Sprint(r.Unacked)},
 		{"herald.gap events", fmt.Sprint(r.Gaps)},
+		{"subscriber resumes (Last-Event-ID)", fmt.Sprint(r.Resumes)},
 		{"refusals off the documented codes / too slow", fmt.Sprintf("%d / %d", r.BadRefusals, r.SlowRefusals)},
 		{"slowest refusal", dur(r.SlowestRefusal)},
 		{"fault → first fast refusal", dur(r.FailFast)},

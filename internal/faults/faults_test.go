@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // jetStreamCluster starts the NATS cluster and three herald nodes on it,
@@ -23,7 +25,7 @@ func jetStreamCluster(t *testing.T) (*natsCluster, *cluster) {
 // its subscribers and publishers still reaching it, then healed.
 func TestFaultNodePartitionedFromBroker(t *testing.T) {
 	_, c := jetStreamCluster(t)
-	w := startWorkload(t, c, nil)
+	w := startWorkload(t, c, options{})
 	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the fault")
 
 	w.h.Fault(0)
@@ -47,7 +49,7 @@ func TestFaultNodePartitionedFromBroker(t *testing.T) {
 // stale.
 func TestFaultNodeFrozen(t *testing.T) {
 	_, c := jetStreamCluster(t)
-	w := startWorkload(t, c, nil)
+	w := startWorkload(t, c, options{})
 	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the fault")
 
 	frozen := c.nodes[1]
@@ -61,5 +63,67 @@ func TestFaultNodeFrozen(t *testing.T) {
 	r := w.finish("h2 frozen (SIGSTOP) for 20 s")
 	if r.Recovery < 0 {
 		t.Errorf("h2 acknowledged no publish after SIGCONT")
+	}
+}
+
+// Fault 3: a bad last mile between one node and its subscribers: 200 ms
+// of latency each way and 64 KiB/s downstream for 20 s, with every
+// connection reset every 5 s meanwhile (toxiproxy, in process: this
+// kernel has no netem).
+func TestFaultBadLastMile(t *testing.T) {
+	_, c := jetStreamCluster(t)
+	px := newToxiproxy(t)
+	mile := px.proxy(t, "h3-http", clientHost.ip+":18080", c.nodes[2].httpURL[len("http://"):])
+	// Events of 0.6 KiB: at the pace of the publishers, the subscribers to
+	// every topic need about 90 KiB/s, more than they get.
+	w := startWorkload(t, c, options{via: map[int]string{2: "http://" + clientHost.ip + ":18080"}, pad: 512})
+	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the fault")
+
+	w.h.Fault(2)
+	mile.toxic(t, "latency-down", `{"type":"latency","stream":"downstream","attributes":{"latency":200}}`)
+	mile.toxic(t, "latency-up", `{"type":"latency","stream":"upstream","attributes":{"latency":200}}`)
+	mile.toxic(t, "bandwidth", `{"type":"bandwidth","stream":"downstream","attributes":{"rate":64}}`)
+	for range 4 {
+		hold(5 * time.Second)
+		mile.reset(t)
+	}
+	mile.clear(t)
+	w.h.Heal()
+
+	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the last mile healed")
+	w.finish("h3's subscribers behind 200 ms, 64 KiB/s and resets for 20 s")
+}
+
+// Fault 4: Redis killed and restarted without persistence: its data is
+// gone. As docs/deployment.md says, the nodes refuse the new log
+// ("broker log was reset") until restarted; then subscribers resuming
+// with old ids get herald.gap, and every event acknowledged but lost with
+// Redis's memory must be covered by one.
+func TestFaultRedisLosesData(t *testing.T) {
+	needTopology(t)
+	redis := startRedis(t)
+	c := startCluster(t, "--broker", "redis", "--redis-url", "redis://"+redisHost.ip+":6379/0")
+	w := startWorkload(t, c, options{})
+	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the fault")
+
+	w.h.Fault(-1)
+	redis.kill()
+	startRedis(t)
+	for _, n := range c.nodes {
+		poll.Until(t, 30*time.Second, n.name+` to log "broker log was reset"`, func() bool {
+			return n.logs.Count(`broker log was reset`) > 0
+		})
+	}
+	for _, n := range c.nodes { // what an operator does, as the log asks
+		n.signal(t, syscall.SIGTERM)
+		<-n.exited
+		n.start(t)
+	}
+	w.h.Heal()
+
+	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the nodes restarted")
+	r := w.finish("Redis restarted empty, then the nodes")
+	if r.Gaps == 0 {
+		t.Errorf("no subscriber was told of the lost history with herald.gap")
 	}
 }

@@ -22,6 +22,7 @@
 package faults
 
 import (
+	"maps"
 	"sync"
 	"time"
 )
@@ -101,9 +102,21 @@ type History struct {
 	subscribers []Subscriber
 	attempts    []Attempt
 	deliveries  []Delivery
+	connections map[string]int
 	faultAt     time.Time
 	healAt      time.Time
 	faultNode   int
+}
+
+// Connected records that a subscriber opened a stream: its first, or a
+// resume.
+func (h *History) Connected(sub string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.connections == nil {
+		h.connections = make(map[string]int)
+	}
+	h.connections[sub]++
 }
 
 // AddSubscriber records a subscriber that is reading from s.Since on.
@@ -150,6 +163,7 @@ func (h *History) Snapshot() Record {
 		Subscribers: append([]Subscriber(nil), h.subscribers...),
 		Attempts:    append([]Attempt(nil), h.attempts...),
 		Deliveries:  append([]Delivery(nil), h.deliveries...),
+		Connections: maps.Clone(h.connections),
 		FaultAt:     h.faultAt,
 		HealAt:      h.healAt,
 		FaultNode:   h.faultNode,
@@ -161,6 +175,7 @@ type Record struct {
 	Subscribers []Subscriber
 	Attempts    []Attempt
 	Deliveries  []Delivery
+	Connections map[string]int // streams each subscriber opened that Herald answered with 200
 	FaultAt     time.Time // zero when no fault was injected
 	HealAt      time.Time // zero when the fault was not healed
 	FaultNode   int       // the node the fault was against, or -1

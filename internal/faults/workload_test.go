@@ -60,7 +60,7 @@ type workload struct {
 	subs    []*subscriber
 	rest    *http.Client
 	began   time.Time
-	counter sync.Mutex
+	opts    options
 }
 
 // subscriber reads one SSE stream from one node for the whole run,
@@ -86,18 +86,23 @@ func (s *subscriber) count() int {
 	return s.read
 }
 
-// startWorkload subscribes on every node (through via[i] instead of node
-// i's own address when given), waits until every subscriber is subscribed,
-// and starts publishing.
-func startWorkload(t *testing.T, c *cluster, via map[int]string) *workload {
+// options vary the workload.
+type options struct {
+	via map[int]string // node i's subscribers connect to via[i] (a proxy) instead of the node
+	pad int            // bytes of padding in every event (its author field)
+}
+
+// startWorkload subscribes on every node, waits until every subscriber is
+// subscribed, and starts publishing.
+func startWorkload(t *testing.T, c *cluster, opts options) *workload {
 	t.Helper()
-	w := &workload{t: t, c: c, h: &History{}, stop: make(chan struct{}), began: time.Now(),
+	w := &workload{t: t, c: c, h: &History{}, opts: opts, stop: make(chan struct{}), began: time.Now(),
 		rest: &http.Client{Timeout: callTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	t.Cleanup(w.halt)
 	for i, n := range c.nodes {
 		base := n.httpURL
-		if v, ok := via[i]; ok {
+		if v, ok := opts.via[i]; ok {
 			base = v
 		}
 		all := make([]string, len(rooms))
@@ -152,6 +157,7 @@ func (w *workload) subscribe(s *subscriber) {
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			if resp.StatusCode == http.StatusOK {
+				w.h.Connected(s.name)
 				s.once.Do(func() { close(s.ready) })
 				w.readStream(s, conn, resp)
 			}
@@ -203,7 +209,7 @@ func (w *workload) publish(topic string, first int) {
 			return
 		case <-pace.C:
 		}
-		payload, _ := anypb.New(&chatv1.ChatMessage{Room: room, Text: strconv.Itoa(n)})
+		payload, _ := anypb.New(&chatv1.ChatMessage{Room: room, Text: strconv.Itoa(n), Author: strings.Repeat("x", w.opts.pad)})
 		key := fmt.Sprintf("%s-%d", room, n)
 		node := (first + n) % len(w.c.nodes)
 		for try := 0; ; try++ {
