@@ -176,7 +176,7 @@ type Record struct {
 	Attempts    []Attempt
 	Deliveries  []Delivery
 	Connections map[string]int // streams each subscriber opened that Herald answered with 200
-	FaultAt     time.Time // zero when no fault was injected
-	HealAt      time.Time // zero when the fault was not healed
-	FaultNode   int       // the node the fault was against, or -1
+	FaultAt     time.Time      // zero when no fault was injected
+	HealAt      time.Time      // zero when the fault was not healed
+	FaultNode   int            // the node the fault was against, or -1
 }

@@ -44,8 +44,8 @@ func allHosts() []host {
 
 // Environment that passes the outer process's findings to the inner one.
 const (
-	envPrefix  = "HERALD_FAULTS_NETNS"  // the namespaces' prefix, set in the inner process
-	envBin     = "HERALD_FAULTS_BIN"    // directory of the built herald and nats-server
+	envPrefix  = "HERALD_FAULTS_NETNS"   // the namespaces' prefix, set in the inner process
+	envBin     = "HERALD_FAULTS_BIN"     // directory of the built herald and nats-server
 	envMissing = "HERALD_FAULTS_MISSING" // why the topology cannot be built here
 	// RequireEnv turns a missing prerequisite from a skip into a failure
 	// (CI sets it).

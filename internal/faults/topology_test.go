@@ -244,4 +244,3 @@ func heal(t *testing.T, h host) {
 		t.Fatal(err)
 	}
 }
-

@@ -49,18 +49,18 @@ var checkRules = Rules{RefusalCodes: []string{codes.Unavailable.String(), "503"}
 // workload runs the publishers and subscribers of one test against a
 // cluster and records them in a History.
 type workload struct {
-	t       *testing.T
-	c       *cluster
-	h       *History
-	ctx     context.Context
-	cancel  context.CancelFunc
-	stop    chan struct{}
-	pubWG   sync.WaitGroup
-	subWG   sync.WaitGroup
-	subs    []*subscriber
-	rest    *http.Client
-	began   time.Time
-	opts    options
+	t      *testing.T
+	c      *cluster
+	h      *History
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{}
+	pubWG  sync.WaitGroup
+	subWG  sync.WaitGroup
+	subs   []*subscriber
+	rest   *http.Client
+	began  time.Time
+	opts   options
 }
 
 // subscriber reads one SSE stream from one node for the whole run,
