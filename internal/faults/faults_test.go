@@ -3,10 +3,16 @@
 package faults
 
 import (
+	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/internal/poll"
 )
@@ -125,5 +131,129 @@ func TestFaultRedisLosesData(t *testing.T) {
 	r := w.finish("Redis restarted empty, then the nodes")
 	if r.Gaps == 0 {
 		t.Errorf("no subscriber was told of the lost history with herald.gap")
+	}
+}
+
+// streamLeader returns the index of the NATS server that leads Herald's
+// event stream.
+func streamLeader(t *testing.T, nc *natsCluster) int {
+	t.Helper()
+	js, err := jetstream.New(nc.connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	poll.Until(t, 20*time.Second, "the stream FAULTS to have a leader", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, "FAULTS")
+		if err != nil {
+			return false
+		}
+		if info := s.CachedInfo(); info.Cluster != nil {
+			leader = info.Cluster.Leader
+		}
+		return leader != ""
+	})
+	for i, h := range natsHost {
+		if h.name == leader {
+			return i
+		}
+	}
+	t.Fatalf("the stream's leader %q is none of the servers", leader)
+	return -1
+}
+
+// Fault 2: the NATS server leading Herald's stream partitioned from every
+// other host for 10 s: the other two elect a new leader; nodes connected
+// to the lost server fail fast until they are back with it.
+func TestFaultStreamLeaderPartitioned(t *testing.T) {
+	nc, c := jetStreamCluster(t)
+	w := startWorkload(t, c, options{})
+	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the fault")
+
+	old := streamLeader(t, nc)
+	w.h.Fault(-1)
+	isolate(t, natsHost[old])
+	var elected int
+	poll.Until(t, 20*time.Second, "the others to elect a new stream leader", func() bool {
+		// Asked of the servers still reachable: the stream's info names
+		// the new leader once elected.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		others := &natsCluster{}
+		for i, u := range nc.urls {
+			if i != old {
+				others.urls = append(others.urls, u)
+			}
+		}
+		nconn, err := nats.Connect(strings.Join(others.urls, ","), nats.Timeout(time.Second))
+		if err != nil {
+			return false
+		}
+		defer nconn.Close()
+		js, _ := jetstream.New(nconn)
+		s, err := js.Stream(ctx, "FAULTS")
+		if err != nil || s.CachedInfo().Cluster == nil {
+			return false
+		}
+		l := s.CachedInfo().Cluster.Leader
+		for i, h := range natsHost {
+			if h.name == l && i != old {
+				elected = i
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("stream leader %s partitioned away; %s elected", natsHost[old].name, natsHost[elected].name)
+	hold(10 * time.Second)
+	heal(t, natsHost[old])
+	w.h.Heal()
+
+	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the heal")
+	w.finish("the stream leader partitioned away for 10 s")
+}
+
+// Fault 7: one node's connections to NATS, which go through toxiproxy,
+// reset (TCP RST) again and again for a minute: for 1.5 s in every 3 s,
+// every connection that carries data is reset, reconnections included.
+func TestFaultBrokerConnectionResets(t *testing.T) {
+	needTopology(t)
+	nc := startNATS(t, nil)
+	px := newToxiproxy(t)
+	var proxied []string
+	var links []*link
+	for i, u := range nc.urls {
+		listen := fmt.Sprintf("%s:%d", clientHost.ip, 14221+i)
+		links = append(links, px.proxy(t, "nats-"+natsHost[i].name, listen, strings.TrimPrefix(u, "nats://")))
+		proxied = append(proxied, "nats://"+listen)
+	}
+	c := startClusterWith(t, func(i int) []string {
+		urls := nc.urls
+		if i == 0 {
+			urls = proxied
+		}
+		return []string{"--broker", "nats", "--nats-url", strings.Join(urls, ","), "--nats-replicas", "3"}
+	})
+	w := startWorkload(t, c, options{})
+	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the fault")
+
+	w.h.Fault(0)
+	for end := time.Now().Add(time.Minute); time.Now().Before(end); {
+		var wg sync.WaitGroup
+		for _, l := range links {
+			wg.Go(func() { l.reset(t) })
+		}
+		wg.Wait()
+		hold(1500 * time.Millisecond)
+	}
+	w.h.Heal()
+
+	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the resets")
+	r := w.finish("h1's broker connections reset every 3 s for a minute")
+	t.Logf("h1 logged: %d × broker unavailable, %d × broker back", c.nodes[0].logs.Count(`"msg":"broker unavailable"`), c.nodes[0].logs.Count(`"msg":"broker back"`))
+	if r.Recovery < 0 {
+		t.Errorf("h1 acknowledged no publish after the resets ended")
 	}
 }

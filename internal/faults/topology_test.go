@@ -95,7 +95,10 @@ func startNATS(t *testing.T, dirs []string) *natsCluster {
 		c.procs = append(c.procs, start(t, h, "nats-"+h.name, binary("nats-server"),
 			"--server_name", h.name, "-a", h.ip, "-p", "4222", "--http_port", "8222",
 			"-js", "-sd", c.dirs[i], "--cluster_name", "herald-faults",
-			"--cluster", "nats://"+h.ip+":6222", "--routes", strings.Join(routes, ",")))
+			"--cluster", "nats://"+h.ip+":6222", "--routes", strings.Join(routes, ","),
+			// Clients keep to the URLs they were given (fault 7 gives one
+			// node proxies'), rather than learning the servers' own.
+			"--no_advertise=true"))
 		c.urls = append(c.urls, "nats://"+h.ip+":4222")
 	}
 	nc := c.connect(t)
@@ -155,6 +158,13 @@ type cluster struct {
 // startCluster starts three herald nodes with the backend flags given.
 func startCluster(t *testing.T, backend ...string) *cluster {
 	t.Helper()
+	return startClusterWith(t, func(int) []string { return backend })
+}
+
+// startClusterWith starts three herald nodes, node i with the backend
+// flags backend(i).
+func startClusterWith(t *testing.T, backend func(i int) []string) *cluster {
+	t.Helper()
 	dir := t.TempDir()
 	c := &cluster{secret: filepath.Join(dir, "secret"), chat: schematest.WriteSet(t, dir, "chat.binpb", schema.DescriptorSet(chatv1.File_chat_v1_chat_proto))}
 	key := make([]byte, 32)
@@ -172,7 +182,7 @@ func startCluster(t *testing.T, backend ...string) *cluster {
 		n.args = append([]string{"serve", "--http-addr", h.ip + ":8080", "--grpc-addr", n.grpcAddr,
 			"--auth-hs256-secret-file", c.secret, "--public-topics", "chat.>", "--descriptors", c.chat,
 			"--log-format", "json", "--heartbeat", "1s", "--broker-timeout", brokerTimeout.String(),
-			"--broker-prefix", "faults"}, backend...)
+			"--broker-prefix", "faults"}, backend(i)...)
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
@@ -235,6 +245,13 @@ func partition(t *testing.T, h host, from ...host) {
 	}
 	iptables(t, h, "-A", "OUTPUT", "-d", strings.Join(ips, ","), "-j", "DROP")
 	iptables(t, h, "-A", "INPUT", "-s", strings.Join(ips, ","), "-j", "DROP")
+}
+
+// isolate cuts h off from every other host.
+func isolate(t *testing.T, h host) {
+	t.Helper()
+	iptables(t, h, "-A", "OUTPUT", "-o", "eth0", "-j", "DROP")
+	iptables(t, h, "-A", "INPUT", "-i", "eth0", "-j", "DROP")
 }
 
 // heal removes every rule from h's namespace.
