@@ -5,6 +5,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -256,4 +257,68 @@ func TestFaultBrokerConnectionResets(t *testing.T) {
 	if r.Recovery < 0 {
 		t.Errorf("h1 acknowledged no publish after the resets ended")
 	}
+}
+
+// Fault 5: JetStream's store on a small file system that fills up: each
+// NATS server keeps its store on a 12 MiB tmpfs (while JetStream believes
+// it may use 1 GiB), and events of 4 KiB fill it. Once a server's is full
+// and publishes are refused, the disks stay full for 10 s, then grow to
+// 256 MiB. A NATS server that hit ENOSPC has disabled JetStream ("JetStream
+// out of resources, will be DISABLED") and takes it up again only when
+// restarted, so the heal is what an operator does: grow the volumes, then
+// restart the servers one at a time.
+func TestFaultBrokerDiskFull(t *testing.T) {
+	needTopology(t)
+	var dirs []string
+	for range natsHost {
+		d := t.TempDir()
+		if err := run("mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", d); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = run("umount", "-l", d) })
+		dirs = append(dirs, d)
+	}
+	nc := startNATS(t, dirs)
+	c := startCluster(t, "--broker", "nats", "--nats-url", strings.Join(nc.urls, ","), "--nats-replicas", "3")
+	w := startWorkload(t, c, options{pad: 4096})
+	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the disks fill")
+
+	free := func(dir string) int64 {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		return int64(st.Bavail) * st.Bsize
+	}
+	poll.Until(t, 90*time.Second, "a NATS server's store to fill up", func() bool {
+		return slices.ContainsFunc(dirs, func(d string) bool { return free(d) < 64<<10 })
+	})
+	w.h.Fault(-1)
+	poll.Until(t, 60*time.Second, "a publish to be refused", func() bool { return w.refusedSince(time.Time{}) })
+	hold(10 * time.Second)
+	for _, d := range dirs {
+		if err := run("mount", "-o", "remount,size=256m", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.h.Heal()
+	js, err := jetstream.New(nc.connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range nc.procs {
+		nc.restart(t, i)
+		poll.Until(t, 30*time.Second, natsHost[i].name+" to be ready again", func() bool { return nc.procs[i].logs.Count("Server is ready") > 0 })
+	}
+	poll.Until(t, 60*time.Second, "JetStream to answer after the restarts", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err == nil
+	})
+	w.h.Heal()
+
+	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the disks grew")
+	w.finish("the NATS servers' disks full")
+	t.Logf("h1 logged: %d × broker unavailable, %d × broker back", c.nodes[0].logs.Count(`"msg":"broker unavailable"`), c.nodes[0].logs.Count(`"msg":"broker back"`))
 }

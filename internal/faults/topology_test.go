@@ -53,7 +53,13 @@ func start(t *testing.T, h host, name, bin string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			lines := strings.Split(strings.TrimSpace(p.logs.String()), "\n")
+			t.Logf("%s's last log lines:\n%s", p.name, strings.Join(lines[max(0, len(lines)-12):], "\n"))
+		}
+	})
 	return p
 }
 
@@ -73,6 +79,7 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) {
 
 // natsCluster is three nats-server processes forming one JetStream cluster.
 type natsCluster struct {
+	args  [][]string // each server's flags
 	procs []*proc
 	urls  []string
 	dirs  []string // their stores
@@ -80,10 +87,16 @@ type natsCluster struct {
 
 // startNATS starts the cluster with each server's store in a directory of
 // dirs (fresh temporary directories when nil) and waits until JetStream has
-// a meta leader.
+// a meta leader. Each server takes the whole of 1 GiB for its store, so
+// that a smaller file system under it fills up before JetStream's own
+// limit is reached.
 func startNATS(t *testing.T, dirs []string) *natsCluster {
 	t.Helper()
 	c := &natsCluster{dirs: dirs}
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte("jetstream { max_file_store: 1GB, max_memory_store: 64MB }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var routes []string
 	for _, h := range natsHost {
 		routes = append(routes, "nats://"+h.ip+":6222")
@@ -92,13 +105,13 @@ func startNATS(t *testing.T, dirs []string) *natsCluster {
 		if c.dirs == nil || len(c.dirs) <= i {
 			c.dirs = append(c.dirs, t.TempDir())
 		}
-		c.procs = append(c.procs, start(t, h, "nats-"+h.name, binary("nats-server"),
-			"--server_name", h.name, "-a", h.ip, "-p", "4222", "--http_port", "8222",
+		c.args = append(c.args, []string{"-c", conf, "--server_name", h.name, "-a", h.ip, "-p", "4222", "--http_port", "8222",
 			"-js", "-sd", c.dirs[i], "--cluster_name", "herald-faults",
 			"--cluster", "nats://"+h.ip+":6222", "--routes", strings.Join(routes, ","),
 			// Clients keep to the URLs they were given (fault 7 gives one
 			// node proxies'), rather than learning the servers' own.
-			"--no_advertise=true"))
+			"--no_advertise=true"})
+		c.procs = append(c.procs, start(t, h, "nats-"+h.name, binary("nats-server"), c.args[i]...))
 		c.urls = append(c.urls, "nats://"+h.ip+":4222")
 	}
 	nc := c.connect(t)
@@ -113,6 +126,15 @@ func startNATS(t *testing.T, dirs []string) *natsCluster {
 		return err == nil
 	})
 	return c
+}
+
+// restart stops server i with SIGTERM and starts it again on the same
+// store.
+func (c *natsCluster) restart(t *testing.T, i int) {
+	t.Helper()
+	c.procs[i].signal(t, syscall.SIGTERM)
+	<-c.procs[i].exited
+	c.procs[i] = start(t, natsHost[i], "nats-"+natsHost[i].name, binary("nats-server"), c.args[i]...)
 }
 
 // connect returns a NATS connection to the cluster, closed at cleanup.

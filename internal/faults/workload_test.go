@@ -347,3 +347,27 @@ func (w *workload) finish(fault string) Report {
 
 // hold waits out a fault's duration: the fault is meant to last this long.
 func hold(d time.Duration) { <-time.After(d) }
+
+// refusedSince reports whether a publish was refused after since.
+func (w *workload) refusedSince(since time.Time) bool {
+	for _, a := range w.h.Snapshot().Attempts {
+		if a.Outcome == Refused && a.Start.After(since) {
+			return true
+		}
+	}
+	return false
+}
+
+// grepLines returns the lines of s that contain any of words, at most 30.
+func grepLines(s string, words ...string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		for _, w := range words {
+			if strings.Contains(line, w) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out[:min(len(out), 30)], "\n")
+}
