@@ -316,7 +316,6 @@ func TestFaultBrokerDiskFull(t *testing.T) {
 		_, err := js.AccountInfo(ctx)
 		return err == nil
 	})
-	w.h.Heal()
 
 	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the disks grew")
 	w.finish("the NATS servers' disks full")

@@ -107,7 +107,7 @@ func startNATS(t *testing.T, dirs []string) *natsCluster {
 		}
 		c.args = append(c.args, []string{"-c", conf, "--server_name", h.name, "-a", h.ip, "-p", "4222", "--http_port", "8222",
 			"-js", "-sd", c.dirs[i], "--cluster_name", "herald-faults",
-			"--cluster", "nats://"+h.ip+":6222", "--routes", strings.Join(routes, ","),
+			"--cluster", "nats://" + h.ip + ":6222", "--routes", strings.Join(routes, ","),
 			// Clients keep to the URLs they were given (fault 7 gives one
 			// node proxies'), rather than learning the servers' own.
 			"--no_advertise=true"})

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,7 +343,160 @@ func (w *workload) finish(fault string) Report {
 	if !r.OK() {
 		w.t.Errorf("%s: the history breaks Herald's guarantees: %+v", fault, r)
 	}
+	w.t.Logf("%s: the same history, broken as a bug would break it:\n%s", fault, mutants(w.t, w.h.Snapshot()))
 	return r
+}
+
+// A mutant is a recorded history changed the way a bug in Herald would
+// have changed it; the checker must fail every one.
+type mutant struct {
+	bug    string
+	mutate func(rec *Record) bool // false when the history offers nothing to break this way
+}
+
+// deliveryDuring returns the index of the first delivery to a subscriber
+// of an event whose publish started during the fault (or after it began,
+// when it was never healed), or -1.
+func deliveryDuring(rec *Record) int {
+	return deliveryDuringWhere(rec, func(int) bool { return true })
+}
+
+// midStream reports whether the subscriber read the events of the same
+// topic before and after delivery i on the same connection as i: no
+// resume, and so no herald.gap, came between them.
+func midStream(rec *Record, i int) bool {
+	d := rec.Deliveries[i]
+	same := func(j int) bool {
+		e := rec.Deliveries[j]
+		return e.Sub == d.Sub && e.Topic == d.Topic && e.Type != GapType
+	}
+	prev, next := -1, -1
+	for j := i - 1; j >= 0 && prev < 0; j-- {
+		if same(j) {
+			prev = j
+		}
+	}
+	for j := i + 1; j < len(rec.Deliveries) && next < 0; j++ {
+		if same(j) {
+			next = j
+		}
+	}
+	return prev >= 0 && next >= 0 && rec.Deliveries[prev].Conn == d.Conn && rec.Deliveries[next].Conn == d.Conn
+}
+
+// deliveryDuringWhere is deliveryDuring for the deliveries that also
+// satisfy ok.
+func deliveryDuringWhere(rec *Record, ok func(i int) bool) int {
+	first := make(map[eventKey]time.Time)
+	for _, a := range rec.Attempts {
+		k := eventKey{a.Topic, a.N}
+		if t, ok := first[k]; !ok || a.Start.Before(t) {
+			first[k] = a.Start
+		}
+	}
+	for i, d := range rec.Deliveries {
+		at, known := first[eventKey{d.Topic, d.N}]
+		if d.Type != GapType && known && !at.Before(rec.FaultAt) && (rec.HealAt.IsZero() || at.Before(rec.HealAt)) && ok(i) {
+			return i
+		}
+	}
+	return -1
+}
+
+var mutants_ = []mutant{
+	{"an event acknowledged during the fault is lost (acknowledged before the broker accepted it)", func(rec *Record) bool {
+		i := deliveryDuringWhere(rec, func(i int) bool { return midStream(rec, i) })
+		if i < 0 {
+			return false
+		}
+		k := eventKey{rec.Deliveries[i].Topic, rec.Deliveries[i].N}
+		rec.Deliveries = slices.DeleteFunc(rec.Deliveries, func(d Delivery) bool { return d.Type != GapType && (eventKey{d.Topic, d.N}) == k })
+		return true
+	}},
+	{"a resume replays one event too many (Last-Event-ID off by one)", func(rec *Record) bool {
+		i := deliveryDuring(rec)
+		if i < 0 {
+			return false
+		}
+		rec.Deliveries = slices.Insert(rec.Deliveries, i+1, rec.Deliveries[i])
+		return true
+	}},
+	{"two events of a topic delivered out of order", func(rec *Record) bool {
+		i := deliveryDuring(rec)
+		if i < 0 {
+			return false
+		}
+		for j := i + 1; j < len(rec.Deliveries); j++ {
+			if rec.Deliveries[j].Sub == rec.Deliveries[i].Sub && rec.Deliveries[j].Topic == rec.Deliveries[i].Topic {
+				rec.Deliveries[i], rec.Deliveries[j] = rec.Deliveries[j], rec.Deliveries[i]
+				return true
+			}
+		}
+		return false
+	}},
+	{"a subscriber's history lost silently (no herald.gap)", func(rec *Record) bool {
+		if slices.ContainsFunc(rec.Deliveries, func(d Delivery) bool { return d.Type == GapType }) {
+			// Where Herald signalled a loss, the bug is not signalling it.
+			rec.Deliveries = slices.DeleteFunc(rec.Deliveries, func(d Delivery) bool { return d.Type == GapType })
+		}
+		i := deliveryDuring(rec)
+		if i < 0 {
+			return false
+		}
+		sub := rec.Deliveries[i].Sub
+		n := 0
+		rec.Deliveries = slices.DeleteFunc(rec.Deliveries, func(d Delivery) bool {
+			if d.Sub == sub && n < 10 && d.At.After(rec.Deliveries[i].At.Add(-time.Nanosecond)) {
+				n++
+				return true
+			}
+			return false
+		})
+		return true
+	}},
+	{"a refusal with an undocumented code (INTERNAL)", func(rec *Record) bool {
+		for i, a := range rec.Attempts {
+			if a.Outcome == Refused {
+				rec.Attempts[i].Code = "Internal"
+				return true
+			}
+		}
+		return false
+	}},
+	{"a refusal that is slow (after the publisher's own timeout)", func(rec *Record) bool {
+		for i, a := range rec.Attempts {
+			if a.Outcome == Refused {
+				rec.Attempts[i].Latency = callTimeout
+				return true
+			}
+		}
+		return false
+	}},
+}
+
+// mutants applies each mutant to a copy of rec and fails t if the checker
+// passes one; it returns a Markdown list of what the checker said.
+func mutants(t *testing.T, rec Record) string {
+	t.Helper()
+	var b strings.Builder
+	for _, m := range mutants_ {
+		cp := rec
+		cp.Attempts = slices.Clone(rec.Attempts)
+		cp.Deliveries = slices.Clone(rec.Deliveries)
+		if !m.mutate(&cp) {
+			fmt.Fprintf(&b, "- %s: nothing in this history to break so\n", m.bug)
+			continue
+		}
+		r := Check(cp, checkRules)
+		if r.OK() {
+			t.Errorf("the checker passed the history with this bug: %s", m.bug)
+			fmt.Fprintf(&b, "- %s: NOT CAUGHT\n", m.bug)
+			continue
+		}
+		fmt.Fprintf(&b, "- %s: caught (lost %d, duplicated %d, out of order %d, bad refusals %d, slow refusals %d): %s\n",
+			m.bug, r.Lost, r.Duplicated, r.OutOfOrder, r.BadRefusals, r.SlowRefusals, r.Violations[0])
+	}
+	return b.String()
 }
 
 // hold waits out a fault's duration: the fault is meant to last this long.
