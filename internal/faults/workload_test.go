@@ -413,7 +413,7 @@ var mutants_ = []mutant{
 		rec.Deliveries = slices.DeleteFunc(rec.Deliveries, func(d Delivery) bool { return d.Type != GapType && (eventKey{d.Topic, d.N}) == k })
 		return true
 	}},
-	{"a resume replays one event too many (Last-Event-ID off by one)", func(rec *Record) bool {
+	{"an event delivered twice (a replay overlapping live events)", func(rec *Record) bool {
 		i := deliveryDuring(rec)
 		if i < 0 {
 			return false
