@@ -34,7 +34,7 @@ type Report struct {
 	LostSignalled int // expected pairs not delivered, with a herald.gap where they would have been
 	Duplicated    int // events a subscriber read more than once
 	OutOfOrder    int // events a subscriber read after a later event of the same topic
-	Phantom       int // events read that were never published, or under an id other than the acknowledged one
+	Phantom       int // events read that were never published, or under an id other than the acknowledged one; events acknowledged with another's id
 	Unacked       int // events read whose publish was never acknowledged (allowed: the answer was lost)
 	Gaps          int // herald.gap events read
 	Resumes       int // streams subscribers opened again, with Last-Event-ID
@@ -150,10 +150,29 @@ func Check(rec Record, rules Rules) Report {
 		}
 	}
 	r.Published = len(pubs)
-	for _, p := range pubs {
-		if p.acked {
-			r.Acknowledged++
+	keys := make([]eventKey, 0, len(pubs))
+	for k := range pubs {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].topic != keys[j].topic {
+			return keys[i].topic < keys[j].topic
 		}
+		return keys[i].n < keys[j].n
+	})
+	byID := make(map[string]eventKey)
+	for _, k := range keys {
+		p := pubs[k]
+		if !p.acked {
+			continue
+		}
+		r.Acknowledged++
+		if other, ok := byID[p.id]; ok {
+			r.Phantom++
+			r.violate("%v and %v were acknowledged with the same id %s", other, k, p.id)
+			continue
+		}
+		byID[p.id] = k
 	}
 
 	for _, n := range rec.Connections {

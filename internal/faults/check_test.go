@@ -126,6 +126,10 @@ func TestCheckDetectsViolations(t *testing.T) {
 		{"an event acknowledged twice under two ids", func(rec *Record) {
 			rec.Attempts = append(rec.Attempts, Attempt{Topic: "t1", N: 1, Node: 2, Start: t0, Outcome: Acked, ID: "e-other"})
 		}, func(r Report) int { return r.Phantom }, "acknowledged twice with different ids", 3}, // and each subscriber read it under the other id
+		{"two events acknowledged with one id", func(rec *Record) {
+			i := slices.IndexFunc(rec.Attempts, func(a Attempt) bool { return a.Topic == "t2" && a.N == 2 && a.Outcome == Acked })
+			rec.Attempts[i].ID = "e-t1-2"
+		}, func(r Report) int { return r.Phantom }, "t1#2 and t2#2 were acknowledged with the same id e-t1-2", 3}, // and each subscriber read t2#2 under its real id
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := clean()

@@ -230,7 +230,7 @@ func TestFaultBrokerConnectionResets(t *testing.T) {
 		links = append(links, px.proxy(t, "nats-"+natsHost[i].name, listen, strings.TrimPrefix(u, "nats://")))
 		proxied = append(proxied, "nats://"+listen)
 	}
-	c := startClusterWith(t, func(i int) []string {
+	c := startClusterWith(t, binary("herald"), func(i int) []string {
 		urls := nc.urls
 		if i == 0 {
 			urls = proxied
@@ -320,4 +320,30 @@ func TestFaultBrokerDiskFull(t *testing.T) {
 	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the disks grew")
 	w.finish("the NATS servers' disks full")
 	t.Logf("h1 logged: %d × broker unavailable, %d × broker back", c.nodes[0].logs.Count(`"msg":"broker unavailable"`), c.nodes[0].logs.Count(`"msg":"broker back"`))
+}
+
+// The suite catches a broken Herald: fault 1 against nodes built with
+// -tags faultbug (cmd/herald/faultbug.go), which acknowledge a publish
+// that the broker refused. The checker must find the events that
+// publishers were told were accepted and that no subscriber read.
+func TestFaultCatchesAckWithoutBroker(t *testing.T) {
+	needTopology(t)
+	nc := startNATS(t, nil)
+	c := startClusterWith(t, binary("herald-faultbug"), func(int) []string {
+		return []string{"--broker", "nats", "--nats-url", strings.Join(nc.urls, ","), "--nats-replicas", "3"}
+	})
+	w := startWorkload(t, c, options{})
+	w.readMore(50, 30*time.Second, "every subscriber to read 50 events before the fault")
+
+	w.h.Fault(0)
+	partition(t, heraldHost[0], natsHost...)
+	hold(10 * time.Second)
+	heal(t, heraldHost[0])
+	w.h.Heal()
+
+	w.readMore(100, 60*time.Second, "every subscriber to read 100 more events after the heal")
+	r := w.check("a broken build (acknowledges what the broker refused), h1 partitioned from the broker for 10 s", 15*time.Second)
+	if r.OK() || r.Lost+r.Phantom == 0 {
+		t.Errorf("the checker passed a Herald that acknowledges events the broker refused: %+v", r)
+	}
 }

@@ -108,12 +108,16 @@ func outer(m *testing.M) int {
 	if err != nil {
 		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	for name, pkg := range map[string]string{
-		"herald":      "github.com/heraldhq/herald/cmd/herald",
-		"nats-server": "github.com/nats-io/nats-server/v2",
+	for _, b := range []struct{ name, tags, pkg string }{
+		{"herald", "", "github.com/heraldhq/herald/cmd/herald"},
+		// A deliberately broken Herald (cmd/herald/faultbug.go) that the
+		// checker must catch.
+		{"herald-faultbug", "faultbug", "github.com/heraldhq/herald/cmd/herald"},
+		{"nats-server", "", "github.com/nats-io/nats-server/v2"},
 	} {
-		if out, err := exec.Command(goTool, "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
+		out, err := exec.Command(goTool, "build", "-tags", b.tags, "-o", filepath.Join(dir, b.name), b.pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "go build -tags %q %s: %v\n%s", b.tags, b.pkg, err, out)
 			return 1
 		}
 	}

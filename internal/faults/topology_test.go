@@ -163,6 +163,7 @@ type heraldNode struct {
 	*proc
 	index    int
 	host     host
+	bin      string
 	args     []string
 	httpURL  string // http://ip:8080
 	grpcAddr string
@@ -180,12 +181,12 @@ type cluster struct {
 // startCluster starts three herald nodes with the backend flags given.
 func startCluster(t *testing.T, backend ...string) *cluster {
 	t.Helper()
-	return startClusterWith(t, func(int) []string { return backend })
+	return startClusterWith(t, binary("herald"), func(int) []string { return backend })
 }
 
-// startClusterWith starts three herald nodes, node i with the backend
-// flags backend(i).
-func startClusterWith(t *testing.T, backend func(i int) []string) *cluster {
+// startClusterWith starts three herald nodes of the binary bin, node i
+// with the backend flags backend(i).
+func startClusterWith(t *testing.T, bin string, backend func(i int) []string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	c := &cluster{secret: filepath.Join(dir, "secret"), chat: schematest.WriteSet(t, dir, "chat.binpb", schema.DescriptorSet(chatv1.File_chat_v1_chat_proto))}
@@ -200,7 +201,7 @@ func startClusterWith(t *testing.T, backend func(i int) []string) *cluster {
 	}
 	c.token = strings.TrimSpace(string(out))
 	for i, h := range heraldHost {
-		n := &heraldNode{index: i, host: h, httpURL: "http://" + h.ip + ":8080", grpcAddr: h.ip + ":9090"}
+		n := &heraldNode{index: i, host: h, bin: bin, httpURL: "http://" + h.ip + ":8080", grpcAddr: h.ip + ":9090"}
 		n.args = append([]string{"serve", "--http-addr", h.ip + ":8080", "--grpc-addr", n.grpcAddr,
 			"--auth-hs256-secret-file", c.secret, "--public-topics", "chat.>", "--descriptors", c.chat,
 			"--log-format", "json", "--heartbeat", "1s", "--broker-timeout", brokerTimeout.String(),
@@ -216,7 +217,7 @@ func startClusterWith(t *testing.T, backend func(i int) []string) *cluster {
 // start starts the node's process (again) and waits until it listens.
 func (n *heraldNode) start(t *testing.T) {
 	t.Helper()
-	n.proc = start(t, n.host, fmt.Sprintf("herald-%s", n.host.name), binary("herald"), n.args...)
+	n.proc = start(t, n.host, fmt.Sprintf("herald-%s", n.host.name), n.bin, n.args...)
 	poll.Until(t, 30*time.Second, n.name+" to listen", func() bool {
 		select {
 		case <-n.exited:

@@ -324,19 +324,11 @@ func (w *workload) acked() int {
 
 // finish stops the publishers, waits until the subscribers have read every
 // acknowledged event (or a herald.gap stands for it), stops them, checks
-// the history and logs the report.
+// the history, logs the report, fails the test on any violation, and
+// checks that the checker fails the history broken as bugs would break it.
 func (w *workload) finish(fault string) Report {
 	w.t.Helper()
-	close(w.stop)
-	w.pubWG.Wait()
-	_ = poll.Wait(drainDeadline, "every subscriber to read every acknowledged event", func() bool {
-		r := Check(w.h.Snapshot(), checkRules)
-		return r.Lost == 0
-	})
-	w.cancel()
-	w.subWG.Wait()
-	r := Check(w.h.Snapshot(), checkRules)
-	w.t.Logf("%s: took %v\n%s", fault, time.Since(w.began).Round(time.Second), r.Table())
+	r := w.check(fault, drainDeadline)
 	for _, v := range r.Violations {
 		w.t.Errorf("violation: %s", v)
 	}
@@ -344,6 +336,27 @@ func (w *workload) finish(fault string) Report {
 		w.t.Errorf("%s: the history breaks Herald's guarantees: %+v", fault, r)
 	}
 	w.t.Logf("%s: the same history, broken as a bug would break it:\n%s", fault, mutants(w.t, w.h.Snapshot()))
+	return r
+}
+
+// check is finish without the verdict: it stops the workload once the
+// subscribers are done (or drain has passed), and returns and logs the
+// report.
+func (w *workload) check(fault string, drain time.Duration) Report {
+	w.t.Helper()
+	close(w.stop)
+	w.pubWG.Wait()
+	_ = poll.Wait(drain, "every subscriber to read every acknowledged event", func() bool {
+		r := Check(w.h.Snapshot(), checkRules)
+		return r.Lost == 0
+	})
+	w.cancel()
+	w.subWG.Wait()
+	r := Check(w.h.Snapshot(), checkRules)
+	w.t.Logf("%s: took %v\n%s", fault, time.Since(w.began).Round(time.Second), r.Table())
+	for i, v := range r.Violations {
+		w.t.Logf("violation %d: %s", i+1, v)
+	}
 	return r
 }
 
