@@ -47,7 +47,7 @@ const (
 	envPrefix  = "HERALD_FAULTS_NETNS"   // the namespaces' prefix, set in the inner process
 	envBin     = "HERALD_FAULTS_BIN"     // directory of the built herald and nats-server
 	envMissing = "HERALD_FAULTS_MISSING" // why the topology cannot be built here
-	// RequireEnv turns a missing prerequisite from a skip into a failure
+	// requireEnv turns a missing prerequisite from a skip into a failure
 	// (CI sets it).
 	requireEnv = "HERALD_REQUIRE_NETNS"
 )
@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run()) // inside the client namespace
 	}
 	if why := prerequisites(); why != "" {
-		fmt.Fprintf(os.Stderr, "faults: SKIPPING the fault suite: %s\n", why)
+		fmt.Fprintf(os.Stderr, "faults: the fault suite cannot run here: %s\n", why)
 		os.Setenv(envMissing, why)
 		os.Exit(m.Run())
 	}
@@ -128,7 +128,6 @@ func outer(m *testing.M) int {
 		if os.Getenv(requireEnv) != "" {
 			return 1
 		}
-		fmt.Fprintln(os.Stderr, "faults: SKIPPING the fault suite")
 		os.Setenv(envMissing, "cannot build network namespaces: "+err.Error())
 		return m.Run()
 	}
