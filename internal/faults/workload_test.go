@@ -292,7 +292,7 @@ func (w *workload) publishREST(a *Attempt, payload *anypb.Any, key string) {
 	a.Outcome, a.ID, a.Duplicate = Acked, out.ID, out.Duplicate
 }
 
-// readBy waits until every subscriber has read at least n more events
+// readMore waits until every subscriber has read at least n more events
 // than it had when called.
 func (w *workload) readMore(n int, timeout time.Duration, what string) {
 	w.t.Helper()
