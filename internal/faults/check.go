@@ -54,6 +54,11 @@ type Report struct {
 	// every event acknowledged before it (0 when they had by then); -1
 	// when some never did, or no heal.
 	CatchUp time.Duration
+	// LastToCatchUp names the subscriber that caught up last.
+	LastToCatchUp string
+	// LongestWithoutAck is the longest time in which no publish call was
+	// acknowledged, on any node: how long publishing was down.
+	LongestWithoutAck time.Duration
 
 	Violations []string
 }
@@ -148,6 +153,16 @@ func Check(rec Record, rules Rules) Report {
 		case NoAnswer:
 			r.NoAnswer++
 		}
+	}
+	var acks []time.Time
+	for _, a := range rec.Attempts {
+		if a.Outcome == Acked {
+			acks = append(acks, a.Start.Add(a.Latency))
+		}
+	}
+	slices.SortFunc(acks, func(a, b time.Time) int { return a.Compare(b) })
+	for i := 1; i < len(acks); i++ {
+		r.LongestWithoutAck = max(r.LongestWithoutAck, acks[i].Sub(acks[i-1]))
 	}
 	r.Published = len(pubs)
 	keys := make([]eventKey, 0, len(pubs))
@@ -255,7 +270,7 @@ func Check(rec Record, rules Rules) Report {
 				if x.n == k.n {
 					at = x.pos
 					if !rec.HealAt.IsZero() && pubs[k].ackAt.Before(rec.HealAt) && x.at.After(lastCatchUp) {
-						lastCatchUp = x.at
+						lastCatchUp, r.LastToCatchUp = x.at, s.Name
 					}
 					break
 				}
@@ -317,9 +332,10 @@ func (r *Report) Table() string {
 		{"subscriber resumes (Last-Event-ID)", fmt.Sprint(r.Resumes)},
 		{"refusals off the documented codes / too slow", fmt.Sprintf("%d / %d", r.BadRefusals, r.SlowRefusals)},
 		{"slowest refusal", dur(r.SlowestRefusal)},
+		{"longest time without an acknowledged publish", dur(r.LongestWithoutAck)},
 		{"fault → first fast refusal", dur(r.FailFast)},
 		{"heal → first publish acknowledged", dur(r.Recovery)},
-		{"heal → every subscriber caught up", dur(r.CatchUp)},
+		{"heal → every subscriber caught up", dur(r.CatchUp) + lastTo(r)},
 	}
 	var b strings.Builder
 	b.WriteString("| figure | value |\n|---|---|\n")
@@ -327,4 +343,11 @@ func (r *Report) Table() string {
 		fmt.Fprintf(&b, "| %s | %s |\n", row[0], row[1])
 	}
 	return b.String()
+}
+
+func lastTo(r *Report) string {
+	if r.CatchUp <= 0 || r.LastToCatchUp == "" {
+		return ""
+	}
+	return " (last: " + r.LastToCatchUp + ")"
 }

@@ -62,6 +62,10 @@ func TestCheckCleanHistory(t *testing.T) {
 		r.Refused != want.Refused || r.Expected != want.Expected || r.Delivered != want.Delivered {
 		t.Errorf("counts %+v; want %+v", r, want)
 	}
+	// Acknowledgements come every 100 ms (t0 + 110 ms, 210 ms …).
+	if r.LongestWithoutAck != 100*time.Millisecond {
+		t.Errorf("LongestWithoutAck %v; want 100ms", r.LongestWithoutAck)
+	}
 	// The fault began at t0 + 450 ms; node 0's first refusal (of t1#3,
 	// called at t0 + 500 ms) came 5 ms later.
 	if r.FailFast != 55*time.Millisecond {
