@@ -56,6 +56,9 @@ type Report struct {
 	CatchUp time.Duration
 	// LastToCatchUp names the subscriber that caught up last.
 	LastToCatchUp string
+	// LostBy counts the lost (unsignalled) events of each subscriber that
+	// lost any.
+	LostBy map[string]int
 	// LongestWithoutAck is the longest time in which no publish call was
 	// acknowledged, on any node: how long publishing was down.
 	LongestWithoutAck time.Duration
@@ -298,6 +301,10 @@ func Check(rec Record, rules Rules) Report {
 				r.LostSignalled++
 			} else {
 				r.Lost++
+				if r.LostBy == nil {
+					r.LostBy = make(map[string]int)
+				}
+				r.LostBy[s.Name]++
 				r.violate("%s never read %v (acknowledged as %s), and no herald.gap signalled its loss", s.Name, k, pubs[k].id)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -333,7 +334,13 @@ func (w *workload) finish(fault string) Report {
 		w.t.Errorf("violation: %s", v)
 	}
 	if !r.OK() {
-		w.t.Errorf("%s: the history breaks Herald's guarantees: %+v", fault, r)
+		w.t.Errorf("%s: the history breaks Herald's guarantees; lost by subscriber: %v", fault, r.LostBy)
+		// Keep the history for a closer look.
+		if f, err := os.CreateTemp("", "herald-faults-history-*.json"); err == nil {
+			_ = json.NewEncoder(f).Encode(w.h.Snapshot())
+			f.Close()
+			w.t.Logf("the history is in %s", f.Name())
+		}
 	}
 	w.t.Logf("%s: the same history, broken as a bug would break it:\n%s", fault, mutants(w.t, w.h.Snapshot()))
 	return r
