@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -80,6 +81,7 @@ type subscriber struct {
 	read   int // events read
 	conns  int
 	lastID string
+	heard  time.Time // when its stream last carried any bytes (heartbeats included)
 }
 
 func (s *subscriber) count() int {
@@ -92,6 +94,37 @@ func (s *subscriber) count() int {
 type options struct {
 	via map[int]string // node i's subscribers connect to via[i] (a proxy) instead of the node
 	pad int            // bytes of padding in every event (its author field)
+}
+
+// heardReader notes when a subscriber's stream last carried bytes.
+type heardReader struct {
+	r io.Reader
+	s *subscriber
+}
+
+func (h *heardReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 {
+		h.s.mu.Lock()
+		h.s.heard = time.Now()
+		h.s.mu.Unlock()
+	}
+	return n, err
+}
+
+// stalled names the subscribers whose streams have carried nothing, not
+// even a heartbeat, for longer than a few heartbeat intervals: a stream
+// stuck open, which EventSource would wait on for ever.
+func (w *workload) stalled() []string {
+	var names []string
+	for _, s := range w.subs {
+		s.mu.Lock()
+		if since := time.Since(s.heard); since > 5*time.Second {
+			names = append(names, fmt.Sprintf("%s (silent for %v)", s.name, since.Round(time.Second)))
+		}
+		s.mu.Unlock()
+	}
+	return names
 }
 
 // startWorkload subscribes on every node, waits until every subscriber is
@@ -173,7 +206,7 @@ func (w *workload) subscribe(s *subscriber) {
 }
 
 func (w *workload) readStream(s *subscriber, conn int, resp *http.Response) {
-	for ev, err := range gosse.Read(resp.Body, nil) {
+	for ev, err := range gosse.Read(&heardReader{r: resp.Body, s: s}, nil) {
 		if err != nil {
 			return
 		}
@@ -357,9 +390,13 @@ func (w *workload) check(fault string, drain time.Duration) Report {
 		r := Check(w.h.Snapshot(), checkRules)
 		return r.Lost == 0
 	})
+	stalled := w.stalled()
 	w.cancel()
 	w.subWG.Wait()
 	r := Check(w.h.Snapshot(), checkRules)
+	if len(stalled) > 0 {
+		w.t.Logf("%s: streams stuck open at the end, with heartbeats every second: %s", fault, strings.Join(stalled, ", "))
+	}
 	w.t.Logf("%s: took %v\n%s", fault, time.Since(w.began).Round(time.Second), r.Table())
 	for i, v := range r.Violations {
 		w.t.Logf("violation %d: %s", i+1, v)
