@@ -460,7 +460,7 @@ func deliveryDuringWhere(rec *Record, ok func(i int) bool) int {
 	return -1
 }
 
-var mutants_ = []mutant{
+var bugs = []mutant{
 	{"an event acknowledged during the fault is lost (acknowledged before the broker accepted it)", func(rec *Record) bool {
 		i := deliveryDuringWhere(rec, func(i int) bool { return midStream(rec, i) })
 		if i < 0 {
@@ -536,7 +536,7 @@ var mutants_ = []mutant{
 func mutants(t *testing.T, rec Record) string {
 	t.Helper()
 	var b strings.Builder
-	for _, m := range mutants_ {
+	for _, m := range bugs {
 		cp := rec
 		cp.Attempts = slices.Clone(rec.Attempts)
 		cp.Deliveries = slices.Clone(rec.Deliveries)
