@@ -59,6 +59,10 @@ test: ## Run all tests with the race detector (e2e/ drives Chromium and Node: se
 	$(GO) test -race -shuffle=on -timeout 15m ./...
 	cd deploy && $(GO) test -race -shuffle=on -timeout 15m ./...
 
+.PHONY: faults
+faults: ## Run the fault-injection suite in network namespaces (root, iptables, redis-server): see RELIABILITY.md
+	$(GO) test -tags faults -race -count=1 -v -timeout 20m -run '^TestFault' ./internal/faults/
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	@for pkg in $$($(GO) list ./...); do \

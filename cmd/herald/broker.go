@@ -101,7 +101,7 @@ func (f *brokerFlags) open(ctx context.Context, events int, age, idempotency tim
 		if err != nil {
 			return nil, fmt.Errorf("serve: --broker nats: %w", err)
 		}
-		return b, nil
+		return faulty(b), nil
 	case "redis":
 		b, err := redis.New(ctx, redis.Options{
 			URL: f.redisURL, Username: f.redisUser, Password: f.redisPass,
