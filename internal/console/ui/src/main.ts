@@ -283,7 +283,7 @@ function topicView(topic: string): void {
 
 function inspector(topic: string): HTMLElement {
   const text = h('input', { type: 'search', placeholder: 'text filter', 'aria-label': 'text filter', class: 'text-filter' });
-  const cel = h('input', { type: 'text', placeholder: 'CEL filter, e.g. data.totalCents > 1000', 'aria-label': 'CEL filter', class: 'cel-filter' });
+  const cel = h('input', { type: 'text', placeholder: 'CEL filter, e.g. payload.total_cents > 1000', 'aria-label': 'CEL filter', class: 'cel-filter' });
   const apply = h('button', { type: 'submit' }, 'Apply');
   const pause = h('button', { type: 'button', class: 'pause', 'aria-pressed': 'false' }, 'Pause');
   const clear = h('button', { type: 'button' }, 'Clear');
@@ -396,11 +396,16 @@ function publishForm(topic: string): HTMLElement {
   const payload = h('textarea', { rows: '10', spellcheck: 'false', 'aria-label': 'payload', class: 'payload' });
   const err = h('p', { class: 'error', role: 'alert', hidden: true });
   const ok = h('p', { class: 'ok published', hidden: true });
+  // Fills in the chosen type's example, unless another type was chosen
+  // meanwhile; data-example says whose example the payload holds.
   const fill = async () => {
+    const name = type.value;
     try {
-      const d = await getSchema(type.value);
+      const d = await getSchema(name);
+      if (type.value !== name) return;
       const root = d.jsonSchema ?? {};
       payload.value = pretty(example(root, root));
+      payload.dataset.example = name;
     } catch (e) {
       err.textContent = explain(e);
       err.hidden = false;
