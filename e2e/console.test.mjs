@@ -238,7 +238,7 @@ test('every view fits 390 px wide, in dark mode', { skip }, async () => {
     }));
     assert.ok(width <= 390, `${name}: the page is ${width} px wide at 390`);
     assert.equal(bg, 'rgb(15, 18, 22)', `${name}: not dark`);
-    await shot(con, `${name}-390-dark`);
+    if (name === 'topic' || name === 'topics') await shot(con, `${name}-390-dark`);
   }
   assert.deepEqual(pageErrors, [], 'the page threw');
 });
