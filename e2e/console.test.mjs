@@ -164,8 +164,8 @@ test('an event published from the form appears in the live inspector with its id
   assert.deepEqual(JSON.parse(await item.locator('pre').textContent()), { orderId: 'o-1', customer: 'Grace', totalCents: '4200', currency: 'EUR' });
   assert.match(await item.locator('pre').textContent(), /\n {2}"orderId": "o-1"/);
 
-  // The history, from the broker: the same id, oldest first.
-  await con.click('.history button:has-text("Oldest retained")');
+  // The history, from the broker: the same id.
+  await con.click('.history button.newest');
   await con.locator(`ol.history li[data-id="${id}"]`).waitFor({ timeout: WAIT });
   await shot(con, 'topic');
 });
@@ -211,6 +211,32 @@ test('a payload Herald refuses shows its error inline under the form', { skip },
   await con.click('form.publish button[type=submit]');
   await con.locator('form.publish .error', { hasText: 'totalCents' }).waitFor({ timeout: WAIT });
   await shot(con, 'publish-error');
+});
+
+test('the history pages backwards and forwards through the retained events', { skip }, async () => {
+  // Two more events: six retained (Grace, Alan, Bob, Ada, these).
+  const more = [
+    await publishFromForm(con, 'orders.v1.OrderPlaced', { orderId: 'o-6', customer: 'Ada' }),
+    await publishFromForm(con, 'orders.v1.OrderPlaced', { orderId: 'o-7', customer: 'Ada' }),
+  ];
+  const shown = () => con.locator('ol.history li').evaluateAll((lis) => lis.map((li) => li.dataset.id));
+  await con.selectOption('select.page-size', '5');
+  // The newest page: the last five, oldest first, ending with the last.
+  await con.waitForFunction((last) => {
+    const ids = [...document.querySelectorAll('ol.history li')].map((li) => li.dataset.id);
+    return ids.length === 5 && ids[4] === last;
+  }, more[1], { timeout: WAIT });
+  const newest = await shown();
+  assert.ok(await con.locator('.history button.newer').isDisabled());
+  await con.click('.history button.older');
+  await con.waitForFunction((first) => document.querySelector('ol.history li')?.dataset.id !== first, newest[0], { timeout: WAIT });
+  const older = await shown();
+  assert.equal(older.length, 1, `one event is older than the newest five: ${older}`);
+  assert.ok(await con.locator('.history button.older').isDisabled());
+  assert.match(await con.locator('.history .note').textContent(), /1 shown of 6 retained/);
+  await con.click('.history button.newer');
+  await con.waitForFunction((n) => document.querySelectorAll('ol.history li').length === n, 5, { timeout: WAIT });
+  assert.deepEqual(await shown(), newest);
 });
 
 test("the schema browser shows a type's fields and an example payload", { skip }, async () => {

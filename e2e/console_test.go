@@ -53,6 +53,7 @@ func TestConsole(t *testing.T) {
 		"an event published from the form appears in the live inspector with its id, and in the history",
 		"the inspector pauses, filters by text and by a CEL expression",
 		"a payload Herald refuses shows its error inline under the form",
+		"the history pages backwards and forwards through the retained events",
 		"the schema browser shows a type's fields and an example payload",
 		"every view fits 390 px wide, in dark mode",
 	})

@@ -201,14 +201,14 @@ function duration(s = 0) {
   return d ? `${d}d ${hh}h` : hh ? `${hh}h ${m}m` : `${m}m ${s % 60}s`;
 }
 var pretty = (v) => JSON.stringify(v, null, 2);
-function table(head, rows, empty) {
+function table(head, rows, empty, num = []) {
   return h(
     "div",
     { class: "scroll" },
     h(
       "table",
       {},
-      h("thead", {}, h("tr", {}, ...head.map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ...head.map((c, i) => h("th", { scope: "col", class: num.includes(i) ? "num" : "" }, c)))),
       h("tbody", {}, ...rows.length ? rows : [h("tr", {}, h("td", { colspan: String(head.length), class: "empty" }, empty))])
     )
   );
@@ -258,7 +258,8 @@ function topicsView() {
       body.replaceChildren(table(
         ["topic", "subscribers", "events/min", "last event", "when", "retained"],
         rows,
-        "No active topics: a topic is listed while it has subscribers or had events in the last minute."
+        "No active topics: a topic is listed while it has subscribers or had events in the last minute.",
+        [1, 2, 5]
       ));
       note.textContent = `${r.nodes ?? 0} node(s) reporting${r.more ? "; more topics match than shown" : ""}. Updated every ${POLL_MS / 1e3} s.`;
     } catch (e) {
@@ -283,7 +284,7 @@ function nodesView() {
         h("td", { class: n.brokerHealthy ? "ok broker" : "bad broker" }, n.brokerHealthy ? "healthy" : `unhealthy: ${n.brokerError ?? "no report"}`),
         h("td", {}, ago(n.reported))
       ));
-      body.replaceChildren(table(["node", "version", "uptime", "streams", "broker", "reported"], rows, "No node reports."));
+      body.replaceChildren(table(["node", "version", "uptime", "streams", "broker", "reported"], rows, "No node reports.", [3]));
     } catch (e) {
       say(explain(e));
     }
@@ -467,33 +468,59 @@ function eventItem(ev, body) {
 }
 function history(topic) {
   const list = h("ol", { class: "events history" });
+  const newest = h("button", { type: "button", class: "newest" }, "Newest");
   const older = h("button", { type: "button", class: "older" }, "← Older");
   const newer = h("button", { type: "button", class: "newer" }, "Newer →");
-  const latest = h("button", { type: "button" }, "Oldest retained");
+  const oldest = h("button", { type: "button", class: "oldest" }, "Oldest");
+  const size = h(
+    "select",
+    { "aria-label": "events per page", class: "page-size" },
+    ...[5, 20, 50, 100].map((n) => h("option", { value: String(n), selected: n === HISTORY_PAGE }, `${n} per page`))
+  );
   const note = h("span", { class: "note" });
   let first = "";
   let last = "";
-  const load = async (dir) => {
+  const show = (evs, retained, moreOlder, moreNewer) => {
+    list.replaceChildren(...evs.map((ev) => eventItem(ev, pretty(ev.payload))));
+    first = evs[0]?.id ?? "";
+    last = evs[evs.length - 1]?.id ?? "";
+    older.disabled = !first || !moreOlder;
+    newer.disabled = !last || !moreNewer;
+    note.textContent = `${evs.length} shown of ${retained} retained`;
+  };
+  const limit = () => Number(size.value);
+  const page = async (dir) => {
     try {
-      const r = await listEvents(topic, dir, HISTORY_PAGE);
+      const r = await listEvents(topic, dir, limit());
       const evs = r.events ?? [];
-      list.replaceChildren(...evs.map((ev) => eventItem(ev, pretty(ev.payload))));
-      if (evs.length) {
-        first = evs[0].id;
-        last = evs[evs.length - 1].id;
-      }
-      older.disabled = !first || !!dir.before && !r.more || !dir.before && !dir.after;
-      newer.disabled = !last || !dir.before && !r.more;
-      note.textContent = `${evs.length} shown of ${r.retained ?? 0} retained`;
+      if (dir.before) show(evs, r.retained ?? 0, !!r.more, true);
+      else show(evs, r.retained ?? 0, !!dir.after, !!r.more);
     } catch (e) {
       note.textContent = explain(e);
     }
   };
-  older.addEventListener("click", () => void load({ before: first }));
-  newer.addEventListener("click", () => void load({ after: last }));
-  latest.addEventListener("click", () => void load({}));
-  void load({});
-  return h("section", { class: "history" }, h("h3", {}, "History"), h("div", { class: "bar" }, latest, older, newer, note), list);
+  const toNewest = async () => {
+    try {
+      const t = (await listTopics(topic)).topics?.find((x) => x.topic === topic);
+      if (!t?.lastEventId) {
+        await page({});
+        return;
+      }
+      const r = await listEvents(topic, { before: t.lastEventId }, limit() - 1);
+      const before = r.events ?? [];
+      const tail = await listEvents(topic, before.length ? { after: before[before.length - 1].id } : {}, 1);
+      show([...before, ...tail.events ?? []], tail.retained ?? 0, !!r.more, !!tail.more);
+    } catch (e) {
+      note.textContent = explain(e);
+    }
+  };
+  newest.addEventListener("click", () => void toNewest());
+  oldest.addEventListener("click", () => void page({}));
+  older.addEventListener("click", () => void page({ before: first }));
+  newer.addEventListener("click", () => void page({ after: last }));
+  size.addEventListener("change", () => void toNewest());
+  void toNewest();
+  return h("section", { class: "history" }, h("h3", {}, "History"), h("div", { class: "bar" }, newest, older, newer, oldest, size, note), list);
 }
 function publishForm(topic) {
   const type = h("select", { "aria-label": "type", class: "type" });

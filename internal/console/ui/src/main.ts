@@ -88,10 +88,11 @@ function duration(s = 0): string {
 
 const pretty = (v: unknown) => JSON.stringify(v, null, 2);
 
-function table(head: string[], rows: HTMLTableRowElement[], empty: string): HTMLElement {
+/** A table in a scroller; the columns numbered in num are right-aligned. */
+function table(head: string[], rows: HTMLTableRowElement[], empty: string, num: number[] = []): HTMLElement {
   return h('div', { class: 'scroll' },
     h('table', {},
-      h('thead', {}, h('tr', {}, ...head.map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, ...head.map((c, i) => h('th', { scope: 'col', class: num.includes(i) ? 'num' : '' }, c)))),
       h('tbody', {}, ...(rows.length ? rows : [h('tr', {}, h('td', { colspan: String(head.length), class: 'empty' }, empty))]))));
 }
 
@@ -141,7 +142,7 @@ function topicsView(): void {
         h('td', {}, ago(t.lastEventTime)),
         h('td', { class: 'num' }, String(t.retained ?? 0))));
       body.replaceChildren(table(['topic', 'subscribers', 'events/min', 'last event', 'when', 'retained'], rows,
-        'No active topics: a topic is listed while it has subscribers or had events in the last minute.'));
+        'No active topics: a topic is listed while it has subscribers or had events in the last minute.', [1, 2, 5]));
       note.textContent = `${r.nodes ?? 0} node(s) reporting${r.more ? '; more topics match than shown' : ''}. Updated every ${POLL_MS / 1000} s.`;
     } catch (e) {
       say(explain(e));
@@ -165,7 +166,7 @@ function nodesView(): void {
         h('td', { class: 'num' }, String(n.connections ?? 0)),
         h('td', { class: n.brokerHealthy ? 'ok broker' : 'bad broker' }, n.brokerHealthy ? 'healthy' : `unhealthy: ${n.brokerError ?? 'no report'}`),
         h('td', {}, ago(n.reported))));
-      body.replaceChildren(table(['node', 'version', 'uptime', 'streams', 'broker', 'reported'], rows, 'No node reports.'));
+      body.replaceChildren(table(['node', 'version', 'uptime', 'streams', 'broker', 'reported'], rows, 'No node reports.', [3]));
     } catch (e) {
       say(explain(e));
     }
@@ -362,33 +363,61 @@ function eventItem(ev: TopicEvent, body: string): HTMLLIElement {
 
 function history(topic: string): HTMLElement {
   const list = h('ol', { class: 'events history' });
+  const newest = h('button', { type: 'button', class: 'newest' }, 'Newest');
   const older = h('button', { type: 'button', class: 'older' }, '← Older');
   const newer = h('button', { type: 'button', class: 'newer' }, 'Newer →');
-  const latest = h('button', { type: 'button' }, 'Oldest retained');
+  const oldest = h('button', { type: 'button', class: 'oldest' }, 'Oldest');
+  const size = h('select', { 'aria-label': 'events per page', class: 'page-size' },
+    ...[5, 20, 50, 100].map((n) => h('option', { value: String(n), selected: n === HISTORY_PAGE }, `${n} per page`)));
   const note = h('span', { class: 'note' });
   let first = '';
   let last = '';
-  const load = async (dir: { after?: string; before?: string }) => {
+  const show = (evs: TopicEvent[], retained: number, moreOlder: boolean, moreNewer: boolean) => {
+    list.replaceChildren(...evs.map((ev) => eventItem(ev, pretty(ev.payload))));
+    first = evs[0]?.id ?? '';
+    last = evs[evs.length - 1]?.id ?? '';
+    older.disabled = !first || !moreOlder;
+    newer.disabled = !last || !moreNewer;
+    note.textContent = `${evs.length} shown of ${retained} retained`;
+  };
+  const limit = () => Number(size.value);
+  // A page forwards (after) or backwards (before); the API says whether
+  // more lie beyond it in that direction, and the other side has more
+  // when the page starts (or ends) at an event.
+  const page = async (dir: { after?: string; before?: string }) => {
     try {
-      const r = await listEvents(topic, dir, HISTORY_PAGE);
+      const r = await listEvents(topic, dir, limit());
       const evs = r.events ?? [];
-      list.replaceChildren(...evs.map((ev) => eventItem(ev, pretty(ev.payload))));
-      if (evs.length) {
-        first = evs[0].id;
-        last = evs[evs.length - 1].id;
-      }
-      older.disabled = !first || (!!dir.before && !r.more) || (!dir.before && !dir.after);
-      newer.disabled = !last || (!dir.before && !r.more);
-      note.textContent = `${evs.length} shown of ${r.retained ?? 0} retained`;
+      if (dir.before) show(evs, r.retained ?? 0, !!r.more, true);
+      else show(evs, r.retained ?? 0, !!dir.after, !!r.more);
     } catch (e) {
       note.textContent = explain(e);
     }
   };
-  older.addEventListener('click', () => void load({ before: first }));
-  newer.addEventListener('click', () => void load({ after: last }));
-  latest.addEventListener('click', () => void load({}));
-  void load({});
-  return h('section', { class: 'history' }, h('h3', {}, 'History'), h('div', { class: 'bar' }, latest, older, newer, note), list);
+  // The newest page: the events before the topic's last one, and it
+  // (the event after them, or the oldest when none lie before it).
+  const toNewest = async () => {
+    try {
+      const t = (await listTopics(topic)).topics?.find((x) => x.topic === topic);
+      if (!t?.lastEventId) {
+        await page({});
+        return;
+      }
+      const r = await listEvents(topic, { before: t.lastEventId }, limit() - 1);
+      const before = r.events ?? [];
+      const tail = await listEvents(topic, before.length ? { after: before[before.length - 1].id } : {}, 1);
+      show([...before, ...(tail.events ?? [])], tail.retained ?? 0, !!r.more, !!tail.more);
+    } catch (e) {
+      note.textContent = explain(e);
+    }
+  };
+  newest.addEventListener('click', () => void toNewest());
+  oldest.addEventListener('click', () => void page({}));
+  older.addEventListener('click', () => void page({ before: first }));
+  newer.addEventListener('click', () => void page({ after: last }));
+  size.addEventListener('change', () => void toNewest());
+  void toNewest();
+  return h('section', { class: 'history' }, h('h3', {}, 'History'), h('div', { class: 'bar' }, newest, older, newer, oldest, size, note), list);
 }
 
 function publishForm(topic: string): HTMLElement {
