@@ -253,7 +253,7 @@ function topicsView() {
         h("td", { class: "num" }, ((t.publishRate ?? 0) * 60).toFixed(1)),
         h("td", { class: "id" }, t.lastEventId ?? ""),
         h("td", {}, ago(t.lastEventTime)),
-        h("td", { class: "num" }, String(t.retained ?? 0))
+        h("td", { class: "num" }, t.pattern ? "" : String(t.retained ?? 0))
       ));
       body.replaceChildren(table(
         ["topic", "subscribers", "events/min", "last event", "when", "retained"],

@@ -140,7 +140,7 @@ function topicsView(): void {
         h('td', { class: 'num' }, ((t.publishRate ?? 0) * 60).toFixed(1)),
         h('td', { class: 'id' }, t.lastEventId ?? ''),
         h('td', {}, ago(t.lastEventTime)),
-        h('td', { class: 'num' }, String(t.retained ?? 0))));
+        h('td', { class: 'num' }, t.pattern ? '' : String(t.retained ?? 0))));
       body.replaceChildren(table(['topic', 'subscribers', 'events/min', 'last event', 'when', 'retained'], rows,
         'No active topics: a topic is listed while it has subscribers or had events in the last minute.', [1, 2, 5]));
       note.textContent = `${r.nodes ?? 0} node(s) reporting${r.more ? '; more topics match than shown' : ''}. Updated every ${POLL_MS / 1000} s.`;
