@@ -266,10 +266,40 @@ test("the schema browser shows a type's fields and an example payload", { skip }
   await shot(con, 'schemas');
 });
 
+test('a subject is revoked from the revocations view, and the revocation lifted', { skip }, async () => {
+  await con.goto(`${base}/console#/revocations`);
+  await con.locator('main .scroll').waitFor({ timeout: WAIT });
+  // Herald's refusal shows inline: a subject is needed.
+  await con.click('form.revoke button[type=submit]');
+  const err = con.locator('main .error');
+  await err.waitFor({ timeout: WAIT });
+  assert.match(await err.textContent(), /^Error 400: .*subject/);
+
+  await con.fill('input.subject', 'leaked-svc');
+  await con.selectOption('select.until', String(24 * 3600));
+  await con.click('form.revoke button[type=submit]');
+  const row = con.locator('tr[data-subject="leaked-svc"]');
+  await row.waitFor({ timeout: WAIT });
+  assert.ok(await err.isHidden());
+  // The API agrees: revoked for about a day.
+  const listed = await con.evaluate(async (tok) => {
+    const r = await fetch('/v1/revocations', { headers: { Authorization: `Bearer ${tok}` } });
+    return (await r.json()).revocations;
+  }, cfg.tokens.admin);
+  const until = Date.parse(listed.find((r) => r.subject === 'leaked-svc').until);
+  assert.ok(Math.abs(until - Date.now() - 24 * 3600e3) < 600e3, `until ${listed[0].until}`);
+  await shot(con, 'revocations');
+  await row.locator('button.lift').click();
+  await row.waitFor({ state: 'detached', timeout: WAIT });
+});
+
 test('every view fits 390 px wide, in dark mode', { skip }, async () => {
   await con.setViewportSize({ width: 390, height: 844 });
   await con.emulateMedia({ colorScheme: 'dark' });
-  const views = { topics: '#/topics', nodes: '#/nodes', schemas: '#/schemas/orders.v1.OrderPlaced', topic: `#/topic/${encodeURIComponent(t1)}` };
+  const views = {
+    topics: '#/topics', nodes: '#/nodes', revocations: '#/revocations',
+    schemas: '#/schemas/orders.v1.OrderPlaced', topic: `#/topic/${encodeURIComponent(t1)}`,
+  };
   for (const [name, hash] of Object.entries(views)) {
     await con.goto(`${base}/console${hash}`);
     await con.locator('main .scroll, main ol.events').first().waitFor({ timeout: WAIT });

@@ -46,6 +46,12 @@ function listEvents(topic, dir, limit) {
   if (dir.before) q.set("before", dir.before);
   return call(`/v1/topics/${encodeURIComponent(topic)}/events?${q}`);
 }
+var listRevocations = () => call("/v1/revocations");
+var revoke = (subject, until) => call("/v1/revocations", {
+  method: "POST",
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify({ subject, until: until.toISOString() })
+});
 var listSchemas = () => call("/v1/schemas");
 var getSchema = (name) => call(`/v1/schemas/${encodeURIComponent(name)}`);
 async function publish(topic, type, payload) {
@@ -289,6 +295,62 @@ function nodesView() {
       say(explain(e));
     }
   });
+}
+var REVOKE_FOR = [["1 hour", 3600], ["24 hours", 86400], ["7 days", 7 * 86400], ["30 days", 30 * 86400], ["1 year", 365 * 86400]];
+function revocationsView() {
+  const subject = h("input", { type: "text", placeholder: "token subject (sub), e.g. billing-service", "aria-label": "subject", class: "subject" });
+  const span = h(
+    "select",
+    { "aria-label": "for how long", class: "until" },
+    ...REVOKE_FOR.map(([label, s]) => h("option", { value: String(s), selected: s === 86400 }, `for ${label}`))
+  );
+  const err = h("p", { class: "error", role: "alert", hidden: true });
+  const body = h("div", {});
+  const refresh = async () => {
+    try {
+      const r = await listRevocations();
+      say("");
+      const rows = (r.revocations ?? []).map((v) => h(
+        "tr",
+        { "data-subject": v.subject },
+        h("td", { class: "id" }, v.subject),
+        h("td", {}, new Date(v.until).toLocaleString()),
+        h("td", {}, h("button", { type: "button", class: "lift", onclick: () => void lift(v.subject) }, "Lift"))
+      ));
+      body.replaceChildren(table(["subject", "refused until", ""], rows, "No revocations in force."));
+    } catch (e) {
+      say(explain(e));
+    }
+  };
+  const lift = async (sub) => {
+    try {
+      await revoke(sub, new Date(Date.now() - 1e3));
+    } catch (e) {
+      say(explain(e));
+    }
+    await refresh();
+  };
+  const form = h("form", { class: "bar revoke" }, subject, span, h("button", { type: "submit" }, "Revoke"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    err.hidden = true;
+    try {
+      await revoke(subject.value.trim(), new Date(Date.now() + Number(span.value) * 1e3));
+      subject.value = "";
+    } catch (x) {
+      err.textContent = explain(x);
+      err.hidden = false;
+    }
+    await refresh();
+  });
+  main.replaceChildren(
+    h("h2", {}, "Revocations"),
+    h("p", { class: "note" }, "Revoking a subject ends every stream of its tokens on every node within seconds, and refuses its tokens (publish, subscribe, admin) until the time given."),
+    form,
+    err,
+    body
+  );
+  poll(refresh);
 }
 var schemaCache;
 async function schemas() {
@@ -595,6 +657,9 @@ function route() {
       break;
     case "schemas":
       schemasView(name);
+      break;
+    case "revocations":
+      revocationsView();
       break;
     default:
       topicsView();

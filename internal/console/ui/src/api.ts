@@ -135,6 +135,21 @@ export function listEvents(topic: string, dir: { after?: string; before?: string
   return call<EventsResponse>(`/v1/topics/${encodeURIComponent(topic)}/events?${q}`);
 }
 
+export interface Revocation {
+  subject: string;
+  until: string;
+}
+
+export const listRevocations = () => call<{ revocations?: Revocation[] }>('/v1/revocations');
+
+/** Ends subject's streams and refuses its tokens until until (a past time lifts it). */
+export const revoke = (subject: string, until: Date) =>
+  call<{ revocation: Revocation }>('/v1/revocations', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ subject, until: until.toISOString() }),
+  });
+
 export const listSchemas = () => call<{ schemas?: SchemaInfo[] }>('/v1/schemas');
 
 export const getSchema = (name: string) => call<SchemaDetail>(`/v1/schemas/${encodeURIComponent(name)}`);

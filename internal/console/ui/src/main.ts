@@ -5,8 +5,8 @@
 // sessionStorage only.
 
 import {
-  APIError, getSchema, listEvents, listNodes, listSchemas, listTopics, publish, setToken, token,
-  type JSONSchema, type NodeInfo, type SchemaInfo, type TopicEvent, type TopicInfo,
+  APIError, getSchema, listEvents, listNodes, listRevocations, listSchemas, listTopics, publish, revoke, setToken, token,
+  type JSONSchema, type NodeInfo, type Revocation, type SchemaInfo, type TopicEvent, type TopicInfo,
 } from './api';
 import { openStream } from './stream';
 
@@ -171,6 +171,57 @@ function nodesView(): void {
       say(explain(e));
     }
   });
+}
+
+// ---- revocations ---------------------------------------------------------
+
+const REVOKE_FOR: Array<[string, number]> = [['1 hour', 3600], ['24 hours', 86400], ['7 days', 7 * 86400], ['30 days', 30 * 86400], ['1 year', 365 * 86400]];
+
+function revocationsView(): void {
+  const subject = h('input', { type: 'text', placeholder: 'token subject (sub), e.g. billing-service', 'aria-label': 'subject', class: 'subject' });
+  const span = h('select', { 'aria-label': 'for how long', class: 'until' },
+    ...REVOKE_FOR.map(([label, s]) => h('option', { value: String(s), selected: s === 86400 }, `for ${label}`)));
+  const err = h('p', { class: 'error', role: 'alert', hidden: true });
+  const body = h('div', {});
+  const refresh = async () => {
+    try {
+      const r = await listRevocations();
+      say('');
+      const rows = (r.revocations ?? []).map((v: Revocation) => h('tr', { 'data-subject': v.subject },
+        h('td', { class: 'id' }, v.subject),
+        h('td', {}, new Date(v.until).toLocaleString()),
+        h('td', {}, h('button', { type: 'button', class: 'lift', onclick: () => void lift(v.subject) }, 'Lift'))));
+      body.replaceChildren(table(['subject', 'refused until', ''], rows, 'No revocations in force.'));
+    } catch (e) {
+      say(explain(e));
+    }
+  };
+  const lift = async (sub: string) => {
+    try {
+      // A time in the past lifts a revocation.
+      await revoke(sub, new Date(Date.now() - 1000));
+    } catch (e) {
+      say(explain(e));
+    }
+    await refresh();
+  };
+  const form = h('form', { class: 'bar revoke' }, subject, span, h('button', { type: 'submit' }, 'Revoke'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.hidden = true;
+    try {
+      await revoke(subject.value.trim(), new Date(Date.now() + Number(span.value) * 1000));
+      subject.value = '';
+    } catch (x) {
+      err.textContent = explain(x);
+      err.hidden = false;
+    }
+    await refresh();
+  });
+  main.replaceChildren(h('h2', {}, 'Revocations'),
+    h('p', { class: 'note' }, 'Revoking a subject ends every stream of its tokens on every node within seconds, and refuses its tokens (publish, subscribe, admin) until the time given.'),
+    form, err, body);
+  poll(refresh);
 }
 
 // ---- schemas -------------------------------------------------------------
@@ -492,6 +543,9 @@ function route(): void {
       break;
     case 'schemas':
       schemasView(name);
+      break;
+    case 'revocations':
+      revocationsView();
       break;
     default:
       topicsView();
