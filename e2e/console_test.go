@@ -54,6 +54,7 @@ func TestConsole(t *testing.T) {
 		"the inspector pauses, filters by text and by a CEL expression",
 		"a payload Herald refuses shows its error inline under the form",
 		"the history pages backwards and forwards through the retained events",
+		"the publish form's fields, generated from the type's JSON Schema, write its JSON",
 		"the schema browser shows a type's fields and an example payload",
 		"a subject is revoked from the revocations view, and the revocation lifted",
 		"every view fits 390 px wide, in dark mode",

@@ -584,11 +584,66 @@ function history(topic) {
   void toNewest();
   return h("section", { class: "history" }, h("h3", {}, "History"), h("div", { class: "bar" }, newest, older, newer, oldest, size, note), list);
 }
+function fieldInputs(root, payload) {
+  const out = [];
+  for (const [k, raw] of Object.entries(deref(root, root).properties ?? {})) {
+    const p = deref(raw, root);
+    const type = Array.isArray(p.type) ? p.type.find((t) => t !== "null") : p.type;
+    let input;
+    let read;
+    if (p.enum) {
+      input = h("select", { name: k }, ...p.enum.map((v) => h("option", { value: String(v) }, String(v))));
+      read = () => input.value;
+    } else if (type === "boolean") {
+      const box = h("input", { type: "checkbox", name: k });
+      input = box;
+      read = () => box.checked;
+    } else if (type === "integer" || type === "number") {
+      input = h("input", { type: "number", name: k, step: type === "integer" ? "1" : "any" });
+      read = () => input.value === "" ? void 0 : Number(input.value);
+    } else if (type === "string") {
+      const int64 = p.pattern === "^-?[0-9]+$";
+      input = h("input", { type: "text", name: k, inputmode: int64 ? "numeric" : "text", placeholder: int64 ? "64-bit integer" : p.format ?? "" });
+      read = () => input.value === "" ? void 0 : input.value;
+    } else {
+      continue;
+    }
+    input.addEventListener(input instanceof HTMLSelectElement || input.type === "checkbox" ? "change" : "input", () => {
+      let obj;
+      try {
+        obj = JSON.parse(payload.value);
+      } catch {
+        return;
+      }
+      const v = read();
+      if (v === void 0) delete obj[k];
+      else obj[k] = v;
+      payload.value = pretty(obj);
+    });
+    out.push(h("label", {}, h("span", {}, k), input));
+  }
+  return out;
+}
+function syncFields(fields, payload) {
+  let obj;
+  try {
+    obj = JSON.parse(payload.value);
+  } catch {
+    return;
+  }
+  for (const el of fields.querySelectorAll("[name]")) {
+    const v = obj?.[el.name];
+    if (el instanceof HTMLInputElement && el.type === "checkbox") el.checked = v === true;
+    else el.value = v === void 0 || v === null ? "" : String(v);
+  }
+}
 function publishForm(topic) {
   const type = h("select", { "aria-label": "type", class: "type" });
   const payload = h("textarea", { rows: "10", spellcheck: "false", "aria-label": "payload", class: "payload" });
   const err = h("p", { class: "error", role: "alert", hidden: true });
   const ok = h("p", { class: "ok published", hidden: true });
+  const fields = h("div", { class: "fields" });
+  payload.addEventListener("input", () => syncFields(fields, payload));
   const fill = async () => {
     const name = type.value;
     try {
@@ -597,6 +652,8 @@ function publishForm(topic) {
       const root = d.jsonSchema ?? {};
       payload.value = pretty(example(root, root));
       payload.dataset.example = name;
+      fields.replaceChildren(...name.startsWith("google.protobuf.") ? [] : fieldInputs(root, payload));
+      syncFields(fields, payload);
     } catch (e) {
       err.textContent = explain(e);
       err.hidden = false;
@@ -613,6 +670,7 @@ function publishForm(topic) {
     "form",
     { class: "publish" },
     h("label", {}, "Type ", type),
+    fields,
     payload,
     err,
     ok,

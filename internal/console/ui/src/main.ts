@@ -471,13 +471,77 @@ function history(topic: string): HTMLElement {
   return h('section', { class: 'history' }, h('h3', {}, 'History'), h('div', { class: 'bar' }, newest, older, newer, oldest, size, note), list);
 }
 
+/**
+ * The inputs of a type's top-level scalar fields, generated from its JSON
+ * Schema: each writes its field into the JSON of payload, which stays the
+ * whole truth (nested messages and lists are edited there).
+ */
+function fieldInputs(root: JSONSchema, payload: HTMLTextAreaElement): HTMLElement[] {
+  const out: HTMLElement[] = [];
+  for (const [k, raw] of Object.entries(deref(root, root).properties ?? {})) {
+    const p = deref(raw, root);
+    const type = Array.isArray(p.type) ? p.type.find((t) => t !== 'null') : p.type;
+    let input: HTMLInputElement | HTMLSelectElement;
+    let read: () => unknown;
+    if (p.enum) {
+      input = h('select', { name: k }, ...p.enum.map((v) => h('option', { value: String(v) }, String(v))));
+      read = () => input.value;
+    } else if (type === 'boolean') {
+      const box = h('input', { type: 'checkbox', name: k });
+      input = box;
+      read = () => box.checked;
+    } else if (type === 'integer' || type === 'number') {
+      input = h('input', { type: 'number', name: k, step: type === 'integer' ? '1' : 'any' });
+      read = () => (input.value === '' ? undefined : Number(input.value));
+    } else if (type === 'string') {
+      const int64 = p.pattern === '^-?[0-9]+$';
+      input = h('input', { type: 'text', name: k, inputmode: int64 ? 'numeric' : 'text', placeholder: int64 ? '64-bit integer' : (p.format ?? '') });
+      read = () => (input.value === '' ? undefined : input.value);
+    } else {
+      continue; // a message or a list: in the JSON
+    }
+    input.addEventListener(input instanceof HTMLSelectElement || input.type === 'checkbox' ? 'change' : 'input', () => {
+      let obj: Record<string, unknown>;
+      try {
+        obj = JSON.parse(payload.value) as Record<string, unknown>;
+      } catch {
+        return; // the JSON is being edited: it is not overwritten
+      }
+      const v = read();
+      if (v === undefined) delete obj[k];
+      else obj[k] = v;
+      payload.value = pretty(obj);
+    });
+    out.push(h('label', {}, h('span', {}, k), input));
+  }
+  return out;
+}
+
+/** Shows in the generated inputs what the JSON holds, when it parses. */
+function syncFields(fields: HTMLElement, payload: HTMLTextAreaElement): void {
+  let obj: Record<string, unknown>;
+  try {
+    obj = JSON.parse(payload.value) as Record<string, unknown>;
+  } catch {
+    return;
+  }
+  for (const el of fields.querySelectorAll<HTMLInputElement | HTMLSelectElement>('[name]')) {
+    const v = obj?.[el.name];
+    if (el instanceof HTMLInputElement && el.type === 'checkbox') el.checked = v === true;
+    else el.value = v === undefined || v === null ? '' : String(v);
+  }
+}
+
 function publishForm(topic: string): HTMLElement {
   const type = h('select', { 'aria-label': 'type', class: 'type' });
   const payload = h('textarea', { rows: '10', spellcheck: 'false', 'aria-label': 'payload', class: 'payload' });
   const err = h('p', { class: 'error', role: 'alert', hidden: true });
   const ok = h('p', { class: 'ok published', hidden: true });
-  // Fills in the chosen type's example, unless another type was chosen
-  // meanwhile; data-example says whose example the payload holds.
+  const fields = h('div', { class: 'fields' });
+  payload.addEventListener('input', () => syncFields(fields, payload));
+  // Fills in the chosen type's example and its fields, unless another
+  // type was chosen meanwhile; data-example says whose example the
+  // payload holds.
   const fill = async () => {
     const name = type.value;
     try {
@@ -486,6 +550,8 @@ function publishForm(topic: string): HTMLElement {
       const root = d.jsonSchema ?? {};
       payload.value = pretty(example(root, root));
       payload.dataset.example = name;
+      fields.replaceChildren(...(name.startsWith('google.protobuf.') ? [] : fieldInputs(root, payload)));
+      syncFields(fields, payload);
     } catch (e) {
       err.textContent = explain(e);
       err.hidden = false;
@@ -499,7 +565,7 @@ function publishForm(topic: string): HTMLElement {
   }, (e) => say(explain(e)));
   type.addEventListener('change', () => void fill());
   const form = h('form', { class: 'publish' },
-    h('label', {}, 'Type ', type), payload, err, ok,
+    h('label', {}, 'Type ', type), fields, payload, err, ok,
     h('div', { class: 'bar' }, h('button', { type: 'submit' }, 'Publish'), h('button', { type: 'button', onclick: () => void fill() }, 'Example')));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
