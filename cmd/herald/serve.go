@@ -183,7 +183,7 @@ func (c *serveConfig) settle() {
 // register defines serve's flags.
 func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML `file` of settings: keys are these flag names, e.g. http-addr: \":8080\"")
-	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and, with --demo, the demo page")
+	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics, the console and, with --demo, the demo page")
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: herald.v1.PublisherService, herald.v1.SubscriberService, herald.v1.SchemaService, herald.v1.AdminService, grpc.health.v1.Health and server reflection")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
 	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients (every --broker)")
@@ -472,6 +472,9 @@ func (n *node) run(ctx context.Context) error {
 	if c.demo {
 		go demo.Run(ctx, n.srv.Publisher(), log)
 		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(n.httpLn.Addr())+"/")
+	}
+	if c.console {
+		log.Info("operator console", "url", scheme+"://"+browsable(n.httpLn.Addr())+"/console")
 	}
 
 	select {
