@@ -277,8 +277,14 @@ test("the publish form's fields, generated from the type's JSON Schema, write it
   assert.equal(await con.inputValue('.fields input[name="customer"]'), 'Typed');
   await shot(con, 'publish-form');
 
+  // The page may still show an earlier publish's id: wait for a new one.
+  const earlier = await con.locator('.published').textContent();
   await con.click('form.publish button[type=submit]');
-  const id = await con.locator('.published .id').textContent({ timeout: WAIT });
+  await con.waitForFunction((earlier) => {
+    const ok = document.querySelector('.published');
+    return !ok.hidden && ok.textContent !== earlier;
+  }, earlier, { timeout: WAIT });
+  const id = await con.locator('.published .id').textContent();
   await con.click('.history button.newest');
   const item = con.locator(`ol.history li[data-id="${id}"]`);
   await item.waitFor({ timeout: WAIT });
@@ -330,11 +336,12 @@ test('every view fits 390 px wide, in dark mode', { skip }, async () => {
   await con.setViewportSize({ width: 390, height: 844 });
   await con.emulateMedia({ colorScheme: 'dark' });
   const views = {
-    topics: '#/topics', nodes: '#/nodes', revocations: '#/revocations',
-    schemas: '#/schemas/orders.v1.OrderPlaced', topic: `#/topic/${encodeURIComponent(t1)}`,
+    topics: ['#/topics', 'Topics'], nodes: ['#/nodes', 'Nodes'], revocations: ['#/revocations', 'Revocations'],
+    schemas: ['#/schemas/orders.v1.OrderPlaced', 'Schemas'], topic: [`#/topic/${encodeURIComponent(t1)}`, t1],
   };
-  for (const [name, hash] of Object.entries(views)) {
+  for (const [name, [hash, heading]] of Object.entries(views)) {
     await con.goto(`${base}/console${hash}`);
+    await con.locator('main h2', { hasText: heading }).waitFor({ timeout: WAIT });
     await con.locator('main .scroll, main ol.events').first().waitFor({ timeout: WAIT });
     const { width, bg } = await con.evaluate(() => ({
       width: document.documentElement.scrollWidth,
