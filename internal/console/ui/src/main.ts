@@ -1,8 +1,8 @@
 // Herald's operator console: topics, a topic's live inspector, history and
-// publish form, the schema browser and the nodes, over the admin API
-// (docs/admin.md). Views are chosen by the URL's fragment (#/topics,
-// #/topic/NAME, #/schemas, #/schemas/NAME, #/nodes); the token lives in
-// sessionStorage only.
+// publish form, the schema browser, the nodes and the revocations, over the
+// admin API (docs/admin.md, docs/console.md). Views are chosen by the URL's
+// fragment (#/topics, #/topic/NAME, #/schemas, #/schemas/NAME, #/nodes,
+// #/revocations); the token lives in sessionStorage only.
 
 import {
   APIError, getSchema, listEvents, listNodes, listRevocations, listSchemas, listTopics, publish, revoke, setToken, token,
