@@ -107,8 +107,21 @@ generate: ## Regenerate gen/ and the OpenAPI description from proto/
 	rm -rf $(GENERATED)
 	$(BUF) generate
 
+# The operator console's bundle (internal/console/console.js), built from
+# its TypeScript by the toolchain its lockfile pins; committed, so that
+# make build and make run need no Node.
+CONSOLE_UI := internal/console/ui
+
+$(CONSOLE_UI)/node_modules/.package-lock.json: $(CONSOLE_UI)/package.json $(CONSOLE_UI)/package-lock.json
+	npm ci --prefix $(CONSOLE_UI) --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+.PHONY: console
+console: $(CONSOLE_UI)/node_modules/.package-lock.json ## Rebuild the operator console's bundle (internal/console/console.js) from its TypeScript
+	npm run --prefix $(CONSOLE_UI) --silent build
+
 .PHONY: check-generate
-check-generate: generate ## Fail if generated code is stale
-	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
-	  echo "generated files are stale; run make generate and commit:"; \
-	  git status --porcelain -- $(GENERATED); exit 1; fi
+check-generate: generate console ## Fail if generated code (gen/, the OpenAPI description, the console's bundle) is stale
+	@if [ -n "$$(git status --porcelain -- $(GENERATED) internal/console/console.js)" ]; then \
+	  echo "generated files are stale; run make generate (or make console) and commit:"; \
+	  git status --porcelain -- $(GENERATED) internal/console/console.js; exit 1; fi

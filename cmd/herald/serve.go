@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/bridge"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/console"
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/schema"
 	"github.com/heraldhq/herald/internal/tracing"
@@ -36,6 +39,7 @@ NATS JetStream or Redis Streams shared by every node of a cluster:
                        GET /v1/topics  GET /v1/topics/{topic}/events  GET /v1/nodes     the admin API (an admin
                        GET /v1/revocations  POST /v1/revocations              token; docs/admin.md)
                        GET /v1/openapi.json  GET /healthz  GET /readyz  GET /metrics
+                       GET /console   the operator console (docs/console.md; off with --console=false)
                        GET /   the live demo page, with --demo only
   gRPC  (--grpc-addr)  herald.v1.PublisherService (Publish, PublishStream, DeleteTopicState), herald.v1.SubscriberService,
                        herald.v1.SchemaService, herald.v1.AdminService, grpc.health.v1.Health, server reflection
@@ -59,6 +63,7 @@ type serveConfig struct {
 	writeTimeout      time.Duration
 	shutdownTimeout   time.Duration
 	demo              bool
+	console           bool
 	corsOrigins       config.StringList
 	descriptors       config.StringList
 	tlsCert           string
@@ -178,7 +183,7 @@ func (c *serveConfig) settle() {
 // register defines serve's flags.
 func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.configFile, config.FileFlag, "", "YAML `file` of settings: keys are these flag names, e.g. http-addr: \":8080\"")
-	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics and, with --demo, the demo page")
+	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "address for HTTP: SSE, REST, OpenAPI, health, metrics, the console and, with --demo, the demo page")
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9090", "address for gRPC: herald.v1.PublisherService, herald.v1.SubscriberService, herald.v1.SchemaService, herald.v1.AdminService, grpc.health.v1.Health and server reflection")
 	fs.IntVar(&c.maxEventBytes, "max-event-bytes", bridge.DefaultMaxEventBytes, "largest event accepted, in bytes (payload, topic, type, attributes and idempotency key together)")
 	fs.IntVar(&c.retentionEvents, "retention-events", memory.DefaultMaxEvents, "events kept per topic for resuming clients (every --broker)")
@@ -194,6 +199,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.Var(&c.descriptors, "descriptors", "descriptor set file (buf build -o x.binpb, or protoc --include_imports --descriptor_set_out), or a directory of them, whose message types may be published; reloaded on SIGHUP and when the files change; may repeat")
 	fs.BoolVar(&c.demo, "demo", false, "publish a continuous stream of example events (orders, monitoring, chat) to show on the page at /, and know their schemas (orders.v1, monitoring.v1, chat.v1) as builtin types; implies --dev")
+	fs.BoolVar(&c.console, "console", true, "serve the operator console at /console (docs/console.md): a static page whose data comes from the admin API, which takes an admin token unless --dev")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "address for a separate debug listener serving Go profiles at /debug/pprof/ and metrics at /metrics (e.g. 127.0.0.1:6060); off when empty; loopback addresses only, unless --debug-addr-public")
@@ -344,8 +350,12 @@ func (c *serveConfig) wire(ctx context.Context, stderr io.Writer) (_ *node, err 
 		CORSOrigins:       c.corsOrigins,
 		TLS:               tlsConfig,
 	}
+	cfg.Pages = map[string]http.Handler{}
 	if c.demo {
-		cfg.Pages = web.Pages()
+		maps.Copy(cfg.Pages, web.Pages())
+	}
+	if c.console {
+		maps.Copy(cfg.Pages, console.Pages())
 	}
 	if tp != nil {
 		cfg.TracerProvider = tp
@@ -462,6 +472,9 @@ func (n *node) run(ctx context.Context) error {
 	if c.demo {
 		go demo.Run(ctx, n.srv.Publisher(), log)
 		log.Info("demo events on: open the page", "url", scheme+"://"+browsable(n.httpLn.Addr())+"/")
+	}
+	if c.console {
+		log.Info("operator console", "url", scheme+"://"+browsable(n.httpLn.Addr())+"/console")
 	}
 
 	select {
