@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -18,7 +19,9 @@ import (
 // topic, starting after the stream's last sequence now, so every event
 // accepted after Subscribe returns is delivered. nats.go recreates the
 // consumer after a disconnect, a server restart or a lost consumer, from the
-// last sequence delivered + 1.
+// last sequence delivered + 1; when it gives up (a reset that failed, as
+// when the stream's leader is lost while it resets), run follows the
+// stream again from there itself.
 func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
 	cctx, cancel, err := b.link.Begin(ctx)
 	defer cancel()
@@ -32,30 +35,88 @@ func (b *Broker) Subscribe(ctx context.Context, deliver func(*broker.Event)) err
 	if err := b.checkCreated(info.Created); err != nil {
 		return err
 	}
-	cons, err := b.stream.OrderedConsumer(cctx, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{b.subjPrefix + ">"},
-		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
-		OptStartSeq:    info.State.LastSeq + 1,
-	})
+	it, err := b.follow(cctx, info.State.LastSeq+1)
 	if err != nil {
 		return b.link.Fail(cctx, "subscribe", err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessages(512), natsjs.PullExpiry(10*time.Second), natsjs.PullHeartbeat(2*time.Second))
-	if err != nil {
-		return b.link.Fail(cctx, "subscribe", err)
+	f := &follower{it: it}
+	if onFollow != nil {
+		onFollow(f)
 	}
-	return b.link.Subscribe(ctx, it.Stop, func(ctx context.Context, s *remote.Subscription) {
-		b.run(ctx, s, it, info.State.LastSeq, deliver)
+	return b.link.Subscribe(ctx, f.stop, func(ctx context.Context, s *remote.Subscription) {
+		b.run(ctx, s, f, info.State.LastSeq, deliver)
 	})
 }
 
+// follow opens an ordered consumer over every topic from stream sequence
+// start on.
+func (b *Broker) follow(ctx context.Context, start uint64) (natsjs.MessagesContext, error) {
+	cons, err := b.stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{b.subjPrefix + ">"},
+		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Messages(natsjs.PullMaxMessages(512), natsjs.PullExpiry(10*time.Second), natsjs.PullHeartbeat(2*time.Second))
+}
+
+// A follower holds a subscription's current message iterator, which run
+// replaces when nats.go closes it underneath, and stop closes for good.
+type follower struct {
+	mu      sync.Mutex
+	it      natsjs.MessagesContext
+	stopped bool
+}
+
+func (f *follower) current() natsjs.MessagesContext {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.it
+}
+
+// replace makes it the current iterator, unless the subscription was
+// stopped meanwhile: then it stops it and reports false.
+func (f *follower) replace(it natsjs.MessagesContext) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		it.Stop()
+		return false
+	}
+	f.it = it
+	return true
+}
+
+func (f *follower) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	f.it.Stop()
+}
+
+// onFollow, when set (by tests), is told of every new subscription's
+// follower.
+var onFollow func(*follower)
+
 // run delivers from the consumer until the subscription halts.
-func (b *Broker) run(ctx context.Context, s *remote.Subscription, it natsjs.MessagesContext, last uint64, deliver func(*broker.Event)) {
+func (b *Broker) run(ctx context.Context, s *remote.Subscription, f *follower, last uint64, deliver func(*broker.Event)) {
 	for !s.Stopped() {
-		msg, err := it.Next(natsjs.NextContext(ctx))
+		msg, err := f.current().Next(natsjs.NextContext(ctx))
 		if err != nil {
-			if s.Stopped() || b.link.Closed() || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+			if s.Stopped() || b.link.Closed() {
 				return
+			}
+			if errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+				// Not closed by this subscription: nats.go gave up on the
+				// consumer. Returning would leave this node deaf with every
+				// stream open; follow the stream again after the last event
+				// delivered, so that nothing is skipped.
+				if !b.refollow(ctx, s, f, last, err) {
+					return
+				}
+				continue
 			}
 			// The ordered consumer recovers by itself from what it can;
 			// have the monitor check the stream, and go on.
@@ -89,6 +150,29 @@ func (b *Broker) run(ctx context.Context, s *remote.Subscription, it natsjs.Mess
 		b.link.Confirm()
 		deliver(ev)
 	}
+}
+
+// refollow replaces f's iterator, which nats.go closed, with one from
+// stream sequence last+1, trying until it succeeds or the subscription
+// halts (false).
+func (b *Broker) refollow(ctx context.Context, s *remote.Subscription, f *follower, last uint64, why error) bool {
+	b.log.Warn("the stream's consumer ended; following the stream again", "after", last, "err", why)
+	for attempt := 0; !s.Stopped(); attempt++ {
+		b.link.Kick()
+		actx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+		it, err := b.follow(actx, last+1)
+		cancel()
+		if err == nil {
+			return f.replace(it)
+		}
+		b.log.Debug("following the stream again failed", "after", last, "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 2*time.Second)):
+		}
+	}
+	return false
 }
 
 // decode turns a stream message into an event and its Herald-Prev.
