@@ -77,7 +77,8 @@ func drawChart(path string, samples []sample, warmup time.Duration, f fit) error
 		p.Add(fl)
 		p.Legend.Add("least-squares fit", fl)
 	}
-	p.Legend.Top = true
-	p.Legend.Left = true
+	// Bottom right: the axis starts at zero, so the lines run above it.
+	p.Legend.Top = false
+	p.Legend.Left = false
 	return p.Save(8*vg.Inch, 3.5*vg.Inch, path)
 }

@@ -17,7 +17,7 @@ type bounds struct {
 }
 
 func defaultBounds() bounds {
-	return bounds{heapMiBPerHour: 8, rssMiBPerHour: 16, goroutinesPerHour: 100, fdsPerHour: 50, streamsPerHour: 30}
+	return bounds{heapMiBPerHour: 16, rssMiBPerHour: 32, goroutinesPerHour: 100, fdsPerHour: 50, streamsPerHour: 30}
 }
 
 // A series is one sampled resource.
