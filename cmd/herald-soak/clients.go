@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -29,6 +30,8 @@ type subscribers struct {
 	plain *http.Client // SSE, a connection per stream
 	small *http.Client // SSE with a small receive buffer, for slow readers
 	token string       // long-lived, subscribe soak.>
+
+	vanished atomic.Int64 // vanishing clients so far: every other one resets
 }
 
 // wait waits d or until ctx ends; it reports whether ctx is still live.
@@ -245,9 +248,9 @@ func (s *subscribers) slow(ctx context.Context) {
 	}
 }
 
-// vanish sends a raw SSE request, reads for 1-4 s, and either closes the
-// connection with a TCP reset (SO_LINGER 0) or stops reading for a while
-// and then closes it with data left unread.
+// vanish sends a raw SSE request, reads for 1-4 s, and then, in turn,
+// closes the connection with a TCP reset (SO_LINGER 0) or stops reading
+// for 2-8 s and then closes it with data left unread.
 func (s *subscribers) vanish(ctx context.Context) {
 	topic := liveTopic(rand.IntN(liveTopics))
 	for ctx.Err() == nil {
@@ -290,7 +293,7 @@ func (s *subscribers) vanishOnce(ctx context.Context, topic string) error {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		return fmt.Errorf("stream ended before the client vanished: %v", err)
 	}
-	if rand.IntN(2) == 0 {
+	if s.vanished.Add(1)%2 == 0 {
 		_ = tc.SetLinger(0) // Close sends RST
 		s.st.inc(cVanishRST)
 		return nil

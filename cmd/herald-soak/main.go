@@ -8,7 +8,7 @@
 // The client mix (see docs/soak.md for rates and the reasons for them):
 //
 //	publishers     gRPC Publish, gRPC PublishStream (its token expiring every
-//	               10-25 s, so the stream ends with UNAUTHENTICATED and is
+//	               8-20 s, so the stream ends with UNAUTHENTICATED and is
 //	               reopened) and REST POST; REST DELETE of topic state
 //	schema pushes  herald.v1.SchemaService/RegisterSchemas and POST /v1/schemas
 //	               in turn, every other one adding a field to a pushed type

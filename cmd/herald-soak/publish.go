@@ -127,13 +127,13 @@ func (p *publishers) bulk(ctx context.Context, rate float64) {
 	})
 }
 
-// stream publishes over PublishStream with tokens that live 10-25 s: each
+// stream publishes over PublishStream with tokens that live 8-20 s: each
 // stream ends with UNAUTHENTICATED at its first event after the token
 // expired, and a new one is opened with a fresh token.
 func (p *publishers) stream(ctx context.Context, rate float64) {
 	pub := heraldv1.NewPublisherServiceClient(p.conn)
 	for ctx.Err() == nil {
-		ttl := 10*time.Second + rand.N(15*time.Second)
+		ttl := 8*time.Second + rand.N(12*time.Second)
 		token := p.srv.token("soak-stream", publishGrants, ttl)
 		p.oneStream(ctx, pub, token, rate)
 	}

@@ -30,12 +30,17 @@ type result struct {
 	metrics  map[string]float64 // the server's herald_* figures at the end
 	races    int                // data race reports in a -race server's log
 	exit     error              // the server's exit, if it ended before the run did
-	started  time.Time
+	// interrupted is set when the run was stopped (SIGINT) before its end.
+	interrupted bool
+	started     time.Time
 }
 
 // problems lists why the run fails; empty when it passes.
 func (r *result) problems() []string {
 	var out []string
+	if r.interrupted {
+		out = append(out, "interrupted before the end of --duration")
+	}
 	if r.exit != nil {
 		out = append(out, fmt.Sprintf("herald exited during the run: %v", r.exit))
 	}
@@ -146,7 +151,11 @@ func runWith(ctx context.Context, cfg config, log io.Writer, race bool) (*result
 	srv.stop()
 	res.counters = st.snapshot()
 	res.races = countRaces(srv.logPath)
-	if err != nil && res.exit == nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Interrupted: keep what was measured, and fail.
+		res.interrupted = true
+	case err != nil && res.exit == nil:
 		return nil, err
 	}
 	if len(res.samples) == 0 {
