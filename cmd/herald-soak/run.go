@@ -30,6 +30,7 @@ type result struct {
 	metrics  map[string]float64 // the server's herald_* figures at the end
 	races    int                // data race reports in a -race server's log
 	exit     error              // the server's exit, if it ended before the run did
+	cpu, ran time.Duration      // herald's CPU time over the run, and the run's length
 	// interrupted is set when the run was stopped (SIGINT) before its end.
 	interrupted bool
 	started     time.Time
@@ -142,6 +143,8 @@ func runWith(ctx context.Context, cfg config, log io.Writer, race bool) (*result
 	err = res.sample(ctx, cfg, srv, st, log)
 	stopClients()
 	wg.Wait()
+	res.cpu, _ = procCPU(srv.pid)
+	res.ran = time.Since(res.started)
 	if m, merr := scrapeHerald(srv); merr == nil {
 		res.metrics = m
 	}
@@ -271,8 +274,11 @@ func (r *result) summary() string {
 	}
 	fmt.Fprintf(&b, "# Soak run of %s\n\n", r.started.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "Duration %v, warm-up %v, a sample every %v (%d samples); %s, %d CPUs; herald serve %s.\n\n",
-		cfg.duration, cfg.warmup, cfg.interval, len(r.samples), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(),
+		cfg.duration, cfg.warmup.Round(time.Second), cfg.interval, len(r.samples), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(),
 		strings.Join(append([]string{"(defaults of herald-soak)"}, cfg.heraldArgs...), " "))
+	if r.ran > 0 {
+		fmt.Fprintf(&b, "herald used %v of CPU in %v (%.1f%% of one core).\n\n", r.cpu.Round(time.Second), r.ran.Round(time.Second), 100*r.cpu.Seconds()/r.ran.Seconds())
+	}
 	fmt.Fprintf(&b, "Result: **%s**\n\n", verdict)
 	b.WriteString("| resource | start | end | peak | slope after warm-up (per hour) | bound (per hour) | check |\n|---|---:|---:|---:|---:|---:|---|\n")
 	for _, f := range r.fits {

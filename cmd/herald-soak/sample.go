@@ -183,3 +183,25 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 	}
 	return m, sc.Err()
 }
+
+// procCPU returns a process's user and system CPU time from
+// /proc/PID/stat, in clock ticks of 10 ms (USER_HZ on Linux).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields start after the command name's closing parenthesis: state is
+	// rest[0], utime and stime (fields 14 and 15) rest[11] and rest[12].
+	i := strings.LastIndexByte(string(b), ')')
+	rest := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(rest) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	ut, err1 := strconv.ParseInt(rest[11], 10, 64)
+	st, err2 := strconv.ParseInt(rest[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime or stime", pid)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
