@@ -368,7 +368,10 @@ func (s *subscribers) snapshotOnce(ctx context.Context, q url.Values, f soakFilt
 			}
 			synced = true
 		case "herald.gap":
+			// A fresh snapshot follows, whose events may be older than
+			// the last one seen: the order starts over.
 			s.st.inc(cResumeGaps)
+			*cur = cursor{}
 		case tickType:
 			var t struct {
 				N      int32
