@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -31,6 +32,7 @@ func drawChart(path string, samples []sample, warmup time.Duration, f fit) error
 		p.Title.Text += fmt.Sprintf(" — slope after warm-up %+.2f %s/h (bound %g)", f.slope, f.unit, f.bound)
 	}
 	p.X.Label.Text = "minutes"
+	p.X.Tick.Marker = plot.TickerFunc(minuteTicks)
 	p.Y.Label.Text = f.unit
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
@@ -81,4 +83,22 @@ func drawChart(path string, samples []sample, warmup time.Duration, f fit) error
 	p.Legend.Top = false
 	p.Legend.Left = false
 	return p.Save(8*vg.Inch, 3.5*vg.Inch, path)
+}
+
+// minuteTicks labels the time axis at the smallest round step (from 6
+// seconds to 4 hours) that gives at most ten labels.
+func minuteTicks(lo, hi float64) []plot.Tick {
+	var step float64
+	for _, s := range []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 240} {
+		step = s
+		if (hi-lo)/s <= 10 {
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for i := math.Ceil(lo / step); i*step <= hi; i++ {
+		v := math.Round(i*step*100) / 100 // 0.3, not 0.30000000000000004
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+	}
+	return ticks
 }

@@ -109,6 +109,7 @@ func main() {
 	fs.Float64Var(&cfg.bounds.goroutinesPerHour, "max-goroutine-growth", cfg.bounds.goroutinesPerHour, "bound on the goroutine count's slope, per hour")
 	fs.Float64Var(&cfg.bounds.fdsPerHour, "max-fd-growth", cfg.bounds.fdsPerHour, "bound on the open file descriptors' slope, per hour")
 	fs.Float64Var(&cfg.bounds.streamsPerHour, "max-stream-growth", cfg.bounds.streamsPerHour, "bound on the open streams' slope (herald_subscribers), per hour")
+	replot := fs.String("replot", "", "`CSV` of an earlier run: fit and draw it again into --out (with this run's --duration, --warmup, --check and bounds) instead of running")
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "herald-soak: unexpected argument %q\n", fs.Arg(0))
@@ -124,6 +125,17 @@ func main() {
 		os.Exit(2)
 	}
 
+	if *replot != "" {
+		ok, err := replotCSV(*replot, cfg, os.Stdout)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "herald-soak: %v\n", err)
+			os.Exit(1)
+		}
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := run(ctx, cfg, os.Stdout)

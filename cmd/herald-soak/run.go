@@ -311,3 +311,35 @@ func (r *result) summary() string {
 	}
 	return b.String()
 }
+
+// replotCSV fits and draws the samples of an earlier run's CSV into
+// cfg.out; ok is false when a checked slope is beyond its bound.
+func replotCSV(path string, cfg config, log io.Writer) (ok bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	samples, err := readCSV(f)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(samples) == 0 {
+		return false, fmt.Errorf("%s: no samples", path)
+	}
+	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+		return false, err
+	}
+	span := samples[len(samples)-1].elapsed - cfg.warmup
+	check := cfg.check == "on" || cfg.check == "auto" && span >= cfg.minFit
+	fits := fitAll(samples, cfg.warmup, cfg.bounds, check)
+	if err := drawCharts(cfg.out, samples, cfg.warmup, fits); err != nil {
+		return false, err
+	}
+	ok = true
+	for _, f := range fits {
+		fmt.Fprintln(log, f)
+		ok = ok && f.ok
+	}
+	return ok, nil
+}

@@ -30,7 +30,7 @@ var csvHeader = []string{"elapsed_s", "rss_bytes", "heap_inuse_bytes", "goroutin
 
 func (s sample) record() []string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-	return []string{strconv.FormatFloat(s.elapsed.Seconds(), 'f', 1, 64), f(s.rss), f(s.heap), f(s.goroutines), f(s.fds), f(s.streams), f(s.published), f(s.delivered), f(s.connects)}
+	return []string{strconv.FormatFloat(s.elapsed.Seconds(), 'f', 3, 64), f(s.rss), f(s.heap), f(s.goroutines), f(s.fds), f(s.streams), f(s.published), f(s.delivered), f(s.connects)}
 }
 
 // readCSV reads a file written by the sampler.

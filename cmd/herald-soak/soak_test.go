@@ -91,6 +91,19 @@ func TestShortSoak(t *testing.T) {
 	for _, s := range allSeries {
 		checkPNG(t, filepath.Join(cfg.out, s.file))
 	}
+	// --replot draws the same from the CSV alone.
+	rc := cfg
+	rc.out = filepath.Join(cfg.out, "replot")
+	if _, err := replotCSV(f.Name(), rc, io.Discard); err != nil {
+		t.Fatalf("replot: %v", err)
+	}
+	again := fitAll(samples, cfg.warmup, cfg.bounds, false)
+	for i, fa := range again {
+		if fr := res.fits[i]; math.Abs(fa.slope-fr.slope) > 1e-3*math.Abs(fr.slope)+1e-3 || fa.end != fr.end {
+			t.Errorf("%s from the CSV: slope %v, end %v; the run had %v, %v", fa.name, fa.slope, fa.end, fr.slope, fr.end)
+		}
+		checkPNG(t, filepath.Join(rc.out, fa.file))
+	}
 	sum, err := os.ReadFile(filepath.Join(cfg.out, "summary.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -237,6 +250,27 @@ func TestWarmupFor(t *testing.T) {
 	} {
 		if got := warmupFor(d); got != want {
 			t.Errorf("warmupFor(%v) = %v, want %v", d, got, want)
+		}
+	}
+}
+
+func TestMinuteTicks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		lo, hi float64
+		want   string
+	}{
+		{0, 30, "0 5 10 15 20 25 30"},
+		{0, 0.5, "0 0.1 0.2 0.3 0.4 0.5"},
+		{0, 240, "0 30 60 90 120 150 180 210 240"},
+		{1.2, 9, "2 3 4 5 6 7 8 9"},
+	} {
+		var got []string
+		for _, tk := range minuteTicks(tc.lo, tc.hi) {
+			got = append(got, tk.Label)
+		}
+		if s := strings.Join(got, " "); s != tc.want {
+			t.Errorf("minuteTicks(%v, %v) = %s, want %s", tc.lo, tc.hi, s, tc.want)
 		}
 	}
 }
