@@ -9,7 +9,8 @@
 //
 //	publishers     gRPC Publish, gRPC PublishStream (its token expiring every
 //	               8-20 s, so the stream ends with UNAUTHENTICATED and is
-//	               reopened) and REST POST; REST DELETE of topic state
+//	               reopened) and REST POST; REST DELETE of topic state;
+//	               16 KiB events that only the slow readers subscribe to
 //	schema pushes  herald.v1.SchemaService/RegisterSchemas and POST /v1/schemas
 //	               in turn, every other one adding a field to a pushed type
 //	churn          SSE subscribers that disconnect after 3-20 s and resume with
@@ -17,8 +18,9 @@
 //	expiring       SSE streams whose token expires after 3-10 s: Herald ends
 //	               them, the expired token is refused (401), a fresh one resumes
 //	slow           SSE readers with a 4 KiB receive buffer that stop reading
-//	               for 15-30 s, then resume reading (or reconnect if cut)
-//	vanishing      raw TCP SSE requests closed abruptly (RST) or mid-stream
+//	               for 20-45 s, then read again (and resume if Herald cut them)
+//	vanishing      raw TCP SSE requests closed with a reset (RST), or left
+//	               unread and then closed
 //	snapshot       snapshot=true with a CEL filter: herald.synced must come,
 //	               and every event must match the filter
 //	grpc           herald.v1.SubscriberService/Subscribe, cancelled and resumed
