@@ -31,6 +31,8 @@ type result struct {
 	races    int                // data race reports in a -race server's log
 	exit     error              // the server's exit, if it ended before the run did
 	cpu, ran time.Duration      // herald's CPU time over the run, and the run's length
+	// noSnapshot says why the server took no snapshots, if it cannot.
+	noSnapshot string
 	// interrupted is set when the run was stopped (SIGINT) before its end.
 	interrupted bool
 	started     time.Time
@@ -59,6 +61,9 @@ func (r *result) problems() []string {
 		}
 	}
 	for _, c := range activityCounters {
+		if c == cSnapshots && r.noSnapshot != "" {
+			continue
+		}
 		if r.counters[c] == 0 {
 			out = append(out, fmt.Sprintf("no %s in the whole run", c))
 		}
@@ -107,11 +112,22 @@ func runWith(ctx context.Context, cfg config, log io.Writer, race bool) (*result
 	if err := push.pushTick(ctx); err != nil {
 		return nil, err
 	}
+	pubs := &publishers{srv: srv, st: st, conn: conn, http: &http.Client{Timeout: 30 * time.Second}}
+	subs := &subscribers{srv: srv, st: st, conn: conn, plain: sseClient(0), small: sseClient(4096),
+		token: srv.token("soak-subscriber", subscribeGrants, cfg.duration+time.Hour)}
+	noSnapshot, err := subs.probeSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if noSnapshot != "" {
+		subs.noSnapshot = true
+		fmt.Fprintf(log, "no snapshots (%s): the snapshot clients subscribe with filters only\n", noSnapshot)
+	}
 	check := cfg.check == "on" || cfg.check == "auto" && cfg.duration-cfg.warmup >= cfg.minFit
 	fmt.Fprintf(log, "herald pid %d: HTTP %s, gRPC %s; soak for %v, warm-up %v, a sample every %v, slope check %v; writing %s\n",
 		srv.pid, srv.http, srv.grpc, cfg.duration, cfg.warmup, cfg.interval, map[bool]string{true: "on", false: "off"}[check], cfg.out)
 
-	res := &result{cfg: cfg, started: time.Now()}
+	res := &result{cfg: cfg, started: time.Now(), noSnapshot: noSnapshot}
 	cctx, stopClients := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	goN := func(n int, f func(context.Context)) {
@@ -119,9 +135,6 @@ func runWith(ctx context.Context, cfg config, log io.Writer, race bool) (*result
 			wg.Go(func() { f(cctx) })
 		}
 	}
-	pubs := &publishers{srv: srv, st: st, conn: conn, http: &http.Client{Timeout: 30 * time.Second}}
-	subs := &subscribers{srv: srv, st: st, conn: conn, plain: sseClient(0), small: sseClient(4096),
-		token: srv.token("soak-subscriber", subscribeGrants, cfg.duration+time.Hour)}
 	l := cfg.load
 	goN(1, func(ctx context.Context) { pubs.unary(ctx, l.unaryRate) })
 	goN(1, func(ctx context.Context) { pubs.stream(ctx, l.streamRate) })
@@ -278,6 +291,9 @@ func (r *result) summary() string {
 		strings.Join(append([]string{"(defaults of herald-soak)"}, cfg.heraldArgs...), " "))
 	if r.ran > 0 {
 		fmt.Fprintf(&b, "herald used %v of CPU in %v (%.1f%% of one core).\n\n", r.cpu.Round(time.Second), r.ran.Round(time.Second), 100*r.cpu.Seconds()/r.ran.Seconds())
+	}
+	if r.noSnapshot != "" {
+		fmt.Fprintf(&b, "This server's broker takes no snapshots (%s): the snapshot clients subscribed with filters only.\n\n", r.noSnapshot)
 	}
 	fmt.Fprintf(&b, "Result: **%s**\n\n", verdict)
 	b.WriteString("| resource | start | end | peak | slope after warm-up (per hour) | bound (per hour) | check |\n|---|---:|---:|---:|---:|---:|---|\n")

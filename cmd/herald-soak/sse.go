@@ -72,7 +72,8 @@ func (s *sseStream) next() (sseEvent, error) {
 func (s *sseStream) close() { s.body.Close() }
 
 // openSSE opens GET /v1/events?query with token and, if set, Last-Event-ID.
-// A status other than 200 is returned with a nil stream and no error.
+// A status other than 200 is returned with a nil stream and an error
+// holding the answer's body.
 func openSSE(ctx context.Context, c *http.Client, srv *server, query url.Values, token, lastID string) (*sseStream, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.http+"/v1/events?"+query.Encode(), nil)
 	if err != nil {
@@ -90,10 +91,7 @@ func openSSE(ctx context.Context, c *http.Client, srv *server, query url.Values,
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		if resp.StatusCode/100 != 4 {
-			return nil, resp.StatusCode, fmt.Errorf("GET /v1/events: %s: %s", resp.Status, bytes.TrimSpace(b))
-		}
-		return nil, resp.StatusCode, nil
+		return nil, resp.StatusCode, fmt.Errorf("GET /v1/events: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		resp.Body.Close()
