@@ -83,6 +83,15 @@ bench: ## Run the Go micro-benchmarks (with allocations), then the load harness 
 	$(GO) build -o bin/herald-bench ./cmd/herald-bench
 	bin/herald-bench $(BENCHFLAGS)
 
+.PHONY: soak
+soak: ## Soak a herald for SOAK_DURATION (default 30m; e.g. 2m, 4h): resources sampled into SOAK_OUT (default soak-out), fails on growth
+	$(GO) build -o bin/herald ./cmd/herald
+	$(GO) build -o bin/herald-soak ./cmd/herald-soak
+	bin/herald-soak --herald bin/herald --duration $(SOAK_DURATION) --out $(SOAK_OUT) $(SOAKFLAGS)
+
+SOAK_DURATION ?= 30m
+SOAK_OUT      ?= soak-out
+
 .PHONY: lint
 lint: $(OPENAPI_LINT)/node_modules/.package-lock.json ## Lint protos (buf lint, buf format), Go (gofmt, go vet) and the served OpenAPI document (Redocly)
 	$(BUF) lint
