@@ -30,8 +30,8 @@ type subscribers struct {
 	plain *http.Client // SSE, a connection per stream
 	small *http.Client // SSE with a small receive buffer, for slow readers
 	token string       // long-lived, subscribe soak.>
-	// noSnapshot is set when the broker cannot take snapshots (only the
-	// memory broker can): the snapshot clients subscribe with a filter only.
+	// noSnapshot is set when the broker cannot take snapshots: the
+	// snapshot clients subscribe with a filter only.
 	noSnapshot bool
 
 	vanished atomic.Int64 // vanishing clients so far: every other one resets
@@ -328,7 +328,7 @@ func soakFilters() []soakFilter {
 }
 
 // probeSnapshots asks for a snapshot once. A server whose broker cannot
-// take snapshots (only the memory broker can) refuses with 400: why is
+// take snapshots refuses with 400: why is
 // then its answer. err is for any other failure.
 func (s *subscribers) probeSnapshots(ctx context.Context) (why string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
