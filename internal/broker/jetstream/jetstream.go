@@ -193,6 +193,14 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("%w: connecting to NATS at %s: %v", broker.ErrUnavailable, remote.RedactURLs(opts.URL), err)
 	}
 	b.nc = nc
+	warning, err := checkServerVersion(nc.ConnectedServerVersion())
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("NATS at %s: %w", remote.RedactURLs(opts.URL), err)
+	}
+	if warning != "" {
+		b.log.Warn(warning, "nats", nc.ConnectedServerVersion())
+	}
 	if b.js, err = natsjs.New(nc, natsjs.WithDefaultTimeout(opts.Timeout)); err != nil {
 		nc.Close()
 		return nil, err
@@ -485,4 +493,23 @@ func (b *Broker) Close() error {
 		b.nc.Close()
 	}
 	return nil
+}
+
+// checkServerVersion refuses a NATS server older than 2.10, whose
+// consumers cannot filter on several subjects (every resume would fail),
+// and warns of one older than 2.11, which cannot answer snapshots (its
+// direct get takes no batch). An empty or unreadable version passes: the
+// server is asked for what it cannot do, and says so.
+func checkServerVersion(v string) (warning string, err error) {
+	var major, minor int
+	if _, scanErr := fmt.Sscanf(v, "%d.%d", &major, &minor); scanErr != nil {
+		return "", nil
+	}
+	switch {
+	case major < 2 || major == 2 && minor < 10:
+		return "", fmt.Errorf("the server is version %s; Herald needs NATS 2.10 or newer (2.11 or newer for snapshots)", v)
+	case major == 2 && minor < 11:
+		return "NATS is older than 2.11: subscriptions with snapshot=true will fail", nil
+	}
+	return "", nil
 }
