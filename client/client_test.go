@@ -409,7 +409,7 @@ func TestStreamPublisherExactlyOnceAcrossConnectionDrops(t *testing.T) {
 			px.holdReplies()
 			go func() {
 				base := resolved.Load()
-				err := poll.Wait(10*time.Second, "events accepted beyond those acknowledged", func() bool { return witnessed.Load() >= base+300 })
+				err := poll.Wait(time.Minute, "events accepted beyond those acknowledged", func() bool { return witnessed.Load() >= base+300 })
 				unacked <- witnessed.Load() - resolved.Load()
 				px.sever()
 				holdErr <- err
