@@ -25,7 +25,6 @@ type restSink struct {
 	asStruct  bool
 	work      []chan restPost
 	wg        sync.WaitGroup
-	sent      atomic.Int64
 	refused   atomic.Int64
 	firstErr  atomic.Pointer[error]
 	client    *http.Client
@@ -61,7 +60,6 @@ func (r *restSink) send(topic int, seq uint64) error {
 	if err := r.firstErr.Load(); err != nil {
 		return *err
 	}
-	r.sent.Add(1)
 	select {
 	case r.work[topic%len(r.work)] <- restPost{topic: topic, seq: seq, stamp: time.Now().UnixNano()}:
 		return nil
