@@ -86,6 +86,15 @@ func authorizePublish(creds auth.Credentials, perms auth.Permissions, topic stri
 	return fmt.Errorf("%w: these credentials do not allow publishing to %q", auth.ErrPermissionDenied, topic)
 }
 
+// afterExpiry calls f in its own goroutine when perms expire; it returns
+// nil for permissions that do not.
+func afterExpiry(perms auth.Permissions, f func()) *time.Timer {
+	if perms.Expires.IsZero() {
+		return nil
+	}
+	return time.AfterFunc(time.Until(perms.Expires), f)
+}
+
 // expiryTimer fires when perms expire; its channel is nil (never ready)
 // for permissions that do not.
 func expiryTimer(perms auth.Permissions) (<-chan time.Time, func() bool) {

@@ -29,8 +29,10 @@ import (
 //     (shard.running): the delivering goroutine itself when the event has
 //     few subscribers in the shard, the shard's own goroutine otherwise.
 //   - Each stream has a goroutine that writes what its queue brings, with
-//     blocking writes bounded by the write timeout; for a direct stream only
-//     while it lags (below).
+//     blocking writes bounded by the write timeout. A direct stream's runs
+//     only while it has work (stream.wake): while it lags (below), and for
+//     its last words; whoever gives it work (enqueue, drop, its token's
+//     expiry) wakes it.
 //   - One goroutine of the hub queues heartbeats to every subscriber on one
 //     schedule.
 //
@@ -85,7 +87,7 @@ import (
 //
 // A subscriber is dropped, its done channel closed once with the reason,
 // by whoever finds it too slow (its queue is full), broken (a write
-// failed), gone (the connection watcher) or by shutdown. Its stream's
+// failed), gone (hangups, the connection watcher) or by shutdown. Its stream's
 // goroutine then says its last words, ends and unsubscribes it; nothing
 // else ever waits for it.
 
@@ -373,11 +375,25 @@ func (h *Hub) enqueue(s *subscriber, it item) {
 	if it.kind == itemHeartbeat {
 		if s.queue.len() == 0 {
 			s.queue.push(it)
+			s.wake()
 		}
 		return
 	}
 	if !s.queue.push(it) {
 		h.drop(s, dropSlow)
+		return
+	}
+	s.wake()
+}
+
+// wake starts a direct subscriber's stream goroutine if it is not running
+// (stream.wake). Other subscribers' goroutines wait on their queue and
+// done channel; they need no waking.
+func (s *subscriber) wake() {
+	if s.d != nil {
+		if st := s.d.stream.Load(); st != nil {
+			st.wake()
+		}
 	}
 }
 
@@ -388,6 +404,7 @@ func (h *Hub) drop(s *subscriber, reason int32) {
 		if reason == dropSlow {
 			h.metrics.slowDrops.Inc()
 		}
+		s.wake()
 	}
 }
 

@@ -475,6 +475,7 @@ func (s *Server) routes() (http.Handler, error) {
 		maxTopics:         s.cfg.MaxTopicsPerSubscription,
 		conns:             s.conns,
 		maxSnapshotTopics: s.cfg.MaxSnapshotTopics,
+		hangups:           hangups{hub: s.hub},
 	}
 	mux.Handle("GET /v1/events", s.streams)
 	mux.HandleFunc("POST /v1/topics/{topic}/events", rest.publish)

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -9,9 +10,11 @@ import (
 // its response head is out (takeover.go), and from then on one of the
 // hub's shards writes each event's shared frame to its socket itself, in
 // one pass over the subscribers of a topic, with a write that never waits.
-// The stream's own goroutine sleeps until it has something to do, instead
-// of being woken for every event as a goroutine per subscriber would be:
-// that wake-up cost more than the write itself at low event rates.
+// The stream's own goroutine runs only when it has something to do,
+// instead of being woken for every event as a goroutine per subscriber
+// would be: that wake-up cost more than the write itself at low event
+// rates, and a parked goroutine's stack was most of an idle stream's
+// memory.
 //
 // A socket that cannot take a whole frame at once puts its subscriber
 // behind (it lags): the rest of the frame and the events after it go to
@@ -56,6 +59,10 @@ type direct struct {
 	// out gathers frames for this subscriber while its shard writes a
 	// batch of events; only the shard's drainer touches it.
 	out []byte
+
+	// stream is the subscriber's stream once its shard may write to it:
+	// what the hub wakes when there is work for the stream's goroutine.
+	stream atomic.Pointer[stream]
 }
 
 // writeLocked writes frame to a subscriber that is not lagging; with d.mu

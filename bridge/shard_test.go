@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
+	"github.com/heraldhq/herald/internal/poll"
 )
 
 // rawSubscribe opens a plain HTTP/1.1 SSE stream on its own socket and
@@ -283,4 +285,38 @@ func TestHeartbeatsWithARenderingAreComments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An idle plain HTTP/1.1 stream costs no goroutine: its shard writes its
+// events, the node's hang-up watcher notices its client leaving, and its
+// own goroutine runs only while it has work (a queue to catch up on, its
+// end). Idle memory per connection depends on it: a goroutine's stack is
+// more than the rest of an idle stream together.
+func TestIdleDirectStreamsHoldNoGoroutine(t *testing.T) {
+	s := startServer(t, serverOpts{cfg: bridge.Config{HeartbeatInterval: time.Hour}})
+	before := runtime.NumGoroutine()
+	const n = 200
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range conns {
+		conns[i], readers[i], _ = rawSubscribe(t, s, fmt.Sprintf("topic=orders.t%d", i%3))
+	}
+	// The handlers return once their streams are taken over.
+	poll.Until(t, 10*time.Second, fmt.Sprintf("%d idle streams to hold well under one goroutine each", n), func() bool {
+		return runtime.NumGoroutine() < before+n/4
+	})
+	// And they still get their events, and notice the client leaving.
+	id := s.publish(t, "orders.t1", order("after"))
+	for i := 1; i < n; i += 3 {
+		_ = conns[i].SetReadDeadline(time.Now().Add(20 * time.Second))
+		if evs := readEvents(t, readers[i], 1); evs[0].LastEventID != id {
+			t.Fatalf("stream %d got %q, want %q", i, evs[0].LastEventID, id)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	poll.Until(t, 10*time.Second, "every subscriber gone once its client closed", func() bool {
+		return metricValue(t, s.url, "herald_subscribers") == 0
+	})
 }

@@ -55,6 +55,8 @@ type streamHandler struct {
 	takenMu sync.Mutex
 	taken   map[net.Conn]struct{}
 	drained chan struct{} // closed when taken empties, if wait waits
+	// hangups notices the clients of taken-over connections leaving.
+	hangups hangups
 }
 
 // subscription is a parsed GET /v1/events request.
@@ -215,23 +217,35 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if s.d != nil {
-		if conn := h.takeOver(st.out, s); conn != nil {
+		if conn := h.takeOver(st.out); conn != nil {
 			st.conn = conn
-			if s.d.attach(conn) {
-				// The shard writes to this stream whenever it does
-				// not lag.
-				st.direct = true
-				s.d.mu.Lock()
-				s.d.minSeq = st.lastSeq
-				s.d.mu.Unlock()
-				st.out.settle(s)
-			}
 			// The connection is the stream's now: this handler returns,
 			// and net/http lets go of its goroutine and buffers for it.
 			// The stream needs a buffer of its own only when it is behind.
 			st.out.w, st.out.rc = nil, nil
 			st.buf = nil
-			go st.run(nil)
+			st.watch = h.hangups.watch(conn, s)
+			if !s.d.attach(conn) {
+				go st.run(nil)
+				return
+			}
+			// The shard writes to this stream whenever it does not lag,
+			// and the stream has no goroutine until it has something to
+			// do that the shard does not (stream.wake).
+			st.direct = true
+			s.d.mu.Lock()
+			s.d.minSeq = st.lastSeq
+			s.d.mu.Unlock()
+			// From here on, whatever gives the stream work wakes it; this
+			// handler holds running until the stream is set up, then
+			// hands over what came meanwhile.
+			st.running.Store(true)
+			s.d.stream.Store(st)
+			st.expiry = afterExpiry(st.perms, st.onExpiry)
+			st.out.settle(s)
+			if st.yield() {
+				go st.serve()
+			}
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/auth"
@@ -24,89 +25,176 @@ type stream struct {
 	buf     []byte
 	lastSeq uint64    // the last replayed event
 	reason  endReason // why it ended
+	watch   uint64    // its key in hangups, once taken over
+
+	// A direct stream's goroutine runs only while it has work (wake);
+	// expired is set when its token expires, by expiry's function.
+	running atomic.Bool
+	expired atomic.Bool
+	expiry  *time.Timer
 }
 
 // run writes what the subscriber's queue brings until the stream ends: the
-// client leaves (gone closes), the hub drops it, or its token expires.
+// client leaves (gone closes), the hub drops it, or its token expires. It
+// is the goroutine of a stream that is not direct.
 func (st *stream) run(gone <-chan struct{}) {
 	defer st.finish()
-	h, s, out := st.h, st.s, st.out
+	s := st.s
 	expired, stop := expiryTimer(st.perms)
 	defer stop()
 	for {
 		select {
 		case <-expired:
-			// The client reconnects at once and must bring a fresh token.
-			st.reason = endExpired
-			b := sse.AppendComment(st.buf[:0], "token expired, reconnect with a fresh one")
-			st.last(sse.AppendRetry(b, 0))
+			st.expire()
 			return
 		case <-s.queue.ready:
-			it, ok := s.queue.pop()
-			if !ok {
-				continue
-			}
-			n := 0
-			var b []byte
-			if s.queue.len() == 0 {
-				// The usual case, one event: its shared frame goes out
-				// as it is, not copied.
-				b, n = h.frameOf(s, it, st.lastSeq)
-			} else {
-				// Behind: coalesce what is queued into one write.
-				st.buf = st.buf[:0]
-				for {
-					f, k := h.frameOf(s, it, st.lastSeq)
-					st.buf, n = append(st.buf, f...), n+k
-					if len(st.buf) >= coalesceMax {
-						break
-					}
-					if it, ok = s.queue.pop(); !ok {
-						break
-					}
-				}
-				b = st.buf
-			}
-			if len(b) > 0 && !out.write(b) {
-				st.reason = out.failure()
+			if !st.writeQueued() {
 				return
 			}
-			h.metrics.delivered.Add(float64(n))
-			if cap(st.buf) > 64<<10 {
-				st.buf = make([]byte, 0, 512) // don't pin a burst's buffer
-			}
-			s.queue.rearm() // a write's worth was taken; more may wait
-			if st.direct {
-				out.settle(s)
-			}
 		case <-s.done:
-			switch s.reason.Load() {
-			case dropShutdown:
-				st.reason = endShutdown
-				// Spread the reconnects of all clients over a second or
-				// two, so that they do not all land at once.
-				jitter := time.Duration(rand.Int64N(int64(time.Second)))
-				b := sse.AppendComment(st.buf[:0], "server shutting down, reconnect")
-				st.last(sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds()))
-			case dropGone:
-				st.reason = endClient
-			case dropWrite:
-				st.reason = endWrite
-			case dropRevoked:
-				// EventSource reconnects, is refused with 401, and
-				// closes for good.
-				st.reason = endRevoked
-				st.last(sse.AppendComment(st.buf[:0], "token revoked"))
-			default:
-				st.reason = endSlow
-				// End on a whole frame: write what the shard left of
-				// one, if anything, before closing.
-				st.last(nil)
-			}
+			st.end()
 			return
 		case <-gone:
 			return
 		}
+	}
+}
+
+// wake runs a direct stream's goroutine, if it is not running. A direct
+// stream's shard writes its events; the stream itself has work only when
+// it lags (its queue), when the hub drops it, or when its token expires,
+// and whatever brings that work calls wake. So an idle direct stream has
+// no goroutine at all, and a lagging one has one until it has caught up.
+func (st *stream) wake() {
+	if st.running.CompareAndSwap(false, true) {
+		go st.serve()
+	}
+}
+
+// serve is a direct stream's goroutine: it does what there is to do and
+// returns, or ends the stream.
+func (st *stream) serve() {
+	s := st.s
+	for {
+		switch {
+		case st.expired.Load():
+			st.expire()
+			st.finish()
+			return
+		case s.reason.Load() != dropNone:
+			st.end()
+			st.finish()
+			return
+		case s.queue.len() > 0:
+			if !st.writeQueued() {
+				st.finish()
+				return
+			}
+			continue
+		}
+		if !st.yield() {
+			return
+		}
+	}
+}
+
+// yield gives up running a direct stream, whose goroutine found nothing
+// left to do. Work that came after it last looked found running still set
+// and started no goroutine: yield looks again once running is cleared, and
+// reports true when there is some and it took running back to do it.
+func (st *stream) yield() bool {
+	st.running.Store(false)
+	return st.busy() && st.running.CompareAndSwap(false, true)
+}
+
+// busy reports whether a direct stream has work for its goroutine.
+func (st *stream) busy() bool {
+	return st.expired.Load() || st.s.reason.Load() != dropNone || st.s.queue.len() > 0
+}
+
+// onExpiry is called when a direct stream's token expires.
+func (st *stream) onExpiry() {
+	st.expired.Store(true)
+	st.wake()
+}
+
+// expire ends a stream whose token expired: the client reconnects at once
+// and must bring a fresh token.
+func (st *stream) expire() {
+	st.reason = endExpired
+	b := sse.AppendComment(st.buf[:0], "token expired, reconnect with a fresh one")
+	st.last(sse.AppendRetry(b, 0))
+}
+
+// writeQueued writes what the subscriber's queue holds, a write's worth at
+// a time, and reports false when the write failed, which ends the stream.
+func (st *stream) writeQueued() bool {
+	h, s, out := st.h, st.s, st.out
+	it, ok := s.queue.pop()
+	if !ok {
+		return true
+	}
+	n := 0
+	var b []byte
+	if s.queue.len() == 0 {
+		// The usual case, one event: its shared frame goes out as it
+		// is, not copied.
+		b, n = h.frameOf(s, it, st.lastSeq)
+	} else {
+		// Behind: coalesce what is queued into one write.
+		st.buf = st.buf[:0]
+		for {
+			f, k := h.frameOf(s, it, st.lastSeq)
+			st.buf, n = append(st.buf, f...), n+k
+			if len(st.buf) >= coalesceMax {
+				break
+			}
+			if it, ok = s.queue.pop(); !ok {
+				break
+			}
+		}
+		b = st.buf
+	}
+	if len(b) > 0 && !out.write(b) {
+		st.reason = out.failure()
+		return false
+	}
+	h.metrics.delivered.Add(float64(n))
+	if cap(st.buf) > 64<<10 {
+		st.buf = make([]byte, 0, 512) // don't pin a burst's buffer
+	}
+	s.queue.rearm() // a write's worth was taken; more may wait
+	if st.direct {
+		out.settle(s)
+	}
+	return true
+}
+
+// end ends a stream the hub dropped, with last words that say why.
+func (st *stream) end() {
+	h := st.h
+	switch st.s.reason.Load() {
+	case dropShutdown:
+		st.reason = endShutdown
+		// Spread the reconnects of all clients over a second or two, so
+		// that they do not all land at once.
+		jitter := time.Duration(rand.Int64N(int64(time.Second)))
+		b := sse.AppendComment(st.buf[:0], "server shutting down, reconnect")
+		st.last(sse.AppendRetry(b, (h.retry/2 + jitter).Milliseconds()))
+	case dropGone:
+		st.reason = endClient
+	case dropWrite:
+		st.reason = endWrite
+	case dropRevoked:
+		// EventSource reconnects, is refused with 401, and closes for
+		// good.
+		st.reason = endRevoked
+		st.last(sse.AppendComment(st.buf[:0], "token revoked"))
+	default:
+		st.reason = endSlow
+		// End on a whole frame: write what the shard left of one, if
+		// anything, before closing.
+		st.last(nil)
 	}
 }
 
@@ -126,10 +214,14 @@ func (st *stream) last(b []byte) {
 // finish releases what the stream held.
 func (st *stream) finish() {
 	h := st.h
+	if st.expiry != nil {
+		st.expiry.Stop()
+	}
 	if st.conn != nil {
 		if st.s.d != nil {
 			st.s.d.detach()
 		}
+		h.hangups.forget(st.watch, st.conn)
 		_ = st.conn.Close()
 		h.takenMu.Lock()
 		delete(h.taken, st.conn)

@@ -12,11 +12,11 @@ import (
 var streamSendBuffer atomic.Int64
 
 // takeOver hijacks a plain HTTP/1.1 stream's connection once its head and
-// first bytes are out, for its shard to write to, and watches for the
-// client going away, which net/http no longer does for it. It returns nil
-// when the connection cannot be taken over; the stream then goes on
-// through net/http with its queue.
-func (h *streamHandler) takeOver(out *streamOut, s *subscriber) net.Conn {
+// first bytes are out, for its shard to write to. It returns nil when the
+// connection cannot be taken over; the stream then goes on through
+// net/http with its queue. The caller watches for the client going away
+// (hangups), which net/http no longer does for it.
+func (h *streamHandler) takeOver(out *streamOut) net.Conn {
 	// Held from Hijack, which ends net/http's tracking of the connection,
 	// until the connection is in taken, so that wait never misses it.
 	h.takenMu.Lock()
@@ -37,18 +37,21 @@ func (h *streamHandler) takeOver(out *streamOut, s *subscriber) net.Conn {
 			_ = tc.SetWriteBuffer(int(n))
 		}
 	}
+	return conn
+}
+
+// watchByReading watches conn for its client going away with a goroutine
+// blocked in Read. SSE clients send nothing after the request: a read
+// returns when the client closes the connection (or when it is closed
+// here, after the stream ended). A client that does send something is not
+// read further, as net/http does: its leaving shows when a write fails.
+func watchByReading(h *Hub, conn net.Conn, s *subscriber) {
 	go func() {
-		// SSE clients send nothing after the request: a read returns
-		// when the client closes the connection (or when it is closed
-		// here, after the stream ended). A client that does send
-		// something is not read further, as net/http does: its leaving
-		// shows when a write fails.
 		var b [1]byte
 		if _, err := conn.Read(b[:]); err != nil {
-			h.hub.drop(s, dropGone)
+			h.drop(s, dropGone)
 		}
 	}()
-	return conn
 }
 
 // wait waits until the streams taken over from net/http have ended, as
