@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +148,51 @@ func TestFloorDelivery(t *testing.T) {
 			t.Errorf("stream %d: err %v, received %d (%d in window, %d latencies), %d dups, %d gaps; want %d, none lost",
 				i, c.err, c.received, c.inWindow, len(c.lat), c.dups, c.gaps, want)
 		}
+	}
+}
+
+// TestNchanDelivery runs a small fan-out against the nchan peer, as the
+// harness runs it in scenarios 1-4: nginx started from the harness's
+// configuration, raw POSTs, the harness's SSE client. Every event must
+// reach every subscriber once, and the table must show nchan's row. It is
+// skipped without nginx and the nchan module, unless
+// HERALD_REQUIRE_NCHAN=1.
+func TestNchanDelivery(t *testing.T) {
+	t.Parallel()
+	if _, err := findNchan(); err != nil {
+		if os.Getenv("HERALD_REQUIRE_NCHAN") == "1" {
+			t.Fatalf("HERALD_REQUIRE_NCHAN=1: %v", err)
+		}
+		t.Skip(err)
+	}
+	peers, skipped, err := findPeers("nchan, nchan")
+	if err != nil || len(peers) != 1 || peers[0] != "nchan" || len(skipped) != 0 {
+		t.Fatalf(`findPeers("nchan, nchan") = %v, %v, %v; want [nchan], none skipped`, peers, skipped, err)
+	}
+	b := &bench{
+		cfg: config{repeat: 1, settle: 100 * time.Millisecond, warmup: 200 * time.Millisecond, duration: time.Second,
+			drain: 10 * time.Second, heartbeat: 5 * time.Second, tick: time.Millisecond, payload: 256, dialParallel: 4, publisher: "grpc"},
+		dir:    t.TempDir(),
+		dialer: newDialer(2),
+	}
+	b.delivery(deliverySpec{key: "fanout-200", title: "1 fan-out 200/s", conns: 6, topics: 2, rate: 200, kinds: []string{"nchan"}})
+	r := b.find("fanout-200", "nchan")
+	if r == nil {
+		t.Fatalf("no nchan result; results: %+v", b.results[0])
+	}
+	// Lost counts the seqs skipped between two received and those after
+	// the last received; with no duplicates, every event came once.
+	if r.Published == 0 || r.Deliveries == 0 || r.Lost != 0 || r.Dups != 0 || r.Errors != 0 || r.Ended != 0 {
+		t.Errorf("nchan: %d published, %d deliveries, %d lost, %d duplicated, %d refused, %d streams ended; want some, none lost",
+			r.Published, r.Deliveries, r.Lost, r.Dups, r.Errors, r.Ended)
+	}
+	if r.RSSBefore <= 0 || r.RSSConnected <= 0 {
+		t.Errorf("nchan: RSS %d before, %d connected; want nginx's, from /proc", r.RSSBefore, r.RSSConnected)
+	}
+	var out bytes.Buffer
+	b.printTables(&out)
+	if !regexp.MustCompile(`(?m)^\s*1 fan-out 200/s\s+nchan\s+6\s`).Match(out.Bytes()) {
+		t.Errorf("no nchan row in the tables:\n%s", out.String())
 	}
 }
 
