@@ -196,6 +196,56 @@ func TestNchanDelivery(t *testing.T) {
 	}
 }
 
+// TestPipeSink publishes pipelined POSTs to an in-process floor, whose
+// net/http server answers them one after another as nginx does: every
+// event reaches every stream once, in order, and every POST is answered.
+func TestPipeSink(t *testing.T) {
+	t.Parallel()
+	stop := make(chan struct{})
+	defer close(stop)
+	f := floor.NewSSE(time.Hour, stop)
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/events", f)
+	mux.HandleFunc("POST /v1/topics/{topic}/events", f.Publish)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+
+	const conns, topics = 6, 3
+	win := &window{}
+	now := time.Now()
+	win.set(now, now.Add(time.Hour))
+	cs, err := openSSE(context.Background(), newDialer(3), ln.Addr().String(), conns, 4, func(i int) int { return i % topics }, nil, win)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{topicName(0), topicName(1), topicName(2)}
+	s, err := newPipeSink(ln.Addr().String(), names, []string{padding(256), padding(256), padding(256)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	seqs, err := pace(context.Background(), s, 3000, topics, time.Now().Add(100*time.Millisecond), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused, err := s.finish(10 * time.Second); err != nil || refused != 0 {
+		t.Fatalf("finish = %d refused, %v; want 0, nil", refused, err)
+	}
+	drainSSE(cs, func(c *sseConn) uint64 { return seqs[c.topic] }, 10*time.Second)
+	closeSSE(cs)
+	for i, c := range cs {
+		want := int64(seqs[c.topic])
+		if want == 0 || c.err != nil || c.received != want || c.dups != 0 || c.gaps != 0 {
+			t.Errorf("stream %d: err %v, received %d, %d dups, %d gaps; want %d (more than 0), none lost", i, c.err, c.received, c.dups, c.gaps, want)
+		}
+	}
+}
+
 func TestParseMetrics(t *testing.T) {
 	t.Parallel()
 	text := `# HELP go_memstats_heap_inuse_bytes Number of heap bytes that are in use.

@@ -20,7 +20,8 @@ import (
 // module, the server a team that wants SSE fan-out without writing one is
 // likely to reach for. It runs from Debian's packages (apt-get install
 // nginx libnginx-mod-nchan) with a configuration the harness writes, and
-// is skipped when either is missing.
+// is skipped when either is missing. The harness publishes to it with
+// pipelined raw POSTs (pipeSink).
 
 // nchanModule is where Debian's libnginx-mod-nchan installs the module.
 const nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"
@@ -43,8 +44,7 @@ func findNchan() (string, error) {
 }
 
 // nchanConf is the configuration of the nchan peer. It serves Herald's
-// paths, so that the harness's SSE client and REST publisher need nothing
-// of their own for it:
+// paths, so that the harness's SSE client needs nothing of its own for it:
 //
 //	GET  /v1/events?topic=T        an EventSource subscription to channel T
 //	POST /v1/topics/T/events       publishes the body, as it is, to channel T
@@ -76,8 +76,8 @@ http {
 	fastcgi_temp_path {{.Dir}}/fastcgi;
 	uwsgi_temp_path {{.Dir}}/uwsgi;
 	scgi_temp_path {{.Dir}}/scgi;
-	# The REST publisher keeps its connections, as it does with Herald;
-	# nginx would close each after 1,000 requests.
+	# The publisher keeps its connections for the run, as it keeps its
+	# PublishStream to Herald; nginx would close each after 1,000 requests.
 	keepalive_requests 1000000000;
 
 	server {

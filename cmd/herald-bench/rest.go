@@ -17,15 +17,12 @@ import (
 // to one of a few workers, each with its own keep-alive connection, so
 // that a topic's events stay in order and a slow answer holds up only its
 // worker's topics. With asStruct the payload is a google.protobuf.Struct
-// of the same fields rather than the typed message. With raw the body is
-// the event's JSON alone, for a server that delivers what it is given as
-// it is (the nchan peer), and any 2xx status is an acceptance.
+// of the same fields rather than the typed message.
 type restSink struct {
 	httpAddr  string
 	names     []string
 	texts     []string
 	asStruct  bool
-	raw       bool
 	work      []chan restPost
 	wg        sync.WaitGroup
 	refused   atomic.Int64
@@ -44,22 +41,14 @@ type restPost struct {
 const restWorkers = 8
 
 func newRESTSink(httpAddr string, names, texts []string, asStruct bool) *restSink {
-	return startRESTSink(&restSink{httpAddr: httpAddr, names: names, texts: texts, asStruct: asStruct})
-}
-
-// newRawPostSink is a restSink whose bodies are the events' JSON: the same
-// bytes the floor frames and Herald renders.
-func newRawPostSink(httpAddr string, names, texts []string) *restSink {
-	return startRESTSink(&restSink{httpAddr: httpAddr, names: names, texts: texts, raw: true})
-}
-
-// startRESTSink gives r its client and starts its workers.
-func startRESTSink(r *restSink) *restSink {
-	r.client = &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: restWorkers,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-	}, Timeout: 30 * time.Second}
-	for range min(restWorkers, len(r.names)) {
+	r := &restSink{
+		httpAddr: httpAddr, names: names, texts: texts, asStruct: asStruct,
+		client: &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: restWorkers,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		}, Timeout: 30 * time.Second},
+	}
+	for range min(restWorkers, len(names)) {
 		ch := make(chan restPost, 4096)
 		r.work = append(r.work, ch)
 		r.wg.Go(func() { r.post(ch) })
@@ -97,7 +86,7 @@ func (r *restSink) post(ch <-chan restPost) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK && !(r.raw && resp.StatusCode/100 == 2) {
+		if resp.StatusCode != http.StatusOK {
 			r.refused.Add(1)
 		}
 	}
@@ -107,9 +96,6 @@ func (r *restSink) post(ch <-chan restPost) {
 // appendJSON) as the payload, typed or as a Struct.
 func (r *restSink) appendBody(dst []byte, p restPost) []byte {
 	topic := r.names[p.topic]
-	if r.raw {
-		return appendJSON(dst, topic, p.seq, p.stamp, r.texts[p.topic])
-	}
 	if r.asStruct {
 		dst = append(dst, `{"payload":{"@type":"type.googleapis.com/google.protobuf.Struct","value":`...)
 	} else {

@@ -220,7 +220,7 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 		texts := slices.Repeat([]string{text}, len(names))
 		switch {
 		case kind == "nchan": // raw POSTs, the way nchan takes publishes
-			s = newRawPostSink(srv.http, names, texts)
+			s, err = newPipeSink(srv.http, names, texts)
 		case cfg.publisher != "grpc":
 			s = newRESTSink(srv.http, names, texts, cfg.publisher == "rest-struct")
 		case !isHerald:
