@@ -196,6 +196,16 @@ func TestNchanDelivery(t *testing.T) {
 	}
 }
 
+func TestFindPeers(t *testing.T) {
+	t.Parallel()
+	if peers, skipped, err := findPeers(" , "); err != nil || len(peers)+len(skipped) != 0 {
+		t.Errorf(`findPeers(" , ") = %v, %v, %v; want none`, peers, skipped, err)
+	}
+	if _, _, err := findPeers("nchan,pushpin"); err == nil || !strings.Contains(err.Error(), `"pushpin"`) {
+		t.Errorf(`findPeers("nchan,pushpin") error = %v; want one naming "pushpin"`, err)
+	}
+}
+
 // TestPipeSink publishes pipelined POSTs to an in-process floor, whose
 // net/http server answers them one after another as nginx does: every
 // event reaches every stream once, in order, and every POST is answered.

@@ -28,6 +28,11 @@
 // instead of gRPC, against Herald and against a floor that takes the same
 // POSTs and writes their bodies as frames.
 //
+// --peers nchan (the default) also runs scenarios 1-4 against nginx with
+// the nchan module, started with a configuration the harness writes (see
+// nchan.go), when nginx and Debian's libnginx-mod-nchan are installed; it
+// is skipped with a note when they are not.
+//
 // Run from the module root: go run ./cmd/herald-bench --help.
 package main
 
