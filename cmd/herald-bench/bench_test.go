@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +147,111 @@ func TestFloorDelivery(t *testing.T) {
 		if c.err != nil || c.received != want || c.inWindow != want || c.dups != 0 || c.gaps != 0 || len(c.lat) != int(want) {
 			t.Errorf("stream %d: err %v, received %d (%d in window, %d latencies), %d dups, %d gaps; want %d, none lost",
 				i, c.err, c.received, c.inWindow, len(c.lat), c.dups, c.gaps, want)
+		}
+	}
+}
+
+// TestNchanDelivery runs a small fan-out against the nchan peer, as the
+// harness runs it in scenarios 1-4: nginx started from the harness's
+// configuration, raw POSTs, the harness's SSE client. Every event must
+// reach every subscriber once, and the table must show nchan's row. It is
+// skipped without nginx and the nchan module, unless
+// HERALD_REQUIRE_NCHAN=1.
+func TestNchanDelivery(t *testing.T) {
+	t.Parallel()
+	if _, err := findNchan(); err != nil {
+		if os.Getenv("HERALD_REQUIRE_NCHAN") == "1" {
+			t.Fatalf("HERALD_REQUIRE_NCHAN=1: %v", err)
+		}
+		t.Skip(err)
+	}
+	peers, skipped, err := findPeers("nchan, nchan")
+	if err != nil || len(peers) != 1 || peers[0] != "nchan" || len(skipped) != 0 {
+		t.Fatalf(`findPeers("nchan, nchan") = %v, %v, %v; want [nchan], none skipped`, peers, skipped, err)
+	}
+	b := &bench{
+		cfg: config{repeat: 1, settle: 100 * time.Millisecond, warmup: 200 * time.Millisecond, duration: time.Second,
+			drain: 10 * time.Second, heartbeat: 5 * time.Second, tick: time.Millisecond, payload: 256, dialParallel: 4, publisher: "grpc"},
+		dir:    t.TempDir(),
+		dialer: newDialer(2),
+	}
+	b.delivery(deliverySpec{key: "fanout-200", title: "1 fan-out 200/s", conns: 6, topics: 2, rate: 200, kinds: []string{"nchan"}})
+	r := b.find("fanout-200", "nchan")
+	if r == nil {
+		t.Fatalf("no nchan result; results: %+v", b.results[0])
+	}
+	// Lost counts the seqs skipped between two received and those after
+	// the last received; with no duplicates, every event came once.
+	if r.Published == 0 || r.Deliveries == 0 || r.Lost != 0 || r.Dups != 0 || r.Errors != 0 || r.Ended != 0 {
+		t.Errorf("nchan: %d published, %d deliveries, %d lost, %d duplicated, %d refused, %d streams ended; want some, none lost",
+			r.Published, r.Deliveries, r.Lost, r.Dups, r.Errors, r.Ended)
+	}
+	if r.RSSBefore <= 0 || r.RSSConnected <= 0 {
+		t.Errorf("nchan: RSS %d before, %d connected; want nginx's, from /proc", r.RSSBefore, r.RSSConnected)
+	}
+	var out bytes.Buffer
+	b.printTables(&out)
+	if !regexp.MustCompile(`(?m)^\s*1 fan-out 200/s\s+nchan\s+6\s`).Match(out.Bytes()) {
+		t.Errorf("no nchan row in the tables:\n%s", out.String())
+	}
+}
+
+func TestFindPeers(t *testing.T) {
+	t.Parallel()
+	if peers, skipped, err := findPeers(" , "); err != nil || len(peers)+len(skipped) != 0 {
+		t.Errorf(`findPeers(" , ") = %v, %v, %v; want none`, peers, skipped, err)
+	}
+	if _, _, err := findPeers("nchan,pushpin"); err == nil || !strings.Contains(err.Error(), `"pushpin"`) {
+		t.Errorf(`findPeers("nchan,pushpin") error = %v; want one naming "pushpin"`, err)
+	}
+}
+
+// TestPipeSink publishes pipelined POSTs to an in-process floor, whose
+// net/http server answers them one after another as nginx does: every
+// event reaches every stream once, in order, and every POST is answered.
+func TestPipeSink(t *testing.T) {
+	t.Parallel()
+	stop := make(chan struct{})
+	defer close(stop)
+	f := floor.NewSSE(time.Hour, stop)
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/events", f)
+	mux.HandleFunc("POST /v1/topics/{topic}/events", f.Publish)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+
+	const conns, topics = 6, 3
+	win := &window{}
+	now := time.Now()
+	win.set(now, now.Add(time.Hour))
+	cs, err := openSSE(context.Background(), newDialer(3), ln.Addr().String(), conns, 4, func(i int) int { return i % topics }, nil, win)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{topicName(0), topicName(1), topicName(2)}
+	s, err := newPipeSink(ln.Addr().String(), names, []string{padding(256), padding(256), padding(256)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	seqs, err := pace(context.Background(), s, 3000, topics, time.Now().Add(100*time.Millisecond), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused, err := s.finish(10 * time.Second); err != nil || refused != 0 {
+		t.Fatalf("finish = %d refused, %v; want 0, nil", refused, err)
+	}
+	drainSSE(cs, func(c *sseConn) uint64 { return seqs[c.topic] }, 10*time.Second)
+	closeSSE(cs)
+	for i, c := range cs {
+		want := int64(seqs[c.topic])
+		if want == 0 || c.err != nil || c.received != want || c.dups != 0 || c.gaps != 0 {
+			t.Errorf("stream %d: err %v, received %d, %d dups, %d gaps; want %d (more than 0), none lost", i, c.err, c.received, c.dups, c.gaps, want)
 		}
 	}
 }

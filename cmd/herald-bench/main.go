@@ -28,6 +28,11 @@
 // instead of gRPC, against Herald and against a floor that takes the same
 // POSTs and writes their bodies as frames.
 //
+// --peers nchan (the default) also runs scenarios 1-4 against nginx with
+// the nchan module, started with a configuration the harness writes (see
+// nchan.go), when nginx and Debian's libnginx-mod-nchan are installed; it
+// is skipped with a note when they are not.
+//
 // Run from the module root: go run ./cmd/herald-bench --help.
 package main
 
@@ -95,6 +100,7 @@ type config struct {
 	quietBelow       float64
 	quietWait        time.Duration
 	rawFloor         bool
+	peers            string
 	profileDir       string
 	perf             bool
 	jsonOut          string
@@ -119,6 +125,7 @@ type bench struct {
 	heraldDev bool   // herald serve has --dev (open access on loopback)
 	schemas   string // the payload's schema for herald serve --descriptors (writeSchemas); "" for builds without it
 	dialer    *dialer
+	peers     []string // the other servers scenarios 1-4 run: --peers that are present
 	results   []*result
 }
 
@@ -199,6 +206,7 @@ func run(args []string) error {
 	fs.Float64Var(&c.quietBelow, "quiet-below", 0, "before each scenario, wait until the rest of the machine uses at most this many cores (0: don't wait)")
 	fs.DurationVar(&c.quietWait, "quiet-wait", 5*time.Minute, "longest wait for --quiet-below")
 	fs.BoolVar(&c.rawFloor, "raw-floor", true, "also run the raw-socket SSE floor (hijacked connections, no net/http per connection) in scenarios 1-4, for reference")
+	fs.StringVar(&c.peers, "peers", "nchan", "other servers to run scenarios 1-4 against, comma-separated, each skipped with a note when not installed: nchan (nginx with Debian's libnginx-mod-nchan); \"\" for none")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU (measurement window) and heap profiles of every server here; Herald runs with --debug-addr")
 	fs.BoolVar(&c.perf, "perf", false, "with --profile-dir, also record `perf record -g` of each server over the window")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the results to this file as JSON")
@@ -257,9 +265,20 @@ func run(args []string) error {
 			}
 		}
 	}
+	peers, skipped, err := findPeers(c.peers)
+	if err != nil {
+		return err
+	}
+	b.peers = peers
 	fmt.Printf("herald-bench: %s\n", machine())
 	fmt.Printf("RLIMIT_NOFILE %d (servers inherit it); %d loopback source addresses; window %v after %v warm-up; heartbeat %v; logs in %s\n\n",
 		limit, c.sources, c.duration, c.warmup, c.heartbeat, b.dir)
+	for _, note := range skipped {
+		fmt.Println(note)
+	}
+	if len(skipped) > 0 {
+		fmt.Println()
+	}
 
 	switch c.publisher {
 	case "grpc", "rest", "rest-struct":

@@ -69,7 +69,7 @@ func (b *bench) find(scenario, server string) *result {
 // serversOf lists the servers a delivery scenario ran, in table order.
 func (b *bench) serversOf(scenario string) []string {
 	var out []string
-	for _, kind := range []string{"floor", "raw", "herald"} {
+	for _, kind := range []string{"floor", "raw", "herald", "nchan"} {
 		if b.find(scenario, kind) != nil {
 			out = append(out, kind)
 		}
@@ -83,13 +83,13 @@ func (b *bench) serversOf(scenario string) []string {
 }
 
 // ratiosOf lists the pairs of servers whose figures a delivery scenario's
-// table divides: Herald by each floor, or each filtered run by the
-// unfiltered one.
+// table divides: Herald by each floor and peer, or each filtered run by
+// the unfiltered one.
 func (b *bench) ratiosOf(scenario string) [][2]string {
 	var out [][2]string
 	for _, kind := range b.serversOf(scenario) {
 		switch {
-		case kind == "floor" || kind == "raw":
+		case kind == "floor" || kind == "raw" || kind == "nchan":
 			out = append(out, [2]string{"herald", kind})
 		case strings.HasPrefix(kind, "filter"):
 			out = append(out, [2]string{kind, "herald"})
@@ -125,6 +125,9 @@ func (b *bench) printTables(w io.Writer) {
 	fmt.Fprintln(w, "Delivery (scenarios 1–4): deliveries received in the window; server CPU per delivery from /proc/<pid>/stat; latency from the publish stamp")
 	fmt.Fprintln(w, "to the client's read, for events published in the window; cores = CPU seconds per second of the window. floor: net/http, one writer goroutine;")
 	fmt.Fprintln(w, "raw: hijacked sockets, no goroutine or buffer per connection (reference only; the targets are against floor)")
+	if b.ran("nchan") {
+		fmt.Fprintln(w, "nchan: nginx with the nchan module, one process, EventSource subscribers, raw POSTs of the event's JSON (a peer; no targets)")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tserver\tconns\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→after\tRSS/conn\tharness cores\tother cores\t")
 	seen := map[string]bool{}
@@ -432,4 +435,9 @@ func micros(us float64) string {
 		return fmt.Sprintf("%.2fms", us/1e3)
 	}
 	return fmt.Sprintf("%.1fµs", us)
+}
+
+// ran reports whether any scenario ran against server.
+func (b *bench) ran(server string) bool {
+	return slices.ContainsFunc(b.results, func(r *result) bool { return r.Server == server })
 }

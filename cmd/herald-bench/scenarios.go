@@ -14,7 +14,7 @@ import (
 type result struct {
 	Scenario string  `json:"scenario"`
 	Title    string  `json:"title"`
-	Server   string  `json:"server"` // herald, floor or raw
+	Server   string  `json:"server"` // herald, floor, raw or a peer (nchan)
 	Run      int     `json:"run"`    // 1..--repeat
 	Conns    int     `json:"conns"`
 	Topics   int     `json:"topics"`
@@ -98,6 +98,8 @@ func (b *bench) delivery(spec deliverySpec) {
 	}
 	if spec.kinds != nil {
 		kinds = spec.kinds
+	} else {
+		kinds = append(kinds, b.peers...)
 	}
 	b.runEach(spec.title, kinds, func(kind string) (*result, error) { return b.runDelivery(spec, kind) },
 		func(kind string) *result {
@@ -194,7 +196,9 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	var err error
 	filters, _ := strconv.Atoi(strings.TrimPrefix(kind, "filter"))
 	isHerald := kind == "herald" || filters > 0
-	if !isHerald {
+	if kind == "nchan" {
+		srv, err = b.startNchan(spec.key, spec.conns)
+	} else if !isHerald {
 		srv, err = b.startFloor(spec.key, kind, "sse")
 	} else if filters > 0 {
 		srv, err = b.startHerald(spec.key + "-" + kind)
@@ -215,6 +219,8 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	if spec.rate > 0 {
 		texts := slices.Repeat([]string{text}, len(names))
 		switch {
+		case kind == "nchan": // raw POSTs, the way nchan takes publishes
+			s, err = newPipeSink(srv.http, names, texts)
 		case cfg.publisher != "grpc":
 			s = newRESTSink(srv.http, names, texts, cfg.publisher == "rest-struct")
 		case !isHerald:

@@ -15,14 +15,15 @@ import (
 	"time"
 )
 
-// A server is a process under test: Herald or one of the floors.
+// A server is a process under test: Herald, one of the floors or a peer.
 type server struct {
-	kind string // "herald" or "floor"
+	kind string // "herald", "floor", "raw" or "nchan"
 	cmd  *exec.Cmd
 	pid  int
 	// Addresses read from the start-up log.
 	http, grpc, ingest, debug string
 	exited                    chan struct{}
+	stopSignal                syscall.Signal // 0: SIGTERM
 }
 
 // startServer runs bin with args and waits for its start-up log line,
@@ -106,12 +107,17 @@ func (s *server) alive() bool {
 	}
 }
 
-// stop asks the process to shut down and kills it after 15s.
+// stop asks the process to shut down (with stopSignal) and kills it
+// after 15s.
 func (s *server) stop() {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {
 		return // not started here (--target)
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	sig := s.stopSignal
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	_ = s.cmd.Process.Signal(sig)
 	select {
 	case <-s.exited:
 	case <-time.After(15 * time.Second):
