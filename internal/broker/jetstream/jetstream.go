@@ -39,11 +39,20 @@
 // topic (a wildcard, or a literal topic with nothing returned): cautious, as
 // the contract allows, and exact for the common resume from a recent id.
 //
-// The cost of the chain is that publishes to one topic are serialized per
-// node (one round trip each: about 4,000 events/s per topic and node with
-// the server on the same host, BenchmarkPublish; topics publish in
-// parallel), and that two nodes publishing to the
-// same topic at the same instant cost the loser one more round trip.
+// Publishes are pipelined (broker.Pipeliner, pipeline.go): each topic has
+// a queue on this node, appended in order by one goroutine while topics go
+// on in parallel. What queued up while a topic's previous append was in
+// flight goes out as one atomic batch (stream setting allow_atomic, NATS
+// 2.12 or newer): its first event chained as above, the others marked
+// Herald-Run, as a batch's messages take consecutive sequences and the
+// stream takes all of them or none; so a conflict with another node
+// retries the whole batch, and order and the chain hold at one round trip
+// per batch. Events with an idempotency key go alone (a batch refuses a
+// duplicate message id as a whole), one round trip each per topic, as do
+// all events on an older server. A node older than this one reads a
+// Herald-Run event's Herald-Prev (the batch's first predecessor, lower
+// than the real one) and may miss a truncation in a replay that starts
+// inside a batch whose earlier events retention removed.
 //
 // # Idempotency
 //
