@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"time"
@@ -13,8 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/auth"
@@ -110,116 +107,120 @@ func (p *publisher) Publish(ctx context.Context, req *heraldv1.PublishRequest) (
 	return resp, nil
 }
 
-// PublishStream implements herald.v1.PublisherService: one response per
-// request, in order. A rejected event is answered with an error response
-// and the stream goes on. When the server drains, the stream ends with
-// UNAVAILABLE after the request in hand is answered.
-func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.PublishRequest, heraldv1.PublishResponse]) error {
-	ctx := stream.Context()
-	a, err := p.authenticate(ctx)
-	if err != nil {
-		return grpcError(err)
-	}
-	for {
-		select {
-		case <-p.draining:
-			return status.Error(codes.Unavailable, "server is shutting down; reconnect to publish")
-		default:
-		}
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		err = p.authorize(a, req.GetTopic())
-		if errors.Is(err, auth.ErrUnauthenticated) {
-			return grpcError(err) // expired: reconnect with a fresh token
-		}
-		var resp *heraldv1.PublishResponse
-		if err == nil {
-			resp, err = p.publish(ctx, a, req, transportStream)
-		} else {
-			p.metrics.countPublish(transportStream, Code(err).String())
-		}
-		if err != nil {
-			st := status.Convert(grpcError(err))
-			e := &heraldv1.PublishError{Code: int32(st.Code()), Message: st.Message()}
-			var limit *LimitError
-			if errors.As(err, &limit) {
-				e.RetryDelay = durationpb.New(limit.RetryAfter)
-			}
-			resp = &heraldv1.PublishResponse{Error: e}
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
-		}
-	}
-}
-
 func (p *publisher) publish(ctx context.Context, a access, req *heraldv1.PublishRequest, transport transport) (*heraldv1.PublishResponse, error) {
-	start := time.Now()
-	var span, step trace.Span // nil: tracing off
-	if p.tracer != nil {
-		ctx, span = p.tracer.startPublish(ctx, "herald.publish", req.GetTopic(), transport)
-		step = p.tracer.step(ctx, "herald.validate")
-	}
-	ev, err := p.newEvent(req, a.perms.RateKey)
-	if span != nil {
-		endStep(step, err)
-		if err == nil {
-			stamp(ctx, ev)
-		}
-	}
-	var res broker.PublishResult
-	if err == nil {
-		res, err = p.append(ctx, span, ev)
-	}
-	if err == nil && res.Duplicate && res.Fingerprint != "" && res.Fingerprint != ev.Fingerprint {
-		err = &KeyReusedError{Key: req.GetIdempotencyKey(), ID: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()}
-	}
-	result := "ok"
-	switch {
-	case err != nil:
-		result = Code(err).String()
-	case res.Duplicate:
-		result = "duplicate"
-	}
-	p.metrics.countPublish(transport, result)
+	c, err := p.begin(ctx, a, req, transport)
 	if err != nil {
-		if span != nil {
-			endPublish(span, "", false, err)
-		}
 		return nil, err
 	}
-	p.metrics.publishTime.Observe(time.Since(start).Seconds())
+	res, err := p.append(c.ctx, c.span, c.ev)
+	return c.finish(res, err)
+}
+
+// publishCall is one publish between its validation and its answer.
+type publishCall struct {
+	p         *publisher
+	ctx       context.Context
+	req       *heraldv1.PublishRequest
+	transport transport
+	start     time.Time
+	span      trace.Span // nil: tracing off
+	ev        *broker.Event
+}
+
+// begin validates req and makes its event; a refusal is counted and
+// returned.
+func (p *publisher) begin(ctx context.Context, a access, req *heraldv1.PublishRequest, transport transport) (*publishCall, error) {
+	c := &publishCall{p: p, ctx: ctx, req: req, transport: transport, start: time.Now()}
+	var step trace.Span
+	if p.tracer != nil {
+		c.ctx, c.span = p.tracer.startPublish(ctx, "herald.publish", req.GetTopic(), transport)
+		step = p.tracer.step(c.ctx, "herald.validate")
+	}
+	ev, err := p.newEvent(req, a.perms.RateKey)
+	if c.span != nil {
+		endStep(step, err)
+		if err == nil {
+			stamp(c.ctx, ev)
+		}
+	}
+	if err != nil {
+		return nil, c.finishErr(err)
+	}
+	c.ev = ev
+	return c, nil
+}
+
+// finish turns the broker's outcome into the answer, counting it.
+func (c *publishCall) finish(res broker.PublishResult, err error) (*heraldv1.PublishResponse, error) {
+	p := c.p
+	if err == nil && res.Duplicate && res.Fingerprint != "" && res.Fingerprint != c.ev.Fingerprint {
+		err = &KeyReusedError{Key: c.req.GetIdempotencyKey(), ID: broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()}
+	}
+	if err != nil {
+		return nil, c.finishErr(err)
+	}
+	result := "ok"
+	if res.Duplicate {
+		result = "duplicate"
+	}
+	p.metrics.countPublish(c.transport, result)
+	p.metrics.publishTime.Observe(time.Since(c.start).Seconds())
 	if !res.Duplicate {
-		p.presence.published(ev.Topic, res.Seq, ev.Time)
+		p.presence.published(c.ev.Topic, res.Seq, c.ev.Time)
 	}
 	id := broker.EventID{Epoch: p.epoch, Seq: res.Seq}.String()
-	if span != nil {
-		endPublish(span, id, res.Duplicate, nil)
+	if c.span != nil {
+		endPublish(c.span, id, res.Duplicate, nil)
 	}
 	return &heraldv1.PublishResponse{Id: id, Duplicate: res.Duplicate}, nil
+}
+
+func (c *publishCall) finishErr(err error) error {
+	c.p.metrics.countPublish(c.transport, Code(err).String())
+	if c.span != nil {
+		endPublish(c.span, "", false, err)
+	}
+	return err
 }
 
 // append hands ev to the broker, in a span of its own when the publish
 // has one. An internal error's cause is logged here, as the caller is
 // told only that there was one.
 func (p *publisher) append(ctx context.Context, span trace.Span, ev *broker.Event) (broker.PublishResult, error) {
+	var res broker.PublishResult
+	var err error
+	answered := make(chan struct{})
+	p.appendAsync(ctx, span, ev, func(r broker.PublishResult, e error) {
+		res, err = r, e
+		close(answered)
+	})
+	<-answered
+	return res, err
+}
+
+// appendAsync is append without waiting: done gets the outcome, from
+// any goroutine. With a broker.Pipeliner the append may still be in flight
+// when appendAsync returns; appends handed over one after the other keep
+// their order per topic.
+func (p *publisher) appendAsync(ctx context.Context, span trace.Span, ev *broker.Event, done func(broker.PublishResult, error)) {
 	var step trace.Span
 	if span != nil {
 		step = p.tracer.step(ctx, "herald.append")
 	}
-	res, err := p.broker.Publish(ctx, ev)
-	if span != nil {
-		endStep(step, err)
+	answer := func(res broker.PublishResult, err error) {
+		if span != nil {
+			endStep(step, err)
+		}
+		if err != nil && Code(err) == codes.Internal {
+			p.log.ErrorContext(ctx, "publish failed", "topic", ev.Topic, "err", err)
+		}
+		done(res, err)
 	}
-	if err != nil && Code(err) == codes.Internal {
-		p.log.ErrorContext(ctx, "publish failed", "topic", ev.Topic, "err", err)
+	if pl, ok := p.broker.(broker.Pipeliner); ok {
+		pl.PublishAsync(ctx, ev, answer)
+		return
 	}
-	return res, err
+	answer(p.broker.Publish(ctx, ev))
 }
 
 // DeletedEventType is the SSE event of a topic whose state was deleted

@@ -80,6 +80,32 @@ type Broker interface {
 	Close() error
 }
 
+// A Pipeliner is a Broker that takes a publish without waiting for the
+// previous one's outcome, so that one caller (a PublishStream) can have
+// many appends in flight, and concurrent publishers to one topic share
+// round trips instead of queueing one round trip each.
+//
+// Contract, in addition to Broker's (internal/broker/brokertest checks it):
+//
+//   - PublishAsync appends ev as Publish would, taking ownership of it,
+//     and calls done exactly once with what Publish would have returned:
+//     an id only once the broker accepted the event, as durably as
+//     Publish's. done may run on any goroutine, before PublishAsync
+//     returns or later, and must not block for long; ev's Seq and Time
+//     are set when done reports success.
+//   - Order. Of events of one topic handed over by PublishAsync calls
+//     made one after the other (one returned before the next began), the
+//     accepted ones get Seqs in call order, whatever fails between them.
+//     done calls need not come in that order.
+//   - A ctx that ends before the event is sent fails it with an error
+//     wrapping ctx.Err(); once sent, done reports what the broker said,
+//     or ErrUnavailable when it cannot know (as Publish after a timeout).
+//   - After Close, done reports ErrClosed; an append in flight when Close
+//     is called is answered, with an error if need be: never silence.
+type Pipeliner interface {
+	PublishAsync(ctx context.Context, ev *Event, done func(PublishResult, error))
+}
+
 // PublishResult is the outcome of an accepted Publish.
 type PublishResult struct {
 	// Seq is the event's position (for a duplicate, the original's).

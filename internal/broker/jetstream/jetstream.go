@@ -39,11 +39,20 @@
 // topic (a wildcard, or a literal topic with nothing returned): cautious, as
 // the contract allows, and exact for the common resume from a recent id.
 //
-// The cost of the chain is that publishes to one topic are serialized per
-// node (one round trip each: about 4,000 events/s per topic and node with
-// the server on the same host, BenchmarkPublish; topics publish in
-// parallel), and that two nodes publishing to the
-// same topic at the same instant cost the loser one more round trip.
+// Publishes are pipelined (broker.Pipeliner, pipeline.go): each topic has
+// a queue on this node, appended in order by one goroutine while topics go
+// on in parallel. What queued up while a topic's previous append was in
+// flight goes out as one atomic batch (stream setting allow_atomic, NATS
+// 2.12 or newer): its first event chained as above, the others marked
+// Herald-Run, as a batch's messages take consecutive sequences and the
+// stream takes all of them or none; so a conflict with another node
+// retries the whole batch, and order and the chain hold at one round trip
+// per batch. Events with an idempotency key go alone (a batch refuses a
+// duplicate message id as a whole), one round trip each per topic, as do
+// all events on an older server. A node older than this one reads a
+// Herald-Run event's Herald-Prev (the batch's first predecessor, lower
+// than the real one) and may miss a truncation in a replay that starts
+// inside a batch whose earlier events retention removed.
 //
 // # Idempotency
 //
@@ -123,7 +132,6 @@ import (
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/remote"
-	"github.com/heraldhq/herald/internal/broker/wire"
 )
 
 // prevHeader carries the sequence of the previous event on the same topic.
@@ -144,6 +152,8 @@ type Broker struct {
 	created    time.Time
 	epoch      string
 	link       *remote.Link
+	atomic     bool          // the stream takes atomic batches (pipeline.go)
+	batchSlots chan struct{} // bounds this node's batches in flight
 
 	mu     sync.Mutex // guards topics
 	topics map[string]*topicState
@@ -155,15 +165,17 @@ var (
 	_ broker.Broker        = (*Broker)(nil)
 	_ broker.HealthChecker = (*Broker)(nil)
 	_ broker.SchemaStore   = (*Broker)(nil)
+	_ broker.Pipeliner     = (*Broker)(nil)
 )
 
-// topicState serializes this node's publishes to one topic and remembers
-// the topic's last sequence, for the Herald-Prev chain.
+// topicState queues this node's publishes to one topic, which one
+// goroutine at a time (busy) appends in order, and remembers the topic's
+// last sequence, for the Herald-Prev chain (pipeline.go).
 type topicState struct {
-	lock  chan struct{} // a one-slot semaphore, so that waiting honours ctx
-	refs  int           // publishes holding or waiting for lock; guarded by Broker.mu
-	last  uint64        // guarded by lock
-	known bool          // last is known; guarded by lock
+	waiting []*pendingAppend // guarded by Broker.mu
+	busy    bool             // guarded by Broker.mu
+	last    uint64           // owned by the busy goroutine
+	known   bool             // last is known; owned by the busy goroutine
 }
 
 // New connects to NATS, creates the streams or brings their settings up to
@@ -179,6 +191,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		subjPrefix: opts.Prefix + ".ev.",
 		schemaSubj: opts.Prefix + ".schemas",
 		topics:     make(map[string]*topicState),
+		batchSlots: make(chan struct{}, maxBatchesInFlight),
 		link: remote.New(remote.Options{
 			Name: "NATS JetStream", LogName: "nats", Timeout: opts.Timeout, Logger: opts.Logger,
 			IsTimeout: func(err error) bool { return errors.Is(err, nats.ErrTimeout) },
@@ -269,11 +282,15 @@ func (b *Broker) setUp(ctx context.Context) error {
 		Storage:           natsjs.FileStorage,
 		Replicas:          o.Replicas,
 		AllowDirect:       true,
+		// Runs of one topic's events are appended as atomic batches
+		// (pipeline.go); a server older than 2.12 ignores the setting.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: creating stream %s: %v", broker.ErrUnavailable, b.streamName, err)
 	}
 	b.stream = stream
+	b.atomic = stream.CachedInfo().Config.AllowAtomicPublish
 	b.created = stream.CachedInfo().Created
 	b.epoch = epochOf(b.created)
 	b.schemas, err = b.js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
@@ -342,99 +359,6 @@ func (b *Broker) probe(ctx context.Context) error {
 	return nil
 }
 
-// Publish implements broker.Broker. It returns once the stream acknowledged
-// the event (stored on a quorum of replicas).
-func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
-	ctx, cancel, err := b.link.Begin(ctx)
-	defer cancel()
-	if err != nil {
-		return broker.PublishResult{}, err
-	}
-	ts, err := b.lockTopic(ctx, ev.Topic)
-	if err != nil {
-		return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
-	}
-	defer b.unlockTopic(ev.Topic, ts)
-
-	ev.Time = time.Now()
-	msg := nats.NewMsg(b.subjPrefix + ev.Topic)
-	msg.Data = wire.Append(make([]byte, 0, wire.Size(ev)), ev)
-	var msgID string
-	if ev.IdempotencyKey != "" {
-		msgID = ev.Topic + " " + strconv.Quote(ev.IdempotencyKey)
-		if ev.Fingerprint != "" {
-			msg.Header.Set(fingerprintHeader, ev.Fingerprint)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		if !ts.known {
-			if err := b.loadLast(ctx, ev.Topic, ts); err != nil {
-				return broker.PublishResult{}, err
-			}
-		}
-		prev := ts.last
-		if prev == 0 {
-			// The topic is new, or everything it had aged out: its
-			// previous event, if any, lies below the stream's first
-			// sequence. Chain to just below it, which errs on the
-			// side of a gap and never of silence.
-			info, err := b.stream.Info(ctx)
-			if err != nil {
-				return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
-			}
-			prev = max(info.State.FirstSeq, 1) - 1
-		}
-		msg.Header.Set(prevHeader, strconv.FormatUint(prev, 10))
-		opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(ts.last)}
-		if msgID != "" {
-			opts = append(opts, natsjs.WithMsgID(msgID))
-		}
-		ack, err := b.js.PublishMsg(ctx, msg, opts...)
-		if err == nil {
-			b.link.Confirm()
-			if ack.Duplicate {
-				// The PubAck names only the original's sequence.
-				fp, err := b.fingerprintOf(ctx, ev.Topic, ack.Sequence)
-				if err != nil {
-					return broker.PublishResult{}, err
-				}
-				return broker.PublishResult{Seq: ack.Sequence, Duplicate: true, Fingerprint: fp}, nil
-			}
-			ts.last = ack.Sequence
-			ev.Seq = ack.Sequence
-			return broker.PublishResult{Seq: ack.Sequence}, nil
-		}
-		var apiErr *natsjs.APIError
-		switch {
-		case errors.As(err, &apiErr) && apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence:
-			// Another node published to the topic: the error names the
-			// topic's last sequence; chain to it.
-			ts.known = false
-			if n, ok := strings.CutPrefix(apiErr.Description, "wrong last sequence: "); ok {
-				if seq, perr := strconv.ParseUint(n, 10, 64); perr == nil {
-					ts.last, ts.known = seq, true
-				}
-			}
-		case errors.As(err, &apiErr) && apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant:
-			ts.known = false // a replicated stream does not say which
-		case errors.Is(err, nats.ErrMaxPayload):
-			return broker.PublishResult{}, fmt.Errorf("%w: %d bytes with headers are more than the NATS server's max_payload (%d)",
-				broker.ErrEventTooLarge, len(msg.Data), b.nc.MaxPayload())
-		default:
-			return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
-		}
-		if attempt >= 3 {
-			// Contention on a hot topic: back off a little, with jitter,
-			// until the deadline.
-			select {
-			case <-ctx.Done():
-				return broker.PublishResult{}, b.link.Fail(ctx, "publish", ctx.Err())
-			case <-time.After(time.Duration(attempt%8+1) * time.Millisecond):
-			}
-		}
-	}
-}
-
 // loadLast reads the topic's last sequence from the stream.
 func (b *Broker) loadLast(ctx context.Context, topic string, ts *topicState) error {
 	m, err := b.stream.GetLastMsgForSubject(ctx, b.subjPrefix+topic)
@@ -448,43 +372,6 @@ func (b *Broker) loadLast(ctx context.Context, topic string, ts *topicState) err
 	}
 	ts.known = true
 	return nil
-}
-
-// maxTopicStates bounds how many topics' last sequences a node remembers.
-const maxTopicStates = 10000
-
-func (b *Broker) lockTopic(ctx context.Context, topic string) (*topicState, error) {
-	b.mu.Lock()
-	ts := b.topics[topic]
-	if ts == nil {
-		if len(b.topics) >= maxTopicStates {
-			for name, t := range b.topics {
-				if t.refs == 0 {
-					delete(b.topics, name)
-				}
-			}
-		}
-		ts = &topicState{lock: make(chan struct{}, 1)}
-		b.topics[topic] = ts
-	}
-	ts.refs++
-	b.mu.Unlock()
-	select {
-	case ts.lock <- struct{}{}:
-		return ts, nil
-	case <-ctx.Done():
-		b.mu.Lock()
-		ts.refs--
-		b.mu.Unlock()
-		return nil, ctx.Err()
-	}
-}
-
-func (b *Broker) unlockTopic(_ string, ts *topicState) {
-	<-ts.lock
-	b.mu.Lock()
-	ts.refs--
-	b.mu.Unlock()
 }
 
 // Close implements broker.Broker.

@@ -126,6 +126,9 @@ func (b *Broker) fetch(ctx context.Context, subjects []string, start uint64, fir
 				continue
 			}
 			ev.Seq = meta.Sequence.Stream
+			if msg.Headers().Get(runHeader) != "" {
+				prev = ev.Seq - 1 // inside an atomic batch of its topic (pipeline.go)
+			}
 			if _, seen := firstPrev[ev.Topic]; !seen {
 				firstPrev[ev.Topic] = prev
 			}

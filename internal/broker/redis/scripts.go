@@ -2,70 +2,38 @@ package redis
 
 import goredis "github.com/redis/go-redis/v9"
 
-// publishScript appends one event atomically: it checks that the log is
-// still the one of this node's epoch, answers a repeated idempotency key
-// with the original's sequence and fingerprint, takes the next sequence, appends the event
-// to its topic's stream (id "<seq>-0") and to the fan-in stream, applies the
-// topic's retention, and notes the highest sequence retention removed.
+// publishScript appends a run of events atomically, one after the other in
+// the order given: for each it checks that the log is still the one of this
+// node's epoch, answers a repeated idempotency key with the original's
+// sequence and fingerprint (a key repeated within the run included), takes
+// the next sequence, appends the event to its topic's stream (id
+// "<seq>-0") and to the fan-in stream, applies the topic's retention, and
+// notes the highest sequence retention removed. One call is one round
+// trip however many events it carries, and Redis runs no other command in
+// between, so events keep the order of the run.
 //
-// KEYS: 1 epoch, 2 seq, 3 fan-in stream, 4 topic stream, 5 topic names
-// (lex), 6 touched (score: last publish ms), 7 cut (score: highest removed
-// seq), 8 idempotency key.
-// ARGV: 1 epoch, 2 topic, 3 event bytes, 4 max events, 5 max age (µs),
-// 6 idempotency window (ms), 7 fan-in window (ms), 8 "1" if keyed,
-// 9 fingerprint.
+// KEYS: 1 epoch, 2 seq, 3 fan-in stream, 4 topic names (lex), 5 touched
+// (score: last publish ms), 6 cut (score: highest removed seq); then for
+// each event i (from 0) 7+2i its topic stream and 8+2i its idempotency key.
+// ARGV: 1 epoch, 2 max events, 3 max age (µs), 4 idempotency window (ms),
+// 5 fan-in window (ms); then for each event 6+4i topic, 7+4i event bytes,
+// 8+4i "1" if keyed, 9+4i fingerprint.
 //
 // An idempotency key holds "<seq> <fingerprint>", or "<seq>" when the event
 // had no fingerprint, as every value written before fingerprints existed.
 //
-// Returns {0, seq, time (µs)} for a new event, {1, seq, 0, fingerprint}
-// for a duplicate.
+// Returns one reply per event: {0, seq, time (µs)} for a new event, {1,
+// seq, 0, fingerprint} for a duplicate, {2, 0, 0, message} for an event
+// refused (an idempotency key holding something else): the others of the
+// run are appended all the same, as a script's writes are never undone.
 var publishScript = goredis.NewScript(`
 redis.replicate_commands()
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('HERALDEPOCH the log was reset')
 end
-if ARGV[8] == '1' then
-  local orig = redis.call('GET', KEYS[8])
-  if orig then
-    local s, fp = string.match(orig, '^(%d+) ?(.*)$')
-    if not s then
-      return redis.error_reply('HERALDIDEM key ' .. KEYS[8] .. ' holds no sequence')
-    end
-    return {1, tonumber(s), 0, fp}
-  end
-end
-local seq = redis.call('INCR', KEYS[2])
-local t = redis.call('TIME')
-local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local ms = math.floor(us / 1000)
-local sus = string.format('%d', us)
-redis.call('XADD', KEYS[4], string.format('%d-0', seq), 't', sus, 'e', ARGV[3])
-redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', ms - tonumber(ARGV[7])), '*',
-  's', string.format('%d', seq), 't', sus, 'e', ARGV[3])
-if ARGV[8] == '1' then
-  local v = string.format('%d', seq)
-  if ARGV[9] ~= '' then v = v .. ' ' .. ARGV[9] end
-  redis.call('SET', KEYS[8], v, 'PX', ARGV[6])
-end
-redis.call('ZADD', KEYS[5], 0, ARGV[2])
-redis.call('ZADD', KEYS[6], ms, ARGV[2])
-
 local function seqOf(id)
   return tonumber(string.match(id, '^(%d+)'))
 end
-local cut = 0
--- Count: the oldest events beyond the limit.
-local max = tonumber(ARGV[4])
-local len = redis.call('XLEN', KEYS[4])
-if len > max then
-  local old = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', len - max)
-  cut = seqOf(old[#old][1])
-  redis.call('XTRIM', KEYS[4], 'MINID', string.format('%d-0', cut + 1))
-end
--- Age: the oldest events older than the limit, a bounded batch per call
--- (what is left is skipped by Replay and removed by later calls).
-local cutoff = us - tonumber(ARGV[5])
 local function timeOf(e)
   local f = e[2]
   for i = 1, #f, 2 do
@@ -73,23 +41,73 @@ local function timeOf(e)
   end
   return nil
 end
-local aged = 0
-local first = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)
-if first[1] and (timeOf(first[1]) or cutoff) < cutoff then
-  for _, e in ipairs(redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 32)) do
-    local ts = timeOf(e)
-    if ts == nil or ts >= cutoff then break end
-    aged = seqOf(e[1])
+local max = tonumber(ARGV[2])
+local maxAge = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ms = math.floor(us / 1000)
+local sus = string.format('%d', us)
+local replies = {}
+local n = (#KEYS - 6) / 2
+for i = 0, n - 1 do
+  local topicKey, idemKey = KEYS[7 + 2 * i], KEYS[8 + 2 * i]
+  local topic, data, keyed, fingerprint = ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i]
+  local reply = nil
+  if keyed == '1' then
+    local orig = redis.call('GET', idemKey)
+    if orig then
+      local s, fp = string.match(orig, '^(%d+) ?(.*)$')
+      if s then
+        reply = {1, tonumber(s), 0, fp}
+      else
+        reply = {2, 0, 0, 'key ' .. idemKey .. ' holds no sequence'}
+      end
+    end
   end
+  if reply == nil then
+    local seq = redis.call('INCR', KEYS[2])
+    redis.call('XADD', topicKey, string.format('%d-0', seq), 't', sus, 'e', data)
+    redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', ms - tonumber(ARGV[5])), '*',
+      's', string.format('%d', seq), 't', sus, 'e', data)
+    if keyed == '1' then
+      local v = string.format('%d', seq)
+      if fingerprint ~= '' then v = v .. ' ' .. fingerprint end
+      redis.call('SET', idemKey, v, 'PX', ARGV[4])
+    end
+    redis.call('ZADD', KEYS[4], 0, topic)
+    redis.call('ZADD', KEYS[5], ms, topic)
+    local cut = 0
+    -- Count: the oldest events beyond the limit.
+    local len = redis.call('XLEN', topicKey)
+    if len > max then
+      local old = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', len - max)
+      cut = seqOf(old[#old][1])
+      redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', cut + 1))
+    end
+    -- Age: the oldest events older than the limit, a bounded batch per
+    -- event (what is left is skipped by Replay and removed later).
+    local cutoff = us - maxAge
+    local aged = 0
+    local first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)
+    if first[1] and (timeOf(first[1]) or cutoff) < cutoff then
+      for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 32)) do
+        local ts = timeOf(e)
+        if ts == nil or ts >= cutoff then break end
+        aged = seqOf(e[1])
+      end
+    end
+    if aged > 0 then
+      redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', aged + 1))
+      if aged > cut then cut = aged end
+    end
+    if cut > 0 then
+      redis.call('ZADD', KEYS[6], 'GT', cut, topic)
+    end
+    reply = {0, seq, us}
+  end
+  replies[#replies + 1] = reply
 end
-if aged > 0 then
-  redis.call('XTRIM', KEYS[4], 'MINID', string.format('%d-0', aged + 1))
-  if aged > cut then cut = aged end
-end
-if cut > 0 then
-  redis.call('ZADD', KEYS[7], 'GT', cut, ARGV[2])
-end
-return {0, seq, us}
+return replies
 `)
 
 // sweepScript forgets topics whose every event has aged out (their last
