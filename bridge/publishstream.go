@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,6 +46,7 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 	}
 	answers := make(chan *pendingAnswer, publishWindow)
 	sendErr := make(chan error, 1)
+	w := &answerWindow{stream: stream, answers: answers}
 	go func() {
 		// The sender: answers in request order, each once it is ready.
 		var failed error
@@ -52,10 +55,11 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 			if failed == nil {
 				failed = stream.Send(pa.resp)
 			}
+			w.unsent.Add(-1)
 		}
 		sendErr <- failed
 	}()
-	end := p.readPublishes(stream, a, answers)
+	end := p.readPublishes(stream, a, w)
 	close(answers)
 	if err := <-sendErr; err != nil {
 		return err
@@ -63,11 +67,47 @@ func (p *publisher) PublishStream(stream grpc.BidiStreamingServer[heraldv1.Publi
 	return end
 }
 
+// An answerWindow orders a PublishStream's answers. An answer ready when
+// its request is read, with none before it unsent (a refused event, or any
+// event on a broker that does not pipeline), is sent by the reading
+// goroutine itself: handing it to the sender would wake a goroutine per
+// event. Any other goes to the sender, behind those before it.
+type answerWindow struct {
+	stream  grpc.BidiStreamingServer[heraldv1.PublishRequest, heraldv1.PublishResponse]
+	answers chan<- *pendingAnswer // to the sender; its capacity is the window
+	// unsent counts the answers handed to the sender and not yet sent:
+	// while it is 0 the sender is not sending, and the reader may.
+	unsent atomic.Int32
+}
+
+// ready answers with resp, now or after the answers before it.
+func (w *answerWindow) ready(ctx context.Context, resp *heraldv1.PublishResponse) error {
+	if w.unsent.Load() == 0 {
+		return w.stream.Send(resp)
+	}
+	pa := &pendingAnswer{done: make(chan struct{}), resp: resp}
+	close(pa.done)
+	return w.queue(ctx, pa)
+}
+
+// queue hands pa to the sender, waiting while the window is full.
+func (w *answerWindow) queue(ctx context.Context, pa *pendingAnswer) error {
+	w.unsent.Add(1)
+	select {
+	case w.answers <- pa:
+		return nil
+	case <-ctx.Done():
+		w.unsent.Add(-1)
+		return ctx.Err()
+	}
+}
+
 // readPublishes reads requests and hands their events to the broker
-// until the stream ends, queueing each request's answer on answers (whose
-// capacity is the window). It returns what the stream ends with.
-func (p *publisher) readPublishes(stream grpc.BidiStreamingServer[heraldv1.PublishRequest, heraldv1.PublishResponse], a access, answers chan<- *pendingAnswer) error {
+// until the stream ends, answering each through w. It returns what the
+// stream ends with.
+func (p *publisher) readPublishes(stream grpc.BidiStreamingServer[heraldv1.PublishRequest, heraldv1.PublishResponse], a access, w *answerWindow) error {
 	ctx := stream.Context()
+	_, pipelined := p.broker.(broker.Pipeliner)
 	for {
 		select {
 		case <-p.draining:
@@ -85,23 +125,34 @@ func (p *publisher) readPublishes(stream grpc.BidiStreamingServer[heraldv1.Publi
 		if errors.Is(err, auth.ErrUnauthenticated) {
 			return grpcError(err) // expired: reconnect with a fresh token
 		}
-		pa := &pendingAnswer{done: make(chan struct{})}
-		select {
-		case answers <- pa: // waits while the window is full
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		var c *publishCall
 		if err != nil {
 			p.metrics.countPublish(transportStream, Code(err).String())
-			pa.resp = errorResponse(err)
-			close(pa.done)
+		} else {
+			c, err = p.begin(ctx, a, req, transportStream)
+		}
+		if err != nil {
+			if err := w.ready(ctx, errorResponse(err)); err != nil {
+				return err
+			}
 			continue
 		}
-		c, err := p.begin(ctx, a, req, transportStream)
-		if err != nil {
-			pa.resp = errorResponse(err)
-			close(pa.done)
+		if !pipelined {
+			// Answered before appendAsync returns.
+			var resp *heraldv1.PublishResponse
+			p.appendAsync(c.ctx, c.span, c.ev, func(res broker.PublishResult, err error) {
+				if resp, err = c.finish(res, err); err != nil {
+					resp = errorResponse(err)
+				}
+			})
+			if err := w.ready(ctx, resp); err != nil {
+				return err
+			}
 			continue
+		}
+		pa := &pendingAnswer{done: make(chan struct{})}
+		if err := w.queue(ctx, pa); err != nil {
+			return err
 		}
 		p.appendAsync(c.ctx, c.span, c.ev, func(res broker.PublishResult, err error) {
 			resp, err := c.finish(res, err)
