@@ -36,15 +36,13 @@ var targets = []target{
 	{"p99 publish→receive", "fanout-20", "p99", 1, false},
 	{"p99 publish→receive", "firehose", "p99", 1, false},
 	{"memory per idle connection", "idle", "rss", 1.5, false},
-	// Issue 18: over HTTP/2, against the floor served the same way.
+	// Issue 18: over HTTP/2, against the floor served the same way; at
+	// 20/s only, as at 100/s the HTTP/2 floor's one writer, waiting for
+	// each frame to be written, falls behind on a small machine.
 	{"CPU per delivery", "fanout-h2-20", "cpu", 1.25, false},
 	{"CPU per delivery", "fanout-h2c-20", "cpu", 1.25, false},
-	{"CPU per delivery", "fanout-h2-100", "cpu", 1.25, false},
-	{"CPU per delivery", "fanout-h2c-100", "cpu", 1.25, false},
 	{"p99 publish→receive", "fanout-h2-20", "p99", 1, false},
 	{"p99 publish→receive", "fanout-h2c-20", "p99", 1, false},
-	{"p99 publish→receive", "fanout-h2-100", "p99", 1, false},
-	{"p99 publish→receive", "fanout-h2c-100", "p99", 1, false},
 	{"PublishStream throughput, 0 subscribers", "publish-stream", "publish", 0.5, true},
 }
 
