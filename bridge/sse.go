@@ -120,6 +120,48 @@ func parseSubscription(r *http.Request, maxTopics int) (subscription, error) {
 }
 
 func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.TLS == nil {
+		// A plain HTTP/1.1 stream is taken over once started and this
+		// goroutine returns; it runs here only if it cannot be.
+		if st := h.start(w, r); st != nil {
+			st.run(r.Context().Done())
+		}
+		return
+	}
+	// An HTTP/2 or TLS stream keeps this goroutine, parked in run, for
+	// its life. Starting it (authentication, history, the first write)
+	// takes a deeper stack than running it, and a goroutine's stack does
+	// not shrink back while its parked frames use more than a quarter of
+	// it: start runs on a goroutine of its own, which ends, so that this
+	// one keeps only the stack that run needs.
+	started := make(chan startResult, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				started <- startResult{panicked: p}
+			}
+		}()
+		started <- startResult{st: h.start(w, r)}
+	}()
+	res := <-started
+	if res.panicked != nil {
+		panic(res.panicked) // where net/http recovers it, as if start ran here
+	}
+	if res.st != nil {
+		res.st.run(r.Context().Done())
+	}
+}
+
+// startResult is what start returned on its own goroutine, or its panic.
+type startResult struct {
+	st       *stream
+	panicked any
+}
+
+// start does everything a stream needs before its first queued event:
+// it returns the stream to run in the handler's goroutine, or nil when
+// it answered or handed the stream to another goroutine.
+func (h *streamHandler) start(w http.ResponseWriter, r *http.Request) *stream {
 	// Parsing is bounded by the request line's size; everything that
 	// costs more comes after authentication.
 	sub, err := parseSubscription(r, h.maxTopics)
@@ -146,7 +188,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.refuse(w, creds, err)
-		return
+		return nil
 	}
 	// A plain HTTP/1.1 stream can be written by the hub's shards directly
 	// once its head is out (writer.go); others keep a goroutine writing.
@@ -167,7 +209,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		b := sse.AppendComment(nil, "server shutting down, reconnect")
 		_, _ = w.Write(sse.AppendRetry(b, (h.retry/2 + time.Duration(rand.Int64N(int64(time.Second)))).Milliseconds()))
-		return
+		return nil
 	}
 	// What the stream starts with is read before its head, so that a
 	// snapshot over the limit is still a 400.
@@ -176,7 +218,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.hub.unsubscribe(s)
 		release()
 		h.refuse(w, creds, err)
-		return
+		return nil
 	}
 	st := &stream{h: h, s: s, release: release, perms: perms, reason: endClient}
 	st.out = &streamOut{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
@@ -198,7 +240,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.unreadable(st.out, err)
 		st.reason = endWrite
 		st.finish()
-		return
+		return nil
 	}
 	// The first bytes go out at once, so that onopen fires and proxies see
 	// a live response. Replayed events (if any) follow in the same flush.
@@ -207,13 +249,13 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.buf, ok = h.writeStart(st.out, sub, begun, s.render, st.buf); !ok {
 		st.reason = st.out.failure()
 		st.finish()
-		return
+		return nil
 	}
 	st.lastSeq = begun.lastSeq
 	if !st.out.write(st.buf) {
 		st.reason = st.out.failure()
 		st.finish()
-		return
+		return nil
 	}
 
 	if s.d != nil {
@@ -227,7 +269,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st.watch = h.hangups.watch(conn, s)
 			if !s.d.attach(conn) {
 				go st.run(nil)
-				return
+				return nil
 			}
 			// The shard writes to this stream whenever it does not lag,
 			// and the stream has no goroutine until it has something to
@@ -246,10 +288,10 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if st.yield() {
 				go st.serve()
 			}
-			return
+			return nil
 		}
 	}
-	st.run(r.Context().Done())
+	return st
 }
 
 // writeStart writes what a subscription starts with (Hub.begin) into buf,

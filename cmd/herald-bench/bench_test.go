@@ -507,3 +507,55 @@ func TestExchangeHTTP(t *testing.T) {
 		t.Errorf("a body that never comes: %+v, want no answer", o)
 	}
 }
+
+// TestMain lets the test binary be the floor process, as herald-bench is:
+// the harness starts floors by re-executing itself with "floor-sse".
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "floor-") {
+		if err := runFloor(os.Args[1], os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "herald-bench:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestHTTP2Delivery runs a small fan-out over HTTPS with HTTP/2 (one
+// connection per subscriber) and over h2c (several streams per
+// connection) against the floor and a real herald process, as
+// --scenarios fanout-h2,fanout-h2c does, and checks that every subscriber
+// got every event once, over HTTP/2.
+func TestHTTP2Delivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs herald")
+	}
+	dir := t.TempDir()
+	bin, err := buildHerald(context.Background(), "../herald", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{dir: dir, heraldBin: bin, dialer: newDialer(2), heraldDev: true,
+		cfg: config{warmup: 100 * time.Millisecond, duration: 300 * time.Millisecond, settle: 10 * time.Millisecond,
+			drain: 10 * time.Second, heartbeat: time.Hour, tick: time.Millisecond, payload: 256, publisher: "grpc",
+			dialParallel: 4, h2StreamsPerConn: 3}}
+	if b.schemas, err = writeSchemas(dir); err != nil {
+		t.Fatal(err)
+	}
+	const subs, rate = 7, 100
+	for _, proto := range []string{protoH2, protoH2C} {
+		for _, kind := range []string{"floor", "herald"} {
+			spec := deliverySpec{key: "fanout-" + proto, conns: subs, topics: 1, rate: rate, proto: proto}
+			r, err := b.runDelivery(spec, kind)
+			if err != nil {
+				t.Fatalf("%s %s: %v", proto, kind, err)
+			}
+			// The window holds about rate × duration events; each of
+			// them must reach every subscriber once.
+			if r.Published < 10 || r.Lost != 0 || r.Dups != 0 || r.Ended != 0 || r.Deliveries < r.Published*subs*9/10 {
+				t.Errorf("%s %s: published %d in the window, %d deliveries in it, lost %d, %d dups, %d streams ended by the server; want every event to every one of %d subscribers once",
+					proto, kind, r.Published, r.Deliveries, r.Lost, r.Dups, r.Ended, subs)
+			}
+		}
+	}
+}

@@ -62,9 +62,12 @@ func received(conns []*sseConn) (n int64) {
 // An sseConn is one SSE subscription of the harness. Its reader goroutine
 // owns every field but last (read by the harness while draining) and closed.
 type sseConn struct {
-	nc    net.Conn
-	topic int
-	win   *window
+	nc net.Conn
+	// stream, when set, is what to close instead of nc: an HTTP/2
+	// stream (h2.go).
+	stream io.Closer
+	topic  int
+	win    *window
 
 	last   atomic.Uint64 // highest seq received
 	closed atomic.Bool   // the harness closed it (not the server)
@@ -233,7 +236,11 @@ func (c *sseConn) read(r *bufio.Reader) {
 // close ends the stream from the harness's side.
 func (c *sseConn) close() {
 	c.closed.Store(true)
-	c.nc.Close()
+	if c.stream != nil {
+		c.stream.Close()
+	} else {
+		c.nc.Close()
+	}
 	<-c.done
 }
 

@@ -28,6 +28,9 @@ func runFloor(mode string, args []string) error {
 	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof/ on this address")
 	raw := fs.Bool("raw", false, "floor-sse: hijack connections and write to the bare sockets")
 	writeTimeout := fs.Duration("write-timeout", 0, "floor-sse: cut a stream whose write blocks this long (0: never)")
+	tlsCert := fs.String("tls-cert", "", "floor-sse: serve HTTPS with HTTP/2 by ALPN, with this PEM certificate; needs --tls-key")
+	tlsKey := fs.String("tls-key", "", "floor-sse: PEM private key of --tls-cert")
+	h2c := fs.Bool("h2c", false, "floor-sse: also serve HTTP/2 without TLS (h2c)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,8 +68,11 @@ func runFloor(mode string, args []string) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /v1/events", f)
 		mux.HandleFunc("POST /v1/topics/{topic}/events", f.Publish)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = hs.Serve(httpLn) }()
+		hs, err := floorServer(mux, *tlsCert, *tlsKey, *h2c)
+		if err != nil {
+			return err
+		}
+		go func() { _ = serveFloor(hs, httpLn) }()
 		go func() {
 			for {
 				c, err := ingestLn.Accept()

@@ -23,6 +23,10 @@
 //	hostile   (not run by default) requests meant to cost a secured server more than the
 //	          client, one kind at a time at a fixed rate: CPU and memory per request,
 //	          against a publish without a token, and that each gets its refusal
+//	fanout-h2, idle-h2    (not run by default) fanout and idle over HTTPS with HTTP/2,
+//	          one connection per subscriber, as browsers connect (h2.go)
+//	fanout-h2c, idle-h2c  (not run by default) the same over h2c, 100 streams per
+//	          connection, as a proxy forwards them
 //
 // --publisher rest (or rest-struct) publishes scenarios 1-4 and 8 over REST
 // instead of gRPC, against Herald and against a floor that takes the same
@@ -38,6 +42,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -76,6 +81,8 @@ type config struct {
 	topics           int
 	topicsRate       float64
 	idleConns        int
+	h2StreamsPerConn int
+	h2IdleStreams    int
 	callers          int
 	publishSubs      int
 	inflight         int
@@ -125,7 +132,8 @@ type bench struct {
 	heraldDev bool   // herald serve has --dev (open access on loopback)
 	schemas   string // the payload's schema for herald serve --descriptors (writeSchemas); "" for builds without it
 	dialer    *dialer
-	peers     []string // the other servers scenarios 1-4 run: --peers that are present
+	peers     []string       // the other servers scenarios 1-4 run: --peers that are present
+	certPool  *x509.CertPool // trusts the run's certificate (h2.go); nil until made
 	results   []*result
 }
 
@@ -153,7 +161,7 @@ func run(args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: herald-bench [flags]\n\nLoad harness for Herald: runs each scenario against a minimal floor server and\nagainst Herald, and prints the figures with Herald's costs as ratios to the floor's.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow,filter", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow, filter, snapshot, hostile")
+	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow,filter", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow, filter, snapshot, hostile; and over HTTP/2 (not run by default): fanout-h2 and idle-h2 (TLS, HTTP/2 by ALPN, one connection per subscriber, as browsers), fanout-h2c and idle-h2c (h2c, --h2-streams-per-conn streams per connection, as a proxy)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measurement window of each scenario")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measurement window")
 	fs.DurationVar(&c.settle, "settle", time.Second, "pause after connecting, before reading memory")
@@ -174,6 +182,8 @@ func run(args []string) error {
 	fs.IntVar(&c.topics, "topics", 5000, "topics: topics, one subscriber each")
 	fs.Float64Var(&c.topicsRate, "topics-rate", 2000, "topics: events/s, round-robin over the topics")
 	fs.IntVar(&c.idleConns, "idle-conns", 10000, "idle: open SSE connections")
+	fs.IntVar(&c.h2StreamsPerConn, "h2-streams-per-conn", 100, "fanout-h2c, idle-h2c: HTTP/2 streams per connection")
+	fs.IntVar(&c.h2IdleStreams, "h2-idle-streams", 2000, "idle-h2, idle-h2c: open streams (idle-h2: one connection each)")
 	fs.IntVar(&c.callers, "publish-callers", 64, "publish: concurrent unary Publish callers")
 	fs.IntVar(&c.publishSubs, "publish-subs", 100, "publish: subscribers in the PublishStream run with subscribers")
 	fs.IntVar(&c.inflight, "publish-inflight", 256, "publish: unanswered PublishStream requests allowed")
@@ -285,14 +295,18 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("--publisher: want grpc, rest or rest-struct, not %q", c.publisher)
 	}
+	var fanoutRates []float64
+	for _, r := range strings.Split(c.fanoutRates, ",") {
+		rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil || rate <= 0 {
+			return fmt.Errorf("--fanout-rates: bad rate %q", r)
+		}
+		fanoutRates = append(fanoutRates, rate)
+	}
 	for _, name := range strings.Split(c.scenarios, ",") {
 		switch strings.TrimSpace(name) {
 		case "fanout":
-			for _, r := range strings.Split(c.fanoutRates, ",") {
-				rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
-				if err != nil || rate <= 0 {
-					return fmt.Errorf("--fanout-rates: bad rate %q", r)
-				}
+			for _, rate := range fanoutRates {
 				b.delivery(deliverySpec{key: fmt.Sprintf("fanout-%g", rate), title: fmt.Sprintf("1 fan-out %g/s", rate),
 					conns: c.fanoutSubs, topics: 1, rate: rate})
 			}
@@ -304,6 +318,11 @@ func run(args []string) error {
 				conns: c.topics, topics: c.topics, rate: c.topicsRate})
 		case "idle":
 			b.delivery(deliverySpec{key: "idle", title: "4 idle", conns: c.idleConns, topics: 1})
+		case "fanout-h2", "fanout-h2c", "idle-h2", "idle-h2c":
+			base, proto, _ := strings.Cut(strings.TrimSpace(name), "-")
+			if err := b.h2Scenario(base, proto, fanoutRates); err != nil {
+				return err
+			}
 		case "publish":
 			b.publish()
 		case "slow":

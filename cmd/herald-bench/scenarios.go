@@ -89,6 +89,9 @@ type deliverySpec struct {
 	// kinds are the servers to run, if not the floors and Herald: "herald",
 	// or "filterN", Herald with subscriber i filtered by filterText(i % N).
 	kinds []string
+	// proto is how subscribers connect: "" for HTTP/1.1, or protoH2 or
+	// protoH2C (h2.go).
+	proto string
 }
 
 func (b *bench) delivery(spec deliverySpec) {
@@ -180,7 +183,7 @@ func (r *result) brief() string {
 		return fmt.Sprintf("%.0f publishes/s, %.1f µs server CPU each", r.PublishPerSec, r.CPUPerPublish)
 	}
 	if r.Rate == 0 {
-		return fmt.Sprintf("%d conns, %.1f KiB/conn", r.Conns, r.RSSPerConn/1024)
+		return strings.TrimSuffix(fmt.Sprintf("%d conns, %.1f KiB/conn; %s", r.Conns, r.RSSPerConn/1024, r.Remark), "; ")
 	}
 	if r.Stalled > 0 {
 		return fmt.Sprintf("%.0f deliveries/s, p99 %.2f ms, max %.2f ms, lost %d, %d of %d stalled cut, %.2f µs server CPU each",
@@ -196,14 +199,18 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	var err error
 	filters, _ := strconv.Atoi(strings.TrimPrefix(kind, "filter"))
 	isHerald := kind == "herald" || filters > 0
+	protoFlags, err := b.protoFlags(spec.proto, !isHerald)
+	if err != nil {
+		return nil, err
+	}
 	if kind == "nchan" {
 		srv, err = b.startNchan(spec.key, spec.conns)
 	} else if !isHerald {
-		srv, err = b.startFloor(spec.key, kind, "sse")
+		srv, err = b.startFloor(spec.key, kind, "sse", protoFlags...)
 	} else if filters > 0 {
-		srv, err = b.startHerald(spec.key + "-" + kind)
+		srv, err = b.startHerald(spec.key+"-"+kind, protoFlags...)
 	} else {
-		srv, err = b.startHerald(spec.key)
+		srv, err = b.startHerald(spec.key, protoFlags...)
 	}
 	if err != nil {
 		return nil, err
@@ -243,7 +250,7 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	if filters > 0 {
 		filterOf = func(i int) string { return filterText(i % filters) }
 	}
-	conns, err := openSSE(ctx, b.dialer, srv.http, spec.conns, cfg.dialParallel, func(i int) int { return i % spec.topics }, filterOf, win)
+	conns, err := b.openStreams(ctx, spec, srv.http, filterOf, win)
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +258,7 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	<-time.After(cfg.settle)
 	r.RSSConnected = srv.rss()
 	r.RSSPerConn = float64(r.RSSConnected-r.RSSBefore) / float64(spec.conns)
+	r.Remark = b.h2Remark(spec, r)
 	b.heapProfile(srv, spec.key)
 
 	var seqs []uint64
