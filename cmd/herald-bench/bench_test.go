@@ -581,7 +581,7 @@ func TestClusterScenario(t *testing.T) {
 			for _, x := range []*bench{b, again} {
 				var out bytes.Buffer
 				x.printTables(&out)
-				for _, row := range []string{`9 ` + kind + ` 1 topic\s+floor\s`, `9 ` + kind + ` 1 topic\s+herald-2\s+2\s+6\s`, `9 ` + kind + ` 3 topics\s+herald-1\s+1\s+6\s`} {
+				for _, row := range []string{`10 ` + kind + ` 1 topic\s+floor\s`, `10 ` + kind + ` 1 topic\s+herald-2\s+2\s+6\s`, `10 ` + kind + ` 3 topics\s+herald-1\s+1\s+6\s`} {
 					if !regexp.MustCompile(`(?m)^\s*` + row).Match(out.Bytes()) {
 						t.Errorf("no row %q in the tables:\n%s", row, out.String())
 					}

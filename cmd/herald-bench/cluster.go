@@ -131,7 +131,7 @@ func (b *bench) clusterOn(kind string, topics, nodes []int) {
 	defer br.srv.stop()
 	for _, t := range topics {
 		key := fmt.Sprintf("cluster-%s-%dt", kind, t)
-		title := fmt.Sprintf("9 %s %d topic", kind, t)
+		title := fmt.Sprintf("10 %s %d topic", kind, t)
 		if t > 1 {
 			title += "s"
 		}
@@ -173,7 +173,7 @@ func (b *bench) clusterOn(kind string, topics, nodes []int) {
 // topic against one node on JetStream, with this build and, side by side,
 // with --compare-bin if given.
 func (b *bench) clusterUnary(br *brokerProc) {
-	key, title := "cluster-nats-unary", fmt.Sprintf("9 nats Publish ×%d", b.cfg.callers)
+	key, title := "cluster-nats-unary", fmt.Sprintf("10 nats Publish ×%d", b.cfg.callers)
 	bins := [][2]string{{"herald", b.heraldBin}}
 	if b.cfg.compareBin != "" {
 		bins = append(bins, [2]string{"compare", b.cfg.compareBin})
@@ -743,7 +743,7 @@ func (r *result) clusterBrief() string {
 		r.PublishPerSec, r.DeliveriesPerSec, r.Lost, r.Dups, r.CPUPerDelivery)
 }
 
-// printCluster prints scenario 9's tables, if it ran.
+// printCluster prints scenario 10's tables, if it ran.
 func (b *bench) printCluster(w io.Writer) {
 	var keys []string
 	seen := map[string]bool{}
@@ -756,7 +756,7 @@ func (b *bench) printCluster(w io.Writer) {
 	if len(keys) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nCluster (scenario 9): Herald nodes on a broker the harness started, a PublishStream to node 1 over the topics in turn, as fast as")
+	fmt.Fprintln(w, "\nCluster (scenario 10): Herald nodes on a broker the harness started, a PublishStream to node 1 over the topics in turn, as fast as")
 	fmt.Fprintln(w, "answers come back; subscribers spread over the nodes and topics. floor: a client appending the same events to the same broker, same")
 	fmt.Fprintln(w, "acknowledgements and window, nothing else (JetStream: PublishMsgAsync; Redis: pipelined XADD to the topic and fan-in streams).")
 	fmt.Fprintf(w, "÷ floor: Herald's publishes/s over the floor's, same run (target ≥ %g×). Node CPU: all Herald nodes; broker CPU apart\n", clusterTarget)
@@ -818,7 +818,7 @@ func (b *bench) printCluster(w io.Writer) {
 	if h == nil && c == nil {
 		return
 	}
-	fmt.Fprintln(w, "\nUnary Publish on JetStream (scenario 9): one node, concurrent callers on one topic; compare: --compare-bin, same broker, same run")
+	fmt.Fprintln(w, "\nUnary Publish on JetStream (scenario 10): one node, concurrent callers on one topic; compare: --compare-bin, same broker, same run")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tserver\tpublishes/s\tcall p50\tcall p99\tnode CPU/publish\tnode cores\tbroker cores\tbroker CPU/publish\tother cores\terrors\t")
 	for _, x := range []*result{h, c} {

@@ -121,7 +121,7 @@ type config struct {
 	hostileGRPCBytes   int
 	hostileFields      int
 
-	// Scenario 9 (cluster).
+	// Scenario 10 (cluster).
 	clusterBrokers string
 	clusterNodes   string
 	clusterTopics  string

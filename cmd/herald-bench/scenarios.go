@@ -81,7 +81,7 @@ type result struct {
 	MostOpen       int                     `json:"mostOpenAtOnce,omitempty"`      // requests open at once, at most
 	BodyTimeout    float64                 `json:"bodyTimeoutSeconds,omitempty"`  // set by the harness; 0: the server's default
 
-	clusterFigures // scenario 9 (cluster)
+	clusterFigures // scenario 10 (cluster)
 }
 
 type deliverySpec struct {
