@@ -761,7 +761,7 @@ func (b *bench) printCluster(w io.Writer) {
 	fmt.Fprintln(w, "acknowledgements and window, nothing else (JetStream: PublishMsgAsync; Redis: pipelined XADD to the topic and fan-in streams).")
 	fmt.Fprintf(w, "÷ floor: Herald's publishes/s over the floor's, same run (target ≥ %g×). Node CPU: all Herald nodes; broker CPU apart\n", clusterTarget)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tserver\tnodes\tsubs\tpublishes/s\t÷ floor\tverdict\tdeliveries/s\tlost\tdup\tended\tnode CPU/delivery\tnode CPU/publish\tnode cores\tbroker cores\tbroker CPU/publish\tp99\tother cores\terrors\tnote\t")
+	fmt.Fprintln(tw, "scenario\tserver\tnodes\tsubs\tpublishes/s\t÷ floor\tverdict\tdeliveries/s\tlost\tdup\tended\tnode CPU/delivery\tnode CPU/publish\tnode cores\tbroker cores\tbroker CPU/publish\tp99\tharness cores\tother cores\terrors\tnote\t")
 	for _, key := range keys {
 		if strings.HasSuffix(key, "-unary") {
 			continue
@@ -778,7 +778,7 @@ func (b *bench) printCluster(w io.Writer) {
 			if x == nil {
 				for _, r := range b.results { // failed in every run: show why
 					if r.Scenario == key && r.Server == server {
-						fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t%s\t\n", r.Title, server, r.Note)
+						fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t%s\t\n", r.Title, server, r.Note)
 						break
 					}
 				}
@@ -801,10 +801,10 @@ func (b *bench) printCluster(w io.Writer) {
 				}
 				return fmt.Sprintf(f, v)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%.2f\t%.1fµs\t%s\t%.2f\t%d\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%.2f\t%.1fµs\t%s\t%.2f\t%.2f\t%d\t%s\t\n",
 				x.Title, server, x.Nodes, x.Conns, x.PublishPerSec, vs, verdict, dash(x.DeliveriesPerSec, "%.0f"), x.Lost, x.Dups, x.Ended,
 				dash(x.CPUPerDelivery, "%.2fµs"), dash(x.CPUPerPublish, "%.1fµs"), dash(x.ServerCores, "%.2f"), x.BrokerCores, x.BrokerCPUPerPublish,
-				ms(x.P99), x.OtherCores, x.Errors, x.Note)
+				ms(x.P99), x.HarnessCores, x.OtherCores, x.Errors, x.Note)
 		}
 	}
 	tw.Flush()
