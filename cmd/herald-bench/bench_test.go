@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,6 +29,7 @@ import (
 	"github.com/heraldhq/herald/cmd/herald-bench/internal/floor"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/broker/redis/redistest"
 )
 
 func TestScanPayload(t *testing.T) {
@@ -558,4 +561,93 @@ func TestHTTP2Delivery(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestClusterScenario runs the cluster scenario tiny, as the harness runs
+// it: a nats-server built from the module graph and Debian's redis-server
+// started on free ports, Herald nodes built from ./cmd/herald, the floor
+// client, subscribers on 1 and 2 nodes. Every event published through
+// Herald must reach every subscriber of its topic once, and every row must
+// be in the tables and survive the --json round trip. The Redis part is
+// skipped without redis-server, unless HERALD_REQUIRE_REDIS=1.
+func TestClusterScenario(t *testing.T) {
+	dir := t.TempDir()
+	for _, pkg := range [][2]string{{"herald", "github.com/heraldhq/herald/cmd/herald"}, {"nats-server", "github.com/nats-io/nats-server/v2"}} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, pkg[0]), pkg[1]).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg[1], err, out)
+		}
+	}
+	for _, kind := range []string{"nats", "redis"} {
+		t.Run(kind, func(t *testing.T) {
+			if kind == "redis" {
+				redistest.Binary(t)
+			}
+			b := &bench{
+				cfg: config{repeat: 1, settle: 100 * time.Millisecond, warmup: 300 * time.Millisecond, duration: 700 * time.Millisecond,
+					drain: 10 * time.Second, heartbeat: 5 * time.Second, payload: 256, dialParallel: 4, inflight: 16, callers: 4,
+					clusterBrokers: kind, clusterNodes: "1,2", clusterTopics: "1,3", clusterSubs: 6, natsServer: filepath.Join(dir, "nats-server")},
+				dir:       t.TempDir(),
+				dialer:    newDialer(2),
+				heraldBin: filepath.Join(dir, "herald"),
+				heraldDev: true,
+			}
+			var err error
+			if b.schemas, err = writeSchemas(b.dir); err != nil {
+				t.Fatal(err)
+			}
+			b.cluster()
+			for _, topics := range []string{"1t", "3t"} {
+				key := "cluster-" + kind + "-" + topics
+				for _, server := range []string{"floor", "herald-1", "herald-2"} {
+					r := b.find(key, server)
+					if r == nil {
+						t.Errorf("%s %s: no result; results: %s", key, server, notes(b.results))
+						continue
+					}
+					if r.PublishPerSec <= 0 || r.Errors != 0 || r.Broker != kind {
+						t.Errorf("%s %s: %.0f publishes/s, %d errors, broker %q; want some, none, %q", key, server, r.PublishPerSec, r.Errors, r.Broker, kind)
+					}
+					if server == "floor" {
+						continue
+					}
+					if r.Conns != 6 || r.Deliveries == 0 || r.Lost != 0 || r.Dups != 0 || r.Ended != 0 || r.CPUPerDelivery <= 0 {
+						t.Errorf("%s %s: %d subscribers, %d deliveries, %d lost, %d duplicated, %d ended, %.2f µs/delivery; want 6, some, none lost, CPU measured (%s)",
+							key, server, r.Conns, r.Deliveries, r.Lost, r.Dups, r.Ended, r.CPUPerDelivery, r.Remark)
+					}
+				}
+			}
+			if kind == "nats" {
+				if r := b.find("cluster-nats-unary", "herald"); r == nil || r.PublishPerSec <= 0 || r.Errors != 0 {
+					t.Errorf("unary Publish on JetStream: %+v; want publishes, no errors", r)
+				}
+			}
+			// The tables, and the same after the --json round trip.
+			raw, err := json.Marshal(b.results)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := &bench{cfg: config{repeat: 1}}
+			if err := json.Unmarshal(raw, &again.results); err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range []*bench{b, again} {
+				var out bytes.Buffer
+				x.printTables(&out)
+				for _, row := range []string{`10 ` + kind + ` 1 topic\s+floor\s`, `10 ` + kind + ` 1 topic\s+herald-2\s+2\s+6\s`, `10 ` + kind + ` 3 topics\s+herald-1\s+1\s+6\s`} {
+					if !regexp.MustCompile(`(?m)^\s*` + row).Match(out.Bytes()) {
+						t.Errorf("no row %q in the tables:\n%s", row, out.String())
+					}
+				}
+			}
+		})
+	}
+}
+
+// notes lists the results' scenarios, servers and notes, for a failure.
+func notes(rs []*result) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, fmt.Sprintf("%s/%s: %q", r.Scenario, r.Server, r.Note))
+	}
+	return strings.Join(parts, "; ")
 }

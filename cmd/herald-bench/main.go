@@ -20,6 +20,10 @@
 //	          CEL filters, then over 1,000 (every subscriber its own); Herald against itself
 //	snapshot  (not run by default) subscribes with snapshot=true over 10,000 retained topics:
 //	          time and server CPU per snapshot
+//	cluster   (not run by default) Herald nodes on a JetStream or Redis the harness starts:
+//	          PublishStream to node 1 over 1 and 100 topics with subscribers on 1, 2 and 3
+//	          nodes, against a floor client appending the same events to the same broker;
+//	          and unary Publish on JetStream (cluster.go)
 //	hostile   (not run by default) requests meant to cost a secured server more than the
 //	          client, one kind at a time at a fixed rate: CPU and memory per request,
 //	          against a publish without a token, and that each gets its refusal
@@ -123,6 +127,14 @@ type config struct {
 	hostileJSONDepth   int
 	hostileGRPCBytes   int
 	hostileFields      int
+
+	// Scenario 10 (cluster).
+	clusterBrokers string
+	clusterNodes   string
+	clusterTopics  string
+	clusterSubs    int
+	natsServer     string
+	compareBin     string
 }
 
 type bench struct {
@@ -161,7 +173,7 @@ func run(args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: herald-bench [flags]\n\nLoad harness for Herald: runs each scenario against a minimal floor server and\nagainst Herald, and prints the figures with Herald's costs as ratios to the floor's.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow,filter", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow, filter, snapshot, hostile; and over HTTP/2 (not run by default): fanout-h2 and idle-h2 (TLS, HTTP/2 by ALPN, one connection per subscriber, as browsers), fanout-h2c and idle-h2c (h2c, --h2-streams-per-conn streams per connection, as a proxy)")
+	fs.StringVar(&c.scenarios, "scenarios", "fanout,firehose,topics,idle,publish,slow,filter", "scenarios to run, comma-separated: fanout, firehose, topics, idle, publish, slow, filter, snapshot, hostile, cluster (scenario 10, not run by default); and over HTTP/2 (not run by default): fanout-h2 and idle-h2 (TLS, HTTP/2 by ALPN, one connection per subscriber, as browsers), fanout-h2c and idle-h2c (h2c, --h2-streams-per-conn streams per connection, as a proxy)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measurement window of each scenario")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "load before the measurement window")
 	fs.DurationVar(&c.settle, "settle", time.Second, "pause after connecting, before reading memory")
@@ -202,6 +214,12 @@ func run(args []string) error {
 	fs.IntVar(&c.hostileJSONDepth, "hostile-json-depth", 5000, "hostile: google.protobuf.Any levels of the nested REST payload (60 bytes each)")
 	fs.IntVar(&c.hostileGRPCBytes, "hostile-grpc-bytes", 1<<20-1<<10, "hostile: size of the nested binary Any, as deep as fits (about 45 bytes a level); within --max-event-bytes")
 	fs.IntVar(&c.hostileFields, "hostile-fields", 32, "hostile: distinct unknown paths in the fields= of the SSE kind")
+	fs.StringVar(&c.clusterBrokers, "cluster-brokers", "nats,redis", "cluster: brokers to run on, comma-separated: nats (a nats-server built from the module graph), redis (redis-server on PATH; skipped with a note when absent)")
+	fs.StringVar(&c.clusterNodes, "cluster-nodes", "1,2,3", "cluster: numbers of Herald nodes to run, comma-separated")
+	fs.StringVar(&c.clusterTopics, "cluster-topics", "1,100", "cluster: numbers of topics to publish over in turn, comma-separated")
+	fs.IntVar(&c.clusterSubs, "cluster-subs", 100, "cluster: subscribers, spread over the nodes and the topics")
+	fs.StringVar(&c.natsServer, "nats-server", "", "cluster: nats-server binary (2.12 or newer) instead of building github.com/nats-io/nats-server/v2")
+	fs.StringVar(&c.compareBin, "compare-bin", "", "cluster: also run the unary Publish row on JetStream with this herald binary (e.g. an older build), side by side")
 	fs.IntVar(&c.sources, "source-addrs", 16, "loopback source addresses to spread connections over (127.0.0.2, ...)")
 	fs.IntVar(&c.dialParallel, "dial-parallel", 64, "connections opened at once")
 	fs.StringVar(&c.heraldPkg, "herald-pkg", "./cmd/herald", "package to build as the server under test")
@@ -341,6 +359,8 @@ func run(args []string) error {
 			b.snapshot()
 		case "hostile":
 			b.hostile()
+		case "cluster":
+			b.cluster()
 		case "":
 		default:
 			return fmt.Errorf("--scenarios: unknown scenario %q", name)

@@ -139,7 +139,7 @@ func (b *bench) printTables(w io.Writer) {
 	fmt.Fprintln(tw, "scenario\tserver\tconns\tdeliveries/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tended\tCPU/delivery\tserver cores\tRSS MiB before→conn→after\tRSS/conn\tharness cores\tother cores\t")
 	seen := map[string]bool{}
 	for _, r := range b.results {
-		if strings.HasPrefix(r.Scenario, "publish") || strings.HasPrefix(r.Scenario, "hostile") || r.Scenario == "slow" || r.Scenario == "snapshot" || seen[r.Scenario] {
+		if strings.HasPrefix(r.Scenario, "publish") || strings.HasPrefix(r.Scenario, "hostile") || strings.HasPrefix(r.Scenario, "cluster") || r.Scenario == "slow" || r.Scenario == "snapshot" || seen[r.Scenario] {
 			continue
 		}
 		seen[r.Scenario] = true
@@ -193,6 +193,7 @@ func (b *bench) printTables(w io.Writer) {
 	b.printSlow(w)
 	b.printSnapshot(w)
 	b.printHostile(w)
+	b.printCluster(w)
 
 	fmt.Fprintln(w, "\nTargets (issues 7 and 18): Herald ÷ floor, same run, same client")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

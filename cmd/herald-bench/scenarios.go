@@ -80,6 +80,8 @@ type result struct {
 	VsBaseline     float64                 `json:"cpuVsBaseline,omitempty"`       // CPUPerRequest ÷ the baseline kind's, same run
 	MostOpen       int                     `json:"mostOpenAtOnce,omitempty"`      // requests open at once, at most
 	BodyTimeout    float64                 `json:"bodyTimeoutSeconds,omitempty"`  // set by the harness; 0: the server's default
+
+	clusterFigures // scenario 10 (cluster)
 }
 
 type deliverySpec struct {
@@ -173,6 +175,9 @@ func filterText(i int) string {
 }
 
 func (r *result) brief() string {
+	if r.Broker != "" {
+		return r.clusterBrief()
+	}
 	if r.Scenario == "snapshot" {
 		return fmt.Sprintf("%d snapshots of %d topics, p50 %s, %.2f ms server CPU each", r.Conns, r.Topics, ms(r.P50), r.CPUPerRequest/1e3)
 	}
