@@ -28,7 +28,13 @@ const runHeader = "Herald-Run"
 // of up to maxRunEvents events without idempotency keys (a batch refuses
 // a duplicate message id as a whole), or one event.
 const (
-	maxRunEvents       = 256
+	maxRunEvents = 256
+	// minRunEvents is the fewest events worth an atomic batch: the server
+	// stages a batch and commits it apart, which costs it far more than
+	// a few appends (measured on nats-server 2.15 with 100 topics and
+	// runs of 2 or 3: 400-670 µs of its CPU per event against 14 µs), so
+	// a shorter run goes one event at a time while more queue behind it.
+	minRunEvents       = 8
 	maxRunBytes        = 4 << 20
 	maxBatchesInFlight = 16 // of the 50 a stream takes at once, shared by every node
 )
@@ -128,6 +134,9 @@ func (b *Broker) appendTopic(ts *topicState) {
 			ts.waiting, ts.busy = nil, false
 			b.mu.Unlock()
 			return
+		}
+		if n < minRunEvents {
+			n = 1
 		}
 		run := make([]*pendingAppend, n)
 		copy(run, ts.waiting)
