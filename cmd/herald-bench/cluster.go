@@ -483,24 +483,7 @@ func floodTopics(conn *grpc.ClientConn, names []string, text string, inflight in
 	}
 	f := &topicFlood{flood: flood{stop: make(chan struct{})}, seqs: make([]uint64, len(names))}
 	sem := make(chan struct{}, inflight)
-	recvDone := make(chan struct{})
-	go func() {
-		defer close(recvDone)
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					f.errs.Add(1)
-				}
-				return
-			}
-			if resp.GetError() != nil {
-				f.refused.Add(1)
-			}
-			f.answered.Add(1)
-			<-sem
-		}
-	}()
+	recvDone := f.flood.countAnswers(stream, sem)
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()

@@ -172,6 +172,30 @@ type flood struct {
 	wg       sync.WaitGroup
 }
 
+// countAnswers reads stream's answers until it ends, counting them and
+// freeing a slot of sem for each; the channel it returns closes then.
+func (f *flood) countAnswers(stream grpc.BidiStreamingClient[heraldv1.PublishRequest, heraldv1.PublishResponse], sem <-chan struct{}) <-chan struct{} {
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					f.errs.Add(1)
+				}
+				return
+			}
+			if resp.GetError() != nil {
+				f.refused.Add(1)
+			}
+			f.answered.Add(1)
+			<-sem
+		}
+	}()
+	return recvDone
+}
+
 // floodUnary runs callers goroutines that call Publish back to back.
 func floodUnary(conn *grpc.ClientConn, callers int, topic, text string, win *window) *flood {
 	f := &flood{stop: make(chan struct{})}
@@ -223,24 +247,7 @@ func floodStream(conn *grpc.ClientConn, topic, text string, inflight int, stampe
 	}
 	f := &flood{stop: make(chan struct{})}
 	sem := make(chan struct{}, inflight)
-	recvDone := make(chan struct{})
-	go func() {
-		defer close(recvDone)
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					f.errs.Add(1)
-				}
-				return
-			}
-			if resp.GetError() != nil {
-				f.refused.Add(1)
-			}
-			f.answered.Add(1)
-			<-sem
-		}
-	}()
+	recvDone := f.countAnswers(stream, sem)
 	fixed, err := publishRequest(topic, 1, 0, text)
 	if err != nil {
 		return nil, err

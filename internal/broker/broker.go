@@ -106,6 +106,20 @@ type Pipeliner interface {
 	PublishAsync(ctx context.Context, ev *Event, done func(PublishResult, error))
 }
 
+// PublishAndWait is Publish for a Pipeliner: it hands ev to PublishAsync
+// and waits for its answer, which the contract guarantees, so that a
+// single publish joins the appends in flight instead of going apart.
+func PublishAndWait(ctx context.Context, p Pipeliner, ev *Event) (PublishResult, error) {
+	type outcome struct {
+		res PublishResult
+		err error
+	}
+	answered := make(chan outcome, 1)
+	p.PublishAsync(ctx, ev, func(res PublishResult, err error) { answered <- outcome{res, err} })
+	o := <-answered
+	return o.res, o.err
+}
+
 // PublishResult is the outcome of an accepted Publish.
 type PublishResult struct {
 	// Seq is the event's position (for a duplicate, the original's).

@@ -63,14 +63,7 @@ func (p *pendingAppend) answer(res broker.PublishResult, err error) {
 // Publish implements broker.Broker. It returns once the stream acknowledged
 // the event (stored on a quorum of replicas).
 func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
-	type outcome struct {
-		res broker.PublishResult
-		err error
-	}
-	answered := make(chan outcome, 1)
-	b.PublishAsync(ctx, ev, func(res broker.PublishResult, err error) { answered <- outcome{res, err} })
-	o := <-answered // every append is answered within a few call timeouts
-	return o.res, o.err
+	return broker.PublishAndWait(ctx, b, ev) // answered within a few call timeouts
 }
 
 // PublishAsync implements broker.Pipeliner. Events queue per topic; one

@@ -41,14 +41,7 @@ type pendingAppend struct {
 // a key written with a fingerprint fails that publish with ErrUnavailable
 // until the key expires: its script reads the value as a bare sequence.
 func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishResult, error) {
-	type outcome struct {
-		res broker.PublishResult
-		err error
-	}
-	answered := make(chan outcome, 1)
-	b.PublishAsync(ctx, ev, func(res broker.PublishResult, err error) { answered <- outcome{res, err} })
-	o := <-answered // every append is answered within the call timeout
-	return o.res, o.err
+	return broker.PublishAndWait(ctx, b, ev) // answered within a few call timeouts
 }
 
 // PublishAsync implements broker.Pipeliner: ev joins the next run.
