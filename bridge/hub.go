@@ -107,6 +107,8 @@ type Hub struct {
 	epoch     string
 	queueSize int
 	filters   *filterCache
+	// behind paces the log line of events the broker lost for this node.
+	behind logSampler
 	// tracer makes the delivery spans; nil: tracing is off. Set before
 	// start.
 	tracer *tracer
@@ -326,6 +328,10 @@ func (h *Hub) revoke(revoked func(subject string) bool) {
 // With tracing on, it makes the event's delivery span on this node
 // (trace.go), which the shards the event goes to end.
 func (h *Hub) deliver(ev *broker.Event) {
+	if ev.Type == broker.LostType {
+		h.lost(ev.Topic)
+		return
+	}
 	var dt *deliveryTrace
 	if h.tracer != nil {
 		dt = h.tracer.startDelivery(ev, h.epoch)
@@ -333,8 +339,8 @@ func (h *Hub) deliver(ev *broker.Event) {
 	queued, n := 0, 0
 	h.mu.RLock()
 	h.idx.each(ev.Topic, func(s *subscriber) {
-		if s.lastSeq == ev.Seq {
-			return // matched by another of its patterns
+		if s.lastSeq == ev.Seq || s.reason.Load() != dropNone {
+			return // matched by another of its patterns, or ending
 		}
 		s.lastSeq = ev.Seq
 		if !h.wants(s, ev) {
@@ -358,6 +364,26 @@ func (h *Hub) deliver(ev *broker.Event) {
 	if dt != nil {
 		dt.add(queued, n)
 		dt.done()
+	}
+}
+
+// lost ends the streams of a topic whose events the broker lost for this
+// node (broker.LostType): they resume from their last event, and Replay
+// tells them of the gap with a herald.gap, where carrying on would skip
+// events without a word. They end as too slow: it was this node that fell
+// behind.
+func (h *Hub) lost(topic string) {
+	if n, ok := h.behind.note(time.Now()); ok {
+		h.log.Warn("this node fell behind the broker's retention and lost events: the streams of their topics resume, with a herald.gap", "topic", topic, "times", n)
+	}
+	h.mu.RLock()
+	h.idx.each(topic, func(s *subscriber) { h.drop(s, dropSlow) })
+	shards := h.shards
+	h.mu.RUnlock()
+	for _, sh := range shards {
+		sh.mu.RLock()
+		sh.idx.each(topic, func(s *subscriber) { h.drop(s, dropSlow) })
+		sh.mu.RUnlock()
 	}
 }
 

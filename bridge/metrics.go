@@ -51,7 +51,7 @@ const (
 
 var endReasons = [numEndReasons]struct{ label, help string }{
 	endClient:   {"client", "the client went away"},
-	endSlow:     {"slow", "too slow: its queue overflowed or a write took longer than the write timeout"},
+	endSlow:     {"slow", "too slow: its queue overflowed, a write took longer than the write timeout, or this node fell so far behind the broker that retention removed events of its topic"},
 	endWrite:    {"write", "a write failed: the connection broke"},
 	endExpired:  {"expired", "its token expired"},
 	endShutdown: {"shutdown", "the server shut down"},

@@ -278,7 +278,9 @@ func (sh *shard) frameFor(s *subscriber, it item) []byte {
 func (sh *shard) admit(s *subscriber, it item) bool {
 	d := s.d
 	switch {
-	case d.closed:
+	case d.closed, s.reason.Load() != dropNone:
+		// Ending: nothing after its drop reaches it (a stream dropped for
+		// events the broker lost must not get the ones after them).
 		return false
 	case d.lagging:
 		sh.hub.enqueue(s, it)

@@ -201,3 +201,49 @@ func TestShardFanoutDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// A broker's LostType marker (its subscription fell behind retention and
+// events of the topic are gone) ends that topic's streams, direct and
+// queued, as too slow, so that they resume and hear of the gap from the
+// history; other topics' streams go on.
+func TestLostEventsEndTheirTopicsStreams(t *testing.T) {
+	h := newHub(epochBroker{}, protoregistry.GlobalTypes, slog.New(slog.DiscardHandler), newMetrics(), 4)
+	_, direct := directSubscribers(t, h, "chat.lobby", 3)
+	p, _ := broker.ParsePattern("chat.*")
+	queued, err := h.subscribe("", []broker.Pattern{p}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := broker.ParsePattern("chat.other")
+	bystander, err := h.subscribe("", []broker.Pattern{other}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.deliver(&broker.Event{Topic: "chat.lobby", Type: broker.LostType, Seq: 42})
+	for i, s := range append(direct, queued) {
+		if r := s.reason.Load(); r != dropSlow {
+			t.Errorf("subscriber %d of the topic: drop reason %d, want dropSlow", i, r)
+		}
+		if s.queue.len() != 0 {
+			t.Errorf("subscriber %d got the marker queued as an event", i)
+		}
+	}
+	if r := bystander.reason.Load(); r != dropNone {
+		t.Errorf("a subscriber of another topic was dropped (reason %d)", r)
+	}
+	// Nothing after the gap reaches them before their streams end: a
+	// stream that got it would resume after it and never hear of the gap.
+	next := &broker.Event{Topic: "chat.lobby", Type: "t", Seq: 42}
+	h.deliver(next)
+	if queued.queue.len() != 0 {
+		t.Error("the queued subscriber got the event after the gap")
+	}
+	for i, s := range direct {
+		s.d.mu.Lock()
+		admitted := h.shards[0].admit(s, item{ev: next})
+		s.d.mu.Unlock()
+		if admitted {
+			t.Errorf("direct subscriber %d would be written the event after the gap", i)
+		}
+	}
+}

@@ -48,7 +48,10 @@ import "context"
 //     neither publishers nor the broker's other calls. Events are
 //     delivered for every topic; the server's hub filters. Every event
 //     accepted after Subscribe returns is delivered; earlier ones may be.
-//     Delivery stops soon after ctx ends.
+//     Delivery stops soon after ctx ends. A subscription that finds events
+//     of a topic gone before it could deliver them (it fell behind the
+//     retention of a shared log) says so: before that topic's next event it
+//     delivers a marker of Type LostType for the topic, never silence.
 //   - Replay returns, in Seq order, every retained event with Seq > after
 //     on topics matching the patterns (none for no patterns), at least up
 //     to the last event accepted before Replay was called. A position of

@@ -12,6 +12,14 @@ import (
 // brokers store it like any other event.
 const DeletedType = "herald.deleted"
 
+// LostType is the Type of the marker a subscription delivers in place of
+// events of a topic that retention removed before the subscription could
+// deliver them (Broker's Order rule): its Topic names the topic and its Seq
+// is that of the topic's next event, which follows it. It is never stored
+// or published; the server ends the topic's streams, which resume from
+// their last event and learn of the gap from Replay.
+const LostType = "herald.lost"
+
 // An Event is one published event. Once handed to Broker.Publish it is
 // shared read-only by every goroutine that delivers it, and passed by
 // pointer, never copied (go vet's copylocks check catches copies).

@@ -68,3 +68,89 @@ func TestSubscriptionOutlivesItsConsumer(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionSaysWhatRetentionTookFromIt: a node whose subscription
+// falls further behind a topic than the stream retains finds events gone
+// before it could deliver them. It must say so (a broker.LostType marker
+// before the topic's next event), where it used to deliver what was left
+// and its streams skipped the rest without a herald.gap.
+func TestSubscriptionSaysWhatRetentionTookFromIt(t *testing.T) {
+	srv := jstest.Start(t)
+	ctx := t.Context()
+	b, err := New(ctx, Options{URL: srv.URL(), Prefix: "behind", Timeout: 5 * time.Second, MaxEvents: 3, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	type got struct {
+		typ string
+		seq uint64
+	}
+	delivered := make(chan got, 2000)
+	release := make(chan struct{})
+	first := true
+	if err := b.Subscribe(ctx, func(ev *broker.Event) {
+		delivered <- got{ev.Type, ev.Seq}
+		if first && ev.Topic == "chat.slow" {
+			first = false
+			<-release // this node falls behind
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(topic string) uint64 {
+		t.Helper()
+		res, err := b.Publish(ctx, &broker.Event{Topic: topic, Type: "t", TypeURL: "type.googleapis.com/t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Seq
+	}
+	firstSeq := publish("chat.slow")
+	if g := <-delivered; g.seq != firstSeq {
+		t.Fatalf("first delivery %+v, want seq %d", g, firstSeq)
+	}
+	// While the subscriber is held, more events than the consumer fetches
+	// ahead (nats.go's default is 500): the stream keeps 3, so events of
+	// the topic go before the subscription reads them.
+	var seqs []uint64
+	for range 1500 {
+		seqs = append(seqs, publish("chat.slow"))
+	}
+	close(release)
+	var rest []got
+	for len(rest) == 0 || rest[len(rest)-1].seq != seqs[len(seqs)-1] {
+		select {
+		case g := <-delivered:
+			rest = append(rest, g)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("after the hold: %+v, waiting for seq %d", rest, seqs[len(seqs)-1])
+		}
+	}
+	// What the consumer had fetched ahead arrives; the rest of the hold went
+	// (the stream kept only 3), and a marker with the next event's seq
+	// comes before what is left, once.
+	marker := -1
+	for i, g := range rest {
+		if g.typ == broker.LostType {
+			if marker >= 0 {
+				t.Fatalf("two %s markers, at %d and %d", broker.LostType, marker, i)
+			}
+			marker = i
+		}
+	}
+	switch {
+	case marker < 0:
+		t.Fatalf("events %d to %d arrived as %d deliveries, with no %s marker for those retention took",
+			seqs[0], seqs[len(seqs)-1], len(rest), broker.LostType)
+	case marker+1 >= len(rest) || rest[marker+1].seq != rest[marker].seq:
+		t.Fatalf("the marker (seq %d) is not followed by the event it names", rest[marker].seq)
+	case marker > 0 && rest[marker-1].seq+1 == rest[marker].seq:
+		t.Fatalf("a marker at seq %d where nothing was missing", rest[marker].seq)
+	}
+	// Caught up, the next event comes with no marker.
+	next := publish("chat.slow")
+	if g := <-delivered; g.typ == broker.LostType || g.seq != next {
+		t.Fatalf("the next event came as %+v, want seq %d and no marker", g, next)
+	}
+}
