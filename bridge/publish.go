@@ -129,8 +129,8 @@ type publishCall struct {
 
 // begin validates req and makes its event; a refusal is counted and
 // returned.
-func (p *publisher) begin(ctx context.Context, a access, req *heraldv1.PublishRequest, transport transport) (*publishCall, error) {
-	c := &publishCall{p: p, ctx: ctx, req: req, transport: transport, start: time.Now()}
+func (p *publisher) begin(ctx context.Context, a access, req *heraldv1.PublishRequest, transport transport) (publishCall, error) {
+	c := publishCall{p: p, ctx: ctx, req: req, transport: transport, start: time.Now()}
 	var step trace.Span
 	if p.tracer != nil {
 		c.ctx, c.span = p.tracer.startPublish(ctx, "herald.publish", req.GetTopic(), transport)
@@ -144,7 +144,7 @@ func (p *publisher) begin(ctx context.Context, a access, req *heraldv1.PublishRe
 		}
 	}
 	if err != nil {
-		return nil, c.finishErr(err)
+		return publishCall{}, c.finishErr(err)
 	}
 	c.ev = ev
 	return c, nil
@@ -183,44 +183,44 @@ func (c *publishCall) finishErr(err error) error {
 	return err
 }
 
-// append hands ev to the broker, in a span of its own when the publish
-// has one. An internal error's cause is logged here, as the caller is
-// told only that there was one.
+// append hands ev to the broker and waits for its answer, in a span of
+// its own when the publish has one. A pipelining broker's Publish joins
+// its appends in flight, so concurrent publishers still share them.
 func (p *publisher) append(ctx context.Context, span trace.Span, ev *broker.Event) (broker.PublishResult, error) {
-	var res broker.PublishResult
-	var err error
-	answered := make(chan struct{})
-	p.appendAsync(ctx, span, ev, func(r broker.PublishResult, e error) {
-		res, err = r, e
-		close(answered)
-	})
-	<-answered
+	step := p.appendStep(ctx, span)
+	res, err := p.broker.Publish(ctx, ev)
+	p.appended(ctx, step, ev, err)
 	return res, err
 }
 
-// appendAsync is append without waiting: done gets the outcome, from
-// any goroutine. With a broker.Pipeliner the append may still be in flight
-// when appendAsync returns; appends handed over one after the other keep
-// their order per topic.
-func (p *publisher) appendAsync(ctx context.Context, span trace.Span, ev *broker.Event, done func(broker.PublishResult, error)) {
-	var step trace.Span
-	if span != nil {
-		step = p.tracer.step(ctx, "herald.append")
-	}
-	answer := func(res broker.PublishResult, err error) {
-		if span != nil {
-			endStep(step, err)
-		}
-		if err != nil && Code(err) == codes.Internal {
-			p.log.ErrorContext(ctx, "publish failed", "topic", ev.Topic, "err", err)
-		}
+// appendAsync is append without waiting, for a broker that pipelines:
+// done gets the outcome, from any goroutine, and appends handed over one
+// after the other keep their order per topic.
+func (p *publisher) appendAsync(ctx context.Context, span trace.Span, pl broker.Pipeliner, ev *broker.Event, done func(broker.PublishResult, error)) {
+	step := p.appendStep(ctx, span)
+	pl.PublishAsync(ctx, ev, func(res broker.PublishResult, err error) {
+		p.appended(ctx, step, ev, err)
 		done(res, err)
+	})
+}
+
+// appendStep starts the append's span, when the publish has one.
+func (p *publisher) appendStep(ctx context.Context, span trace.Span) trace.Span {
+	if span == nil {
+		return nil
 	}
-	if pl, ok := p.broker.(broker.Pipeliner); ok {
-		pl.PublishAsync(ctx, ev, answer)
-		return
+	return p.tracer.step(ctx, "herald.append")
+}
+
+// appended ends the append's span, and logs an internal error's cause, as
+// the caller is told only that there was one.
+func (p *publisher) appended(ctx context.Context, step trace.Span, ev *broker.Event, err error) {
+	if step != nil {
+		endStep(step, err)
 	}
-	answer(p.broker.Publish(ctx, ev))
+	if err != nil && Code(err) == codes.Internal {
+		p.log.ErrorContext(ctx, "publish failed", "topic", ev.Topic, "err", err)
+	}
 }
 
 // DeletedEventType is the SSE event of a topic whose state was deleted

@@ -107,7 +107,7 @@ func (w *answerWindow) queue(ctx context.Context, pa *pendingAnswer) error {
 // stream ends with.
 func (p *publisher) readPublishes(stream grpc.BidiStreamingServer[heraldv1.PublishRequest, heraldv1.PublishResponse], a access, w *answerWindow) error {
 	ctx := stream.Context()
-	_, pipelined := p.broker.(broker.Pipeliner)
+	pl, pipelined := p.broker.(broker.Pipeliner)
 	for {
 		select {
 		case <-p.draining:
@@ -125,7 +125,7 @@ func (p *publisher) readPublishes(stream grpc.BidiStreamingServer[heraldv1.Publi
 		if errors.Is(err, auth.ErrUnauthenticated) {
 			return grpcError(err) // expired: reconnect with a fresh token
 		}
-		var c *publishCall
+		var c publishCall
 		if err != nil {
 			p.metrics.countPublish(transportStream, Code(err).String())
 		} else {
@@ -138,13 +138,11 @@ func (p *publisher) readPublishes(stream grpc.BidiStreamingServer[heraldv1.Publi
 			continue
 		}
 		if !pipelined {
-			// Answered before appendAsync returns.
-			var resp *heraldv1.PublishResponse
-			p.appendAsync(c.ctx, c.span, c.ev, func(res broker.PublishResult, err error) {
-				if resp, err = c.finish(res, err); err != nil {
-					resp = errorResponse(err)
-				}
-			})
+			res, err := p.append(c.ctx, c.span, c.ev)
+			resp, err := c.finish(res, err)
+			if err != nil {
+				resp = errorResponse(err)
+			}
 			if err := w.ready(ctx, resp); err != nil {
 				return err
 			}
@@ -154,8 +152,9 @@ func (p *publisher) readPublishes(stream grpc.BidiStreamingServer[heraldv1.Publi
 		if err := w.queue(ctx, pa); err != nil {
 			return err
 		}
-		p.appendAsync(c.ctx, c.span, c.ev, func(res broker.PublishResult, err error) {
-			resp, err := c.finish(res, err)
+		call := c // the answer's own copy: c stays on the stack
+		p.appendAsync(c.ctx, c.span, pl, c.ev, func(res broker.PublishResult, err error) {
+			resp, err := call.finish(res, err)
 			if err != nil {
 				resp = errorResponse(err)
 			}
