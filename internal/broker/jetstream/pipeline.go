@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -221,25 +220,26 @@ func (b *Broker) appendOne(ctx context.Context, ts *topicState, p *pendingAppend
 		if err != nil {
 			return broker.PublishResult{}, err
 		}
-		msg.Header.Set(prevHeader, strconv.FormatUint(prev, 10))
-		opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(ts.last)}
+		h := msg.Header
+		h.Set(prevHeader, strconv.FormatUint(prev, 10))
+		h.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(ts.last, 10))
 		if p.msgID != "" {
-			opts = append(opts, natsjs.WithMsgID(p.msgID))
+			h.Set(natsjs.MsgIDHeader, p.msgID)
 		}
-		ack, err := b.js.PublishMsg(ctx, msg, opts...)
+		ack, err := b.request(ctx, msg)
 		if err == nil {
 			b.link.Confirm()
-			if ack.Duplicate {
+			if ack.duplicate {
 				// The PubAck names only the original's sequence.
-				fp, err := b.fingerprintOf(ctx, ev.Topic, ack.Sequence)
+				fp, err := b.fingerprintOf(ctx, ev.Topic, ack.seq)
 				if err != nil {
 					return broker.PublishResult{}, err
 				}
-				return broker.PublishResult{Seq: ack.Sequence, Duplicate: true, Fingerprint: fp}, nil
+				return broker.PublishResult{Seq: ack.seq, Duplicate: true, Fingerprint: fp}, nil
 			}
-			ts.last = ack.Sequence
-			ev.Seq = ack.Sequence
-			return broker.PublishResult{Seq: ack.Sequence}, nil
+			ts.last = ack.seq
+			ev.Seq = ack.seq
+			return broker.PublishResult{Seq: ack.seq}, nil
 		}
 		switch {
 		case b.retryAfterConflict(err, ts):
@@ -287,12 +287,12 @@ func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 		ack, err := b.sendBatch(ctx, ts.last, prev, run)
 		if err == nil {
 			b.link.Confirm()
-			first := ack.Sequence - uint64(len(run)) + 1
+			first := ack.seq - uint64(len(run)) + 1
 			for i, p := range run {
 				p.ev.Seq = first + uint64(i)
 				p.answer(broker.PublishResult{Seq: p.ev.Seq}, nil)
 			}
-			ts.last = ack.Sequence
+			ts.last = ack.seq
 			return
 		}
 		var apiErr *natsjs.APIError
@@ -306,6 +306,9 @@ func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 			b.atomic = false
 			b.mu.Unlock()
 			for _, p := range run {
+				for _, k := range batchHeaders {
+					p.msg.Header.Del(k)
+				}
 				p.answer(b.appendOne(ctx, ts, p))
 			}
 			return
@@ -325,7 +328,7 @@ func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 
 // sendBatch sends run as one atomic batch and waits for the stream's
 // answer to its commit, which names the last message's sequence.
-func (b *Broker) sendBatch(ctx context.Context, expectLast, prev uint64, run []*pendingAppend) (*natsjs.PubAck, error) {
+func (b *Broker) sendBatch(ctx context.Context, expectLast, prev uint64, run []*pendingAppend) (ack, error) {
 	id := nuid.Next()
 	prevText := strconv.FormatUint(prev, 10)
 	for i, p := range run {
@@ -343,7 +346,7 @@ func (b *Broker) sendBatch(ctx context.Context, expectLast, prev uint64, run []*
 		if i < len(run)-1 {
 			h.Del("Nats-Batch-Commit")
 			if err := b.nc.PublishMsg(p.msg); err != nil {
-				return nil, err
+				return ack{}, err
 			}
 		}
 	}
@@ -351,20 +354,15 @@ func (b *Broker) sendBatch(ctx context.Context, expectLast, prev uint64, run []*
 	last.Header.Set("Nats-Batch-Commit", "1")
 	reply, err := b.nc.RequestMsgWithContext(ctx, last)
 	if err != nil {
-		return nil, err
+		return ack{}, err
 	}
-	var res struct {
-		natsjs.PubAck
-		Error *natsjs.APIError `json:"error"`
+	a, err := parseAck(reply.Data)
+	if err == nil && a.seq < uint64(len(run)) {
+		return ack{}, natsjs.ErrInvalidJetStreamResponse
 	}
-	if err := json.Unmarshal(reply.Data, &res); err != nil {
-		return nil, fmt.Errorf("%w: %v", natsjs.ErrInvalidJetStreamResponse, err)
-	}
-	switch {
-	case res.Error != nil:
-		return nil, res.Error
-	case res.Sequence < uint64(len(run)):
-		return nil, natsjs.ErrInvalidJetStreamResponse
-	}
-	return &res.PubAck, nil
+	return a, err
 }
+
+// batchHeaders are the headers sendBatch sets that a single append must
+// not carry.
+var batchHeaders = [...]string{"Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit", runHeader}
