@@ -368,13 +368,22 @@ func (h *Hub) deliver(ev *broker.Event) {
 }
 
 // lost ends the streams of a topic whose events the broker lost for this
-// node (broker.LostType): they resume from their last event, and Replay
-// tells them of the gap with a herald.gap, where carrying on would skip
-// events without a word. They end as too slow: it was this node that fell
-// behind.
+// node (broker.LostType), or every stream for an empty topic (the broker
+// cannot tell which topics lost events): they resume from their last
+// event, and Replay tells them of the gap with a herald.gap, where carrying
+// on would skip events without a word. They end as too slow: it was this
+// node that fell behind.
 func (h *Hub) lost(topic string) {
 	if n, ok := h.behind.note(time.Now()); ok {
 		h.log.Warn("this node fell behind the broker's retention and lost events: the streams of their topics resume, with a herald.gap", "topic", topic, "times", n)
+	}
+	if topic == "" {
+		h.mu.RLock()
+		for s := range h.all {
+			h.drop(s, dropSlow)
+		}
+		h.mu.RUnlock()
+		return
 	}
 	h.mu.RLock()
 	h.idx.each(topic, func(s *subscriber) { h.drop(s, dropSlow) })

@@ -247,3 +247,33 @@ func TestLostEventsEndTheirTopicsStreams(t *testing.T) {
 		}
 	}
 }
+
+// A LostType marker with no topic (the broker lost events but cannot tell
+// of which topics) ends every stream, direct and queued, whatever its
+// topics: each resumes and Replay tells it whether it missed anything.
+func TestLostEventsOfEveryTopicEndEveryStream(t *testing.T) {
+	h := newHub(epochBroker{}, protoregistry.GlobalTypes, slog.New(slog.DiscardHandler), newMetrics(), 4)
+	_, direct := directSubscribers(t, h, "chat.lobby", 2)
+	var queued []*subscriber
+	for _, pattern := range []string{"chat.*", "orders.eu", ">"} {
+		p, _ := broker.ParsePattern(pattern)
+		s, err := h.subscribe("", []broker.Pattern{p}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, s)
+	}
+	h.deliver(&broker.Event{Type: broker.LostType, Seq: 42})
+	for i, s := range append(direct, queued...) {
+		if r := s.reason.Load(); r != dropSlow {
+			t.Errorf("subscriber %d: drop reason %d, want dropSlow", i, r)
+		}
+	}
+	next := &broker.Event{Topic: "orders.eu", Type: "t", Seq: 42}
+	h.deliver(next)
+	for i, s := range queued {
+		if s.queue.len() != 0 {
+			t.Errorf("queued subscriber %d got an event after the gap", i)
+		}
+	}
+}

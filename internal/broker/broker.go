@@ -51,7 +51,9 @@ import "context"
 //     Delivery stops soon after ctx ends. A subscription that finds events
 //     of a topic gone before it could deliver them (it fell behind the
 //     retention of a shared log) says so: before that topic's next event it
-//     delivers a marker of Type LostType for the topic, never silence.
+//     delivers a marker of Type LostType for the topic, never silence; one
+//     that cannot tell which topics lost events delivers a marker for
+//     every topic (an empty Topic) instead.
 //   - Replay returns, in Seq order, every retained event with Seq > after
 //     on topics matching the patterns (none for no patterns), at least up
 //     to the last event accepted before Replay was called. A position of

@@ -14,10 +14,13 @@ const DeletedType = "herald.deleted"
 
 // LostType is the Type of the marker a subscription delivers in place of
 // events of a topic that retention removed before the subscription could
-// deliver them (Broker's Order rule): its Topic names the topic and its Seq
-// is that of the topic's next event, which follows it. It is never stored
-// or published; the server ends the topic's streams, which resume from
-// their last event and learn of the gap from Replay.
+// deliver them (Broker's Order rule): its Topic names the topic, or is
+// empty for every topic (the subscription cannot tell which lost events),
+// and its Seq is that of the event delivered right after it: the topic's
+// next event, or an earlier one of another topic when the subscription
+// finds the loss before then. It is never stored or published; the server
+// ends the topic's streams (every stream, for an empty Topic), which
+// resume from their last event and learn of the gap from Replay.
 const LostType = "herald.lost"
 
 // An Event is one published event. Once handed to Broker.Publish it is

@@ -66,11 +66,27 @@
 // Each Subscribe (the hub makes one per node) is one XREAD BLOCK loop on the
 // fan-in stream, on a connection of its own, from the entry that was last
 // when Subscribe was called. Sequences in the fan-in stream are contiguous,
-// so a node that was away longer than FanInWindow notices the jump and reads
-// the missing events from the topic streams before going on: nothing is
-// lost or delivered twice while retention still holds them. Redis sends
-// each event once per node, not once per browser: 3 nodes with 10,000
-// browsers each on one topic at 1,000 events/s read 3,000 entries/s.
+// so a node that fell further behind than FanInWindow (away from Redis, or
+// held up delivering) notices the jump and reads the missing events from
+// the topic streams before going on: nothing is lost or delivered twice
+// while retention still holds them. Redis sends each event once per node,
+// not once per browser: 3 nodes with 10,000 browsers each on one topic at
+// 1,000 events/s read 3,000 entries/s.
+//
+// What retention took from the topic streams meanwhile, the subscription
+// says (broker.LostType): if fewer events are left than the jump skipped,
+// it delivers a marker for each topic whose removal mark ({p}:cut) is above
+// its position, read with the events in one MULTI. That errs on the side of
+// caution, as the contract allows: retention removes a topic's oldest
+// events first, so such a topic lost every event it had in the gap, or had
+// none there and was trimmed of later ones. When Redis cannot name the
+// topics (their marks were folded into {p}:cutfloor, or more than 10,000
+// are above the position), it delivers one marker for every topic (an
+// empty Topic), and the server ends every stream of the node. The markers
+// come at the jump, before the events left and any later event, not at
+// each topic's next event: a stream on a pattern that spans topics thus
+// ends before it gets anything after the loss, and resuming from where it
+// was, Replay reports Truncated.
 //
 // # Replay
 //
