@@ -49,11 +49,13 @@ import "context"
 //     delivered for every topic; the server's hub filters. Every event
 //     accepted after Subscribe returns is delivered; earlier ones may be.
 //     Delivery stops soon after ctx ends. A subscription that finds events
-//     of a topic gone before it could deliver them (it fell behind the
-//     retention of a shared log) says so: before that topic's next event it
-//     delivers a marker of Type LostType for the topic, never silence; one
-//     that cannot tell which topics lost events delivers a marker for
-//     every topic (an empty Topic) instead.
+//     gone before it could deliver them (it fell behind the retention of a
+//     shared log) says so, never silence: before it delivers any event
+//     that came after them, a marker of Type LostType for each topic that
+//     lost events, or one for every topic (an empty Topic) when it cannot
+//     tell which. A stream of several topics must hear of the loss before
+//     it is handed a later event of another topic, or it would resume
+//     past the loss.
 //   - Replay returns, in Seq order, every retained event with Seq > after
 //     on topics matching the patterns (none for no patterns), at least up
 //     to the last event accepted before Replay was called. A position of

@@ -75,7 +75,13 @@
 // or a lost consumer, from the last sequence it returned + 1: nothing is
 // lost or delivered twice. The server sends each event once per node, not
 // once per browser: 3 nodes with 10,000 browsers each on one topic at 1,000
-// events/s read 3,000 messages/s from NATS, not 30,000,000.
+// events/s read 3,000 messages/s from NATS, not 30,000,000. Every message
+// of the stream is an event the consumer reads, so a sequence it skips is
+// an event retention removed before this node read it (the node fell
+// further behind than the stream keeps of a topic). Its topic went with
+// it, so the subscription delivers a LostType marker for every topic
+// before the next event, and the node's streams resume through Replay,
+// which names the gaps.
 //
 // # Snapshot
 //

@@ -102,7 +102,7 @@ var onFollow func(*follower)
 
 // run delivers from the consumer until the subscription halts.
 func (b *Broker) run(ctx context.Context, s *remote.Subscription, f *follower, last uint64, deliver func(*broker.Event)) {
-	chain := topicChain{last: make(map[string]uint64)}
+	lost := false // events went before they could be delivered
 	for !s.Stopped() {
 		msg, err := f.current().Next(natsjs.NextContext(ctx))
 		if err != nil {
@@ -138,22 +138,26 @@ func (b *Broker) run(ctx context.Context, s *remote.Subscription, f *follower, l
 		if seq <= last {
 			continue // delivered already
 		}
+		// Every message of the stream is an event this consumer reads, so
+		// a sequence skipped is an event retention removed before this
+		// node read it (it fell further behind than the stream keeps).
+		// Which topics it was of is gone with it: every stream must hear
+		// of the loss before anything that came after it.
+		lost = lost || seq > last+1
 		last = seq
-		ev, prev, err := b.decode(msg.Subject(), msg.Headers().Get(prevHeader), msg.Data())
+		ev, _, err := b.decode(msg.Subject(), msg.Headers().Get(prevHeader), msg.Data())
 		if err != nil {
 			b.log.Warn("skipping a malformed event", "seq", seq, "subject", msg.Subject(), "err", err)
 			continue
 		}
 		ev.Seq = seq
-		if msg.Headers().Get(runHeader) != "" {
-			prev = seq - 1 // inside an atomic batch (pipeline.go)
-		}
 		if s.Stopped() {
 			return
 		}
 		b.link.Confirm()
-		if chain.lost(ev.Topic, prev, seq) {
-			deliver(&broker.Event{Topic: ev.Topic, Type: broker.LostType, Seq: seq})
+		if lost {
+			lost = false
+			deliver(&broker.Event{Type: broker.LostType, Seq: seq})
 		}
 		deliver(ev)
 	}
@@ -180,33 +184,6 @@ func (b *Broker) refollow(ctx context.Context, s *remote.Subscription, f *follow
 		}
 	}
 	return false
-}
-
-// A topicChain notices events of a topic that retention removed before the
-// subscription read them: a node that falls more than --retention-events
-// of a topic behind the stream finds them gone, and the consumer delivers
-// what is left without a word. Each event names its topic's previous one
-// (Herald-Prev, or the message before it inside a batch): when that is
-// after the last event of the topic delivered here, the ones between are
-// lost to this node.
-type topicChain struct {
-	last map[string]uint64 // topic → the last event of it delivered
-}
-
-// maxChainTopics bounds the topics a subscription remembers; forgetting
-// them all when full only misses a loss for a topic's next event.
-const maxChainTopics = 100000
-
-// lost records the delivery of seq on topic, whose previous event is prev,
-// and reports whether events of the topic between the last one delivered
-// and seq were lost.
-func (c *topicChain) lost(topic string, prev, seq uint64) bool {
-	last, known := c.last[topic]
-	if !known && len(c.last) >= maxChainTopics {
-		clear(c.last)
-	}
-	c.last[topic] = seq
-	return known && prev > last
 }
 
 // decode turns a stream message into an event and its Herald-Prev.

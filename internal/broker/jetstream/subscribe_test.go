@@ -72,8 +72,8 @@ func TestSubscriptionOutlivesItsConsumer(t *testing.T) {
 // TestSubscriptionSaysWhatRetentionTookFromIt: a node whose subscription
 // falls further behind a topic than the stream retains finds events gone
 // before it could deliver them. It must say so (a broker.LostType marker
-// before the topic's next event), where it used to deliver what was left
-// and its streams skipped the rest without a herald.gap.
+// before the next event of any topic), where it used to deliver what was
+// left and its streams skipped the rest without a herald.gap.
 func TestSubscriptionSaysWhatRetentionTookFromIt(t *testing.T) {
 	srv := jstest.Start(t)
 	ctx := t.Context()
@@ -113,8 +113,15 @@ func TestSubscriptionSaysWhatRetentionTookFromIt(t *testing.T) {
 	// While the subscriber is held, more events than the consumer fetches
 	// ahead (nats.go's default is 500): the stream keeps 3, so events of
 	// the topic go before the subscription reads them.
+	// Then one event of another topic, which the stream keeps, after the
+	// hole and before the topic's next event: a stream of both (chat.>)
+	// must hear of the loss before it.
 	var seqs []uint64
 	for range 1500 {
+		seqs = append(seqs, publish("chat.slow"))
+	}
+	calm := publish("chat.calm")
+	for range 10 {
 		seqs = append(seqs, publish("chat.slow"))
 	}
 	close(release)
@@ -150,6 +157,11 @@ func TestSubscriptionSaysWhatRetentionTookFromIt(t *testing.T) {
 			t.Fatalf("events %d to %d went missing with no %s marker", prev+1, g.seq-1, broker.LostType)
 		}
 		prev = g.seq
+	}
+	for i, g := range rest {
+		if g.seq == calm && g.typ != broker.LostType && (i == 0 || rest[i-1].typ != broker.LostType) {
+			t.Fatalf("chat.calm's event (seq %d) came after lost events of chat.slow with no marker before it", calm)
+		}
 	}
 	if markers == 0 {
 		t.Fatalf("events %d to %d arrived as %d deliveries: none was lost, so the test did not hold the subscription long enough", seqs[0], seqs[len(seqs)-1], len(rest))
