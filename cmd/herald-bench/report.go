@@ -170,7 +170,7 @@ func (b *bench) printTables(w io.Writer) {
 	fmt.Fprintln(w, "\nPublish (scenario 5): answered publishes per second; unary latency per call; the floor is a bare gRPC server that only acknowledges")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tserver\tpublishes/s\tCPU/publish\tcall p50\tcall p99\tdeliveries/s\tserver cores\tharness cores\tother cores\terrors\tnote\t")
-	for _, key := range []string{"publish-unary", "publish-stream", "publish-stream-subs"} {
+	for _, key := range []string{"publish-unary", "publish-stream", "publish-paced", "publish-stream-subs"} {
 		for _, kind := range []string{"floor", "herald"} {
 			x := b.find(key, kind)
 			if x == nil {

@@ -433,6 +433,15 @@ func (b *bench) runPublish(kind string) error {
 	}
 	b.results = append(b.results, measure("publish-stream", "5 PublishStream 0 subs", f, nil, time.Now(), nil))
 
+	// PublishStream paced as scenario 3 publishes, nobody listening: what
+	// receiving and answering one publish at a time costs a gRPC server,
+	// bare or Herald (the part of scenario 3 its floor does not pay).
+	paced, err := b.pacedPublish(srv, kind)
+	if err != nil {
+		return err
+	}
+	b.results = append(b.results, paced)
+
 	if kind == "floor" || cfg.publishSubs <= 0 {
 		return nil // the bare gRPC floor delivers to nobody
 	}
@@ -473,6 +482,57 @@ func (b *bench) runPublish(kind string) error {
 	}
 	b.results = append(b.results, r)
 	return nil
+}
+
+// pacedPublish sends --topics-rate publishes per second over --topics
+// topics on one PublishStream, as scenario 3 does, to srv with nobody
+// listening, and measures srv's CPU per answered publish.
+func (b *bench) pacedPublish(srv *server, kind string) (*result, error) {
+	cfg := b.cfg
+	title := fmt.Sprintf("5 PublishStream %g/s paced", cfg.topicsRate)
+	r := &result{Scenario: "publish-paced", Title: title, Server: kind, Topics: cfg.topics, Rate: cfg.topicsRate}
+	names := make([]string, cfg.topics)
+	for i := range names {
+		names[i] = topicName(i)
+	}
+	s, err := newGRPCSink(srv.grpc, names, slices.Repeat([]string{padding(cfg.payload)}, len(names)))
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	fmt.Fprintf(os.Stderr, "%-22s %-6s ...", title, kind)
+	start := time.Now()
+	from := start.Add(cfg.warmup)
+	to := from.Add(cfg.duration)
+	var pubErr error
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		_, pubErr = pace(context.Background(), s, cfg.topicsRate, cfg.topics, to, cfg.tick)
+	}()
+	waitUntil(from)
+	a, n0 := snapCPU(srv.pid), s.acked.Load()
+	profDone := b.profile(srv, "publish-paced", cfg.duration)
+	waitUntil(to)
+	z, n1 := snapCPU(srv.pid), s.acked.Load()
+	<-pubDone
+	profDone()
+	if pubErr != nil {
+		return nil, fmt.Errorf("publishing: %w", pubErr)
+	}
+	refused, err := s.finish(10 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	b.cpu(r, a, z)
+	r.Errors = refused
+	r.Published = n1 - n0
+	r.PublishPerSec = float64(r.Published) / r.Window
+	if r.Published > 0 {
+		r.CPUPerPublish = r.ServerCPU / float64(r.Published) * 1e6
+	}
+	fmt.Fprintf(os.Stderr, " %s\n", r.brief())
+	return r, nil
 }
 
 // drainSSE waits for every open stream to receive the last seq of its
