@@ -28,6 +28,7 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/broker/memory"
 	"github.com/heraldhq/herald/internal/heraldtest"
 	"github.com/heraldhq/herald/internal/schema"
@@ -670,6 +671,47 @@ func TestH2C(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no event over h2c")
+	}
+}
+
+// panickyAuth allows everyone, and panics for the token "boom".
+type panickyAuth struct{}
+
+func (panickyAuth) Authenticate(ctx context.Context, c auth.Credentials) (auth.Permissions, error) {
+	if c.Token == "boom" {
+		panic("authenticator failed")
+	}
+	return auth.Dev().Authenticate(ctx, c)
+}
+
+// TestH2CStreamStartPanicStaysInItsRequest: an HTTP/2 stream starts on a
+// goroutine of its own (idle memory); a panic there must end that request
+// only, as net/http does for a handler's panic, not the process.
+func TestH2CStreamStartPanicStaysInItsRequest(t *testing.T) {
+	s := startServer(t, serverOpts{cfg: bridge.Config{Auth: panickyAuth{}}})
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	get := func(token string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, s.url+"/v1/events?topic=orders.eu", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		return client.Do(req)
+	}
+	if resp, err := get("boom"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a stream whose start panicked answered %s, want the stream reset", resp.Status)
+	}
+	resp, err := get("fine")
+	if err != nil {
+		t.Fatalf("after a panicking start, the next stream: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("after a panicking start, the next stream got %s over %s, want 200 over HTTP/2", resp.Status, resp.Proto)
 	}
 }
 
