@@ -328,8 +328,12 @@ func (h *Hub) revoke(revoked func(subject string) bool) {
 // With tracing on, it makes the event's delivery span on this node
 // (trace.go), which the shards the event goes to end.
 func (h *Hub) deliver(ev *broker.Event) {
-	if ev.Type == broker.LostType {
+	switch ev.Type {
+	case broker.LostType:
 		h.lost(ev.Topic)
+		return
+	case broker.LostSpanningType:
+		h.lostSpanning()
 		return
 	}
 	var dt *deliveryTrace
@@ -394,6 +398,24 @@ func (h *Hub) lost(topic string) {
 		sh.idx.each(topic, func(s *subscriber) { h.drop(s, dropSlow) })
 		sh.mu.RUnlock()
 	}
+}
+
+// lostSpanning ends the streams of more than one topic (a pattern, or
+// several topics), where the broker lost events it cannot name the topics
+// of yet (broker.LostSpanningType): each would be handed a later event of
+// another topic next and resume past the loss. A stream of one topic goes
+// on until its topic's own marker, if the topic lost any.
+func (h *Hub) lostSpanning() {
+	if n, ok := h.behind.note(time.Now()); ok {
+		h.log.Warn("this node fell behind the broker's retention and lost events: the streams of their topics resume, with a herald.gap", "topic", "(not yet known)", "times", n)
+	}
+	h.mu.RLock()
+	for s := range h.all {
+		if len(s.patterns) > 1 || (len(s.patterns) == 1 && !s.patterns[0].Literal()) {
+			h.drop(s, dropSlow)
+		}
+	}
+	h.mu.RUnlock()
 }
 
 // wants reports whether s's filter lets ev through. A topic's deletion

@@ -277,3 +277,51 @@ func TestLostEventsOfEveryTopicEndEveryStream(t *testing.T) {
 		}
 	}
 }
+
+// TestLostEventsOfUnnamedTopicsEndSpanningStreams: where the broker finds
+// events lost before it can name their topics (broker.LostSpanningType),
+// every stream of a pattern or of several topics ends at once, as it would
+// be handed another topic's later event next; a stream of one topic goes
+// on, to end at its own topic's marker if the topic lost any.
+func TestLostEventsOfUnnamedTopicsEndSpanningStreams(t *testing.T) {
+	h := newHub(epochBroker{}, protoregistry.GlobalTypes, slog.New(slog.DiscardHandler), newMetrics(), 4)
+	_, direct := directSubscribers(t, h, "chat.lobby", 2)
+	sub := func(patterns ...string) *subscriber {
+		t.Helper()
+		var ps []broker.Pattern
+		for _, p := range patterns {
+			pp, err := broker.ParsePattern(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, pp)
+		}
+		s, err := h.subscribe("", ps, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	spanning := []*subscriber{sub("chat.*"), sub(">"), sub("orders.eu", "orders.us")}
+	single := append([]*subscriber{sub("orders.eu")}, direct...)
+	h.deliver(&broker.Event{Type: broker.LostSpanningType, Seq: 42})
+	for i, s := range spanning {
+		if r := s.reason.Load(); r != dropSlow {
+			t.Errorf("spanning subscriber %d: drop reason %d, want dropSlow", i, r)
+		}
+	}
+	for i, s := range single {
+		if r := s.reason.Load(); r != dropNone {
+			t.Errorf("single-topic subscriber %d: dropped (%d) for a loss it may not have had", i, r)
+		}
+	}
+	h.deliver(&broker.Event{Topic: "orders.eu", Type: "t", Seq: 42})
+	for i, s := range spanning {
+		if s.queue.len() != 0 {
+			t.Errorf("spanning subscriber %d got an event after the loss", i)
+		}
+	}
+	if single[0].queue.len() != 1 {
+		t.Errorf("the orders.eu subscriber has %d events queued, want the one delivered", single[0].queue.len())
+	}
+}

@@ -55,7 +55,10 @@ import "context"
 //     lost events, or one for every topic (an empty Topic) when it cannot
 //     tell which. A stream of several topics must hear of the loss before
 //     it is handed a later event of another topic, or it would resume
-//     past the loss.
+//     past the loss: a subscription that can name the topics only at each
+//     one's next event delivers a LostSpanningType marker where it finds
+//     the loss, and then a LostType marker before each such topic's next
+//     event.
 //   - Replay returns, in Seq order, every retained event with Seq > after
 //     on topics matching the patterns (none for no patterns), at least up
 //     to the last event accepted before Replay was called. A position of

@@ -23,6 +23,15 @@ const DeletedType = "herald.deleted"
 // resume from their last event and learn of the gap from Replay.
 const LostType = "herald.lost"
 
+// LostSpanningType is the Type of the marker a subscription delivers where
+// it finds that events were lost before it could name their topics (a
+// shared log skips them): its Topic is empty and its Seq that of the event
+// delivered right after it. The server ends at once every stream that
+// spans topics, which would be handed a later event of another topic
+// next; a stream of one topic hears of its loss from the LostType marker
+// that the subscription delivers before the topic's next event.
+const LostSpanningType = "herald.lost-spanning"
+
 // An Event is one published event. Once handed to Broker.Publish it is
 // shared read-only by every goroutine that delivers it, and passed by
 // pointer, never copied (go vet's copylocks check catches copies).

@@ -79,9 +79,11 @@
 // of the stream is an event the consumer reads, so a sequence it skips is
 // an event retention removed before this node read it (the node fell
 // further behind than the stream keeps of a topic). Its topic went with
-// it, so the subscription delivers a LostType marker for every topic
-// before the next event, and the node's streams resume through Replay,
-// which names the gaps.
+// it, so the subscription delivers a LostSpanningType marker before the
+// next event (the node's streams of several topics end), and a LostType
+// marker before the next event of each topic whose Herald-Prev chain shows
+// the loss (that topic's streams end); they resume through Replay, which
+// names the gaps.
 //
 // # Snapshot
 //

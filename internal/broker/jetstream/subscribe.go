@@ -102,7 +102,8 @@ var onFollow func(*follower)
 
 // run delivers from the consumer until the subscription halts.
 func (b *Broker) run(ctx context.Context, s *remote.Subscription, f *follower, last uint64, deliver func(*broker.Event)) {
-	lost := false // events went before they could be delivered
+	chain := newTopicChain(last)
+	spanning := false // events went before they could be delivered
 	for !s.Stopped() {
 		msg, err := f.current().Next(natsjs.NextContext(ctx))
 		if err != nil {
@@ -141,23 +142,33 @@ func (b *Broker) run(ctx context.Context, s *remote.Subscription, f *follower, l
 		// Every message of the stream is an event this consumer reads, so
 		// a sequence skipped is an event retention removed before this
 		// node read it (it fell further behind than the stream keeps).
-		// Which topics it was of is gone with it: every stream must hear
-		// of the loss before anything that came after it.
-		lost = lost || seq > last+1
+		// Its topic went with it: the streams that span topics must hear
+		// of the loss before anything that came after it, and the topic's
+		// own streams hear of it from the chain, at its next event.
+		if seq > last+1 {
+			spanning = true
+			chain.skipped(seq)
+		}
 		last = seq
-		ev, _, err := b.decode(msg.Subject(), msg.Headers().Get(prevHeader), msg.Data())
+		ev, prev, err := b.decode(msg.Subject(), msg.Headers().Get(prevHeader), msg.Data())
 		if err != nil {
 			b.log.Warn("skipping a malformed event", "seq", seq, "subject", msg.Subject(), "err", err)
 			continue
 		}
 		ev.Seq = seq
+		if msg.Headers().Get(runHeader) != "" {
+			prev = seq - 1 // inside an atomic batch (pipeline.go)
+		}
 		if s.Stopped() {
 			return
 		}
 		b.link.Confirm()
-		if lost {
-			lost = false
-			deliver(&broker.Event{Type: broker.LostType, Seq: seq})
+		if spanning {
+			spanning = false
+			deliver(&broker.Event{Type: broker.LostSpanningType, Seq: seq})
+		}
+		if chain.lost(ev.Topic, prev, seq) {
+			deliver(&broker.Event{Topic: ev.Topic, Type: broker.LostType, Seq: seq})
 		}
 		deliver(ev)
 	}
@@ -184,6 +195,49 @@ func (b *Broker) refollow(ctx context.Context, s *remote.Subscription, f *follow
 		}
 	}
 	return false
+}
+
+// A topicChain tells which topic lost the events a subscription found
+// gone. Each event names its topic's previous one (Herald-Prev, or the
+// message before it inside a batch): when that is after the last event of
+// the topic delivered here, the ones between are lost to this node. A
+// topic it has not delivered an event of since it began watching (floor)
+// lost one if its event's previous one lies after floor and before the
+// latest hole: had it come after floor, and not in a hole, it would have
+// been delivered here.
+type topicChain struct {
+	last  map[string]uint64 // topic → the last event of it delivered
+	floor uint64            // every event after it was read but for holes
+	hole  uint64            // the event read right after the latest hole
+}
+
+func newTopicChain(floor uint64) *topicChain {
+	return &topicChain{last: make(map[string]uint64), floor: floor}
+}
+
+// maxChainTopics bounds the topics a subscription remembers; when full, it
+// forgets them all and watches afresh from the event in hand, which only
+// misses a loss already behind it.
+const maxChainTopics = 100000
+
+// skipped records that the events before seq, back to the last one read,
+// were gone.
+func (c *topicChain) skipped(seq uint64) { c.hole = seq }
+
+// lost records the delivery of seq on topic, whose previous event is prev,
+// and reports whether events of the topic before seq were lost.
+func (c *topicChain) lost(topic string, prev, seq uint64) bool {
+	last, known := c.last[topic]
+	if !known {
+		if len(c.last) >= maxChainTopics {
+			clear(c.last)
+			c.floor, c.hole = seq-1, 0
+		}
+		c.last[topic] = seq
+		return prev > c.floor && prev < c.hole
+	}
+	c.last[topic] = seq
+	return prev > last
 }
 
 // decode turns a stream message into an event and its Herald-Prev.
