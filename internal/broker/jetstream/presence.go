@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/internal/broker"
@@ -106,29 +107,56 @@ func (b *Broker) ReportPresence(ctx context.Context, node string, report []byte,
 	val := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(report)), uint64(time.Now().Add(ttl).UnixNano()))
 	val = append(val, report...)
 	return b.link.Call(ctx, "report presence", func(ctx context.Context) error {
-		kv, err := b.presenceBucket(ctx, ttl)
-		if err != nil {
+		return b.withPresence(ctx, ttl, func(kv natsjs.KeyValue) error {
+			_, err := kv.Put(ctx, node, val)
 			return err
-		}
-		_, err = kv.Put(ctx, node, val)
-		return err
+		})
 	})
+}
+
+// withPresence calls f with the presence bucket. The bucket is kept in
+// memory by the servers, so a server (or a whole single-server NATS) that
+// restarts comes back without it: f then fails for want of a stream, and
+// withPresence makes the bucket again and calls f once more, where every
+// report would otherwise fail, each an outage, until this node restarted.
+func (b *Broker) withPresence(ctx context.Context, ttl time.Duration, f func(natsjs.KeyValue) error) error {
+	kv, err := b.presenceBucket(ctx, ttl)
+	if err != nil {
+		return err
+	}
+	err = f(kv)
+	if !bucketGone(err) {
+		return err
+	}
+	b.kv.mu.Lock()
+	if b.kv.presence == kv {
+		b.kv.presence, b.kv.presenceTTL = nil, 0
+	}
+	b.kv.mu.Unlock()
+	if kv, err = b.presenceBucket(ctx, ttl); err != nil {
+		return err
+	}
+	return f(kv)
+}
+
+// bucketGone reports whether err says a bucket's stream is not there.
+func bucketGone(err error) bool {
+	return errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, natsjs.ErrStreamNotFound) || errors.Is(err, natsjs.ErrBucketNotFound)
 }
 
 // Presence implements broker.PresenceStore.
 func (b *Broker) Presence(ctx context.Context) (map[string][]byte, error) {
 	out := make(map[string][]byte)
 	err := b.link.Call(ctx, "read presence", func(ctx context.Context) error {
-		kv, err := b.presenceBucket(ctx, time.Second)
-		if err != nil {
-			return err
-		}
-		now := time.Now().UnixNano()
-		return eachEntry(ctx, kv, func(e natsjs.KeyValueEntry) {
-			v := e.Value()
-			if len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) > now {
-				out[e.Key()] = v[8:]
-			}
+		return b.withPresence(ctx, time.Second, func(kv natsjs.KeyValue) error {
+			now := time.Now().UnixNano()
+			return eachEntry(ctx, kv, func(e natsjs.KeyValueEntry) {
+				v := e.Value()
+				if len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) > now {
+					out[e.Key()] = v[8:]
+				}
+			})
 		})
 	})
 	if err != nil {
