@@ -12,7 +12,9 @@
 //	firehose  1 topic, 100 subscribers, 1,000 events/s
 //	topics    5,000 topics with one subscriber each, 2,000 events/s over them
 //	idle      10,000 open SSE connections, heartbeats only: memory per connection
-//	publish   Publish with 64 concurrent callers; PublishStream with 0 and 100 subscribers
+//	publish   Publish with 64 concurrent callers; PublishStream with 0 and 100 subscribers;
+//	          PublishStream paced as topics publishes, with 0 subscribers, against the
+//	          bare gRPC floor: what a gRPC server pays per message, one at a time
 //	slow      1,000 subscribers at 100 events/s beside 50 stalled ones that never read
 //	          and also get large events: the healthy ones' latency, the server's memory,
 //	          and that exactly the stalled streams are cut
