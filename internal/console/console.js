@@ -644,11 +644,13 @@ function publishForm(topic) {
   const ok = h("p", { class: "ok published", hidden: true });
   const fields = h("div", { class: "fields" });
   payload.addEventListener("input", () => syncFields(fields, payload));
+  let fills = 0;
   const fill = async () => {
     const name = type.value;
+    const n = ++fills;
     try {
       const d = await getSchema(name);
-      if (type.value !== name) return;
+      if (n !== fills) return;
       const root = d.jsonSchema ?? {};
       payload.value = pretty(example(root, root));
       payload.dataset.example = name;
