@@ -648,9 +648,11 @@ function publishForm(topic) {
   const fill = async () => {
     const name = type.value;
     const n = ++fills;
+    const before = payload.value;
     try {
       const d = await getSchema(name);
       if (n !== fills) return;
+      if (payload.dataset.example === name && payload.value !== before) return;
       const root = d.jsonSchema ?? {};
       payload.value = pretty(example(root, root));
       payload.dataset.example = name;

@@ -540,17 +540,19 @@ function publishForm(topic: string): HTMLElement {
   const fields = h('div', { class: 'fields' });
   payload.addEventListener('input', () => syncFields(fields, payload));
   // Fills in the chosen type's example and its fields, unless another
-  // fill began meanwhile (another type chosen, or the same one again: the
-  // page's first fill may still be on its way when the user picks its
-  // type, and must not overwrite what they type next); data-example says
-  // whose example the payload holds.
+  // fill began meanwhile (another type chosen), or the payload already
+  // holds this type's example and the user edited it while the schema was
+  // on its way (choosing the type again must not overwrite what they
+  // typed); data-example says whose example the payload holds.
   let fills = 0;
   const fill = async () => {
     const name = type.value;
     const n = ++fills;
+    const before = payload.value;
     try {
       const d = await getSchema(name);
       if (n !== fills) return;
+      if (payload.dataset.example === name && payload.value !== before) return;
       const root = d.jsonSchema ?? {};
       payload.value = pretty(example(root, root));
       payload.dataset.example = name;
