@@ -378,15 +378,9 @@ func (h *Hub) deliver(ev *broker.Event) {
 // on would skip events without a word. They end as too slow: it was this
 // node that fell behind.
 func (h *Hub) lost(topic string) {
-	if n, ok := h.behind.note(time.Now()); ok {
-		h.log.Warn("this node fell behind the broker's retention and lost events: the streams of their topics resume, with a herald.gap", "topic", topic, "times", n)
-	}
+	h.noteBehind(topic)
 	if topic == "" {
-		h.mu.RLock()
-		for s := range h.all {
-			h.drop(s, dropSlow)
-		}
-		h.mu.RUnlock()
+		h.dropWhere(func(*subscriber) bool { return true })
 		return
 	}
 	h.mu.RLock()
@@ -406,12 +400,25 @@ func (h *Hub) lost(topic string) {
 // another topic next and resume past the loss. A stream of one topic goes
 // on until its topic's own marker, if the topic lost any.
 func (h *Hub) lostSpanning() {
+	h.noteBehind("(not yet known)")
+	h.dropWhere(func(s *subscriber) bool {
+		return len(s.patterns) > 1 || (len(s.patterns) == 1 && !s.patterns[0].Literal())
+	})
+}
+
+// noteBehind logs, at most every 30 s, that the broker lost events of
+// topic for this node.
+func (h *Hub) noteBehind(topic string) {
 	if n, ok := h.behind.note(time.Now()); ok {
-		h.log.Warn("this node fell behind the broker's retention and lost events: the streams of their topics resume, with a herald.gap", "topic", "(not yet known)", "times", n)
+		h.log.Warn("this node fell behind the broker's retention and lost events: the streams of their topics resume, with a herald.gap", "topic", topic, "times", n)
 	}
+}
+
+// dropWhere ends, as too slow, every subscriber that which picks.
+func (h *Hub) dropWhere(which func(*subscriber) bool) {
 	h.mu.RLock()
 	for s := range h.all {
-		if len(s.patterns) > 1 || (len(s.patterns) == 1 && !s.patterns[0].Literal()) {
+		if which(s) {
 			h.drop(s, dropSlow)
 		}
 	}

@@ -326,10 +326,7 @@ func (b *bench) runClusterHerald(br *brokerProc, key, prefix string, topics, n i
 		return nil, err
 	}
 	defer stopAll(srvs)
-	names := make([]string, topics)
-	for i := range names {
-		names[i] = topicName(i)
-	}
+	names := topicNames(topics)
 	win := &window{}
 	win.from.Store(1<<63 - 1)
 	var conns []*sseConn
@@ -541,10 +538,7 @@ func (b *bench) runClusterFloor(br *brokerProc, key, prefix string, topics int) 
 		return nil, err
 	}
 	defer app.close()
-	names := make([]string, topics)
-	for i := range names {
-		names[i] = topicName(i)
-	}
+	names := topicNames(topics)
 	text := padding(cfg.payload)
 	seqs := make([]uint64, topics)
 	i := 0

@@ -43,6 +43,15 @@ func writeSchemas(dir string) (string, error) {
 
 func topicName(i int) string { return fmt.Sprintf("bench.t%05d", i) }
 
+// topicNames returns the first n topics' names.
+func topicNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = topicName(i)
+	}
+	return names
+}
+
 // messageID formats seq and the send time.
 func messageID(dst []byte, seq uint64, stamp int64) []byte {
 	dst = appendPadded(dst, seq, 10)

@@ -222,10 +222,7 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 	}
 	defer srv.stop()
 
-	names := make([]string, spec.topics)
-	for i := range names {
-		names[i] = topicName(i)
-	}
+	names := topicNames(spec.topics)
 	text := padding(cfg.payload)
 	var s sink
 	if spec.rate > 0 {
@@ -491,10 +488,7 @@ func (b *bench) pacedPublish(srv *server, kind string) (*result, error) {
 	cfg := b.cfg
 	title := fmt.Sprintf("5 PublishStream %g/s paced", cfg.topicsRate)
 	r := &result{Scenario: "publish-paced", Title: title, Server: kind, Topics: cfg.topics, Rate: cfg.topicsRate}
-	names := make([]string, cfg.topics)
-	for i := range names {
-		names[i] = topicName(i)
-	}
+	names := topicNames(cfg.topics)
 	s, err := newGRPCSink(srv.grpc, names, slices.Repeat([]string{padding(cfg.payload)}, len(names)))
 	if err != nil {
 		return nil, err

@@ -35,10 +35,7 @@ func (b *bench) runSnapshot(title string) (*result, error) {
 	}
 	defer srv.stop()
 
-	names := make([]string, cfg.snapshotTopics)
-	for i := range names {
-		names[i] = topicName(i)
-	}
+	names := topicNames(cfg.snapshotTopics)
 	s, err := newGRPCSink(srv.grpc, names, slices.Repeat([]string{padding(cfg.payload)}, len(names)))
 	if err != nil {
 		return nil, err

@@ -1,14 +1,9 @@
 package redis
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"slices"
-	"strconv"
 	"time"
-
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/remote"
@@ -99,60 +94,22 @@ func (b *Broker) readGap(ctx context.Context, last, next uint64) (gap, error) {
 	if err != nil {
 		return gap{}, err
 	}
-	var (
-		epoch  *goredis.StringCmd
-		floor  *goredis.StringCmd
-		cuts   *goredis.StringSliceCmd
-		ranges = make([]*goredis.XMessageSliceCmd, len(topics))
-		from   = strconv.FormatUint(last+1, 10) + "-0"
-		to     = strconv.FormatUint(next-1, 10) + "-0"
-	)
-	_, err = b.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		epoch = p.Get(ctx, b.keys.epoch)
-		floor = p.Get(ctx, b.keys.cutFloor)
-		cuts = p.ZRangeByScore(ctx, b.keys.cut, &goredis.ZRangeBy{Min: "(" + strconv.FormatUint(last, 10), Max: "+inf", Count: maxCutLookups + 1})
-		for i, t := range topics {
-			ranges[i] = p.XRange(ctx, b.keys.topic(t), from, to)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return gap{}, err
-	}
-	ep, err := epoch.Result()
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return gap{}, err
-	}
-	if err := b.checkEpoch(ep); err != nil {
+	at, err := b.readAt(ctx, topics, last, last+1, next-1, func(err error) error { return err })
+	if err != nil {
 		return gap{}, err
 	}
 	var g gap
 	var malformed []string
-	sources := 0
-	for i, r := range ranges {
-		if len(r.Val()) > 0 {
-			sources++
-		}
-		for _, m := range r.Val() {
-			ev, err := decodeEntry(m.ID, m.Values)
-			if err != nil {
-				b.log.Warn("catching up: skipping a malformed event", "topic", topics[i], "id", m.ID, "err", err)
-				malformed = append(malformed, topics[i])
-				continue
-			}
-			g.events = append(g.events, ev)
-		}
-	}
-	if sources > 1 {
-		slices.SortFunc(g.events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
-	}
+	g.events = at.events(topics, nil, func(topic, id string, err error) {
+		b.log.Warn("catching up: skipping a malformed event", "topic", topic, "id", id, "err", err)
+		malformed = append(malformed, topic)
+	})
 	if uint64(len(g.events)) == next-last-1 {
 		return g, nil // nothing is gone
 	}
-	marks := cuts.Val()
-	f, err := floor.Uint64()
+	marks := at.marks
 	switch {
-	case err == nil && f > last, len(marks) > maxCutLookups, len(marks)+len(malformed) == 0:
+	case at.floor > last, len(marks) > maxCutLookups, len(marks)+len(malformed) == 0:
 		g.every = true
 	default:
 		g.lost = append(marks, malformed...)

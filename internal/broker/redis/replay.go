@@ -92,65 +92,75 @@ func literalPrefix(pattern string) string {
 	return pattern[:end]
 }
 
-// read reads, at one instant, the events after from on topics and whether
-// any matching event after from was removed.
-func (b *Broker) read(ctx context.Context, patterns []broker.Pattern, topics []string, from uint64) ([]*broker.Event, bool, error) {
+// A topicsAt is what readAt read of several topics at one instant.
+type topicsAt struct {
+	now   time.Time
+	floor uint64   // the removal marks' floor ({p}:cutfloor), 0 if none
+	marks []string // topics marked as having lost events above the position, up to maxCutLookups+1
+	// ranges holds each topic's entries with sequences from from to to.
+	ranges [][]goredis.XMessage
+}
+
+// readAt reads, in one transaction, the entries of topics with sequences
+// from from to to (0: the last), the topics whose removal mark is above
+// pos, and the marks' floor, and checks the epoch. Redis's errors go
+// through fail.
+func (b *Broker) readAt(ctx context.Context, topics []string, pos, from, to uint64, fail func(error) error) (topicsAt, error) {
 	var (
-		now      *goredis.TimeCmd
-		epoch    *goredis.StringCmd
-		floor    *goredis.StringCmd
-		cuts     *goredis.ZSliceCmd
-		ranges   = make([]*goredis.XMessageSliceCmd, len(topics))
-		startID  = strconv.FormatUint(from+1, 10) + "-0"
-		aboveCut = "(" + strconv.FormatUint(from, 10)
+		now    *goredis.TimeCmd
+		epoch  *goredis.StringCmd
+		floor  *goredis.StringCmd
+		cuts   *goredis.StringSliceCmd
+		ranges = make([]*goredis.XMessageSliceCmd, len(topics))
+		fromID = strconv.FormatUint(from, 10) + "-0"
+		toID   = "+"
 	)
+	if to != 0 {
+		toID = strconv.FormatUint(to, 10) + "-0"
+	}
 	_, err := b.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		now = p.Time(ctx)
 		epoch = p.Get(ctx, b.keys.epoch)
 		floor = p.Get(ctx, b.keys.cutFloor)
-		cuts = p.ZRangeByScoreWithScores(ctx, b.keys.cut, &goredis.ZRangeBy{Min: aboveCut, Max: "+inf", Count: maxCutLookups + 1})
+		cuts = p.ZRangeByScore(ctx, b.keys.cut, &goredis.ZRangeBy{Min: "(" + strconv.FormatUint(pos, 10), Max: "+inf", Count: maxCutLookups + 1})
 		for i, t := range topics {
-			ranges[i] = p.XRange(ctx, b.keys.topic(t), startID, "+")
+			ranges[i] = p.XRange(ctx, b.keys.topic(t), fromID, toID)
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, false, b.link.Fail(ctx, "replay", err)
+		return topicsAt{}, fail(err)
 	}
 	ep, err := epoch.Result()
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, false, b.link.Fail(ctx, "replay", err)
+		return topicsAt{}, fail(err)
 	}
 	if err := b.checkEpoch(ep); err != nil {
-		return nil, false, err
+		return topicsAt{}, err
 	}
-	truncated := false
-	if f, err := floor.Uint64(); err == nil && from < f {
-		truncated = true
+	at := topicsAt{now: now.Val(), marks: cuts.Val(), ranges: make([][]goredis.XMessage, len(topics))}
+	at.floor, _ = floor.Uint64()
+	for i, r := range ranges {
+		at.ranges[i] = r.Val()
 	}
-	marks := cuts.Val()
-	if len(marks) > maxCutLookups {
-		truncated = true
-	}
-	for _, m := range marks {
-		if t, ok := m.Member.(string); ok && broker.MatchAny(patterns, t) {
-			truncated = true
-			break
-		}
-	}
-	cutoff := now.Val().Add(-b.opts.MaxAge)
+	return at, nil
+}
+
+// events decodes at's entries into one list in Seq order, skipping those
+// skip rejects and those malformed (reported to malformed with their
+// topic).
+func (at topicsAt) events(topics []string, skip func(*broker.Event) bool, malformed func(topic, id string, err error)) []*broker.Event {
 	var events []*broker.Event
 	sources := 0
-	for i, r := range ranges {
+	for i, r := range at.ranges {
 		added := false
-		for _, m := range r.Val() {
+		for _, m := range r {
 			ev, err := decodeEntry(m.ID, m.Values)
 			if err != nil {
-				b.log.Warn("replay: skipping a malformed event", "topic", topics[i], "id", m.ID, "err", err)
+				malformed(topics[i], m.ID, err)
 				continue
 			}
-			if ev.Time.Before(cutoff) {
-				truncated = true // aged out, not trimmed yet
+			if skip != nil && skip(ev) {
 				continue
 			}
 			events = append(events, ev)
@@ -163,6 +173,33 @@ func (b *Broker) read(ctx context.Context, patterns []broker.Pattern, topics []s
 	if sources > 1 {
 		slices.SortFunc(events, func(x, y *broker.Event) int { return cmp.Compare(x.Seq, y.Seq) })
 	}
+	return events
+}
+
+// read reads, at one instant, the events after from on topics and whether
+// any matching event after from was removed.
+func (b *Broker) read(ctx context.Context, patterns []broker.Pattern, topics []string, from uint64) ([]*broker.Event, bool, error) {
+	at, err := b.readAt(ctx, topics, from, from+1, 0, func(err error) error { return b.link.Fail(ctx, "replay", err) })
+	if err != nil {
+		return nil, false, err
+	}
+	truncated := from < at.floor || len(at.marks) > maxCutLookups
+	for _, t := range at.marks {
+		if broker.MatchAny(patterns, t) {
+			truncated = true
+			break
+		}
+	}
+	cutoff := at.now.Add(-b.opts.MaxAge)
+	events := at.events(topics, func(ev *broker.Event) bool {
+		if ev.Time.Before(cutoff) {
+			truncated = true // aged out, not trimmed yet
+			return true
+		}
+		return false
+	}, func(topic, id string, err error) {
+		b.log.Warn("replay: skipping a malformed event", "topic", topic, "id", id, "err", err)
+	})
 	return events, truncated, nil
 }
 
