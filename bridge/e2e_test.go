@@ -95,6 +95,12 @@ type stream struct {
 
 func (s *testServer) subscribe(t testing.TB, query string, header http.Header) *stream {
 	t.Helper()
+	return s.subscribeVia(t, http.DefaultClient, query, header)
+}
+
+// subscribeVia subscribes with the given client (HTTP/2, say).
+func (s *testServer) subscribeVia(t testing.TB, client *http.Client, query string, header http.Header) *stream {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/v1/events?"+query, nil)
 	if err != nil {
@@ -103,7 +109,7 @@ func (s *testServer) subscribe(t testing.TB, query string, header http.Header) *
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -20,14 +20,18 @@ import (
 //   - The broker calls Hub.deliver from one goroutine at a time, in Seq
 //     order, holding none of its own locks (the Broker contract).
 //   - deliver hands an event to every matching queued subscriber (gRPC
-//     Subscribe calls, SSE streams over HTTP/2 or TLS, and every SSE stream
-//     until its history is written) with a send on its queue that never
-//     waits, and then to each shard.
-//   - A shard writes to the sockets of its direct subscribers (plain
-//     HTTP/1.1 streams taken over from net/http) with writes that never
-//     wait. One goroutine at a time drains a shard's pending events
-//     (shard.running): the delivering goroutine itself when the event has
-//     few subscribers in the shard, the shard's own goroutine otherwise.
+//     Subscribe calls) with a send on its queue that never waits, and then
+//     to each shard.
+//   - A shard writes to its direct subscribers: every SSE stream, once
+//     its history is written. Half the shards write to the sockets of
+//     plain HTTP/1.1 streams taken over from net/http, with writes that
+//     never wait; the other half (shard_through.go) write HTTP/2 and TLS
+//     streams through net/http, with writes that wait, never holding
+//     shard.mu and never from the delivering goroutine, and a watchdog
+//     that goes on without a write that waits too long. One goroutine at
+//     a time drains a shard's pending events (shard.running): the
+//     delivering goroutine itself when the event has few subscribers in a
+//     shard of the first half, the shard's own goroutine otherwise.
 //   - Each stream has a goroutine that writes what its queue brings, with
 //     blocking writes bounded by the write timeout. A direct stream's runs
 //     only while it has work (stream.wake): while it lags (below), and for
@@ -47,9 +51,9 @@ import (
 // Hub.mu and shard.mu are never held together; shard.qmu,
 // streamHandler.takenMu, presence.sampleMu and the limiters' locks are
 // taken alone. No socket is written while Hub.mu or any lock of the
-// broker is held: sockets are written by a shard (holding shard.mu for
-// reading and the subscriber's direct.mu) or by a stream's goroutine,
-// holding nothing.
+// broker is held: sockets are written by a shard (holding the
+// subscriber's direct.mu, and shard.mu for reading when the write never
+// waits) or by a stream's goroutine, holding nothing.
 //
 // # Who touches what
 //
@@ -62,7 +66,10 @@ import (
 //   - subscriber.queue: any goroutine may push, never waiting (deliver, a
 //     shard for a lagging subscriber, heartbeats); only the stream's
 //     goroutine pops (queue.go).
-//   - direct.out and shard.touched: only the shard's drainer.
+//   - direct.out and shard.touched: only the shard's drainer (for a shard
+//     through net/http, the goroutine that runs it: the watchdog may hand
+//     it to a new one, and the old one then touches only the subscriber
+//     whose write it waits in).
 //   - A deliveryTrace (trace.go, tracing on): deliver and every shard it
 //     offered the event to add their counts and call done once each, with
 //     atomics and no lock; the last to call done ends the span.
@@ -77,11 +84,18 @@ import (
 //	closed   the stream's goroutine has taken the connection back for its
 //	         last words, or the stream ended; the shard skips it.
 //
+//	stuck    (through net/http only) lagging for good: a write of its
+//	         shard waited longer than stuckAfter. The shard queues its
+//	         events without taking direct.mu, which that write holds;
+//	         the stream's goroutine takes direct.mu once before writing,
+//	         to wait that write out.
+//
 // lagging → settled: only the stream's goroutine (settle), with its queue
-// empty. settled → lagging: only the shard's drainer, when the socket took
-// part of a frame; the rest is queued as an itemRestOfFrame, ahead of
-// every later event. → closed: the stream's goroutine (detach), or the
-// shard on a failed write.
+// empty and not stuck. settled → lagging: only the shard's drainer, when
+// the socket took part of a frame; the rest is queued as an
+// itemRestOfFrame, ahead of every later event. → stuck: the shard's
+// watchdog. → closed: the stream's goroutine (detach), or the shard on a
+// failed write.
 //
 // # Dropping
 //
@@ -208,10 +222,17 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 	h.cancel = cancel
 	// Until the shards are set, every subscriber is a queued one, so that
 	// the events delivered before then reach everyone.
-	shards := make([]*shard, max(1, runtime.GOMAXPROCS(0)))
+	// One shard of each kind per core: the first half write sockets
+	// taken over, the second write through net/http (HTTP/2 and TLS).
+	n := max(1, runtime.GOMAXPROCS(0))
+	shards := make([]*shard, 2*n)
 	for i := range shards {
 		shards[i] = newShard(h)
-		h.done.Go(func() { shards[i].run(ctx.Done()) })
+		shards[i].stop = ctx.Done()
+		if i >= n {
+			shards[i].through = newThroughShard(shards[i])
+		}
+		h.done.Go(func() { shards[i].run() })
 	}
 	h.mu.Lock()
 	h.shards = shards
@@ -224,18 +245,18 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 // token subject (or ""). Events accepted from now on (that pass f, when
 // set) are queued to it; call unsubscribe when done.
 func (h *Hub) subscribe(subject string, patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
-	return h.add(subject, patterns, render, f, false)
+	return h.add(subject, patterns, render, f, false, false)
 }
 
 // subscribeDirect registers a subscriber that its shard may write to
 // directly once it has a connection (shard.go). Until the stream's
 // goroutine settles it, it lags: its events are queued. Before the hub
 // starts, it is an ordinary queued subscriber (s.d is nil).
-func (h *Hub) subscribeDirect(subject string, patterns []broker.Pattern, render *Rendering, f *filter) (*subscriber, error) {
-	return h.add(subject, patterns, render, f, true)
+func (h *Hub) subscribeDirect(subject string, patterns []broker.Pattern, render *Rendering, f *filter, blocking bool) (*subscriber, error) {
+	return h.add(subject, patterns, render, f, true, blocking)
 }
 
-func (h *Hub) add(subject string, patterns []broker.Pattern, render *Rendering, f *filter, isDirect bool) (*subscriber, error) {
+func (h *Hub) add(subject string, patterns []broker.Pattern, render *Rendering, f *filter, isDirect, blocking bool) (*subscriber, error) {
 	if render != nil {
 		render.key() // computed before the rendering is shared
 	}
@@ -261,7 +282,16 @@ func (h *Hub) add(subject string, patterns []broker.Pattern, render *Rendering, 
 		return s, nil
 	}
 	s.d = &direct{lagging: true}
-	s.shard = h.shards[h.nextShard.Add(1)%uint32(len(h.shards))]
+	i, n := h.nextShard.Add(1), uint32(len(h.shards))
+	if half := n / 2; half > 0 {
+		i %= half
+		if blocking {
+			i += half
+		}
+	} else {
+		i = 0
+	}
+	s.shard = h.shards[i]
 	h.mu.Unlock()
 	// Not under h.mu (the lock order): the shard's lock may be held for a
 	// whole pass over its subscribers.

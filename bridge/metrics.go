@@ -24,6 +24,7 @@ type metrics struct {
 	streams      *prometheus.CounterVec // ended streams by reason
 	ended        [numEndReasons]prometheus.Counter
 	slowDrops    prometheus.Counter
+	stuckWrites  prometheus.Counter
 	refused      *prometheus.CounterVec // refused subscriptions by status
 	renderings   prometheus.Counter
 	filterErrors prometheus.Counter
@@ -141,6 +142,10 @@ func newMetrics() *metrics {
 			Name: "herald_sse_slow_subscribers_dropped_total",
 			Help: "Subscribers whose queue overflowed; each was disconnected to resume with Last-Event-ID.",
 		}),
+		stuckWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sse_stuck_writes_total",
+			Help: "Writes to HTTP/2 or TLS streams that waited longer than 20ms for their client (which withheld flow-control window or read too slowly); each such stream was given a goroutine of its own, and the other streams went on.",
+		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_sse_refused_total",
 			Help: "SSE subscription requests refused before the stream started, by HTTP status.",
@@ -163,7 +168,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.published, m.publishTime, m.delivered, m.replayed, m.gaps, m.subscribers,
-		m.streams, m.slowDrops, m.refused, m.renderings, m.filterErrors, m.snapshots,
+		m.streams, m.slowDrops, m.stuckWrites, m.refused, m.renderings, m.filterErrors, m.snapshots,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

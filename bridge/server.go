@@ -643,7 +643,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			close(grpcDone)
 		}()
 		httpErr := s.http.Shutdown(ctx)
-		// Streams taken over from net/http (writer.go) are not its to
+		// Streams taken over from net/http (takeover.go) are not its to
 		// wait for.
 		if err := s.streams.wait(ctx); err != nil && httpErr == nil {
 			httpErr = err

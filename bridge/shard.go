@@ -60,6 +60,12 @@ type direct struct {
 	// batch of events; only the shard's drainer touches it.
 	out []byte
 
+	// through, for a subscriber of a shard that writes through net/http
+	// (shard_through.go): where it writes. stuck is set once a write to
+	// it waited too long: it lags for good.
+	through *streamOut
+	stuck   atomic.Bool
+
 	// stream is the subscriber's stream once its shard may write to it:
 	// what the hub wakes when there is work for the stream's goroutine.
 	stream atomic.Pointer[stream]
@@ -72,9 +78,23 @@ type direct struct {
 // the shard reuses, is copied. A broken connection drops the subscriber.
 func (sh *shard) writeLocked(s *subscriber, frame []byte, shared bool) {
 	d := s.d
-	n, err := d.tryWrite(frame)
+	var n int
+	var err error
+	if d.through != nil {
+		if d.through.write(frame) {
+			n = len(frame)
+		} else {
+			err = d.through.err
+		}
+	} else {
+		n, err = d.tryWrite(frame)
+	}
 	if err != nil {
-		sh.hub.drop(s, dropWrite)
+		if isTimeout(err) {
+			sh.hub.drop(s, dropSlow) // a write through net/http, which waits
+		} else {
+			sh.hub.drop(s, dropWrite)
+		}
 		d.closed = true
 		return
 	}
@@ -96,7 +116,7 @@ func (sh *shard) writeLocked(s *subscriber, frame []byte, shared bool) {
 func (d *direct) settle(s *subscriber) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || s.queue.len() > 0 {
+	if d.closed || d.stuck.Load() || s.queue.len() > 0 {
 		return false
 	}
 	d.lagging = false
@@ -129,7 +149,11 @@ func (d *direct) detach() []byte {
 // and writes every event that matches one of them. Shards write in
 // parallel; each writes its events in order.
 type shard struct {
-	hub *Hub
+	hub  *Hub
+	stop <-chan struct{}
+	// through is set for a shard of streams written through net/http
+	// (shard_through.go).
+	through *throughShard
 
 	mu  sync.RWMutex // guards idx and all; held for reading while writing
 	idx subIndex
@@ -198,7 +222,7 @@ func (sh *shard) offer(it item, dt *deliveryTrace) bool {
 	}
 	sh.running = true
 	sh.qmu.Unlock()
-	if n <= inlineMax {
+	if n <= inlineMax && sh.through == nil {
 		sh.drain()
 		return true
 	}
@@ -210,12 +234,18 @@ func (sh *shard) offer(it item, dt *deliveryTrace) bool {
 }
 
 // run is the shard's goroutine: it drains what offer hands it.
-func (sh *shard) run(stop <-chan struct{}) {
+func (sh *shard) run() {
 	for {
 		select {
 		case <-sh.wake:
+			if sh.through != nil {
+				if !sh.drainThrough() {
+					return // another goroutine runs the shard now
+				}
+				continue
+			}
 			sh.drain()
-		case <-stop:
+		case <-sh.stop:
 			return
 		}
 	}

@@ -125,7 +125,7 @@ func directSubscribers(tb testing.TB, h *Hub, topic string, n int) (*shard, []*s
 				}
 			}
 		}()
-		s, err := h.subscribeDirect("", []broker.Pattern{p}, nil, nil)
+		s, err := h.subscribeDirect("", []broker.Pattern{p}, nil, nil, false)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -190,15 +190,13 @@ func (h *streamHandler) start(w http.ResponseWriter, r *http.Request) *stream {
 		h.refuse(w, creds, err)
 		return nil
 	}
-	// A plain HTTP/1.1 stream can be written by the hub's shards directly
-	// once its head is out (writer.go); others keep a goroutine writing.
+	// Once its head and history are out, a stream is written by one of
+	// the hub's shards: a plain HTTP/1.1 stream's socket directly
+	// (shard.go), an HTTP/2 or TLS stream through net/http
+	// (shard_through.go).
 	plain := r.ProtoMajor == 1 && r.TLS == nil
 	var s *subscriber
-	if plain {
-		s, err = h.hub.subscribeDirect(perms.Subject, sub.patterns, sub.render, f)
-	} else {
-		s, err = h.hub.subscribe(perms.Subject, sub.patterns, sub.render, f)
-	}
+	s, err = h.hub.subscribeDirect(perms.Subject, sub.patterns, sub.render, f, !plain)
 	if err != nil {
 		release()
 		// Shutting down. A 503 would close an EventSource for good: send
@@ -227,7 +225,7 @@ func (h *streamHandler) start(w http.ResponseWriter, r *http.Request) *stream {
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	hdr.Del("Content-Length")
-	if s.d != nil {
+	if plain {
 		// No chunked encoding: the body runs until the connection
 		// closes, as the SSE specification suggests, so that frames can
 		// go to the socket as they are. net/http then closes the
@@ -258,6 +256,17 @@ func (h *streamHandler) start(w http.ResponseWriter, r *http.Request) *stream {
 		return nil
 	}
 
+	if !plain && s.d != nil {
+		// Its shard writes to it through net/http whenever it does not
+		// lag; this goroutine writes what queued meanwhile, and then
+		// hands it over.
+		st.through = true
+		s.d.mu.Lock()
+		s.d.minSeq, s.d.through = st.lastSeq, st.out
+		s.d.mu.Unlock()
+		s.d.settle(s)
+		return st
+	}
 	if s.d != nil {
 		if conn := h.takeOver(st.out); conn != nil {
 			st.conn = conn

@@ -19,7 +19,8 @@ type stream struct {
 	s       *subscriber
 	out     *streamOut
 	conn    net.Conn // set once taken over from net/http
-	direct  bool     // its shard writes to it (writer.go)
+	direct  bool     // its shard writes to its socket (shard.go)
+	through bool     // its shard writes to it through net/http (shard_through.go)
 	release func()   // its connection slot
 	perms   auth.Permissions
 	buf     []byte
@@ -155,6 +156,12 @@ func (st *stream) writeQueued() bool {
 		}
 		b = st.buf
 	}
+	if st.through && s.d.stuck.Load() {
+		// Its shard gave up on a write that may still wait, holding
+		// direct.mu: this write goes after it.
+		s.d.mu.Lock()
+		s.d.mu.Unlock()
+	}
 	if len(b) > 0 && !out.write(b) {
 		st.reason = out.failure()
 		return false
@@ -166,6 +173,8 @@ func (st *stream) writeQueued() bool {
 	s.queue.rearm() // a write's worth was taken; more may wait
 	if st.direct {
 		out.settle(s)
+	} else if st.through {
+		s.d.settle(s)
 	}
 	return true
 }
@@ -201,7 +210,7 @@ func (st *stream) end() {
 // last writes a stream's last words (if any), after what its shard left
 // unwritten of a frame.
 func (st *stream) last(b []byte) {
-	if st.direct {
+	if st.direct || st.through {
 		if p := st.s.d.detach(); len(p) > 0 && !st.out.write(p) {
 			return
 		}
@@ -216,6 +225,9 @@ func (st *stream) finish() {
 	h := st.h
 	if st.expiry != nil {
 		st.expiry.Stop()
+	}
+	if st.through {
+		st.s.d.detach() // waits out a write of its shard
 	}
 	if st.conn != nil {
 		if st.s.d != nil {

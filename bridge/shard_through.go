@@ -1,0 +1,234 @@
+package bridge
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Shards that write through net/http: an SSE stream over HTTP/2 (TLS with
+// ALPN h2, as browsers connect, or h2c from a proxy) or over TLS cannot be
+// taken over, so its writes go through its ResponseWriter, and they wait:
+// an HTTP/2 Flush hands the frame to the connection's serve goroutine and
+// waits until it is written, for as long as the client withholds
+// flow-control window. A goroutine per stream woken for every event cost
+// a third more CPU per delivery than one goroutine writing stream after
+// stream, as a throughput floor does (docs/architecture.md, "HTTP/2 and
+// TLS streams"); such a stream is therefore written by a shard too, as a
+// plain one is, with two differences:
+//
+//   - Its frames are gathered holding the shard's lock for reading and
+//     written after it is released, and never by the delivering
+//     goroutine: a write that waits holds up neither subscribing nor
+//     delivering.
+//   - A watchdog hands the shard to a new goroutine when a write has
+//     waited longer than stuckAfter: the stream whose write waits becomes
+//     stuck for good, its events go to its queue and its own goroutine
+//     writes them (after the waiting write returns), as every HTTP/2
+//     stream's did before, while the shard's other streams go on. A
+//     client that withholds window therefore delays its shard's other
+//     streams once, by at most 2×stuckAfter, and never again.
+
+// stuckAfter is how long a write through net/http may wait before the
+// shard goes on without it; the watchdog looks this often.
+var stuckAfter = 20 * time.Millisecond
+
+// abandoned marks, in throughShard.writing, a write that the watchdog
+// gave up on: the goroutine in it no longer runs the shard.
+var abandoned = &subscriber{}
+
+// A throughShard is the state of a shard whose streams are written
+// through net/http.
+type throughShard struct {
+	sh *shard
+
+	// The batch being written, for whichever goroutine runs the shard:
+	// cur, of which the items before at are gathered, and the
+	// subscribers gathered (shard.touched), of which the ones before next
+	// are written. Only the goroutine running the shard touches them.
+	cur       []shardItem
+	at        int // the next item of cur to gather
+	next      int // the next subscriber of touched to write
+	delivered int // gathered, not yet counted
+
+	// writing is the subscriber being written to, or nil; writes counts
+	// the writes begun. The watchdog reads both; seen is the count at its
+	// last look.
+	writing atomic.Pointer[subscriber]
+	writes  atomic.Uint64
+	seen    atomic.Uint64
+
+	// The watchdog is armed while the shard writes.
+	watch  *time.Timer
+	active atomic.Bool
+	armed  atomic.Bool
+}
+
+func newThroughShard(sh *shard) *throughShard {
+	t := &throughShard{sh: sh}
+	t.watch = time.AfterFunc(time.Hour, t.check)
+	t.watch.Stop()
+	return t
+}
+
+// drainThrough writes the pending items until there are none, as drain
+// does. It reports false when the watchdog gave the shard to another
+// goroutine while this one waited in a write: that goroutine drains (and
+// runs the shard) from then on.
+func (sh *shard) drainThrough() bool {
+	t := sh.through
+	t.active.Store(true)
+	t.arm()
+	for {
+		if t.cur == nil {
+			sh.qmu.Lock()
+			batch := sh.pending
+			if len(batch) == 0 {
+				sh.running = false
+				t.active.Store(false)
+				sh.qmu.Unlock()
+				return true
+			}
+			sh.pending = sh.spare[:0]
+			sh.qmu.Unlock()
+			t.cur, t.at = batch, 0
+		}
+		if len(sh.touched) == 0 {
+			t.at = sh.gather(t.cur, t.at)
+			t.next = 0
+		}
+		for t.next < len(sh.touched) {
+			s := sh.touched[t.next]
+			t.next++
+			if !t.flush(s) {
+				return false
+			}
+		}
+		for i := range sh.touched {
+			sh.touched[i] = nil
+		}
+		sh.touched = sh.touched[:0]
+		sh.hub.metrics.delivered.Add(float64(t.delivered))
+		t.delivered = 0
+		if t.at == len(t.cur) {
+			clear(t.cur)
+			sh.qmu.Lock()
+			sh.spare = t.cur[:0]
+			sh.qmu.Unlock()
+			t.cur = nil
+		}
+	}
+}
+
+// gather appends each subscriber's frames of the batch's items from at on
+// to its out, holding mu for reading, and lists the subscribers in
+// touched. It stops after an item that brought a subscriber's out to
+// coalesceMax, and returns where it stopped. A stuck subscriber has its
+// events queued instead, without waiting for its lock, which the write
+// that got stuck holds.
+func (sh *shard) gather(batch []shardItem, at int) int {
+	t := sh.through
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	full := false
+	for at < len(batch) && !full {
+		b := batch[at]
+		at++
+		it, subs, n := b.item, 0, 0
+		sh.each(it, func(s *subscriber) {
+			d := s.d
+			if d.stuck.Load() {
+				if s.reason.Load() == dropNone {
+					sh.hub.enqueue(s, it)
+				}
+				return
+			}
+			d.mu.Lock()
+			if sh.admit(s, it) {
+				if len(d.out) == 0 {
+					sh.touched = append(sh.touched, s)
+				}
+				f := sh.frameFor(s, it)
+				d.out = append(d.out, f...)
+				full = full || len(d.out) >= coalesceMax
+				if it.kind == itemEvent {
+					subs++
+					n += len(f)
+				}
+			}
+			d.mu.Unlock()
+		})
+		t.delivered += subs
+		if b.dt != nil {
+			// Counted as gathered; written just after.
+			b.dt.add(subs, n)
+			b.dt.done()
+		}
+	}
+	return at
+}
+
+// flush writes what was gathered for s. It reports false when the
+// watchdog gave up on the write meanwhile and another goroutine runs the
+// shard.
+func (t *throughShard) flush(s *subscriber) bool {
+	d := s.d
+	d.mu.Lock()
+	defer func() {
+		if cap(d.out) > 4<<10 {
+			d.out = nil // don't pin a burst's buffer
+		} else {
+			d.out = d.out[:0]
+		}
+		d.mu.Unlock()
+	}()
+	if d.closed || d.lagging || len(d.out) == 0 {
+		return true
+	}
+	t.writing.Store(s)
+	t.writes.Add(1)
+	t.sh.writeLocked(s, d.out, false)
+	if t.writing.CompareAndSwap(s, nil) {
+		return true
+	}
+	// Stuck: what came meanwhile is in its queue, which its goroutine
+	// writes from now on.
+	d.lagging = true
+	return false
+}
+
+// arm starts the watchdog if it is not running.
+func (t *throughShard) arm() {
+	if !t.armed.Swap(true) {
+		t.watch.Reset(stuckAfter)
+	}
+}
+
+// check is the watchdog: a write that is the same as at its last look has
+// waited at least stuckAfter; it gives up on it and starts a goroutine
+// that goes on with the shard.
+func (t *throughShard) check() {
+	n := t.writes.Load()
+	if s := t.writing.Load(); s != nil && s != abandoned && n == t.seen.Load() {
+		if t.writing.CompareAndSwap(s, abandoned) {
+			// From here on its shard queues its events, and the
+			// goroutine that waits in its write leaves the shard.
+			s.d.stuck.Store(true)
+			t.sh.hub.metrics.stuckWrites.Inc()
+			t.sh.hub.done.Go(func() {
+				t.writing.Store(nil)
+				if t.sh.drainThrough() {
+					t.sh.run()
+				}
+			})
+		}
+	}
+	t.seen.Store(n)
+	if t.active.Load() {
+		t.watch.Reset(stuckAfter)
+		return
+	}
+	t.armed.Store(false)
+	if t.active.Load() {
+		t.arm()
+	}
+}
