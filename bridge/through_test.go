@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,11 +19,18 @@ import (
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 )
 
-// stalledH2C opens an h2c stream of topic as a client that grants the
-// server 64 bytes of window on it and never more: after the first few
+// stalledH2C is an h2c client of one stream that grants the server 64
+// bytes of window on it and no more until told to: after the first few
 // bytes, every write to the stream waits. It answers the server's
-// SETTINGS and PINGs, so the connection itself stays healthy.
-func stalledH2C(t *testing.T, url, topic string) net.Conn {
+// SETTINGS and PINGs, so the connection itself stays healthy, and keeps
+// the stream's body.
+type stalledH2C struct {
+	mu   sync.Mutex // serializes the framer's writes
+	fr   *http2.Framer
+	body chan []byte
+}
+
+func openStalledH2C(t *testing.T, url, topic string) *stalledH2C {
 	t.Helper()
 	host := strings.TrimPrefix(url, "http://")
 	conn, err := net.Dial("tcp", host)
@@ -32,8 +41,8 @@ func stalledH2C(t *testing.T, url, topic string) net.Conn {
 	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
 		t.Fatal(err)
 	}
-	fr := http2.NewFramer(conn, conn)
-	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 64}); err != nil {
+	c := &stalledH2C{fr: http2.NewFramer(conn, conn), body: make(chan []byte, 1024)}
+	if err := c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 64}); err != nil {
 		t.Fatal(err)
 	}
 	var hb bytes.Buffer
@@ -41,28 +50,33 @@ func stalledH2C(t *testing.T, url, topic string) net.Conn {
 	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", host}, {":path", "/v1/events?topic=" + topic}} {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
 	headers := make(chan struct{})
 	go func() {
+		defer close(c.body)
 		for {
-			f, err := fr.ReadFrame()
+			f, err := c.fr.ReadFrame()
 			if err != nil {
 				return
 			}
+			c.mu.Lock()
 			switch f := f.(type) {
 			case *http2.SettingsFrame:
 				if !f.IsAck() {
-					_ = fr.WriteSettingsAck()
+					_ = c.fr.WriteSettingsAck()
 				}
 			case *http2.PingFrame:
 				if !f.IsAck() {
-					_ = fr.WritePing(true, f.Data)
+					_ = c.fr.WritePing(true, f.Data)
 				}
 			case *http2.HeadersFrame:
 				close(headers)
+			case *http2.DataFrame:
+				c.body <- bytes.Clone(f.Data())
 			}
+			c.mu.Unlock()
 		}
 	}()
 	select {
@@ -70,7 +84,48 @@ func stalledH2C(t *testing.T, url, topic string) net.Conn {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stalled stream got no response headers")
 	}
-	return conn
+	return c
+}
+
+// grant opens the stream's and the connection's windows wide.
+func (c *stalledH2C) grant(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.fr.WriteWindowUpdate(1, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteWindowUpdate(0, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ids reads the stream's body until it holds n events, and returns their
+// ids in order.
+func (c *stalledH2C) ids(t *testing.T, n int) []string {
+	t.Helper()
+	var body []byte
+	timeout := time.After(10 * time.Second)
+	for {
+		var ids []string
+		for _, line := range strings.Split(string(body), "\n") {
+			if id, ok := strings.CutPrefix(line, "id: "); ok {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) >= n && bytes.HasSuffix(body, []byte("\n\n")) {
+			return ids
+		}
+		select {
+		case b, ok := <-c.body:
+			if !ok {
+				t.Fatalf("the stalled stream ended after %d events: %q", len(ids), body)
+			}
+			body = append(body, b...)
+		case <-timeout:
+			t.Fatalf("the stalled stream, given window, brought %d events in 10s, want %d", len(ids), n)
+		}
+	}
 }
 
 // TestStalledHTTP2SubscriberDoesNotDelayOthers: HTTP/2 streams are
@@ -80,7 +135,7 @@ func stalledH2C(t *testing.T, url, topic string) net.Conn {
 // without it, and its events wait in its own queue.
 func TestStalledHTTP2SubscriberDoesNotDelayOthers(t *testing.T) {
 	s := startServer(t, serverOpts{cfg: bridge.Config{QueueSize: 64, WriteTimeout: time.Minute}})
-	stalledH2C(t, s.url, "orders.eu")
+	stalled := openStalledH2C(t, s.url, "orders.eu")
 
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
@@ -114,5 +169,11 @@ func TestStalledHTTP2SubscriberDoesNotDelayOthers(t *testing.T) {
 	}
 	if got := metricValue(t, s.url, "herald_sse_stuck_writes_total"); got < 1 {
 		t.Fatalf("herald_sse_stuck_writes_total = %v, want at least 1", got)
+	}
+	// Its events waited in its queue: given window, it gets every one,
+	// in order, the one whose write got stuck first.
+	stalled.grant(t)
+	if got := stalled.ids(t, n); !slices.Equal(got, ids) {
+		t.Fatalf("the stalled stream got %q, want %q", got, ids)
 	}
 }
