@@ -564,6 +564,12 @@ test('the demo page starts with every game server (snapshot=true), drops one tha
   }
   const rows = (p) => p.$$eval('#servers tr', (trs) => trs.map((tr) => tr.querySelector('.mono')?.textContent));
   const mine = async (p) => (await rows(p)).filter((n) => n && n.includes(region)).sort();
+  // The server takes two streams at a time: the last test's, once their
+  // clients have gone, must have let go of theirs, and the page's first
+  // stream of its own before a reload opens the next.
+  const streams = async () => Number(/^herald_subscribers (\d+)$/m.exec(await (await fetch(`${demo.url}/metrics`)).text())[1]);
+  const atMost = (n, what) => waitFor(async () => (await streams()) <= n, what);
+  await atMost(0, 'the last test\'s streams to end');
   const p = await page(demo.url + '/');
   try {
     // Published before the page opened, there on load: the snapshot.
@@ -575,6 +581,7 @@ test('the demo page starts with every game server (snapshot=true), drops one tha
     await waitFor(async () => (await mine(p)).length === 2, 'the deleted server to leave the table');
     assert.deepEqual(await mine(p), [names[0], names[2]]);
     // A reload shows the same picture.
+    await atMost(1, 'no stream but the page\'s');
     await p.reload();
     await waitFor(async () => (await mine(p)).length === 2, 'the table after a reload');
     assert.deepEqual(await mine(p), [names[0], names[2]]);
