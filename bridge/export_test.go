@@ -7,3 +7,7 @@ func SetStreamSendBuffer(n int) (restore func()) {
 	streamSendBuffer.Store(int64(n))
 	return func() { streamSendBuffer.Store(0) }
 }
+
+// ThroughShards is how many shards write HTTP/2 and TLS streams on a node
+// of cores cores.
+func ThroughShards(cores int) int { return throughShards(cores) }

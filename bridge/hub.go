@@ -23,15 +23,15 @@ import (
 //     Subscribe calls) with a send on its queue that never waits, and then
 //     to each shard.
 //   - A shard writes to its direct subscribers: every SSE stream, once
-//     its history is written. Half the shards write to the sockets of
+//     its history is written. One shard per core writes to the sockets of
 //     plain HTTP/1.1 streams taken over from net/http, with writes that
-//     never wait; the other half (shard_through.go) write HTTP/2 and TLS
+//     never wait; the others (shard_through.go) write HTTP/2 and TLS
 //     streams through net/http, with writes that wait, never holding
 //     shard.mu and never from the delivering goroutine, and a watchdog
 //     that goes on without a write that waits too long. One goroutine at
 //     a time drains a shard's pending events (shard.running): the
 //     delivering goroutine itself when the event has few subscribers in a
-//     shard of the first half, the shard's own goroutine otherwise.
+//     shard of plain streams, the shard's own goroutine otherwise.
 //   - Each stream has a goroutine that writes what its queue brings, with
 //     blocking writes bounded by the write timeout. A direct stream's runs
 //     only while it has work (stream.wake): while it lags (below), and for
@@ -135,9 +135,12 @@ type Hub struct {
 	// that delivery pays nothing for them.
 	counts map[string]int32
 	closed bool
-	// shards write to direct subscribers (shard.go); set by start.
-	shards    []*shard
-	nextShard atomic.Uint32
+	// shards write to direct subscribers (shard.go); set by start. The
+	// first plainShards write sockets taken over, the rest through
+	// net/http (shard_through.go).
+	shards      []*shard
+	plainShards int
+	nextShard   atomic.Uint32
 
 	lifeMu  sync.Mutex // orders start and close; guards stopped and cancel
 	stopped bool
@@ -222,20 +225,24 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 	h.cancel = cancel
 	// Until the shards are set, every subscriber is a queued one, so that
 	// the events delivered before then reach everyone.
-	// One shard of each kind per core: the first half write sockets
-	// taken over, the second write through net/http (HTTP/2 and TLS).
+	// One shard per core writes sockets taken over; more write through
+	// net/http (HTTP/2 and TLS), so that a write that waits for its
+	// client holds up few other streams until the watchdog sees it.
 	n := max(1, runtime.GOMAXPROCS(0))
-	shards := make([]*shard, 2*n)
+	shards := make([]*shard, n+throughShards(n))
 	for i := range shards {
 		shards[i] = newShard(h)
 		shards[i].stop = ctx.Done()
 		if i >= n {
 			shards[i].through = newThroughShard(shards[i])
 		}
-		h.done.Go(func() { shards[i].run() })
+		// The shard's count in done goes with whichever goroutine runs
+		// it (shard_through.go hands it over).
+		h.done.Add(1)
+		go shards[i].loop()
 	}
 	h.mu.Lock()
-	h.shards = shards
+	h.shards, h.plainShards = shards, n
 	h.mu.Unlock()
 	h.done.Go(func() { h.heartbeats(ctx, heartbeatEvery) })
 	return nil
@@ -282,14 +289,12 @@ func (h *Hub) add(subject string, patterns []broker.Pattern, render *Rendering, 
 		return s, nil
 	}
 	s.d = &direct{lagging: true}
-	i, n := h.nextShard.Add(1), uint32(len(h.shards))
-	if half := n / 2; half > 0 {
-		i %= half
-		if blocking {
-			i += half
-		}
-	} else {
-		i = 0
+	i, plain := h.nextShard.Add(1), uint32(max(1, h.plainShards))
+	switch {
+	case !blocking || len(h.shards) <= int(plain):
+		i %= min(plain, uint32(len(h.shards)))
+	default:
+		i = plain + i%(uint32(len(h.shards))-plain)
 	}
 	s.shard = h.shards[i]
 	h.mu.Unlock()

@@ -144,7 +144,7 @@ func newMetrics() *metrics {
 		}),
 		stuckWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_sse_stuck_writes_total",
-			Help: "Writes to HTTP/2 or TLS streams that waited longer than 20ms for their client (which withheld flow-control window or read too slowly); each such stream was given a goroutine of its own, and the other streams went on.",
+			Help: "Writes to HTTP/2 or TLS streams that waited longer than 10ms for their client (which withheld flow-control window or read too slowly); each such stream was given a goroutine of its own, and the other streams went on.",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_sse_refused_total",

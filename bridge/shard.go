@@ -233,20 +233,30 @@ func (sh *shard) offer(it item, dt *deliveryTrace) bool {
 	return true
 }
 
-// run is the shard's goroutine: it drains what offer hands it.
-func (sh *shard) run() {
+// loop runs the shard until the hub stops, and then counts it out of the
+// hub's goroutines; unless it gave the shard to another goroutine
+// (shard_through.go), which then does.
+func (sh *shard) loop() {
+	if sh.run() {
+		sh.hub.done.Done()
+	}
+}
+
+// run is the shard's goroutine: it drains what offer hands it until the
+// hub stops, and reports true; or false once it gave the shard away.
+func (sh *shard) run() bool {
 	for {
 		select {
 		case <-sh.wake:
 			if sh.through != nil {
 				if !sh.drainThrough() {
-					return // another goroutine runs the shard now
+					return false // another goroutine runs the shard now
 				}
 				continue
 			}
 			sh.drain()
 		case <-sh.stop:
-			return
+			return true
 		}
 	}
 }

@@ -30,7 +30,13 @@ import (
 
 // stuckAfter is how long a write through net/http may wait before the
 // shard goes on without it; the watchdog looks this often.
-var stuckAfter = 20 * time.Millisecond
+var stuckAfter = 10 * time.Millisecond
+
+// throughShards is how many shards write through net/http on a node of
+// cores cores: several per core, so that a client whose write waits holds
+// up few others, and many such clients at once (a network that stalls)
+// are seen in parallel.
+func throughShards(cores int) int { return min(max(8, 8*cores), 256) }
 
 // abandoned marks, in throughShard.writing, a write that the watchdog
 // gave up on: the goroutine in it no longer runs the shard.
@@ -184,8 +190,11 @@ func (t *throughShard) flush(s *subscriber) bool {
 	if d.closed || d.lagging || len(d.out) == 0 {
 		return true
 	}
-	t.writing.Store(s)
+	// Counted before it is shown, so that the watchdog, which reads in
+	// the other order, never takes a write that just began for one it
+	// saw before.
 	t.writes.Add(1)
+	t.writing.Store(s)
 	t.sh.writeLocked(s, d.out, false)
 	if t.writing.CompareAndSwap(s, nil) {
 		return true
@@ -207,19 +216,23 @@ func (t *throughShard) arm() {
 // waited at least stuckAfter; it gives up on it and starts a goroutine
 // that goes on with the shard.
 func (t *throughShard) check() {
+	s := t.writing.Load()
 	n := t.writes.Load()
-	if s := t.writing.Load(); s != nil && s != abandoned && n == t.seen.Load() {
+	if s != nil && s != abandoned && n == t.seen.Load() {
 		if t.writing.CompareAndSwap(s, abandoned) {
 			// From here on its shard queues its events, and the
 			// goroutine that waits in its write leaves the shard.
 			s.d.stuck.Store(true)
 			t.sh.hub.metrics.stuckWrites.Inc()
-			t.sh.hub.done.Go(func() {
+			// The new goroutine takes the shard's count in hub.done
+			// with it: the one left in the write may outlive the hub,
+			// until the server closes its connection.
+			go func() {
 				t.writing.Store(nil)
 				if t.sh.drainThrough() {
-					t.sh.run()
+					t.sh.loop()
 				}
-			})
+			}()
 		}
 	}
 	t.seen.Store(n)

@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/heraldhq/herald/bridge"
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
 // stalledH2C is an h2c client of one stream that grants the server 64
@@ -128,6 +131,26 @@ func (c *stalledH2C) ids(t *testing.T, n int) []string {
 	}
 }
 
+// healthyH2C opens one h2c stream of topic per shard that writes such
+// streams: as streams are spread over the shards in turn, one of them
+// shares a shard with any stream opened before.
+func healthyH2C(t *testing.T, s *testServer, topic string) []*stream {
+	t.Helper()
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	var healthy []*stream
+	for range bridge.ThroughShards(runtime.GOMAXPROCS(0)) {
+		st := s.subscribeVia(t, client, "topic="+topic, nil)
+		if st.resp.ProtoMajor != 2 {
+			t.Fatalf("protocol %s, want HTTP/2", st.resp.Proto)
+		}
+		healthy = append(healthy, st)
+	}
+	return healthy
+}
+
 // TestStalledHTTP2SubscriberDoesNotDelayOthers: HTTP/2 streams are
 // written by shards (shard_through.go), whose writes wait on the client's
 // flow-control window. A client that grants none must not hold up the
@@ -137,20 +160,7 @@ func TestStalledHTTP2SubscriberDoesNotDelayOthers(t *testing.T) {
 	s := startServer(t, serverOpts{cfg: bridge.Config{QueueSize: 64, WriteTimeout: time.Minute}})
 	stalled := openStalledH2C(t, s.url, "orders.eu")
 
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	// Streams are spread over one shard per core in turn: as many as
-	// there are cores share a shard with the stalled one.
-	var healthy []*stream
-	for range runtime.GOMAXPROCS(0) {
-		st := s.subscribeVia(t, client, "topic=orders.eu", nil)
-		if st.resp.ProtoMajor != 2 {
-			t.Fatalf("protocol %s, want HTTP/2", st.resp.Proto)
-		}
-		healthy = append(healthy, st)
-	}
+	healthy := healthyH2C(t, s, "orders.eu")
 
 	msg := &chatv1.ChatMessage{Text: strings.Repeat("x", 200)}
 	const n = 20
@@ -175,5 +185,38 @@ func TestStalledHTTP2SubscriberDoesNotDelayOthers(t *testing.T) {
 	stalled.grant(t)
 	if got := stalled.ids(t, n); !slices.Equal(got, ids) {
 		t.Fatalf("the stalled stream got %q, want %q", got, ids)
+	}
+}
+
+// TestShutdownDoesNotWaitForAStuckWrite: the goroutine left waiting in a
+// stuck write is not the shard's any more, and shutting down does not wait
+// for it beyond its context: the server's closing of the connections ends
+// the write.
+func TestShutdownDoesNotWaitForAStuckWrite(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{Config: bridge.Config{WriteTimeout: time.Minute}, ShutsDownItself: true})
+	s := &testServer{Server: h.Server, url: h.URL, client: heraldv1.NewPublisherServiceClient(h.Conn)}
+	openStalledH2C(t, s.url, "orders.eu")
+	healthy := healthyH2C(t, s, "orders.eu")
+	msg := &chatv1.ChatMessage{Text: strings.Repeat("x", 200)}
+	const n = 4
+	for range n {
+		s.publish(t, "orders.eu", msg)
+	}
+	// Every healthy stream got them: the one sharing the stalled one's
+	// shard only once the watchdog gave up on its write.
+	for _, st := range healthy {
+		for range n {
+			st.next(t)
+		}
+	}
+	if got := metricValue(t, s.url, "herald_sse_stuck_writes_total"); got < 1 {
+		t.Fatalf("herald_sse_stuck_writes_total = %v, want at least 1", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	begun := time.Now()
+	err := s.Shutdown(ctx)
+	if took := time.Since(begun); took > 5*time.Second {
+		t.Fatalf("Shutdown with a 1s context took %v (%v): it waited for the stuck write (write timeout: a minute)", took, err)
 	}
 }
