@@ -72,6 +72,7 @@ type subscriber struct {
 	name   string
 	node   int
 	base   string // the URL it connects to: the node's, or a proxy's
+	client *http.Client
 	query  string
 	topics []string
 	ready  chan struct{}
@@ -94,6 +95,17 @@ func (s *subscriber) count() int {
 type options struct {
 	via map[int]string // node i's subscribers connect to via[i] (a proxy) instead of the node
 	pad int            // bytes of padding in every event (its author field)
+	// h2c: node i's subscribers are as many again over HTTP/2 (h2c, a
+	// connection each, as the HTTP/1.1 ones), which Herald writes
+	// through net/http rather than to the socket.
+	h2c map[int]bool
+}
+
+// h2cClient speaks HTTP/2 without TLS, by prior knowledge.
+func h2cClient() *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: tr}
 }
 
 // heardReader notes when a subscriber's stream last carried bytes.
@@ -145,9 +157,15 @@ func startWorkload(t *testing.T, c *cluster, opts options) *workload {
 			all[k] = topicOf(r)
 		}
 		w.subs = append(w.subs,
-			&subscriber{name: fmt.Sprintf("%s/all", n.host.name), node: i, base: base, query: "topic=chat.rooms.>", topics: all},
-			&subscriber{name: fmt.Sprintf("%s/two", n.host.name), node: i, base: base, query: "topic=chat.rooms.r1&topic=chat.rooms.r2", topics: []string{topicOf("r1"), topicOf("r2")}},
+			&subscriber{name: fmt.Sprintf("%s/all", n.host.name), node: i, base: base, client: http.DefaultClient, query: "topic=chat.rooms.>", topics: all},
+			&subscriber{name: fmt.Sprintf("%s/two", n.host.name), node: i, base: base, client: http.DefaultClient, query: "topic=chat.rooms.r1&topic=chat.rooms.r2", topics: []string{topicOf("r1"), topicOf("r2")}},
 		)
+		if opts.h2c[i] {
+			w.subs = append(w.subs,
+				&subscriber{name: fmt.Sprintf("%s/all-h2c", n.host.name), node: i, base: base, client: h2cClient(), query: "topic=chat.rooms.>", topics: all},
+				&subscriber{name: fmt.Sprintf("%s/two-h2c", n.host.name), node: i, base: base, client: h2cClient(), query: "topic=chat.rooms.r1&topic=chat.rooms.r2", topics: []string{topicOf("r1"), topicOf("r2")}},
+			)
+		}
 	}
 	for _, s := range w.subs {
 		s.ready = make(chan struct{})
@@ -189,7 +207,7 @@ func (w *workload) subscribe(s *subscriber) {
 		conn := s.conns
 		s.conns++
 		s.mu.Unlock()
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := s.client.Do(req)
 		if err == nil {
 			if resp.StatusCode == http.StatusOK {
 				w.h.Connected(s.name)
@@ -221,6 +239,9 @@ func (w *workload) readStream(s *subscriber, conn int, resp *http.Response) {
 			}
 		}
 		w.h.Deliver(d)
+		if ev.Type == GapType {
+			w.t.Logf("%s (connection %d) read a herald.gap: %s", s.name, conn, ev.Data)
+		}
 		s.mu.Lock()
 		if ev.Type != GapType {
 			s.read++
