@@ -52,8 +52,9 @@ import (
 // streamHandler.takenMu, presence.sampleMu and the limiters' locks are
 // taken alone. No socket is written while Hub.mu or any lock of the
 // broker is held: sockets are written by a shard (holding the
-// subscriber's direct.mu, and shard.mu for reading when the write never
-// waits) or by a stream's goroutine, holding nothing.
+// subscriber's direct.mu, and shard.mu for reading when it writes one
+// event to a plain shard's streams; a batch is gathered under shard.mu
+// and written after it) or by a stream's goroutine, holding nothing.
 //
 // # Who touches what
 //
@@ -66,7 +67,7 @@ import (
 //   - subscriber.queue: any goroutine may push, never waiting (deliver, a
 //     shard for a lagging subscriber, heartbeats); only the stream's
 //     goroutine pops (queue.go).
-//   - direct.out and shard.touched: only the shard's drainer (for a shard
+//   - direct.out, shard.touched and shard.delivered: only the shard's drainer (for a shard
 //     through net/http, the goroutine that runs it: the watchdog may hand
 //     it to a new one, and the old one then touches only the subscriber
 //     whose write it waits in).

@@ -78,17 +78,7 @@ type direct struct {
 // the shard reuses, is copied. A broken connection drops the subscriber.
 func (sh *shard) writeLocked(s *subscriber, frame []byte, shared bool) {
 	d := s.d
-	var n int
-	var err error
-	if d.through != nil {
-		if d.through.write(frame) {
-			n = len(frame)
-		} else {
-			err = d.through.err
-		}
-	} else {
-		n, err = d.tryWrite(frame)
-	}
+	n, err := d.write(frame)
 	if err != nil {
 		if isTimeout(err) {
 			sh.hub.drop(s, dropSlow) // a write through net/http, which waits
@@ -107,6 +97,27 @@ func (sh *shard) writeLocked(s *subscriber, frame []byte, shared bool) {
 		d.lagging = true
 		// The queue is empty (it was not lagging), so this goes first.
 		sh.hub.enqueue(s, item{kind: itemRestOfFrame})
+	}
+}
+
+// write writes as much of b as the connection takes now: through
+// net/http, which waits for all of it, or to the socket, which does not.
+func (d *direct) write(b []byte) (int, error) {
+	if d.through == nil {
+		return d.tryWrite(b)
+	}
+	if !d.through.write(b) {
+		return 0, d.through.err
+	}
+	return len(b), nil
+}
+
+// reuseOut empties out for the next batch; only the shard's drainer.
+func (d *direct) reuseOut() {
+	if cap(d.out) > 4<<10 {
+		d.out = nil // don't pin a burst's buffer
+	} else {
+		d.out = d.out[:0]
 	}
 }
 
@@ -165,7 +176,10 @@ type shard struct {
 	running bool // a goroutine is draining pending: the one drainer
 	wake    chan struct{}
 
-	touched []*subscriber // the drainer's scratch
+	// The drainer's scratch: the subscribers gathered for (gather), and
+	// the events gathered for them, not yet counted in the metrics.
+	touched   []*subscriber
+	delivered int
 }
 
 // A shardItem is an item offered to a shard, with the delivery span it
@@ -336,35 +350,67 @@ func (sh *shard) admit(s *subscriber, it item) bool {
 // and written with one write each, as a subscriber's goroutine coalesces
 // its queue when it is behind.
 func (sh *shard) write(batch []shardItem) {
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	delivered := 0
-	if len(batch) == 1 {
-		it, n := batch[0].item, 0
-		sh.each(it, func(s *subscriber) {
-			s.d.mu.Lock()
-			if sh.admit(s, it) {
-				f := sh.frameFor(s, it)
-				sh.writeLocked(s, f, true)
-				if it.kind == itemEvent {
-					delivered++
-					n += len(f)
+	if len(batch) > 1 {
+		for at := 0; at < len(batch); {
+			at = sh.gather(batch, at)
+			for _, s := range sh.touched {
+				d := s.d
+				d.mu.Lock()
+				if !d.closed && len(d.out) > 0 {
+					sh.writeLocked(s, d.out, false)
 				}
+				d.reuseOut()
+				d.mu.Unlock()
 			}
-			s.d.mu.Unlock()
-		})
-		sh.hub.metrics.delivered.Add(float64(delivered))
-		if dt := batch[0].dt; dt != nil {
-			dt.add(delivered, n)
-			dt.done()
+			sh.written()
 		}
 		return
 	}
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	it, delivered, n := batch[0].item, 0, 0
+	sh.each(it, func(s *subscriber) {
+		s.d.mu.Lock()
+		if sh.admit(s, it) {
+			f := sh.frameFor(s, it)
+			sh.writeLocked(s, f, true)
+			if it.kind == itemEvent {
+				delivered++
+				n += len(f)
+			}
+		}
+		s.d.mu.Unlock()
+	})
+	sh.hub.metrics.delivered.Add(float64(delivered))
+	if dt := batch[0].dt; dt != nil {
+		dt.add(delivered, n)
+		dt.done()
+	}
+}
 
-	for _, b := range batch {
+// gather appends each subscriber's frames of the batch's items from at on
+// to its out, holding mu for reading, and lists the subscribers in
+// touched: the drainer writes them after, without mu. It stops after an
+// item that brought a subscriber's out to coalesceMax, and returns where
+// it stopped. A stuck subscriber (shard_through.go) has its events queued
+// instead, without waiting for its lock, which the write that got stuck
+// holds.
+func (sh *shard) gather(batch []shardItem, at int) int {
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	full := false
+	for at < len(batch) && !full {
+		b := batch[at]
+		at++
 		it, subs, n := b.item, 0, 0
 		sh.each(it, func(s *subscriber) {
 			d := s.d
+			if d.stuck.Load() {
+				if s.reason.Load() == dropNone {
+					sh.hub.enqueue(s, it)
+				}
+				return
+			}
 			d.mu.Lock()
 			if sh.admit(s, it) {
 				if len(d.out) == 0 {
@@ -372,40 +418,28 @@ func (sh *shard) write(batch []shardItem) {
 				}
 				f := sh.frameFor(s, it)
 				d.out = append(d.out, f...)
+				full = full || len(d.out) >= coalesceMax
 				if it.kind == itemEvent {
 					subs++
 					n += len(f)
 				}
-				if len(d.out) >= coalesceMax {
-					// Only this drainer makes a subscriber lag, so it
-					// cannot have started lagging since.
-					sh.writeLocked(s, d.out, false)
-					d.out = d.out[:0]
-				}
 			}
 			d.mu.Unlock()
 		})
-		delivered += subs
+		sh.delivered += subs
 		if b.dt != nil {
-			// Counted as gathered; written just below.
+			// Counted as gathered; written just after.
 			b.dt.add(subs, n)
 			b.dt.done()
 		}
 	}
-	for i, s := range sh.touched {
-		d := s.d
-		d.mu.Lock()
-		if !d.closed && len(d.out) > 0 {
-			sh.writeLocked(s, d.out, false)
-		}
-		d.mu.Unlock()
-		if cap(d.out) > 4<<10 {
-			d.out = nil // don't pin a burst's buffer
-		} else {
-			d.out = d.out[:0]
-		}
-		sh.touched[i] = nil
-	}
+	return at
+}
+
+// written ends a gathering once its subscribers are written.
+func (sh *shard) written() {
+	clear(sh.touched)
 	sh.touched = sh.touched[:0]
-	sh.hub.metrics.delivered.Add(float64(delivered))
+	sh.hub.metrics.delivered.Add(float64(sh.delivered))
+	sh.delivered = 0
 }

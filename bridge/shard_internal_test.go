@@ -180,6 +180,34 @@ func BenchmarkShardFanout(b *testing.B) {
 	}
 }
 
+// BenchmarkShardFanoutBatch is the fan-out of a shard that is behind:
+// 8 events pending at once, gathered per subscriber and written to each
+// of 100 loopback sockets with one write(2).
+func BenchmarkShardFanoutBatch(b *testing.B) {
+	const n, batch = 100, 8
+	h := newBenchHub(b, 256)
+	sh, _ := directSubscribers(b, h, "bench.t00000", n)
+	evs := make([]*broker.Event, batch)
+	seq := uint64(0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		for i := range evs {
+			seq++
+			evs[i] = chatEvent(b, "bench.t00000")
+			evs[i].Seq = seq
+		}
+		b.StartTimer()
+		for _, e := range evs {
+			h.deliver(e) // the first wakes the shard, the rest queue behind it
+		}
+		<-sh.wake
+		sh.drain()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n*batch), "ns/delivery")
+}
+
 // TestShardFanoutDoesNotAllocate keeps the direct fan-out path free of
 // allocations per delivery and per event once the frame is encoded.
 func TestShardFanoutDoesNotAllocate(t *testing.T) {

@@ -49,12 +49,12 @@ type throughShard struct {
 
 	// The batch being written, for whichever goroutine runs the shard:
 	// cur, of which the items before at are gathered, and the
-	// subscribers gathered (shard.touched), of which the ones before next
-	// are written. Only the goroutine running the shard touches them.
-	cur       []shardItem
-	at        int // the next item of cur to gather
-	next      int // the next subscriber of touched to write
-	delivered int // gathered, not yet counted
+	// subscribers gathered (shard.touched, shard.delivered), of which the
+	// ones before next are written. Only the goroutine running the shard
+	// touches them.
+	cur  []shardItem
+	at   int // the next item of cur to gather
+	next int // the next subscriber of touched to write
 
 	// writing is the subscriber being written to, or nil; writes counts
 	// the writes begun. The watchdog reads both; seen is the count at its
@@ -109,12 +109,7 @@ func (sh *shard) drainThrough() bool {
 				return false
 			}
 		}
-		for i := range sh.touched {
-			sh.touched[i] = nil
-		}
-		sh.touched = sh.touched[:0]
-		sh.hub.metrics.delivered.Add(float64(t.delivered))
-		t.delivered = 0
+		sh.written()
 		if t.at == len(t.cur) {
 			clear(t.cur)
 			sh.qmu.Lock()
@@ -125,54 +120,6 @@ func (sh *shard) drainThrough() bool {
 	}
 }
 
-// gather appends each subscriber's frames of the batch's items from at on
-// to its out, holding mu for reading, and lists the subscribers in
-// touched. It stops after an item that brought a subscriber's out to
-// coalesceMax, and returns where it stopped. A stuck subscriber has its
-// events queued instead, without waiting for its lock, which the write
-// that got stuck holds.
-func (sh *shard) gather(batch []shardItem, at int) int {
-	t := sh.through
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	full := false
-	for at < len(batch) && !full {
-		b := batch[at]
-		at++
-		it, subs, n := b.item, 0, 0
-		sh.each(it, func(s *subscriber) {
-			d := s.d
-			if d.stuck.Load() {
-				if s.reason.Load() == dropNone {
-					sh.hub.enqueue(s, it)
-				}
-				return
-			}
-			d.mu.Lock()
-			if sh.admit(s, it) {
-				if len(d.out) == 0 {
-					sh.touched = append(sh.touched, s)
-				}
-				f := sh.frameFor(s, it)
-				d.out = append(d.out, f...)
-				full = full || len(d.out) >= coalesceMax
-				if it.kind == itemEvent {
-					subs++
-					n += len(f)
-				}
-			}
-			d.mu.Unlock()
-		})
-		t.delivered += subs
-		if b.dt != nil {
-			// Counted as gathered; written just after.
-			b.dt.add(subs, n)
-			b.dt.done()
-		}
-	}
-	return at
-}
-
 // flush writes what was gathered for s. It reports false when the
 // watchdog gave up on the write meanwhile and another goroutine runs the
 // shard.
@@ -180,11 +127,7 @@ func (t *throughShard) flush(s *subscriber) bool {
 	d := s.d
 	d.mu.Lock()
 	defer func() {
-		if cap(d.out) > 4<<10 {
-			d.out = nil // don't pin a burst's buffer
-		} else {
-			d.out = d.out[:0]
-		}
+		d.reuseOut()
 		d.mu.Unlock()
 	}()
 	if d.closed || d.lagging || len(d.out) == 0 {
