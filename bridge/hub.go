@@ -31,7 +31,8 @@ import (
 //     that goes on without a write that waits too long. One goroutine at
 //     a time drains a shard's pending events (shard.running): the
 //     delivering goroutine itself when the event has few subscribers in a
-//     shard of plain streams, the shard's own goroutine otherwise.
+//     shard of plain streams, the shard's own goroutine otherwise, which
+//     makes at most one pass per coalescing window (shard.pace).
 //   - Each stream has a goroutine that writes what its queue brings, with
 //     blocking writes bounded by the write timeout. A direct stream's runs
 //     only while it has work (stream.wake): while it lags (below), and for
@@ -127,6 +128,9 @@ type Hub struct {
 	// tracer makes the delivery spans; nil: tracing is off. Set before
 	// start.
 	tracer *tracer
+	// coalesce is the least time between two passes of a shard
+	// (Config.CoalesceWindow; 0 or less: none). Set before start.
+	coalesce time.Duration
 
 	mu  sync.RWMutex // guards idx, all, counts, shards and closed; deliver holds it for reading
 	idx subIndex     // the queued subscribers

@@ -42,6 +42,7 @@ const (
 	DefaultRetryInterval        = 2 * time.Second
 	DefaultQueueSize            = 256
 	DefaultWriteTimeout         = 10 * time.Second
+	DefaultCoalesceWindow       = 2 * time.Millisecond
 	DefaultBodyReadTimeout      = 10 * time.Second
 	DefaultIdleTimeout          = 2 * time.Minute
 	DefaultMaxBodyMemory        = 64 << 20
@@ -84,6 +85,14 @@ type Config struct {
 	// write gets at least this long, and a stalled one is cut within 9/8 of
 	// it (the deadline is re-armed only every eighth of it).
 	WriteTimeout time.Duration
+	// CoalesceWindow is the least time between two passes of one of the
+	// hub's shards over its streams (default 2ms; negative: none). A shard
+	// that events reach more often than that holds the next pass until the
+	// window has passed, and writes each stream what came meanwhile with
+	// one write: a busy topic's subscribers then cost one write(2) per
+	// window instead of one per event, for at most this much latency. A
+	// shard that events reach less often writes each at once.
+	CoalesceWindow time.Duration
 	// Auth authenticates publishers and subscribers. nil allows everyone
 	// everything: for tests and embedding only (herald serve always sets
 	// one, open only with --dev).
@@ -237,6 +246,9 @@ func (c *Config) setDefaults() {
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
 	}
+	if c.CoalesceWindow == 0 {
+		c.CoalesceWindow = DefaultCoalesceWindow
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
@@ -322,6 +334,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics.watchBroker(cfg.Broker)
 	s.hub = newHub(cfg.Broker, cfg.Types, s.log, s.metrics, cfg.QueueSize)
+	s.hub.coalesce = cfg.CoalesceWindow
 	s.presence = newPresence(cfg.NodeName, cfg.Version, cfg.PresenceInterval, s.hub, cfg.Broker, s.log)
 	if cfg.Auth != nil {
 		// Every path authenticates through this: a revoked subject's

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Shard writers: a plain HTTP/1.1 stream is taken over from net/http once
@@ -180,6 +181,11 @@ type shard struct {
 	// the events gathered for them, not yet counted in the metrics.
 	touched   []*subscriber
 	delivered int
+
+	// When the goroutine's last pass began, and the timer that holds the
+	// next one back (pace); only the goroutine running the shard.
+	lastPass  time.Time
+	paceTimer *time.Timer
 }
 
 // A shardItem is an item offered to a shard, with the delivery span it
@@ -262,6 +268,9 @@ func (sh *shard) run() bool {
 	for {
 		select {
 		case <-sh.wake:
+			if !sh.pace() {
+				return true
+			}
 			if sh.through != nil {
 				if !sh.drainThrough() {
 					return false // another goroutine runs the shard now
@@ -273,6 +282,35 @@ func (sh *shard) run() bool {
 			return true
 		}
 	}
+}
+
+// pace holds the shard's goroutine back until the hub's coalescing window
+// has passed since its last pass began, so that a shard that events reach
+// more often than that writes what came meanwhile to each subscriber with
+// one write, and a busy topic's subscribers cost one write(2) each per
+// window rather than one per event. A shard that events reach less often
+// writes each at once. It reports false if the hub stopped meanwhile.
+func (sh *shard) pace() bool {
+	window := sh.hub.coalesce
+	if window <= 0 {
+		return true
+	}
+	now := time.Now()
+	if wait := window - now.Sub(sh.lastPass); wait > 0 {
+		if sh.paceTimer == nil {
+			sh.paceTimer = time.NewTimer(wait)
+		} else {
+			sh.paceTimer.Reset(wait)
+		}
+		select {
+		case <-sh.paceTimer.C:
+		case <-sh.stop:
+			return false
+		}
+		now = time.Now()
+	}
+	sh.lastPass = now
+	return true
 }
 
 // drain writes the pending items until there are none, then lets the next

@@ -353,3 +353,68 @@ func TestLostEventsOfUnnamedTopicsEndSpanningStreams(t *testing.T) {
 		t.Errorf("the orders.eu subscriber has %d events queued, want the one delivered", single[0].queue.len())
 	}
 }
+
+// A shard that events reach more often than its coalescing window holds
+// the next pass until the window has passed since the last one began,
+// and then writes each subscriber everything that came meanwhile with one
+// write: four events delivered just after one that went out at once reach
+// the client together, in one read, no sooner than the window allows.
+func TestShardCoalescesEventsWithinItsWindow(t *testing.T) {
+	const window = 100 * time.Millisecond
+	h := newBenchHub(t, 256)
+	h.coalesce = window
+	// inlineMax silent subscribers and this one: more than the
+	// delivering goroutine writes itself, so the shard's goroutine does.
+	sh, _ := directSubscribers(t, h, "chat.busy", inlineMax)
+	server, client := loopbackPair(t)
+	p, err := broker.ParsePattern("chat.busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := h.subscribeDirect("", []broker.Pattern{p}, nil, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.d.attach(server) || !s.d.settle(s) {
+		t.Fatal("not a direct subscriber")
+	}
+	stop := make(chan struct{})
+	sh.stop = stop
+	h.done.Add(1)
+	go sh.loop()
+	t.Cleanup(func() { close(stop); h.done.Wait() })
+
+	ev := func(seq uint64) *broker.Event {
+		e := chatEvent(t, "chat.busy")
+		e.Seq = seq
+		return e
+	}
+	first := ev(1)
+	frame := h.frameFor(first, nil)
+	buf := make([]byte, 64<<10)
+	got := 0
+	start := time.Now() // the first pass begins after this
+	for got < len(frame) {
+		if got == 0 {
+			h.deliver(first)
+		}
+		n, err := client.Read(buf[got:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+	}
+	for seq := uint64(2); seq <= 5; seq++ {
+		h.deliver(ev(seq))
+	}
+	n, err := client.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if since := time.Since(start); since < window {
+		t.Errorf("the next events came %v after the first was delivered, within the %v window", since, window)
+	}
+	if frames := bytes.Count(buf[:n], []byte("\n\n")); frames != 4 {
+		t.Errorf("the first read after the window holds %d frames, want the 4 events delivered meanwhile in one write:\n%s", frames, buf[:n])
+	}
+}
