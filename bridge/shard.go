@@ -268,16 +268,15 @@ func (sh *shard) run() bool {
 	for {
 		select {
 		case <-sh.wake:
-			if !sh.pace() {
-				return true
-			}
 			if sh.through != nil {
 				if !sh.drainThrough() {
 					return false // another goroutine runs the shard now
 				}
 				continue
 			}
-			sh.drain()
+			if !sh.drainPaced() {
+				return true // the hub stopped
+			}
 		case <-sh.stop:
 			return true
 		}
@@ -288,8 +287,10 @@ func (sh *shard) run() bool {
 // has passed since its last pass began, so that a shard that events reach
 // more often than that writes what came meanwhile to each subscriber with
 // one write, and a busy topic's subscribers cost one write(2) each per
-// window rather than one per event. A shard that events reach less often
-// writes each at once. It reports false if the hub stopped meanwhile.
+// window rather than one per event; this holds as well for the passes a
+// goroutine makes one after another while events keep coming. A shard
+// that events reach less often writes each at once. It reports false if
+// the hub stopped meanwhile.
 func (sh *shard) pace() bool {
 	window := sh.hub.coalesce
 	if window <= 0 {
@@ -314,26 +315,63 @@ func (sh *shard) pace() bool {
 }
 
 // drain writes the pending items until there are none, then lets the next
-// offer start again. Only the goroutine that set running calls it.
+// offer start again. Only the goroutine that set running calls it: this
+// one for the delivering goroutine, which never waits, and drainPaced for
+// the shard's.
 func (sh *shard) drain() {
 	for {
-		sh.qmu.Lock()
-		batch := sh.pending
-		if len(batch) == 0 {
-			sh.running = false
-			sh.qmu.Unlock()
+		batch, _ := sh.next(false)
+		if batch == nil {
 			return
 		}
-		sh.pending = sh.spare[:0]
-		sh.qmu.Unlock()
-
 		sh.write(batch)
-
-		clear(batch)
-		sh.qmu.Lock()
-		sh.spare = batch[:0]
-		sh.qmu.Unlock()
+		sh.reuse(batch)
 	}
+}
+
+// drainPaced is drain for the shard's goroutine, one pass per coalescing
+// window at most. It reports false if the hub stopped meanwhile.
+func (sh *shard) drainPaced() bool {
+	for {
+		batch, stopped := sh.next(true)
+		if batch == nil {
+			return !stopped
+		}
+		sh.write(batch)
+		sh.reuse(batch)
+	}
+}
+
+// next takes the pending items for the next pass; when paced, once the
+// coalescing window since the last pass has passed (pace). It returns nil
+// when none are pending, and the next offer starts again, or when the hub
+// stopped while it waited (stopped).
+func (sh *shard) next(paced bool) (batch []shardItem, stopped bool) {
+	if paced {
+		sh.qmu.Lock()
+		n := len(sh.pending)
+		sh.qmu.Unlock()
+		if n > 0 && !sh.pace() {
+			return nil, true
+		}
+	}
+	sh.qmu.Lock()
+	defer sh.qmu.Unlock()
+	batch = sh.pending
+	if len(batch) == 0 {
+		sh.running = false
+		return nil, false
+	}
+	sh.pending = sh.spare[:0]
+	return batch, false
+}
+
+// reuse keeps a written batch's array for the next one.
+func (sh *shard) reuse(batch []shardItem) {
+	clear(batch)
+	sh.qmu.Lock()
+	sh.spare = batch[:0]
+	sh.qmu.Unlock()
 }
 
 // each calls f for every subscriber of the shard that it is for, once.

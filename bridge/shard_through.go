@@ -86,16 +86,13 @@ func (sh *shard) drainThrough() bool {
 	t.arm()
 	for {
 		if t.cur == nil {
-			sh.qmu.Lock()
-			batch := sh.pending
-			if len(batch) == 0 {
-				sh.running = false
+			batch, _ := sh.next(true)
+			if batch == nil {
+				// None pending, or the hub stopped: either way the
+				// goroutine goes back to its loop, which sees which.
 				t.active.Store(false)
-				sh.qmu.Unlock()
 				return true
 			}
-			sh.pending = sh.spare[:0]
-			sh.qmu.Unlock()
 			t.cur, t.at = batch, 0
 		}
 		if len(sh.touched) == 0 {
@@ -111,10 +108,7 @@ func (sh *shard) drainThrough() bool {
 		}
 		sh.written()
 		if t.at == len(t.cur) {
-			clear(t.cur)
-			sh.qmu.Lock()
-			sh.spare = t.cur[:0]
-			sh.qmu.Unlock()
+			sh.reuse(t.cur)
 			t.cur = nil
 		}
 	}
