@@ -87,6 +87,25 @@ func planDesc(t *testing.T, files *protoregistry.Files, name string) protoreflec
 func TestRenderPlanClassifiesTypes(t *testing.T) {
 	t.Parallel()
 	files := planTypes(t)
+	// Types named as struct.proto's but not shaped as them: protojson
+	// treats them as its own all the same, so only rendering can tell.
+	oddFiles, err := protodesc.NewFiles(schematest.Compile(t, map[string]string{
+		"odd/v1/wkt.proto": `syntax = "proto3";
+package google.protobuf;
+message Value { oneof kind { string string_value = 3; Struct struct_value = 5; } double number_value = 2; }
+message Struct { map<string, string> fields = 1; }
+message ListValue { repeated string values = 1; }
+`,
+		"odd/v1/odd.proto": `syntax = "proto3";
+package odd.v1;
+import "odd/v1/wkt.proto";
+message HasOddValue { google.protobuf.Value v = 1; }
+`,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := oddFiles
 	type want struct{ eager, checks bool }
 	for _, tt := range []struct {
 		md   protoreflect.MessageDescriptor
@@ -100,16 +119,16 @@ func TestRenderPlanClassifiesTypes(t *testing.T) {
 		{(&wrapperspb.StringValue{}).ProtoReflect().Descriptor(), want{}},
 		{(&emptypb.Empty{}).ProtoReflect().Descriptor(), want{}},
 		{(&anypb.Any{}).ProtoReflect().Descriptor(), want{eager: true}},
-		{(&structpb.Struct{}).ProtoReflect().Descriptor(), want{eager: true}},
-		{(&structpb.Value{}).ProtoReflect().Descriptor(), want{eager: true}},
-		{(&structpb.ListValue{}).ProtoReflect().Descriptor(), want{eager: true}},
+		{(&structpb.Struct{}).ProtoReflect().Descriptor(), want{checks: true}},
+		{(&structpb.Value{}).ProtoReflect().Descriptor(), want{checks: true}},
+		{(&structpb.ListValue{}).ProtoReflect().Descriptor(), want{checks: true}},
 		{(&fieldmaskpb.FieldMask{}).ProtoReflect().Descriptor(), want{eager: true}},
 		{planDesc(t, files, "plan.v1.Plain"), want{}},
 		{planDesc(t, files, "plan.v1.Tree"), want{checks: true}},
 		{planDesc(t, files, "plan.v1.HasAny"), want{eager: true}},
-		{planDesc(t, files, "plan.v1.HasStruct"), want{eager: true}},
-		{planDesc(t, files, "plan.v1.CycleA"), want{eager: true}},
-		{planDesc(t, files, "plan.v1.CycleB"), want{eager: true}},
+		{planDesc(t, files, "plan.v1.HasStruct"), want{checks: true}},
+		{planDesc(t, files, "plan.v1.CycleA"), want{checks: true}},
+		{planDesc(t, files, "plan.v1.CycleB"), want{checks: true}},
 		{planDesc(t, files, "plan.v1.Legacy"), want{eager: true}},
 		{planDesc(t, files, "plan.v1.LegacyNoStrings"), want{}},
 		{planDesc(t, files, "plan.v1.Extendable"), want{eager: true}},
@@ -117,6 +136,10 @@ func TestRenderPlanClassifiesTypes(t *testing.T) {
 		{planDesc(t, files, "plan.v1.EdVerify"), want{}},
 		{planDesc(t, files, "plan.v1.EdNone"), want{eager: true}},
 		{planDesc(t, files, "plan.v1.EdNoneMapValue"), want{eager: true}},
+		{planDesc(t, odd, "google.protobuf.Value"), want{eager: true}},
+		{planDesc(t, odd, "google.protobuf.Struct"), want{eager: true}},
+		{planDesc(t, odd, "google.protobuf.ListValue"), want{eager: true}},
+		{planDesc(t, odd, "odd.v1.HasOddValue"), want{eager: true}},
 	} {
 		p := planFor(tt.md)
 		got := want{eager: p.eager, checks: p.leaf != leafNone || len(p.checks) > 0}
@@ -186,6 +209,7 @@ func TestRenderPlanAgreesWithProtojson(t *testing.T) {
 	root := dynamicpb.NewMessage(tree)
 	root.Mutable(tree.Fields().ByName("took")).List().Append(protoreflect.ValueOfMessage(du(1, -1).ProtoReflect()))
 	msgs = append(msgs, root)
+	msgs = append(msgs, structCases(t, files)...)
 
 	var renders, refused int
 	for _, m := range msgs {
@@ -195,8 +219,8 @@ func TestRenderPlanAgreesWithProtojson(t *testing.T) {
 		if planned && err != nil {
 			t.Errorf("plan says %v renders, protojson: %v", m, err)
 		}
-		// Timestamps, Durations and the trees are checked exactly: the
-		// plan never sends a good one to be rendered.
+		// Timestamps, Durations, Values and the trees are checked
+		// exactly: the plan never sends a good one to be rendered.
 		if !planned && err == nil {
 			t.Errorf("plan says %v may not render, but it does", m)
 		}
@@ -209,4 +233,53 @@ func TestRenderPlanAgreesWithProtojson(t *testing.T) {
 	if renders == 0 || refused == 0 {
 		t.Fatalf("%d rendered, %d refused: the cases do not cover both", renders, refused)
 	}
+}
+
+// structCases are Structs, Values and ListValues, generated and dynamic,
+// with a value protojson refuses (NaN, an infinity, a Value with no kind)
+// in every place one can hide, and the same with good values.
+func structCases(t *testing.T, files *protoregistry.Files) []proto.Message {
+	t.Helper()
+	var msgs []proto.Message
+	leaves := map[string]*structpb.Value{
+		"null": structpb.NewNullValue(), "number": structpb.NewNumberValue(-1.5e300), "string": structpb.NewStringValue("ü"),
+		"bool": structpb.NewBoolValue(true), "empty struct": structpb.NewStructValue(&structpb.Struct{}),
+		"empty list": structpb.NewListValue(&structpb.ListValue{}),
+		"NaN":        structpb.NewNumberValue(math.NaN()), "+Inf": structpb.NewNumberValue(math.Inf(1)),
+		"-Inf": structpb.NewNumberValue(math.Inf(-1)), "no kind": {},
+	}
+	for _, leaf := range leaves {
+		// The leaf alone, in a Struct, in a list, and two levels down
+		// beside good values.
+		inStruct := &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewBoolValue(false), "leaf": leaf}}
+		inList := &structpb.ListValue{Values: []*structpb.Value{structpb.NewStringValue("x"), leaf}}
+		deep := &structpb.Struct{Fields: map[string]*structpb.Value{
+			"list": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStructValue(inStruct)}}),
+			"ok":   structpb.NewNumberValue(1),
+		}}
+		msgs = append(msgs, leaf, inStruct, inList, deep, structpb.NewListValue(inList), structpb.NewStructValue(deep))
+		// The same as dynamic messages of a type that holds them.
+		hs := planDesc(t, files, "plan.v1.HasStruct")
+		m := dynamicpb.NewMessage(hs)
+		b, err := proto.Marshal(&structpb.Struct{Fields: map[string]*structpb.Value{"v": structpb.NewStructValue(deep)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(b, m); err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+		cb := planDesc(t, files, "plan.v1.CycleB")
+		c := dynamicpb.NewMessage(cb)
+		if b, err = proto.Marshal(deep); err != nil {
+			t.Fatal(err)
+		}
+		sf := cb.Fields().ByName("s")
+		sm := c.Mutable(sf).Message()
+		if err := proto.Unmarshal(b, sm.Interface()); err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, c)
+	}
+	return msgs
 }

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -13,9 +14,10 @@ import (
 // successful strict unmarshal:
 //
 //   - a google.protobuf.Timestamp or Duration out of range (checked here);
+//   - google.protobuf.Struct, Value and ListValue holding a NaN or
+//     infinite number, or a Value with no kind set (checked here);
 //   - google.protobuf.Any (its type may not resolve, its value may not
-//     parse), Struct, Value and ListValue (NaN, infinities, an unset
-//     Value) and FieldMask (paths without a JSON form);
+//     parse) and FieldMask (paths without a JSON form);
 //   - strings, map keys included, that are not valid UTF-8, which unmarshal
 //     lets through in proto2 files and editions files without UTF-8
 //     validation;
@@ -25,16 +27,19 @@ import (
 //
 // (Missing required fields are refused by the unmarshal already; unknown
 // fields are not rendered; NaN and infinite floats and unknown enum values
-// have a JSON form.) A type that reaches one of the last three kinds is
-// rendered to find out; one that reaches only Timestamps and Durations has
-// those checked; the rest need nothing.
+// have a JSON form.) A type that reaches one of the last four kinds is
+// rendered to find out; one that reaches only Timestamps, Durations and
+// Values has those checked; the rest need nothing.
 type renderPlan struct {
 	md    protoreflect.MessageDescriptor
 	eager bool // rendering is the only check
-	// leaf is set for Timestamp and Duration themselves: the range of
-	// their seconds and nanos fields.
+	// leaf is set for Timestamp and Duration themselves (the range of
+	// their seconds and nanos fields) and for Value (a kind is set, and a
+	// number is finite; the Struct or ListValue it holds is a check).
 	leaf           leafKind
 	seconds, nanos protoreflect.FieldDescriptor
+	kind           protoreflect.OneofDescriptor // Value's
+	number         protoreflect.FieldDescriptor // Value's number_value
 	// checks are the fields whose values need a look, for types that
 	// reach a Timestamp or Duration.
 	checks []fieldCheck
@@ -46,6 +51,11 @@ const (
 	leafNone leafKind = iota
 	leafTimestamp
 	leafDuration
+	leafValue
+	// Struct and ListValue in the shape protojson renders: checked
+	// through the Values they hold, as any other message's fields.
+	leafStruct
+	leafList
 )
 
 type fieldCheck struct {
@@ -120,6 +130,9 @@ func (b *planBuilder) plan(md protoreflect.MessageDescriptor) *renderPlan {
 		p.leaf = leaf
 		p.seconds, p.nanos = md.Fields().ByNumber(1), md.Fields().ByNumber(2)
 		return p
+	case leafValue:
+		p.leaf = leaf
+		p.kind, p.number = md.Oneofs().ByName("kind"), md.Fields().ByNumber(2)
 	}
 	fields := md.Fields()
 	for i := range fields.Len() {
@@ -151,15 +164,20 @@ func reaches(md protoreflect.MessageDescriptor) (eager, check bool) {
 		}
 		if md.FullName().Parent() == "google.protobuf" {
 			switch md.Name() {
-			case "Any", "Struct", "Value", "ListValue", "FieldMask":
+			case "Any", "FieldMask":
 				eager = true
 				return
-			case "Timestamp", "Duration":
+			case "Timestamp", "Duration", "Struct", "Value", "ListValue":
 				if wellKnownLeaf(md) == leafNone {
 					eager = true // not the shape protojson expects
+					return
 				}
 				check = true
-				return
+				if md.Name() == "Timestamp" || md.Name() == "Duration" {
+					return
+				}
+				// Values, Structs and ListValues hold each other: walked
+				// below.
 			}
 		}
 		fields := md.Fields()
@@ -188,8 +206,8 @@ func reaches(md protoreflect.MessageDescriptor) (eager, check bool) {
 	return eager, check && !eager
 }
 
-// wellKnownLeaf tells Timestamp and Duration, in the shape protojson
-// renders them, from other messages.
+// wellKnownLeaf tells Timestamp, Duration, Value, Struct and ListValue,
+// in the shape protojson renders them, from other messages.
 func wellKnownLeaf(md protoreflect.MessageDescriptor) leafKind {
 	if md.FullName().Parent() != "google.protobuf" {
 		return leafNone
@@ -200,6 +218,8 @@ func wellKnownLeaf(md protoreflect.MessageDescriptor) leafKind {
 		kind = leafTimestamp
 	case "Duration":
 		kind = leafDuration
+	case "Value", "Struct", "ListValue":
+		return structShape(md)
 	default:
 		return leafNone
 	}
@@ -209,6 +229,54 @@ func wellKnownLeaf(md protoreflect.MessageDescriptor) leafKind {
 		return leafNone
 	}
 	return kind
+}
+
+// structShape tells whether md, named google.protobuf.Value, Struct or
+// ListValue, has the fields of struct.proto, which protojson assumes.
+func structShape(md protoreflect.MessageDescriptor) leafKind {
+	fields := md.Fields()
+	is := func(fd protoreflect.FieldDescriptor, name string, kind protoreflect.Kind) bool {
+		return fd != nil && string(fd.Name()) == name && fd.Kind() == kind
+	}
+	isMsg := func(fd protoreflect.FieldDescriptor, name protoreflect.Name) bool {
+		return fd.Kind() == protoreflect.MessageKind && fd.Message().FullName() == protoreflect.FullName("google.protobuf").Append(name)
+	}
+	switch md.Name() {
+	case "Value":
+		o := md.Oneofs().ByName("kind")
+		if o == nil || fields.Len() != 6 || o.Fields().Len() != 6 {
+			return leafNone
+		}
+		for i, want := range []struct {
+			name string
+			kind protoreflect.Kind
+			msg  protoreflect.Name
+		}{
+			{"null_value", protoreflect.EnumKind, ""}, {"number_value", protoreflect.DoubleKind, ""},
+			{"string_value", protoreflect.StringKind, ""}, {"bool_value", protoreflect.BoolKind, ""},
+			{"struct_value", protoreflect.MessageKind, "Struct"}, {"list_value", protoreflect.MessageKind, "ListValue"},
+		} {
+			fd := fields.ByNumber(protoreflect.FieldNumber(i + 1))
+			if !is(fd, want.name, want.kind) || fd.ContainingOneof() != o || (want.msg != "" && !isMsg(fd, want.msg)) {
+				return leafNone
+			}
+		}
+		return leafValue
+	case "Struct":
+		fd := fields.ByNumber(1)
+		if fields.Len() != 1 || !is(fd, "fields", protoreflect.MessageKind) || !fd.IsMap() ||
+			fd.MapKey().Kind() != protoreflect.StringKind || !enforcesUTF8(fd.MapKey()) || !isMsg(fd.MapValue(), "Value") {
+			return leafNone
+		}
+		return leafStruct
+	case "ListValue":
+		fd := fields.ByNumber(1)
+		if fields.Len() != 1 || !is(fd, "values", protoreflect.MessageKind) || !fd.IsList() || !isMsg(fd, "Value") {
+			return leafNone
+		}
+		return leafList
+	}
+	return leafNone
 }
 
 // fieldMessage is the message type a field holds (its map values for a
@@ -256,6 +324,15 @@ func (p *renderPlan) renders(m protoreflect.Message) bool {
 		s, n := m.Get(p.seconds).Int(), m.Get(p.nanos).Int()
 		return -maxDurationSeconds <= s && s <= maxDurationSeconds && -maxNanos <= n && n <= maxNanos &&
 			!(s > 0 && n < 0) && !(s < 0 && n > 0)
+	case leafValue:
+		switch fd := m.WhichOneof(p.kind); fd {
+		case nil:
+			return false // protojson: none of the oneof fields is set
+		case p.number:
+			f := m.Get(fd).Float()
+			return !math.IsNaN(f) && !math.IsInf(f, 0)
+		}
+		// A Struct or ListValue: the checks below.
 	}
 	for _, c := range p.checks {
 		if !m.Has(c.fd) {
