@@ -6,9 +6,10 @@ import goredis "github.com/redis/go-redis/v9"
 // the order given: for each it checks that the log is still the one of this
 // node's epoch, answers a repeated idempotency key with the original's
 // sequence and fingerprint (a key repeated within the run included), takes
-// the next sequence, appends the event to its topic's stream (id
-// "<seq>-0") and to the fan-in stream, applies the topic's retention, and
-// notes the highest sequence retention removed. One call is one round
+// the next sequence and appends the event to its topic's stream (id
+// "<seq>-0") and to the fan-in stream; then, once per topic of the run, it
+// applies the topic's retention and notes the highest sequence retention
+// removed (as doing so after each event would leave it). One call is one round
 // trip however many events it carries, and Redis runs no other command in
 // between, so events keep the order of the run.
 //
@@ -49,6 +50,10 @@ local ms = math.floor(us / 1000)
 local sus = string.format('%d', us)
 local replies = {}
 local n = (#KEYS - 6) / 2
+-- The topics appended to, in order: retention and the indexes are applied
+-- once per topic after the run, which leaves them as applying them after
+-- each event would (no command sees the state in between).
+local topics, order = {}, {}
 for i = 0, n - 1 do
   local topicKey, idemKey = KEYS[7 + 2 * i], KEYS[8 + 2 * i]
   local topic, data, keyed, fingerprint = ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i]
@@ -74,38 +79,45 @@ for i = 0, n - 1 do
       if fingerprint ~= '' then v = v .. ' ' .. fingerprint end
       redis.call('SET', idemKey, v, 'PX', ARGV[4])
     end
-    redis.call('ZADD', KEYS[4], 0, topic)
-    redis.call('ZADD', KEYS[5], ms, topic)
-    local cut = 0
-    -- Count: the oldest events beyond the limit.
-    local len = redis.call('XLEN', topicKey)
-    if len > max then
-      local old = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', len - max)
-      cut = seqOf(old[#old][1])
-      redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', cut + 1))
-    end
-    -- Age: the oldest events older than the limit, a bounded batch per
-    -- event (what is left is skipped by Replay and removed later).
-    local cutoff = us - maxAge
-    local aged = 0
-    local first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)
-    if first[1] and (timeOf(first[1]) or cutoff) < cutoff then
-      for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 32)) do
-        local ts = timeOf(e)
-        if ts == nil or ts >= cutoff then break end
-        aged = seqOf(e[1])
-      end
-    end
-    if aged > 0 then
-      redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', aged + 1))
-      if aged > cut then cut = aged end
-    end
-    if cut > 0 then
-      redis.call('ZADD', KEYS[6], 'GT', cut, topic)
+    if not topics[topicKey] then
+      topics[topicKey] = topic
+      order[#order + 1] = topicKey
     end
     reply = {0, seq, us}
   end
   replies[#replies + 1] = reply
+end
+for _, topicKey in ipairs(order) do
+  local topic = topics[topicKey]
+  redis.call('ZADD', KEYS[4], 0, topic)
+  redis.call('ZADD', KEYS[5], ms, topic)
+  local cut = 0
+  -- Count: the oldest events beyond the limit.
+  local len = redis.call('XLEN', topicKey)
+  if len > max then
+    local old = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', len - max)
+    cut = seqOf(old[#old][1])
+    redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', cut + 1))
+  end
+  -- Age: the oldest events older than the limit, a bounded batch per
+  -- run (what is left is skipped by Replay and removed later).
+  local cutoff = us - maxAge
+  local aged = 0
+  local first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)
+  if first[1] and (timeOf(first[1]) or cutoff) < cutoff then
+    for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 32)) do
+      local ts = timeOf(e)
+      if ts == nil or ts >= cutoff then break end
+      aged = seqOf(e[1])
+    end
+  end
+  if aged > 0 then
+    redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', aged + 1))
+    if aged > cut then cut = aged end
+  end
+  if cut > 0 then
+    redis.call('ZADD', KEYS[6], 'GT', cut, topic)
+  end
 end
 return replies
 `)
