@@ -347,22 +347,24 @@ func (sh *shard) drainPaced() bool {
 // when none are pending, and the next offer starts again, or when the hub
 // stopped while it waited (stopped).
 func (sh *shard) next(paced bool) (batch []shardItem, stopped bool) {
-	if paced {
-		sh.qmu.Lock()
-		n := len(sh.pending)
-		sh.qmu.Unlock()
-		if n > 0 && !sh.pace() {
-			return nil, true
-		}
-	}
 	sh.qmu.Lock()
-	defer sh.qmu.Unlock()
-	batch = sh.pending
-	if len(batch) == 0 {
+	if len(sh.pending) == 0 {
 		sh.running = false
+		sh.qmu.Unlock()
 		return nil, false
 	}
+	if paced {
+		// Only this goroutine takes from pending, so it is not empty
+		// after the wait either, and what came meanwhile goes too.
+		sh.qmu.Unlock()
+		if !sh.pace() {
+			return nil, true
+		}
+		sh.qmu.Lock()
+	}
+	batch = sh.pending
 	sh.pending = sh.spare[:0]
+	sh.qmu.Unlock()
 	return batch, false
 }
 
