@@ -165,7 +165,9 @@ func (h *Hub) render(ev *broker.Event, r *Rendering) ([]byte, error) {
 		return nil, err
 	}
 	var tree fieldTree
-	if len(r.Fields) > 0 {
+	// A payload of a type rendered whole (a Value, a Timestamp...) is
+	// sent whole: a field mask selects fields of a JSON object.
+	if len(r.Fields) > 0 && !renderedWhole(msg.ProtoReflect().Descriptor()) {
 		tree = buildTree(msg.ProtoReflect().Descriptor(), r.Fields)
 		project(msg.ProtoReflect(), tree)
 	}

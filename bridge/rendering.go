@@ -186,9 +186,32 @@ func resolvePath(md protoreflect.MessageDescriptor, segs []string) ([]protorefle
 				return nil, false
 			}
 			md = fd.Message()
+			if renderedWhole(md) {
+				// The rest of the path is inside one JSON value: the
+				// field is kept whole.
+				return out, true
+			}
 		}
 	}
 	return out, true
+}
+
+// renderedWhole reports whether md is a well-known type that protojson
+// renders in a form of its own (a string, a number, a bare JSON value or
+// an object of its own making) rather than as an object of its fields: a
+// field mask cannot select within it, and clearing some of its fields
+// could leave it unrenderable (a Value with its kind cleared).
+func renderedWhole(md protoreflect.MessageDescriptor) bool {
+	if md.FullName().Parent() != "google.protobuf" {
+		return false
+	}
+	switch md.Name() {
+	case "Any", "Timestamp", "Duration", "Struct", "Value", "ListValue", "FieldMask", "Empty",
+		"DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value", "UInt32Value",
+		"BoolValue", "StringValue", "BytesValue":
+		return true
+	}
+	return false
 }
 
 // A fieldTree is a field mask resolved against one message type: a nil
