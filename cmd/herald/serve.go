@@ -195,7 +195,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.retry, "retry", bridge.DefaultRetryInterval, "reconnect delay suggested to SSE clients (the retry: field)")
 	fs.IntVar(&c.queueSize, "queue-size", bridge.DefaultQueueSize, "events that may wait for one SSE client before it is disconnected as too slow (it then resumes with Last-Event-ID)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", bridge.DefaultWriteTimeout, "how long a write to one SSE client may block before its stream is closed (every write gets at least this; a stalled one is cut within 9/8 of it)")
-	fs.DurationVar(&c.coalesceWindow, "coalesce-window", bridge.DefaultCoalesceWindow, "least time between two writes to the SSE streams of one writer: events that come sooner wait and go out together, one write per stream, so a busy topic costs less CPU for at most this much latency (0: write every event at once)")
+	fs.DurationVar(&c.coalesceWindow, "coalesce-window", bridge.DefaultCoalesceWindow, "least time between two writes to an SSE stream when events come faster than that: the events that come within it go out together in one write, so a busy topic costs less CPU, for at most this much more latency (0: write every event at once)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest a graceful shutdown may take before open connections are cut")
 	fs.Var(&c.corsOrigins, "cors-origins", "origin of a page on another site allowed to subscribe and publish, e.g. https://app.example.com (such pages may send cookies); may repeat; \"*\" allows any origin, without credentials")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS with HTTP/2 on --http-addr instead of plain HTTP and h2c; needs --tls-key")
