@@ -167,17 +167,18 @@ func reaches(md protoreflect.MessageDescriptor) (eager, check bool) {
 			case "Any", "FieldMask":
 				eager = true
 				return
-			case "Timestamp", "Duration", "Struct", "Value", "ListValue":
+			case "Timestamp", "Duration":
+				if wellKnownLeaf(md) == leafNone {
+					eager = true // not the shape protojson expects
+				}
+				check = true
+				return
+			case "Struct", "Value", "ListValue":
 				if wellKnownLeaf(md) == leafNone {
 					eager = true // not the shape protojson expects
 					return
 				}
-				check = true
-				if md.Name() == "Timestamp" || md.Name() == "Duration" {
-					return
-				}
-				// Values, Structs and ListValues hold each other: walked
-				// below.
+				check = true // and they hold each other: walked below
 			}
 		}
 		fields := md.Fields()

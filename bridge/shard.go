@@ -243,7 +243,7 @@ func (sh *shard) offer(it item, dt *deliveryTrace) bool {
 	sh.running = true
 	sh.qmu.Unlock()
 	if n <= inlineMax && sh.through == nil {
-		sh.drain()
+		sh.drain(false)
 		return true
 	}
 	select {
@@ -274,7 +274,7 @@ func (sh *shard) run() bool {
 				}
 				continue
 			}
-			if !sh.drainPaced() {
+			if !sh.drain(true) {
 				return true // the hub stopped
 			}
 		case <-sh.stop:
@@ -315,25 +315,13 @@ func (sh *shard) pace() bool {
 }
 
 // drain writes the pending items until there are none, then lets the next
-// offer start again. Only the goroutine that set running calls it: this
-// one for the delivering goroutine, which never waits, and drainPaced for
-// the shard's.
-func (sh *shard) drain() {
+// offer start again. Only the goroutine that set running calls it: the
+// delivering goroutine, which never waits (paced false), or the shard's,
+// which makes one pass per coalescing window at most (paced). It reports
+// false if the hub stopped while it waited.
+func (sh *shard) drain(paced bool) bool {
 	for {
-		batch, _ := sh.next(false)
-		if batch == nil {
-			return
-		}
-		sh.write(batch)
-		sh.reuse(batch)
-	}
-}
-
-// drainPaced is drain for the shard's goroutine, one pass per coalescing
-// window at most. It reports false if the hub stopped meanwhile.
-func (sh *shard) drainPaced() bool {
-	for {
-		batch, stopped := sh.next(true)
+		batch, stopped := sh.next(paced)
 		if batch == nil {
 			return !stopped
 		}

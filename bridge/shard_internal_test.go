@@ -143,7 +143,7 @@ func deliverDirect(h *Hub, sh *shard, ev *broker.Event) {
 	h.deliver(ev)
 	select {
 	case <-sh.wake:
-		sh.drain()
+		sh.drain(false)
 	default: // written inline
 	}
 }
@@ -203,7 +203,7 @@ func BenchmarkShardFanoutBatch(b *testing.B) {
 			h.deliver(e) // the first wakes the shard, the rest queue behind it
 		}
 		<-sh.wake
-		sh.drain()
+		sh.drain(false)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n*batch), "ns/delivery")
 }

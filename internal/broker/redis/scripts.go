@@ -50,9 +50,10 @@ local ms = math.floor(us / 1000)
 local sus = string.format('%d', us)
 local replies = {}
 local n = (#KEYS - 6) / 2
--- The topics appended to, in order: retention and the indexes are applied
--- once per topic after the run, which leaves them as applying them after
--- each event would (no command sees the state in between).
+-- The topics appended to, in order, with their names and how many events
+-- each took: retention and the indexes are applied once per topic after
+-- the run, which leaves them as applying them after each event would (no
+-- command sees the state in between).
 local topics, order = {}, {}
 for i = 0, n - 1 do
   local topicKey, idemKey = KEYS[7 + 2 * i], KEYS[8 + 2 * i]
@@ -79,8 +80,11 @@ for i = 0, n - 1 do
       if fingerprint ~= '' then v = v .. ' ' .. fingerprint end
       redis.call('SET', idemKey, v, 'PX', ARGV[4])
     end
-    if not topics[topicKey] then
-      topics[topicKey] = topic
+    local t = topics[topicKey]
+    if t then
+      t.events = t.events + 1
+    else
+      topics[topicKey] = {name = topic, events = 1}
       order[#order + 1] = topicKey
     end
     reply = {0, seq, us}
@@ -88,7 +92,7 @@ for i = 0, n - 1 do
   replies[#replies + 1] = reply
 end
 for _, topicKey in ipairs(order) do
-  local topic = topics[topicKey]
+  local topic = topics[topicKey].name
   redis.call('ZADD', KEYS[4], 0, topic)
   redis.call('ZADD', KEYS[5], ms, topic)
   local cut = 0
@@ -100,12 +104,12 @@ for _, topicKey in ipairs(order) do
     redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', cut + 1))
   end
   -- Age: the oldest events older than the limit, a bounded batch per
-  -- run (what is left is skipped by Replay and removed later).
+  -- event appended (what is left is skipped by Replay and removed later).
   local cutoff = us - maxAge
   local aged = 0
   local first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)
   if first[1] and (timeOf(first[1]) or cutoff) < cutoff then
-    for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 32)) do
+    for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 32 * topics[topicKey].events)) do
       local ts = timeOf(e)
       if ts == nil or ts >= cutoff then break end
       aged = seqOf(e[1])
