@@ -54,6 +54,16 @@ func parseAck(data []byte) (ack, error) {
 	return ack{seq: seq, duplicate: v.GetBool("duplicate")}, nil
 }
 
+// ackOf reads the answer to an append sent with a reply subject of the
+// broker's own (inflight.go): a PubAck, or the server's no-responders
+// status when no stream listens on the subject.
+func ackOf(m *nats.Msg) (ack, error) {
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return ack{}, nats.ErrNoResponders
+	}
+	return parseAck(m.Data)
+}
+
 // Retries of an append that found no stream to answer it, as nats.go's
 // PublishMsg makes them: a leader election leaves a moment without one.
 const (

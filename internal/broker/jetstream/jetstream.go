@@ -40,8 +40,12 @@
 // the contract allows, and exact for the common resume from a recent id.
 //
 // Publishes are pipelined (broker.Pipeliner, pipeline.go): each topic has
-// a queue on this node, appended in order by one goroutine while topics go
-// on in parallel. What queued up while a topic's previous append was in
+// a queue on this node, appended in order by one holder at a time while
+// topics go on in parallel. A single event of a topic whose last sequence
+// the node knows goes out with a reply subject of the node's own, and its
+// PubAck, read by that subscription's goroutine, answers it and sends the
+// topic's next event: no goroutine waits per append (inflight.go). What
+// queued up while a topic's previous append was in
 // flight goes out as one atomic batch (stream setting allow_atomic, NATS
 // 2.12 or newer): its first event chained as above, the others marked
 // Herald-Run, as a batch's messages take consecutive sequences and the
@@ -166,6 +170,8 @@ type Broker struct {
 	mu     sync.Mutex // guards topics
 	topics map[string]*topicState
 
+	inflight inflight // single appends awaiting their answers (inflight.go)
+
 	kv kvState // the presence and revocation buckets (presence.go)
 }
 
@@ -176,14 +182,15 @@ var (
 	_ broker.Pipeliner     = (*Broker)(nil)
 )
 
-// topicState queues this node's publishes to one topic, which one
-// goroutine at a time (busy) appends in order, and remembers the topic's
-// last sequence, for the Herald-Prev chain (pipeline.go).
+// topicState queues this node's publishes to one topic, which one holder
+// at a time (busy) appends in order, and remembers the topic's last
+// sequence, for the Herald-Prev chain (pipeline.go). The holder is a
+// goroutine, or an append in flight (inflight.go).
 type topicState struct {
 	waiting []*pendingAppend // guarded by Broker.mu
 	busy    bool             // guarded by Broker.mu
-	last    uint64           // owned by the busy goroutine
-	known   bool             // last is known; owned by the busy goroutine
+	last    uint64           // owned by the holder
+	known   bool             // last is known; owned by the holder
 }
 
 // New connects to NATS, creates the streams or brings their settings up to
@@ -229,6 +236,10 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if err := b.setUp(ctx); err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if err := b.startInflight(); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%w: subscribing to PubAcks: %v", broker.ErrUnavailable, err)
 	}
 	b.link.Start(b.probe)
 	return b, nil
@@ -386,6 +397,7 @@ func (b *Broker) loadLast(ctx context.Context, topic string, ts *topicState) err
 func (b *Broker) Close() error {
 	if b.link.Close() {
 		b.nc.Close()
+		b.closeInflight()
 	}
 	return nil
 }

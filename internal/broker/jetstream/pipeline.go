@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,17 +47,13 @@ const (
 
 // pendingAppend is one event on its way to the stream.
 type pendingAppend struct {
-	ctx    context.Context // the caller's, bounded by the call timeout
-	cancel context.CancelFunc
-	ev     *broker.Event
-	msg    *nats.Msg
-	msgID  string
-	done   func(broker.PublishResult, error)
-}
-
-func (p *pendingAppend) answer(res broker.PublishResult, err error) {
-	p.done(res, err)
-	p.cancel()
+	ctx   context.Context // the caller's
+	start time.Time       // when it was handed over; its time is up a call timeout later
+	ts    *topicState
+	ev    *broker.Event
+	msg   *nats.Msg
+	msgID string
+	done  func(broker.PublishResult, error)
 }
 
 // Publish implements broker.Broker. It returns once the stream acknowledged
@@ -65,18 +62,24 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 	return broker.PublishAndWait(ctx, b, ev) // answered within a few call timeouts
 }
 
-// PublishAsync implements broker.Pipeliner. Events queue per topic; one
-// goroutine per busy topic appends them in order, a run at a time, so that
-// topics go on in parallel and each topic's Herald-Prev chain stays exact.
+// PublishAsync implements broker.Pipeliner. Events queue per topic, and
+// whoever holds a topic (its busy flag) appends its queue in order, a run
+// at a time, so that topics go on in parallel and each topic's
+// Herald-Prev chain stays exact: a single event of a topic whose last
+// sequence is known is sent by the caller or by the goroutine that read
+// the previous answer, and waits for its own in no goroutine
+// (inflight.go); anything else goes in a goroutine of the topic's own.
 func (b *Broker) PublishAsync(ctx context.Context, ev *broker.Event, done func(broker.PublishResult, error)) {
-	ctx, cancel, err := b.link.Begin(ctx)
-	if err != nil {
-		cancel()
+	if err := b.link.Usable(); err != nil {
+		done(broker.PublishResult{}, err)
+		return
+	}
+	if err := ctx.Err(); err != nil {
 		done(broker.PublishResult{}, err)
 		return
 	}
 	ev.Time = time.Now()
-	p := &pendingAppend{ctx: ctx, cancel: cancel, ev: ev, msg: nats.NewMsg(b.subjPrefix + ev.Topic), done: done}
+	p := &pendingAppend{ctx: ctx, start: ev.Time, ev: ev, msg: nats.NewMsg(b.subjPrefix + ev.Topic), done: done}
 	p.msg.Data = wire.Append(make([]byte, 0, wire.Size(ev)), ev)
 	if ev.IdempotencyKey != "" {
 		p.msgID = ev.Topic + " " + strconv.Quote(ev.IdempotencyKey)
@@ -97,61 +100,115 @@ func (b *Broker) PublishAsync(ctx context.Context, ev *broker.Event, done func(b
 		ts = &topicState{}
 		b.topics[ev.Topic] = ts
 	}
+	p.ts = ts
 	ts.waiting = append(ts.waiting, p)
 	start := !ts.busy
 	ts.busy = true
 	b.mu.Unlock()
 	if start {
-		go b.appendTopic(ts)
+		b.advance(ts, false)
 	}
 }
 
 // maxTopicStates bounds how many topics' last sequences a node remembers.
 const maxTopicStates = 10000
 
-// appendTopic appends ts's queue, a run at a time, until it is empty.
-func (b *Broker) appendTopic(ts *topicState) {
+// advance goes on with ts's queue, as its holder, until the queue is
+// empty (ts is then no longer held) or an append is in flight that
+// goes on with it once answered. A single event goes without waiting
+// when it can (send); a batch, a topic whose last sequence must be read
+// first and an event with an idempotency key wait for their answers, here
+// when mayBlock, else in a goroutine of the topic's own.
+func (b *Broker) advance(ts *topicState, mayBlock bool) {
 	for {
-		b.mu.Lock()
-		n, size := 0, 0
-		for n < len(ts.waiting) && n < maxRunEvents {
-			p := ts.waiting[n]
-			if n > 0 && (!b.atomic || p.msgID != "" || ts.waiting[0].msgID != "" || size+len(p.msg.Data) > maxRunBytes) {
-				break
+		one, run := b.take(ts)
+		switch {
+		case one == nil && run == nil:
+			return
+		case one != nil && b.canSend(ts, one):
+			if b.send(ts, one) {
+				return
 			}
-			size += len(p.msg.Data)
-			n++
-		}
-		if n == 0 {
-			ts.waiting, ts.busy = nil, false
-			b.mu.Unlock()
+			continue
+		case !mayBlock:
+			go func() {
+				b.appendSlow(ts, one, run)
+				b.advance(ts, true)
+			}()
 			return
 		}
-		if n < minRunEvents {
-			n = 1
-		}
-		run := make([]*pendingAppend, n)
-		copy(run, ts.waiting)
-		ts.waiting = ts.waiting[n:]
-		b.mu.Unlock()
-		// A caller that gave up before its event left has it answered
-		// with its context's error, and the run goes on without it.
-		sent := run[:0]
-		for _, p := range run {
-			if err := p.ctx.Err(); err != nil {
-				p.answer(broker.PublishResult{}, b.link.Fail(p.ctx, "publish", err))
-				continue
-			}
-			sent = append(sent, p)
-		}
-		switch len(sent) {
-		case 0:
-		case 1:
-			sent[0].answer(b.appendOne(sent[0].ctx, ts, sent[0]))
-		default:
-			b.appendRun(ts, sent)
-		}
+		b.appendSlow(ts, one, run)
 	}
+}
+
+// take takes ts's next run off its queue: one event, or (run) up to
+// maxRunEvents that can go as one atomic batch. With nothing queued it
+// returns neither, and ts is no longer held.
+func (b *Broker) take(ts *topicState) (one *pendingAppend, run []*pendingAppend) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, size := 0, 0
+	for n < len(ts.waiting) && n < maxRunEvents {
+		p := ts.waiting[n]
+		if n > 0 && (!b.atomic || p.msgID != "" || ts.waiting[0].msgID != "" || size+len(p.msg.Data) > maxRunBytes) {
+			break
+		}
+		size += len(p.msg.Data)
+		n++
+	}
+	switch {
+	case n == 0:
+		ts.waiting, ts.busy = nil, false
+		return nil, nil
+	case n < minRunEvents:
+		one = ts.waiting[0]
+		ts.waiting[0] = nil
+		ts.waiting = ts.waiting[1:]
+		return one, nil
+	}
+	run = make([]*pendingAppend, n)
+	copy(run, ts.waiting)
+	clear(ts.waiting[:n])
+	ts.waiting = ts.waiting[n:]
+	return nil, run
+}
+
+// appendSlow appends one event or a run, waiting for the stream's answer.
+// A caller that gave up, or whose time ran out, before its event left has
+// it answered with that error, and the run goes on without it.
+func (b *Broker) appendSlow(ts *topicState, one *pendingAppend, run []*pendingAppend) {
+	if one != nil {
+		run = []*pendingAppend{one}
+	}
+	sent := run[:0]
+	for _, p := range run {
+		if err := b.expired(p); err != nil {
+			p.done(broker.PublishResult{}, err)
+			continue
+		}
+		sent = append(sent, p)
+	}
+	switch len(sent) {
+	case 0:
+	case 1:
+		p := sent[0]
+		ctx, cancel := b.link.BoundSince(p.ctx, p.start)
+		p.done(b.appendOne(ctx, ts, p))
+		cancel()
+	default:
+		b.appendRun(ts, sent)
+	}
+}
+
+// expired returns the error of p when its caller gave up or its time ran
+// out before it was sent, and otherwise nil.
+func (b *Broker) expired(p *pendingAppend) error {
+	if p.ctx.Err() == nil && time.Since(p.start) < b.link.Timeout() {
+		return nil
+	}
+	ctx, cancel := b.link.BoundSince(p.ctx, p.start)
+	defer cancel()
+	return b.link.Fail(ctx, "publish", cmp.Or(ctx.Err(), context.DeadlineExceeded))
 }
 
 // prevOf returns what the next event of the topic chains to: its last
@@ -243,16 +300,23 @@ func (b *Broker) appendOne(ctx context.Context, ts *topicState, p *pendingAppend
 		}
 		switch {
 		case b.retryAfterConflict(err, ts):
-		case errors.Is(err, nats.ErrMaxPayload):
-			return broker.PublishResult{}, fmt.Errorf("%w: %d bytes with headers are more than the NATS server's max_payload (%d)",
-				broker.ErrEventTooLarge, len(msg.Data), b.nc.MaxPayload())
 		default:
-			return broker.PublishResult{}, b.link.Fail(ctx, "publish", err)
+			return broker.PublishResult{}, b.appendError(ctx, msg, err)
 		}
 		if err := b.conflictBackOff(ctx, attempt); err != nil {
 			return broker.PublishResult{}, err
 		}
 	}
+}
+
+// appendError is the error to answer an append the stream refused, or
+// that got no answer, with.
+func (b *Broker) appendError(ctx context.Context, msg *nats.Msg, err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: %d bytes with headers are more than the NATS server's max_payload (%d)",
+			broker.ErrEventTooLarge, len(msg.Data), b.nc.MaxPayload())
+	}
+	return b.link.Fail(ctx, "publish", err)
 }
 
 // appendRun appends several events of one topic, none with an
@@ -267,7 +331,7 @@ func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 	defer cancel()
 	fail := func(err error) {
 		for _, p := range run {
-			p.answer(broker.PublishResult{}, err)
+			p.done(broker.PublishResult{}, err)
 		}
 	}
 	select {
@@ -290,7 +354,7 @@ func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 			first := ack.seq - uint64(len(run)) + 1
 			for i, p := range run {
 				p.ev.Seq = first + uint64(i)
-				p.answer(broker.PublishResult{Seq: p.ev.Seq}, nil)
+				p.done(broker.PublishResult{Seq: p.ev.Seq}, nil)
 			}
 			ts.last = ack.seq
 			return
@@ -309,7 +373,7 @@ func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 				for _, k := range batchHeaders {
 					p.msg.Header.Del(k)
 				}
-				p.answer(b.appendOne(ctx, ts, p))
+				p.done(b.appendOne(ctx, ts, p))
 			}
 			return
 		case errors.Is(err, nats.ErrMaxPayload):

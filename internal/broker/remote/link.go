@@ -114,8 +114,17 @@ type startKey struct{}
 // Bound returns ctx bounded by the call timeout, for one call to the
 // server.
 func (l *Link) Bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(context.WithValue(ctx, startKey{}, time.Now()), l.opts.Timeout, errTimeout)
+	return l.BoundSince(ctx, time.Now())
 }
+
+// BoundSince is Bound for a call that began at start: ctx ends one call
+// timeout after it (at once if that is past).
+func (l *Link) BoundSince(ctx context.Context, start time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadlineCause(context.WithValue(ctx, startKey{}, start), start.Add(l.opts.Timeout), errTimeout)
+}
+
+// Timeout returns the call timeout.
+func (l *Link) Timeout() time.Duration { return l.opts.Timeout }
 
 // callStart returns when the call of ctx began, or now.
 func callStart(ctx context.Context) time.Time {
