@@ -1,7 +1,6 @@
 package jetstream
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,11 +69,7 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 // the previous answer, and waits for its own in no goroutine
 // (inflight.go); anything else goes in a goroutine of the topic's own.
 func (b *Broker) PublishAsync(ctx context.Context, ev *broker.Event, done func(broker.PublishResult, error)) {
-	if err := b.link.Usable(); err != nil {
-		done(broker.PublishResult{}, err)
-		return
-	}
-	if err := ctx.Err(); err != nil {
+	if err := b.link.Ready(ctx); err != nil {
 		done(broker.PublishResult{}, err)
 		return
 	}
@@ -182,7 +177,7 @@ func (b *Broker) appendSlow(ts *topicState, one *pendingAppend, run []*pendingAp
 	}
 	sent := run[:0]
 	for _, p := range run {
-		if err := b.expired(p); err != nil {
+		if err := b.link.Expired(p.ctx, p.start, "publish"); err != nil {
 			p.done(broker.PublishResult{}, err)
 			continue
 		}
@@ -198,17 +193,6 @@ func (b *Broker) appendSlow(ts *topicState, one *pendingAppend, run []*pendingAp
 	default:
 		b.appendRun(ts, sent)
 	}
-}
-
-// expired returns the error of p when its caller gave up or its time ran
-// out before it was sent, and otherwise nil.
-func (b *Broker) expired(p *pendingAppend) error {
-	if p.ctx.Err() == nil && time.Since(p.start) < b.link.Timeout() {
-		return nil
-	}
-	ctx, cancel := b.link.BoundSince(p.ctx, p.start)
-	defer cancel()
-	return b.link.Fail(ctx, "publish", cmp.Or(ctx.Err(), context.DeadlineExceeded))
 }
 
 // prevOf returns what the next event of the topic chains to: its last

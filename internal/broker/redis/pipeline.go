@@ -27,11 +27,11 @@ type appendQueue struct {
 
 // pendingAppend is one event on its way to Redis.
 type pendingAppend struct {
-	ctx    context.Context // the caller's, bounded by the call timeout
-	cancel context.CancelFunc
-	ev     *broker.Event
-	data   []byte
-	done   func(broker.PublishResult, error)
+	ctx   context.Context // the caller's
+	start time.Time       // when it was handed over; its time is up a call timeout later
+	ev    *broker.Event
+	data  []byte
+	done  func(broker.PublishResult, error)
 }
 
 // Publish implements broker.Broker. It returns once Redis executed the
@@ -46,14 +46,12 @@ func (b *Broker) Publish(ctx context.Context, ev *broker.Event) (broker.PublishR
 
 // PublishAsync implements broker.Pipeliner: ev joins the next run.
 func (b *Broker) PublishAsync(ctx context.Context, ev *broker.Event, done func(broker.PublishResult, error)) {
-	ctx, cancel, err := b.link.Begin(ctx)
-	if err != nil {
-		cancel()
+	if err := b.link.Ready(ctx); err != nil {
 		done(broker.PublishResult{}, err)
 		return
 	}
 	ev.Time = time.Time{}
-	p := &pendingAppend{ctx: ctx, cancel: cancel, ev: ev, data: wire.Append(make([]byte, 0, wire.Size(ev)), ev), done: done}
+	p := &pendingAppend{ctx: ctx, start: time.Now(), ev: ev, data: wire.Append(make([]byte, 0, wire.Size(ev)), ev), done: done}
 	q := &b.queue
 	q.mu.Lock()
 	q.waiting = append(q.waiting, p)
@@ -89,14 +87,13 @@ func (b *Broker) sendRuns() {
 }
 
 // sendRun appends run with one script call and answers each of its
-// events. An event whose caller gave up before the run left is answered
-// with its context's error and left out.
+// events. An event whose caller gave up, or whose time ran out, before
+// the run left is answered with that error and left out.
 func (b *Broker) sendRun(run []*pendingAppend) {
 	sent := run[:0]
 	for _, p := range run {
-		if err := p.ctx.Err(); err != nil {
-			p.done(broker.PublishResult{}, b.link.Fail(p.ctx, "publish", err))
-			p.cancel()
+		if err := b.link.Expired(p.ctx, p.start, "publish"); err != nil {
+			p.done(broker.PublishResult{}, err)
 			continue
 		}
 		sent = append(sent, p)
@@ -129,14 +126,12 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 		err = b.link.Fail(ctx, "publish", err)
 		for _, p := range sent {
 			p.done(broker.PublishResult{}, err)
-			p.cancel()
 		}
 		return
 	}
 	b.link.Confirm()
 	for i, p := range sent {
 		p.done(b.publishResult(p.ev, replies[i]))
-		p.cancel()
 	}
 }
 

@@ -9,6 +9,7 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,6 +124,18 @@ func (l *Link) BoundSince(ctx context.Context, start time.Time) (context.Context
 	return context.WithDeadlineCause(context.WithValue(ctx, startKey{}, start), start.Add(l.opts.Timeout), errTimeout)
 }
 
+// Expired returns the error to fail a call with that began at start with
+// ctx and has not reached the server yet, once ctx ended or the call
+// timeout passed (as Fail gives it), and otherwise nil.
+func (l *Link) Expired(ctx context.Context, start time.Time, op string) error {
+	if ctx.Err() == nil && time.Since(start) < l.opts.Timeout {
+		return nil
+	}
+	bounded, cancel := l.BoundSince(ctx, start)
+	defer cancel()
+	return l.Fail(bounded, op, cmp.Or(bounded.Err(), context.DeadlineExceeded))
+}
+
 // Timeout returns the call timeout.
 func (l *Link) Timeout() time.Duration { return l.opts.Timeout }
 
@@ -138,14 +151,21 @@ func callStart(ctx context.Context) time.Time {
 // with ctx's error once ctx has ended, and otherwise returns ctx bounded
 // as by Bound.
 func (l *Link) Begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
-	if err := l.Usable(); err != nil {
-		return ctx, func() {}, err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := l.Ready(ctx); err != nil {
 		return ctx, func() {}, err
 	}
 	ctx, cancel := l.Bound(ctx)
 	return ctx, cancel, nil
+}
+
+// Ready fails as Usable does, or with ctx's error once ctx has ended: the
+// check of a call that takes its start time and bounds itself later
+// (BoundSince, Expired).
+func (l *Link) Ready(ctx context.Context) error {
+	if err := l.Usable(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // Call runs f with ctx bounded as by Bound, once the Link is usable; an

@@ -190,3 +190,27 @@ func TestReplayPosition(t *testing.T) {
 		t.Errorf("Replay with an ended context: %v; want its error", err)
 	}
 }
+
+// TestExpired: a call that has not reached the server yet fails once its
+// caller gave up, with the caller's error, or once the call timeout passed
+// since it began, with ErrUnavailable as a call without an answer, and not
+// before.
+func TestExpired(t *testing.T) {
+	var logs outagetest.Log
+	l := newLink(t, &logs)
+	if err := l.Expired(context.Background(), time.Now(), "publish"); err != nil {
+		t.Errorf("a call begun now: %v; want nil", err)
+	}
+	err := l.Expired(context.Background(), time.Now().Add(-time.Second), "publish")
+	if !errors.Is(err, broker.ErrUnavailable) || !strings.HasSuffix(err.Error(), "publish: no answer within 1s") {
+		t.Errorf("a call begun a timeout ago: %v; want ErrUnavailable, no answer within the timeout", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Expired(ctx, time.Now(), "publish"); !errors.Is(err, context.Canceled) || errors.Is(err, broker.ErrUnavailable) {
+		t.Errorf("a call whose caller gave up: %v; want the caller's error", err)
+	}
+	if err := l.Ready(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Ready with an ended ctx: %v; want its error", err)
+	}
+}
