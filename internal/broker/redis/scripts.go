@@ -93,22 +93,30 @@ for i = 0, n - 1 do
 end
 for _, topicKey in ipairs(order) do
   local topic = topics[topicKey].name
-  redis.call('ZADD', KEYS[4], 0, topic)
+  local len = redis.call('XLEN', topicKey)
+  if len == topics[topicKey].events then
+    -- The stream held nothing before this run: a new name (or one the
+    -- sweep forgot) for the index; a known one is there already.
+    redis.call('ZADD', KEYS[4], 0, topic)
+  end
   redis.call('ZADD', KEYS[5], ms, topic)
   local cut = 0
-  -- Count: the oldest events beyond the limit.
-  local len = redis.call('XLEN', topicKey)
+  -- Count: the oldest events beyond the limit, read with the first one
+  -- kept, which the age check below looks at.
+  local first
   if len > max then
-    local old = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', len - max)
-    cut = seqOf(old[#old][1])
+    local old = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', len - max + 1)
+    cut = seqOf(old[len - max][1])
+    first = old[len - max + 1]
     redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', cut + 1))
+  else
+    first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)[1]
   end
   -- Age: the oldest events older than the limit, a bounded batch per
   -- event appended (what is left is skipped by Replay and removed later).
   local cutoff = us - maxAge
   local aged = 0
-  local first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)
-  if first[1] and (timeOf(first[1]) or cutoff) < cutoff then
+  if first and (timeOf(first) or cutoff) < cutoff then
     for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 32 * topics[topicKey].events)) do
       local ts = timeOf(e)
       if ts == nil or ts >= cutoff then break end
