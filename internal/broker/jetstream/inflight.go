@@ -65,13 +65,13 @@ func (f *inflight) remove(id uint64) *pendingAppend {
 	return p
 }
 
-// expired takes the appends handed over timeout or longer before now out
-// of flight.
+// expired takes out of flight the appends handed over timeout or longer
+// before now, and those whose callers gave up.
 func (f *inflight) expired(now time.Time, timeout time.Duration) []*pendingAppend {
 	var out []*pendingAppend
 	f.mu.Lock()
 	for id, p := range f.waiting {
-		if now.Sub(p.start) >= timeout {
+		if now.Sub(p.start) >= timeout || p.ctx.Err() != nil {
 			out = append(out, p)
 			delete(f.waiting, id)
 		}
@@ -102,7 +102,7 @@ func (b *Broker) startInflight() error {
 	}
 	timeout := b.link.Timeout()
 	b.link.Go(func(stop <-chan struct{}) {
-		t := time.NewTicker(max(timeout/8, 10*time.Millisecond))
+		t := time.NewTicker(sweepEvery(timeout))
 		defer t.Stop()
 		for {
 			select {
@@ -114,6 +114,14 @@ func (b *Broker) startInflight() error {
 		}
 	})
 	return nil
+}
+
+// sweepEvery is how often the sweeper looks for appends in flight that
+// are due an answer: an eighth of the call timeout, and at least ten times
+// a second, so that a caller that gave up (a gRPC deadline, a client gone)
+// is answered within 100 ms, as it was when it waited on a request.
+func sweepEvery(timeout time.Duration) time.Duration {
+	return min(max(timeout/8, 10*time.Millisecond), 100*time.Millisecond)
 }
 
 // canSend reports whether p, the next event of ts, can go without its
@@ -194,14 +202,14 @@ func (b *Broker) onAck(m *nats.Msg) {
 	}()
 }
 
-// expire fails the appends in flight whose time ran out without an
-// answer, with ErrUnavailable as a request that timed out: the stream may
-// yet have stored them, so their topics' last sequences are read again
-// before their next appends.
+// expire fails the appends in flight whose time ran out, or whose callers
+// gave up, before an answer came: with ErrUnavailable, as the stream may
+// yet store them (Link.FailSent), so their topics' last sequences are read
+// again before their next appends.
 func (b *Broker) expire(now time.Time) {
 	for _, p := range b.inflight.expired(now, b.link.Timeout()) {
 		ctx, cancel := b.link.BoundSince(p.ctx, p.start)
-		p.done(broker.PublishResult{}, b.link.Fail(ctx, "publish", context.DeadlineExceeded))
+		p.done(broker.PublishResult{}, b.link.FailSent(ctx, "publish", context.DeadlineExceeded))
 		cancel()
 		p.ts.known = false
 		b.advance(p.ts, false)

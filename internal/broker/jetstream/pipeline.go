@@ -300,7 +300,7 @@ func (b *Broker) appendError(ctx context.Context, msg *nats.Msg, err error) erro
 		return fmt.Errorf("%w: %d bytes with headers are more than the NATS server's max_payload (%d)",
 			broker.ErrEventTooLarge, len(msg.Data), b.nc.MaxPayload())
 	}
-	return b.link.Fail(ctx, "publish", err)
+	return b.link.FailSent(ctx, "publish", err)
 }
 
 // appendRun appends several events of one topic, none with an

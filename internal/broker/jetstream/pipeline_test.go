@@ -1,14 +1,18 @@
 package jetstream
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
-
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
@@ -93,4 +97,77 @@ func TestPipelinedChainAcrossNodes(t *testing.T) {
 		t.Fatal("no event followed another in an atomic batch: nothing was pipelined on the topic")
 	}
 	t.Logf("%d of %d events followed another in a batch", runs, 2*perNode)
+}
+
+// TestAppendInFlightWithoutAnswer: an append sent without waiting
+// (inflight.go) that gets no answer is answered all the same: soon after
+// its caller gives up, with ErrUnavailable wrapping the caller's error (the
+// stream may still store it), and otherwise once the call timeout passed,
+// with ErrUnavailable for no answer. The stream is deleted under a node
+// that knows its topics, and a plain subscriber that never replies takes
+// the appends instead.
+func TestAppendInFlightWithoutAnswer(t *testing.T) {
+	srv := jstest.Start(t)
+	ctx := t.Context()
+	silence := func(prefix string, timeout time.Duration) (*Broker, *nats.Subscription) {
+		b, err := New(ctx, Options{URL: srv.URL(), Prefix: prefix, Timeout: timeout, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		if _, err := b.Publish(ctx, &broker.Event{Topic: "a", Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		sub, err := nc.SubscribeSync(b.subjPrefix + ">")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.js.DeleteStream(ctx, b.streamName); err != nil {
+			t.Fatal(err)
+		}
+		return b, sub
+	}
+	publish := func(b *Broker, ctx context.Context, sub *nats.Subscription) <-chan error {
+		t.Helper()
+		answered := make(chan error, 1)
+		b.PublishAsync(ctx, &broker.Event{Topic: "a", Type: "t"}, func(_ broker.PublishResult, err error) { answered <- err })
+		if _, err := sub.NextMsg(10 * time.Second); err != nil {
+			t.Fatalf("the append did not go out: %v", err)
+		}
+		return answered
+	}
+	wait := func(answered <-chan error, what string) error {
+		t.Helper()
+		select {
+		case err := <-answered:
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: no answer", what)
+			return nil
+		}
+	}
+
+	// The caller gives up long before the call timeout.
+	b, sub := silence("gone", time.Hour)
+	cctx, cancel := context.WithCancel(ctx)
+	answered := publish(b, cctx, sub)
+	cancel()
+	if err := wait(answered, "a caller that gave up"); !errors.Is(err, broker.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("an append in flight whose caller gave up: %v; want ErrUnavailable wrapping context.Canceled", err)
+	}
+
+	// Nobody gives up: the call timeout answers.
+	b, sub = silence("mute", 300*time.Millisecond)
+	err := wait(publish(b, ctx, sub), "an append without an answer")
+	if !errors.Is(err, broker.ErrUnavailable) || !strings.Contains(err.Error(), "no answer within 300ms") {
+		t.Errorf("an append in flight without an answer: %v; want ErrUnavailable, no answer within the timeout", err)
+	}
 }

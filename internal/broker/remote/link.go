@@ -208,6 +208,18 @@ func (l *Link) Fail(ctx context.Context, op string, err error) error {
 	return err
 }
 
+// FailSent is Fail for a call that may have reached the server, such as
+// an append: when the caller's context ended first, the server may still
+// carry the call out, so the error is ErrUnavailable (the outcome is not
+// known) wrapping ctx's error, rather than ctx's error alone, which would
+// say that nothing happened.
+func (l *Link) FailSent(ctx context.Context, op string, err error) error {
+	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, errTimeout) && !l.closed.Load() {
+		return fmt.Errorf("%w: %s: %s: %w before the answer came; it may have been carried out", broker.ErrUnavailable, l.opts.Name, op, ctx.Err())
+	}
+	return l.Fail(ctx, op, err)
+}
+
 // Go runs f in a goroutine that Close waits for; f must return soon after
 // stop is closed. Call it before Close.
 func (l *Link) Go(f func(stop <-chan struct{})) {

@@ -214,3 +214,23 @@ func TestExpired(t *testing.T) {
 		t.Errorf("Ready with an ended ctx: %v; want its error", err)
 	}
 }
+
+// TestFailSent: a call that may have reached the server, whose caller gave
+// up first, fails with ErrUnavailable (its outcome is not known) wrapping
+// the caller's error; otherwise as Fail.
+func TestFailSent(t *testing.T) {
+	var logs outagetest.Log
+	l := newLink(t, &logs)
+	cctx, cancel := context.WithCancel(context.Background())
+	ctx, bcancel := l.Bound(cctx)
+	defer bcancel()
+	cancel()
+	if err := l.FailSent(ctx, "publish", context.Canceled); !errors.Is(err, broker.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("a sent call whose caller gave up: %v; want ErrUnavailable wrapping context.Canceled", err)
+	}
+	ctx, bcancel = l.BoundSince(context.Background(), time.Now().Add(-time.Second))
+	defer bcancel()
+	if err := l.FailSent(ctx, "publish", context.DeadlineExceeded); !errors.Is(err, broker.ErrUnavailable) || !strings.HasSuffix(err.Error(), "no answer within 1s") {
+		t.Errorf("a sent call without an answer: %v; want ErrUnavailable, no answer within the timeout", err)
+	}
+}
