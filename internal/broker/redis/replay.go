@@ -215,7 +215,8 @@ func decodeEntry(id string, values map[string]any) (*broker.Event, error) {
 
 func decodeFields(seq uint64, values map[string]any) (*broker.Event, error) {
 	data, _ := values["e"].(string)
-	us, err := strconv.ParseInt(fmt.Sprint(values["t"]), 10, 64)
+	t, _ := values["t"].(string)
+	us, err := strconv.ParseInt(t, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("field t is %v", values["t"])
 	}
