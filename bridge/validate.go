@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // Validation: the publish path refuses every event that is not exactly
@@ -119,6 +121,100 @@ func decodePayload(types TypeResolver, typeURL string, payload []byte) (proto.Me
 		return nil, fmt.Errorf("%w: payload does not parse as %s: %v", broker.ErrInvalidEvent, broker.MessageName(typeURL), err)
 	}
 	return msg, nil
+}
+
+// checkPayload is decodePayload for a check that drops the message once
+// done with it (release): a message of a type pushed at run time
+// (dynamicpb) comes from a pool of cleared ones of its type, which saves
+// most of what decoding allocates besides the field values themselves,
+// its map of fields above all. The message must not be kept after
+// release.
+func checkPayload(types TypeResolver, typeURL string, payload []byte) (msg proto.Message, release func(), err error) {
+	mt, err := types.FindMessageByURL(typeURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", broker.ErrInvalidEvent, broker.MessageName(typeURL))
+	}
+	v, _ := scratchMessages.Load(mt)
+	if v == nil {
+		if _, dynamic := mt.Zero().Interface().(*dynamicpb.Message); !dynamic {
+			msg, err := decodePayload(types, typeURL, payload)
+			return msg, func() {}, err
+		}
+		v, _ = scratchMessages.LoadOrStore(mt, &scratch{
+			pool:    sync.Pool{New: func() any { return mt.New() }},
+			partial: !mayRequire(mt.Descriptor(), map[protoreflect.FullName]bool{}),
+		})
+	}
+	sc := v.(*scratch)
+	m := sc.pool.Get().(protoreflect.Message)
+	release = func() {
+		clearMessage(m)
+		sc.pool.Put(m)
+	}
+	// Merge into a cleared message is Unmarshal into a new one; a type
+	// with no required field anywhere has nothing for the check of
+	// required fields to find, which AllowPartial skips.
+	opts := proto.UnmarshalOptions{Merge: true, AllowPartial: sc.partial, Resolver: types, RecursionLimit: maxPayloadDepth}
+	if err := opts.Unmarshal(payload, m.Interface()); err != nil {
+		release()
+		if strings.Contains(err.Error(), "recursion depth") {
+			return nil, nil, errTooDeep
+		}
+		return nil, nil, fmt.Errorf("%w: payload does not parse as %s: %v", broker.ErrInvalidEvent, broker.MessageName(typeURL), err)
+	}
+	return m.Interface(), release, nil
+}
+
+// scratchMessages holds a *scratch per dynamic message type
+// (checkPayload). A type replaced by a schema push is another type, and
+// its pool goes unused.
+var scratchMessages sync.Map
+
+// scratch is checkPayload's pool of cleared messages of one type.
+type scratch struct {
+	pool    sync.Pool
+	partial bool // no required field can occur in the type's messages
+}
+
+// mayRequire reports whether a message of type md can hold a required
+// field: one of its own, or of a message it nests (a field, a list item,
+// a map value), or of an extension (any type with extension ranges).
+func mayRequire(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if seen[md.FullName()] {
+		return false
+	}
+	seen[md.FullName()] = true
+	if md.ExtensionRanges().Len() > 0 {
+		return true
+	}
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Cardinality() == protoreflect.Required {
+			return true
+		}
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if m := fd.Message(); m != nil && mayRequire(m, seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// clearMessage clears every field of m and its unknown fields, keeping
+// what m allocated to hold them. A field left in a dynamicpb message's
+// map is one that is not populated (a zero value, an empty list), which
+// reads as cleared.
+func clearMessage(m protoreflect.Message) {
+	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		m.Clear(fd)
+		return true
+	})
+	if m.GetUnknown() != nil {
+		m.SetUnknown(nil)
+	}
 }
 
 var errTooDeep = fmt.Errorf("%w: the payload nests messages more than %d deep (google.protobuf.Any, Struct, Value and ListValue count as messages), the limit", broker.ErrInvalidEvent, maxPayloadDepth)
@@ -286,10 +382,11 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest, scope string) (*broke
 	if !p.typeURLs.allowed(ev.TypeURL) {
 		return nil, fmt.Errorf("%w: payload type URL %q: this server accepts only type URLs starting with %s", broker.ErrInvalidEvent, broker.Printable(ev.TypeURL), strings.Join(p.typeURLs.prefixes, " or "))
 	}
-	msg, err := decodePayload(p.typeURLs, ev.TypeURL, ev.Payload)
+	msg, release, err := checkPayload(p.typeURLs, ev.TypeURL, ev.Payload)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	if err := validatePayload(p.types, msg); err != nil {
 		return nil, err
 	}
