@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -203,5 +204,36 @@ func TestCheckPayloadRequiredFields(t *testing.T) {
 	}
 	if _, wantErr := decodePayload(types, "type.googleapis.com/req.v1.Outer", payload); wantErr == nil {
 		t.Error("an Outer with an item that lacks its required field parses; the test checks nothing")
+	}
+}
+
+// TestCheckPayloadPoolsAreBounded: pools of types that schema pushes
+// replaced do not pile up: past maxScratchTypes types, checkPayload
+// starts afresh.
+func TestCheckPayloadPoolsAreBounded(t *testing.T) {
+	fdp := &descriptorpb.FileDescriptorProto{Name: proto.String("many/v1/many.proto"), Package: proto.String("many.v1"), Syntax: proto.String("proto3")}
+	for i := range maxScratchTypes + 10 {
+		fdp.MessageType = append(fdp.MessageType, &descriptorpb.DescriptorProto{Name: proto.String(fmt.Sprintf("M%d", i))})
+	}
+	fd, err := protodesc.NewFile(fdp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files protoregistry.Files
+	if err := files.RegisterFile(fd); err != nil {
+		t.Fatal(err)
+	}
+	types := dynamicpb.NewTypes(&files)
+	for i := range fd.Messages().Len() {
+		_, release, err := checkPayload(types, "type.googleapis.com/"+string(fd.Messages().Get(i).FullName()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		n := 0
+		scratchMessages.Range(func(any, any) bool { n++; return true })
+		if n > maxScratchTypes {
+			t.Fatalf("after %d types, %d pools are kept; want at most %d", i+1, n, maxScratchTypes)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
@@ -140,10 +141,16 @@ func checkPayload(types TypeResolver, typeURL string, payload []byte) (msg proto
 			msg, err := decodePayload(types, typeURL, payload)
 			return msg, func() {}, err
 		}
-		v, _ = scratchMessages.LoadOrStore(mt, &scratch{
+		var loaded bool
+		v, loaded = scratchMessages.LoadOrStore(mt, &scratch{
 			pool:    sync.Pool{New: func() any { return mt.New() }},
 			partial: !mayRequire(mt.Descriptor(), map[protoreflect.FullName]bool{}),
 		})
+		if !loaded && scratchTypes.Add(1) > maxScratchTypes {
+			// Types that schema pushes replaced would pile up: start afresh.
+			scratchMessages.Clear()
+			scratchTypes.Store(0)
+		}
 	}
 	sc := v.(*scratch)
 	m := sc.pool.Get().(protoreflect.Message)
@@ -166,9 +173,15 @@ func checkPayload(types TypeResolver, typeURL string, payload []byte) (msg proto
 }
 
 // scratchMessages holds a *scratch per dynamic message type
-// (checkPayload). A type replaced by a schema push is another type, and
-// its pool goes unused.
-var scratchMessages sync.Map
+// (checkPayload), about scratchTypes of them. A type replaced by a schema
+// push is another type, whose pool goes unused: once there are more than
+// maxScratchTypes, they are all dropped.
+var (
+	scratchMessages sync.Map
+	scratchTypes    atomic.Int64
+)
+
+const maxScratchTypes = 4096
 
 // scratch is checkPayload's pool of cleared messages of one type.
 type scratch struct {
