@@ -165,15 +165,7 @@ func TestCheckPayloadRequiredFields(t *testing.T) {
 			}},
 		},
 	}
-	fd, err := protodesc.NewFile(fdp, protoregistry.GlobalFiles)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files protoregistry.Files
-	if err := files.RegisterFile(fd); err != nil {
-		t.Fatal(err)
-	}
-	types := dynamicpb.NewTypes(&files)
+	fd, types := dynamicFile(t, fdp)
 	for name, want := range map[string]bool{"Inner": true, "Outer": true, "Plain": false} {
 		if got := mayRequire(fd.Messages().ByName(protoreflect.Name(name)), map[protoreflect.FullName]bool{}); got != want {
 			t.Errorf("mayRequire(%s) = %v; want %v", name, got, want)
@@ -215,15 +207,7 @@ func TestCheckPayloadPoolsAreBounded(t *testing.T) {
 	for i := range maxScratchTypes + 10 {
 		fdp.MessageType = append(fdp.MessageType, &descriptorpb.DescriptorProto{Name: proto.String(fmt.Sprintf("M%d", i))})
 	}
-	fd, err := protodesc.NewFile(fdp, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files protoregistry.Files
-	if err := files.RegisterFile(fd); err != nil {
-		t.Fatal(err)
-	}
-	types := dynamicpb.NewTypes(&files)
+	fd, types := dynamicFile(t, fdp)
 	for i := range fd.Messages().Len() {
 		_, release, err := checkPayload(types, "type.googleapis.com/"+string(fd.Messages().Get(i).FullName()), nil)
 		if err != nil {
@@ -236,4 +220,19 @@ func TestCheckPayloadPoolsAreBounded(t *testing.T) {
 			t.Fatalf("after %d types, %d pools are kept; want at most %d", i+1, n, maxScratchTypes)
 		}
 	}
+}
+
+// dynamicFile builds fdp (which may import the linked schemas) and
+// resolves its messages as types pushed at run time.
+func dynamicFile(t *testing.T, fdp *descriptorpb.FileDescriptorProto) (protoreflect.FileDescriptor, *dynamicpb.Types) {
+	t.Helper()
+	fd, err := protodesc.NewFile(fdp, protoregistry.GlobalFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files protoregistry.Files
+	if err := files.RegisterFile(fd); err != nil {
+		t.Fatal(err)
+	}
+	return fd, dynamicpb.NewTypes(&files)
 }
