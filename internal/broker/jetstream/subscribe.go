@@ -240,13 +240,15 @@ func (c *topicChain) lost(topic string, prev, seq uint64) bool {
 	return prev > last
 }
 
-// decode turns a stream message into an event and its Herald-Prev.
+// decode turns a stream message into an event and its Herald-Prev. The
+// event's Payload aliases data, which nats.go allocated for the message
+// alone (it copies what it reads for each message).
 func (b *Broker) decode(subject, prev string, data []byte) (*broker.Event, uint64, error) {
 	topic, ok := cutPrefix(subject, b.subjPrefix)
 	if !ok {
 		return nil, 0, fmt.Errorf("subject %q is not under %s", subject, b.subjPrefix)
 	}
-	ev, err := wire.Decode(data)
+	ev, err := wire.DecodeOwned(data)
 	if err != nil {
 		return nil, 0, err
 	}

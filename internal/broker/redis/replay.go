@@ -220,7 +220,7 @@ func decodeFields(seq uint64, values map[string]any) (*broker.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("field t is %v", values["t"])
 	}
-	ev, err := wire.Decode([]byte(data))
+	ev, err := wire.DecodeOwned([]byte(data))
 	if err != nil {
 		return nil, err
 	}

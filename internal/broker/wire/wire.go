@@ -105,7 +105,14 @@ func appendString(dst []byte, num protowire.Number, s string) []byte {
 
 // Decode decodes an event encoded by Append. The event's Payload does not
 // alias b. Seq is left for the caller to set.
-func Decode(b []byte) (*broker.Event, error) {
+func Decode(b []byte) (*broker.Event, error) { return decode(b, false) }
+
+// DecodeOwned is Decode for bytes that the caller hands over, such as a
+// message its broker client read for it alone: the event's Payload
+// aliases b, which saves a copy of every event a node reads.
+func DecodeOwned(b []byte) (*broker.Event, error) { return decode(b, true) }
+
+func decode(b []byte, owned bool) (*broker.Event, error) {
 	ev := &broker.Event{}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -135,7 +142,11 @@ func Decode(b []byte) (*broker.Event, error) {
 			case fieldTypeURL:
 				ev.TypeURL = string(v)
 			case fieldPayload:
-				ev.Payload = append([]byte(nil), v...)
+				if owned {
+					ev.Payload = v[:len(v):len(v)]
+				} else {
+					ev.Payload = append([]byte(nil), v...)
+				}
 			case fieldAttribute:
 				k, val, err := decodeAttr(v)
 				if err != nil {
