@@ -25,7 +25,7 @@ import (
 var dynamicTypes = dynamicpb.NewTypes(protoregistry.GlobalFiles)
 
 // TestCheckPayloadReusesClearedMessages: a message checkPayload hands out
-// again after release holds what its payload holds and nothing of the
+// again after sc.put holds what its payload holds and nothing of the
 // payloads before it (fields, list items, map entries, nested messages,
 // unknown fields), and a payload that does not parse is refused as
 // decodePayload refuses it.
@@ -80,7 +80,7 @@ func TestCheckPayloadReusesClearedMessages(t *testing.T) {
 	for round := range 3 {
 		for i, p := range payloads {
 			want, wantErr := decodePayload(dynamicTypes, p.typeURL, p.b)
-			got, release, err := checkPayload(dynamicTypes, p.typeURL, p.b)
+			got, sc, err := checkPayload(dynamicTypes, p.typeURL, p.b)
 			if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
 				t.Fatalf("round %d, payload %d: checkPayload error %v; decodePayload's %v", round, i, err, wantErr)
 			}
@@ -96,7 +96,7 @@ func TestCheckPayloadReusesClearedMessages(t *testing.T) {
 			if string(got.ProtoReflect().GetUnknown()) != string(want.ProtoReflect().GetUnknown()) {
 				t.Errorf("round %d, payload %d: unknown fields %x; want %x", round, i, got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown())
 			}
-			release()
+			sc.put(got)
 		}
 	}
 }
@@ -121,11 +121,11 @@ func BenchmarkCheckPayload(b *testing.B) {
 	b.Run("pooled", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_, release, err := checkPayload(dynamicTypes, typeURL, payload)
+			msg, sc, err := checkPayload(dynamicTypes, typeURL, payload)
 			if err != nil {
 				b.Fatal(err)
 			}
-			release()
+			sc.put(msg)
 		}
 	})
 }
@@ -186,12 +186,12 @@ func TestCheckPayloadRequiredFields(t *testing.T) {
 		{"type.googleapis.com/req.v1.Plain", protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "s")},
 	} {
 		_, wantErr := decodePayload(types, p.typeURL, p.b)
-		_, release, err := checkPayload(types, p.typeURL, p.b)
+		msg, sc, err := checkPayload(types, p.typeURL, p.b)
 		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
 			t.Errorf("%s %x: checkPayload error %v; decodePayload's %v", p.typeURL, p.b, err, wantErr)
 		}
 		if err == nil {
-			release()
+			sc.put(msg)
 		}
 	}
 	if _, wantErr := decodePayload(types, "type.googleapis.com/req.v1.Outer", payload); wantErr == nil {
@@ -209,11 +209,11 @@ func TestCheckPayloadPoolsAreBounded(t *testing.T) {
 	}
 	fd, types := dynamicFile(t, fdp)
 	for i := range fd.Messages().Len() {
-		_, release, err := checkPayload(types, "type.googleapis.com/"+string(fd.Messages().Get(i).FullName()), nil)
+		msg, sc, err := checkPayload(types, "type.googleapis.com/"+string(fd.Messages().Get(i).FullName()), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		release()
+		sc.put(msg)
 		n := 0
 		scratchMessages.Range(func(any, any) bool { n++; return true })
 		if n > maxScratchTypes {

@@ -110,72 +110,55 @@ type PayloadValidator interface {
 // decodePayload parses a payload of type typeURL. Its errors name the type
 // and the problem.
 func decodePayload(types TypeResolver, typeURL string, payload []byte) (proto.Message, error) {
-	mt, err := types.FindMessageByURL(typeURL)
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", broker.ErrInvalidEvent, broker.MessageName(typeURL))
-	}
-	msg := mt.New().Interface()
-	if err := (proto.UnmarshalOptions{Resolver: types, RecursionLimit: maxPayloadDepth}).Unmarshal(payload, msg); err != nil {
-		if strings.Contains(err.Error(), "recursion depth") {
-			return nil, errTooDeep
-		}
-		return nil, fmt.Errorf("%w: payload does not parse as %s: %v", broker.ErrInvalidEvent, broker.MessageName(typeURL), err)
-	}
-	return msg, nil
+	msg, _, err := unmarshalPayload(types, typeURL, payload, false)
+	return msg, err
 }
 
 // checkPayload is decodePayload for a check that drops the message once
-// done with it (release): a message of a type pushed at run time
-// (dynamicpb) comes from a pool of cleared ones of its type, which saves
-// most of what decoding allocates besides the field values themselves,
-// its map of fields above all. The message must not be kept after
-// release.
-func checkPayload(types TypeResolver, typeURL string, payload []byte) (msg proto.Message, release func(), err error) {
+// done with it: a message of a type pushed at run time (dynamicpb) comes
+// from a pool of cleared ones of its type, which saves most of what
+// decoding allocates besides the field values themselves, its map of
+// fields above all. The caller hands it back with sc.put(msg) and keeps
+// nothing of it.
+func checkPayload(types TypeResolver, typeURL string, payload []byte) (msg proto.Message, sc *scratch, err error) {
+	return unmarshalPayload(types, typeURL, payload, true)
+}
+
+func unmarshalPayload(types TypeResolver, typeURL string, payload []byte, pooled bool) (proto.Message, *scratch, error) {
 	mt, err := types.FindMessageByURL(typeURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", broker.ErrInvalidEvent, broker.MessageName(typeURL))
 	}
-	v, _ := scratchMessages.Load(mt)
-	if v == nil {
-		if _, dynamic := mt.Zero().Interface().(*dynamicpb.Message); !dynamic {
-			msg, err := decodePayload(types, typeURL, payload)
-			return msg, func() {}, err
-		}
-		var loaded bool
-		v, loaded = scratchMessages.LoadOrStore(mt, &scratch{
-			pool:    sync.Pool{New: func() any { return mt.New() }},
-			partial: !mayRequire(mt.Descriptor(), map[protoreflect.FullName]bool{}),
-		})
-		if !loaded && scratchTypes.Add(1) > maxScratchTypes {
-			// Types that schema pushes replaced would pile up: start afresh.
-			scratchMessages.Clear()
-			scratchTypes.Store(0)
-		}
+	opts := proto.UnmarshalOptions{Resolver: types, RecursionLimit: maxPayloadDepth}
+	var sc *scratch
+	var msg proto.Message
+	if pooled {
+		sc = scratchFor(mt)
 	}
-	sc := v.(*scratch)
-	m := sc.pool.Get().(protoreflect.Message)
-	release = func() {
-		clearMessage(m)
-		sc.pool.Put(m)
+	if sc != nil {
+		msg = sc.pool.Get().(proto.Message)
+		// Merge into a cleared message is Unmarshal into a new one; a
+		// type with no required field anywhere has nothing for the check
+		// of required fields to find, which AllowPartial skips.
+		opts.Merge, opts.AllowPartial = true, sc.partial
+	} else {
+		msg = mt.New().Interface()
 	}
-	// Merge into a cleared message is Unmarshal into a new one; a type
-	// with no required field anywhere has nothing for the check of
-	// required fields to find, which AllowPartial skips.
-	opts := proto.UnmarshalOptions{Merge: true, AllowPartial: sc.partial, Resolver: types, RecursionLimit: maxPayloadDepth}
-	if err := opts.Unmarshal(payload, m.Interface()); err != nil {
-		release()
+	if err := opts.Unmarshal(payload, msg); err != nil {
+		sc.put(msg)
 		if strings.Contains(err.Error(), "recursion depth") {
 			return nil, nil, errTooDeep
 		}
 		return nil, nil, fmt.Errorf("%w: payload does not parse as %s: %v", broker.ErrInvalidEvent, broker.MessageName(typeURL), err)
 	}
-	return m.Interface(), release, nil
+	return msg, sc, nil
 }
 
-// scratchMessages holds a *scratch per dynamic message type
-// (checkPayload), about scratchTypes of them. A type replaced by a schema
-// push is another type, whose pool goes unused: once there are more than
-// maxScratchTypes, they are all dropped.
+// scratchMessages holds the *scratch of each dynamic message type
+// (checkPayload), about scratchTypes of them, and a nil one for each
+// other type. A type replaced by a schema push is another type, whose
+// pool goes unused: once there are more than maxScratchTypes, they are
+// all dropped.
 var (
 	scratchMessages sync.Map
 	scratchTypes    atomic.Int64
@@ -187,6 +170,38 @@ const maxScratchTypes = 4096
 type scratch struct {
 	pool    sync.Pool
 	partial bool // no required field can occur in the type's messages
+}
+
+// scratchFor returns mt's pool, or nil for a type whose messages are not
+// dynamicpb ones.
+func scratchFor(mt protoreflect.MessageType) *scratch {
+	if v, ok := scratchMessages.Load(mt); ok {
+		return v.(*scratch)
+	}
+	var sc *scratch
+	if _, dynamic := mt.Zero().Interface().(*dynamicpb.Message); dynamic {
+		sc = &scratch{
+			pool:    sync.Pool{New: func() any { return mt.New().Interface() }},
+			partial: !mayRequire(mt.Descriptor(), map[protoreflect.FullName]bool{}),
+		}
+	}
+	v, loaded := scratchMessages.LoadOrStore(mt, sc)
+	if !loaded && scratchTypes.Add(1) > maxScratchTypes {
+		// Types that schema pushes replaced would pile up: start afresh.
+		scratchMessages.Clear()
+		scratchTypes.Store(0)
+	}
+	return v.(*scratch)
+}
+
+// put clears msg, from sc's pool, and puts it back; on a nil sc (a
+// message not from a pool) it does nothing.
+func (sc *scratch) put(msg proto.Message) {
+	if sc == nil {
+		return
+	}
+	clearMessage(msg.ProtoReflect())
+	sc.pool.Put(msg)
 }
 
 // mayRequire reports whether a message of type md can hold a required
@@ -395,11 +410,11 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest, scope string) (*broke
 	if !p.typeURLs.allowed(ev.TypeURL) {
 		return nil, fmt.Errorf("%w: payload type URL %q: this server accepts only type URLs starting with %s", broker.ErrInvalidEvent, broker.Printable(ev.TypeURL), strings.Join(p.typeURLs.prefixes, " or "))
 	}
-	msg, release, err := checkPayload(p.typeURLs, ev.TypeURL, ev.Payload)
+	msg, sc, err := checkPayload(p.typeURLs, ev.TypeURL, ev.Payload)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer sc.put(msg)
 	if err := validatePayload(p.types, msg); err != nil {
 		return nil, err
 	}

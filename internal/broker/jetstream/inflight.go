@@ -65,13 +65,12 @@ func (f *inflight) remove(id uint64) *pendingAppend {
 	return p
 }
 
-// expired takes out of flight the appends handed over timeout or longer
-// before now, and those whose callers gave up.
-func (f *inflight) expired(now time.Time, timeout time.Duration) []*pendingAppend {
+// expired takes out of flight the appends for which late reports true.
+func (f *inflight) expired(late func(*pendingAppend) bool) []*pendingAppend {
 	var out []*pendingAppend
 	f.mu.Lock()
 	for id, p := range f.waiting {
-		if now.Sub(p.start) >= timeout || p.ctx.Err() != nil {
+		if late(p) {
 			out = append(out, p)
 			delete(f.waiting, id)
 		}
@@ -129,7 +128,7 @@ func sweepEvery(timeout time.Duration) time.Duration {
 // needs another request), its topic's last sequence is known (else it is
 // read first), and its time is not up.
 func (b *Broker) canSend(ts *topicState, p *pendingAppend) bool {
-	return ts.known && ts.last != 0 && p.msgID == "" && p.ctx.Err() == nil && time.Since(p.start) < b.link.Timeout()
+	return ts.known && ts.last != 0 && p.msgID == "" && !b.link.Late(p.ctx, p.start, time.Now())
 }
 
 // send appends p, chained to ts's last sequence, without waiting for the
@@ -207,7 +206,7 @@ func (b *Broker) onAck(m *nats.Msg) {
 // yet store them (Link.FailSent), so their topics' last sequences are read
 // again before their next appends.
 func (b *Broker) expire(now time.Time) {
-	for _, p := range b.inflight.expired(now, b.link.Timeout()) {
+	for _, p := range b.inflight.expired(func(p *pendingAppend) bool { return b.link.Late(p.ctx, p.start, now) }) {
 		ctx, cancel := b.link.BoundSince(p.ctx, p.start)
 		p.done(broker.PublishResult{}, b.link.FailSent(ctx, "publish", context.DeadlineExceeded))
 		cancel()

@@ -128,12 +128,18 @@ func (l *Link) BoundSince(ctx context.Context, start time.Time) (context.Context
 // ctx and has not reached the server yet, once ctx ended or the call
 // timeout passed (as Fail gives it), and otherwise nil.
 func (l *Link) Expired(ctx context.Context, start time.Time, op string) error {
-	if ctx.Err() == nil && time.Since(start) < l.opts.Timeout {
+	if !l.Late(ctx, start, time.Now()) {
 		return nil
 	}
 	bounded, cancel := l.BoundSince(ctx, start)
 	defer cancel()
 	return l.Fail(bounded, op, cmp.Or(bounded.Err(), context.DeadlineExceeded))
+}
+
+// Late reports whether, at now, a call that began at start with ctx is
+// over: its caller gave up, or the call timeout passed.
+func (l *Link) Late(ctx context.Context, start, now time.Time) bool {
+	return ctx.Err() != nil || now.Sub(start) >= l.opts.Timeout
 }
 
 // Timeout returns the call timeout.
