@@ -104,6 +104,10 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 	env := []string{"HERALD_BODY_READ_TIMEOUT=1s", "HERALD_MAX_BODY_MEMORY=2500000"}
 	_, httpAddr, grpcAddr, _ := startServeEnv(t, env, "--config", file, "--idle-timeout", "1s", "--max-retained-bytes", "4096")
 	publishURL := "http://" + httpAddr + "/v1/topics/orders.eu/events"
+	// The server closes connections idle for a second (--idle-timeout 1s):
+	// a pooled keep-alive connection could be closed just as a request
+	// reuses it, and a POST is not retried. One connection per request.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
 	// post sends a publish's head announcing length bytes of body, and
 	// part of the body, and returns the answer.
@@ -141,7 +145,7 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 		// Three events of about 2 KiB into 4 KiB of history: the oldest go.
 		text := strings.Repeat("x", 2000)
 		for range 3 {
-			resp, err := http.Post("http://"+httpAddr+"/v1/topics/cap.t/events", "application/json",
+			resp, err := client.Post("http://"+httpAddr+"/v1/topics/cap.t/events", "application/json",
 				strings.NewReader(`{"payload":{"@type":"example.com/types/google.protobuf.StringValue","value":"`+text+`"}}`))
 			if err != nil {
 				t.Fatal(err)
@@ -152,7 +156,7 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 				t.Fatalf("publish: %d %s", resp.StatusCode, body)
 			}
 		}
-		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		resp, err := client.Get("http://" + httpAddr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +203,7 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 	t.Run("type-url-prefixes", func(t *testing.T) {
 		// The YAML's prefix replaces the default, not adds to it.
 		for prefix, want := range map[string]int{"example.com/types/": http.StatusOK, bridge.DefaultTypeURLPrefix: http.StatusBadRequest} {
-			resp, err := http.Post(publishURL, "application/json", strings.NewReader(`{"payload":{"@type":"`+prefix+`google.protobuf.Empty"}}`))
+			resp, err := client.Post(publishURL, "application/json", strings.NewReader(`{"payload":{"@type":"`+prefix+`google.protobuf.Empty"}}`))
 			if err != nil {
 				t.Fatal(err)
 			}
