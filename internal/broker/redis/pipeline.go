@@ -17,6 +17,11 @@ const (
 	maxRunBytes  = 1 << 20
 )
 
+// ageCheckEvery: the publish script looks at a topic's oldest event for
+// retention by age when the topic takes an event whose sequence is a
+// multiple of it (or when it trims the topic by count anyway).
+const ageCheckEvery = 16
+
 // appendQueue holds the publishes waiting for the next run, in the order
 // they were handed over. One goroutine at a time (busy) sends runs.
 type appendQueue struct {
@@ -103,8 +108,8 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 	}
 	keys := make([]string, 0, 6+2*len(sent))
 	keys = append(keys, b.keys.epoch, b.keys.seq, b.keys.all, b.keys.topics, b.keys.touched, b.keys.cut)
-	args := make([]any, 0, 5+4*len(sent))
-	args = append(args, b.epoch, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(), b.opts.FanInWindow.Milliseconds())
+	args := make([]any, 0, 6+4*len(sent))
+	args = append(args, b.epoch, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(), b.opts.FanInWindow.Milliseconds(), ageCheckEvery)
 	for _, p := range sent {
 		ev := p.ev
 		keyed, idem, fingerprint := "0", b.keys.idemPrefix+ev.Topic, ""
@@ -119,8 +124,9 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 	ctx, cancel := b.link.Bound(context.Background())
 	defer cancel()
 	replies, err := publishScript.Run(ctx, b.rdb, keys, args...).Slice()
-	if err == nil && len(replies) != len(sent) {
-		err = fmt.Errorf("publish script answered %d replies for %d events", len(replies), len(sent))
+	var us int64
+	if err == nil {
+		us, err = runTime(replies, len(sent))
 	}
 	if err != nil {
 		err = b.link.Fail(ctx, "publish", err)
@@ -131,43 +137,39 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 	}
 	b.link.Confirm()
 	for i, p := range sent {
-		p.done(b.publishResult(p.ev, replies[i]))
+		p.done(b.publishResult(p.ev, us, replies[1+3*i:4+3*i]))
 	}
 }
 
-// publishResult decodes one event's reply of publishScript.
-func (b *Broker) publishResult(ev *broker.Event, reply any) (broker.PublishResult, error) {
-	res, _ := reply.([]any)
-	status, seq, us, text, ok := publishReply(res)
+// runTime checks the length of publishScript's answer to a run of n
+// events and returns the run's time (µs), its first value.
+func runTime(replies []any, n int) (int64, error) {
+	if len(replies) != 1+3*n {
+		return 0, fmt.Errorf("publish script answered %d values for %d events", len(replies), n)
+	}
+	us, ok := replies[0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("publish script answered %v as the time", replies[0])
+	}
+	return us, nil
+}
+
+// publishResult decodes one event's three values of publishScript's
+// answer: its status (0 new, 1 duplicate, 2 refused), sequence, and
+// fingerprint or message.
+func (b *Broker) publishResult(ev *broker.Event, us int64, reply []any) (broker.PublishResult, error) {
+	status, ok1 := reply[0].(int64)
+	seq, ok2 := reply[1].(int64)
+	text, ok3 := reply[2].(string)
 	switch {
-	case !ok:
+	case !ok1 || !ok2 || !ok3:
 		return broker.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", broker.ErrUnavailable, reply)
 	case status == 2:
 		return broker.PublishResult{}, fmt.Errorf("%w: redis: %s", broker.ErrUnavailable, text)
 	case status == 1:
-		return broker.PublishResult{Seq: seq, Duplicate: true, Fingerprint: text}, nil
+		return broker.PublishResult{Seq: uint64(seq), Duplicate: true, Fingerprint: text}, nil
 	}
-	ev.Seq = seq
+	ev.Seq = uint64(seq)
 	ev.Time = time.UnixMicro(us)
-	return broker.PublishResult{Seq: seq}, nil
-}
-
-// publishReply decodes one event's reply of publishScript: its status (0
-// new, 1 duplicate, 2 refused), sequence, time, and fingerprint or message.
-func publishReply(res []any) (status int64, seq uint64, us int64, text string, ok bool) {
-	if len(res) < 3 || len(res) > 4 {
-		return 0, 0, 0, "", false
-	}
-	var n [3]int64
-	for i := range n {
-		if n[i], ok = res[i].(int64); !ok {
-			return 0, 0, 0, "", false
-		}
-	}
-	if len(res) == 4 {
-		if text, ok = res[3].(string); !ok {
-			return 0, 0, 0, "", false
-		}
-	}
-	return n[0], uint64(n[1]), n[2], text, true
+	return broker.PublishResult{Seq: uint64(seq)}, nil
 }

@@ -9,7 +9,7 @@
 // in one slot.
 //
 //	{p}:epoch     the log's epoch, created with SET NX by the first node
-//	{p}:seq       the last sequence given out (INCR)
+//	{p}:seq       the last sequence given out (INCRBY)
 //	{p}:t:<topic> one stream per topic, entry id "<seq>-0", fields t (µs) and e (the event)
 //	{p}:all       the fan-in stream: every event, fields s (seq), t and e, kept for FanInWindow
 //	{p}:topics    topic names (sorted set, score 0: prefix lookups by ZRANGEBYLEX)
@@ -23,13 +23,15 @@
 //
 // One Lua script (EVALSHA) does everything atomically: it checks the epoch
 // key, looks up the idempotency key (GET; SET PX after the append), takes
-// the next sequence (INCR), reads the server clock (TIME), appends the event
-// to its topic stream and to the fan-in stream, trims the topic by count
-// (exact) and by age (the oldest entries, a bounded batch per call), and
-// records the highest sequence trimmed. Seq is thus one total order across
-// all topics for every node, and Publish returns after Redis executed the
-// script: as durable as the server's persistence (appendonly yes with
-// appendfsync everysec or always).
+// the run's sequences (INCRBY), reads the server clock (TIME), appends the
+// event to its topic stream and to the fan-in stream, trims the topic by
+// count (once it holds MaxEvents and an eighth, back to MaxEvents: Replay
+// serves only the newest MaxEvents) and by age (the oldest entries, looked
+// at on one event in ageCheckEvery), and records the highest sequence
+// trimmed. Seq is thus one total order across all topics for every node,
+// and Publish returns after Redis executed the script: as durable as the
+// server's persistence (appendonly yes with appendfsync everysec or
+// always).
 //
 // Publishes are pipelined (broker.Pipeliner): whatever is queued while a
 // run is in flight goes in the next run, one script call of up to
@@ -37,10 +39,11 @@
 // such event waited for. So one node has one run in flight at a time, and
 // concurrent publishers share its round trip.
 //
-// Cost per publish: at most one round trip; inside Redis about ten O(1)/O(log n)
-// commands, and the event stored twice, once in its topic (MaxEvents per
-// topic) and once in the fan-in stream, which only holds the last
-// FanInWindow (default 1m; at 1,000 events/s of 1 KiB that is about 60 MB).
+// Cost per publish: at most one round trip; inside Redis two XADDs, and
+// per topic of a run an XLEN and a ZADD member (the rest is rare), about
+// 9 µs of Redis's CPU per event with 100 topics (BENCHMARKS.md); the event
+// is stored twice, once in its topic (MaxEvents per topic, and the slack)
+// and once in the fan-in stream, which only holds the last FanInWindow (default 1m; at 1,000 events/s of 1 KiB that is about 60 MB).
 //
 // # Epoch
 //
@@ -53,11 +56,13 @@
 // # Retention and Truncated
 //
 // Count and age retention remove a topic's oldest events, and the script
-// records per topic the highest sequence it removed ({p}:cut). Events older
-// than MaxAge that no publish has trimmed yet are skipped by Replay, and a
+// records per topic the highest sequence it removed ({p}:cut). Events past
+// MaxEvents within the slack, and events older than MaxAge, that no
+// publish has trimmed yet are skipped by Replay, and a
 // sweeper on every node deletes topics whose last event aged out, recording
 // their last sequence. Replay after position P is Truncated exactly when a
-// matching topic's mark is above P, or an aged event after P was skipped;
+// matching topic's mark is above P, or an event after P was skipped (aged,
+// or past MaxEvents);
 // beyond 100,000 marks the lowest fold into {p}:cutfloor, and a position
 // below it is Truncated for any pattern (cautious, as the contract allows).
 //

@@ -190,6 +190,15 @@ func (b *Broker) read(ctx context.Context, patterns []broker.Pattern, topics []s
 			break
 		}
 	}
+	for i, r := range at.ranges {
+		// The publish script lets a topic run over MaxEvents by its
+		// slack before trimming it: the oldest beyond MaxEvents are gone
+		// already as far as Replay is concerned.
+		if len(r) > b.opts.MaxEvents {
+			at.ranges[i] = r[len(r)-b.opts.MaxEvents:]
+			truncated = true
+		}
+	}
 	cutoff := at.now.Add(-b.opts.MaxAge)
 	events := at.events(topics, func(ev *broker.Event) bool {
 		if ev.Time.Before(cutoff) {
