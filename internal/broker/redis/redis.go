@@ -58,13 +58,13 @@
 // Count and age retention remove a topic's oldest events, and the script
 // records per topic the highest sequence it removed ({p}:cut). Events past
 // MaxEvents within the slack, and events older than MaxAge, that no
-// publish has trimmed yet are skipped by Replay, and a
-// sweeper on every node deletes topics whose last event aged out, recording
-// their last sequence. Replay after position P is Truncated exactly when a
-// matching topic's mark is above P, or an event after P was skipped (aged,
-// or past MaxEvents);
-// beyond 100,000 marks the lowest fold into {p}:cutfloor, and a position
-// below it is Truncated for any pattern (cautious, as the contract allows).
+// publish has trimmed yet are skipped by Replay, and a sweeper on every
+// node deletes topics whose last event aged out, recording their last
+// sequence. Replay after position P is Truncated exactly when a matching
+// topic's mark is above P, or an event after P was skipped (aged, or past
+// MaxEvents); beyond 100,000 marks the lowest fold into {p}:cutfloor, and a
+// position below it is Truncated for any pattern (cautious, as the
+// contract allows).
 //
 // # Fan-in
 //

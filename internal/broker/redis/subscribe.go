@@ -78,7 +78,8 @@ func (b *Broker) run(ctx context.Context, s *remote.Subscription, rdb *goredis.C
 		for _, st := range streams {
 			for _, m := range st.Messages {
 				cursor = m.ID
-				seq, err := strconv.ParseUint(fmt.Sprint(m.Values["s"]), 10, 64)
+				text, _ := m.Values["s"].(string)
+				seq, err := strconv.ParseUint(text, 10, 64)
 				if err != nil {
 					b.log.Warn("skipping a fan-in entry without a sequence", "id", m.ID)
 					continue
