@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +29,16 @@ type appendQueue struct {
 	mu      sync.Mutex
 	waiting []*pendingAppend
 	busy    bool
+	// topics holds the script arguments of the topics of recent runs,
+	// made once: only the goroutine sending runs touches it.
+	topics map[string]topicArgs
 }
+
+// topicArgs are a topic's key and name as the script call takes them.
+type topicArgs struct{ key, name any }
+
+// maxTopicArgs bounds appendQueue.topics; past it, it starts afresh.
+const maxTopicArgs = 4096
 
 // pendingAppend is one event on its way to Redis.
 type pendingAppend struct {
@@ -106,24 +116,18 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 	if len(sent) == 0 {
 		return
 	}
-	keys := make([]string, 0, 6+2*len(sent))
-	keys = append(keys, b.keys.epoch, b.keys.seq, b.keys.all, b.keys.topics, b.keys.touched, b.keys.cut)
-	args := make([]any, 0, 6+4*len(sent))
-	args = append(args, b.epoch, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(), b.opts.FanInWindow.Milliseconds(), ageCheckEvery)
-	for _, p := range sent {
-		ev := p.ev
-		keyed, idem, fingerprint := "0", b.keys.idemPrefix+ev.Topic, ""
-		if ev.IdempotencyKey != "" {
-			keyed, idem, fingerprint = "1", idem+"\x00"+ev.IdempotencyKey, ev.Fingerprint
-		}
-		keys = append(keys, b.keys.topic(ev.Topic), idem)
-		args = append(args, ev.Topic, p.data, keyed, fingerprint)
-	}
+	cmd := b.publishCall(sent)
 	// The run is bounded by the call timeout from when it leaves, not by
 	// its first caller's: an answer is what every event waits for.
 	ctx, cancel := b.link.Bound(context.Background())
 	defer cancel()
-	replies, err := publishScript.Run(ctx, b.rdb, keys, args...).Slice()
+	res := b.rdb.Do(ctx, cmd...)
+	if err := res.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		// Redis lost its scripts (a restart): send this one whole.
+		cmd[0], cmd[1] = "eval", publishSource
+		res = b.rdb.Do(ctx, cmd...)
+	}
+	replies, err := res.Slice()
 	var us int64
 	if err == nil {
 		us, err = runTime(replies, len(sent))
@@ -139,6 +143,43 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 	for i, p := range sent {
 		p.done(b.publishResult(p.ev, us, replies[1+3*i:4+3*i]))
 	}
+}
+
+// publishCall returns the EVALSHA of publishScript for the run sent. Its
+// keys and arguments are in one list, as the call sends them, and a
+// topic's are made once (appendQueue.topics): the call makes no string and
+// boxes no value per event but its bytes.
+func (b *Broker) publishCall(sent []*pendingAppend) []any {
+	const head, keysPerEvent, argsPerEvent = 6, 2, 4
+	n := len(sent)
+	cmd := make([]any, 3+head+keysPerEvent*n+head+argsPerEvent*n)
+	cmd[0], cmd[1], cmd[2] = "evalsha", publishScript.Hash(), head+keysPerEvent*n
+	keys := cmd[3 : 3+head+keysPerEvent*n]
+	args := cmd[3+head+keysPerEvent*n:]
+	keys[0], keys[1], keys[2], keys[3], keys[4], keys[5] = b.keys.epoch, b.keys.seq, b.keys.all, b.keys.topics, b.keys.touched, b.keys.cut
+	args[0], args[1], args[2], args[3], args[4], args[5] = b.epoch, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(), b.opts.FanInWindow.Milliseconds(), ageCheckEvery
+	q := &b.queue
+	if q.topics == nil || len(q.topics) > maxTopicArgs {
+		q.topics = make(map[string]topicArgs)
+	}
+	for i, p := range sent {
+		ev := p.ev
+		t, ok := q.topics[ev.Topic]
+		if !ok {
+			t = topicArgs{key: b.keys.topic(ev.Topic), name: ev.Topic}
+			q.topics[ev.Topic] = t
+		}
+		k, a := keys[head+keysPerEvent*i:], args[head+argsPerEvent*i:]
+		k[0], a[0], a[1] = t.key, t.name, p.data
+		if ev.IdempotencyKey == "" {
+			// The script reads an event's idempotency key only when it
+			// is keyed: any key of the log's slot does.
+			k[1], a[2], a[3] = b.keys.idemNone, "0", ""
+		} else {
+			k[1], a[2], a[3] = b.keys.idemPrefix+ev.Topic+"\x00"+ev.IdempotencyKey, "1", ev.Fingerprint
+		}
+	}
+	return cmd
 }
 
 // runTime checks the length of publishScript's answer to a run of n

@@ -40,7 +40,9 @@ import goredis "github.com/redis/go-redis/v9"
 // for an event refused (an idempotency key holding something else): the
 // others of the run are appended all the same, as a script's writes are
 // never undone.
-var publishScript = goredis.NewScript(`
+var publishScript = goredis.NewScript(publishSource)
+
+const publishSource = `
 redis.replicate_commands()
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('HERALDEPOCH the log was reset')
@@ -187,7 +189,7 @@ if #touched > 0 then
   redis.call('ZADD', KEYS[5], unpack(touched))
 end
 return replies
-`)
+`
 
 // sweepScript forgets topics whose every event has aged out (their last
 // publish is older than the age limit): it deletes their streams and notes
