@@ -111,6 +111,10 @@ import (
 // every event to each local subscriber whose patterns match, encoding the
 // event's frame once and sharing the bytes.
 //
+// It takes that subscription when its first subscriber comes, and keeps
+// it until it closes: a node that only takes publishes (behind a load
+// balancer for publishers, say) reads nothing back from a shared broker.
+//
 // A subscriber's queue is bounded. A subscriber that falls so far behind
 // that its queue is full is dropped: its stream ends and the client resumes
 // with Last-Event-ID, replayed from the broker. Publishers and other
@@ -147,10 +151,16 @@ type Hub struct {
 	plainShards int
 	nextShard   atomic.Uint32
 
-	lifeMu  sync.Mutex // orders start and close; guards stopped and cancel
+	lifeMu  sync.Mutex // orders start, follow and close; guards stopped, cancel, feed and feedWanted
 	stopped bool
 	cancel  context.CancelFunc
 	done    sync.WaitGroup // the heartbeat and shard goroutines
+	// feed is the context of the broker subscription, set by start; the
+	// subscription is taken by follow, for the first subscriber, or by
+	// start when one came before it (feedWanted).
+	feed       context.Context
+	feedWanted bool
+	following  atomic.Bool // subscribed to the broker
 }
 
 // Reasons a subscriber is dropped.
@@ -214,8 +224,9 @@ func newHub(b broker.Broker, types TypeResolver, log *slog.Logger, m *metrics, q
 	}
 }
 
-// start subscribes to the broker and starts the shards and the heartbeat
-// schedule. It may race with close: a hub closed first starts nothing.
+// start starts the shards and the heartbeat schedule, and subscribes to
+// the broker if a subscriber came before it. It may race with close: a
+// hub closed first starts nothing.
 func (h *Hub) start(heartbeatEvery time.Duration) error {
 	h.lifeMu.Lock()
 	defer h.lifeMu.Unlock()
@@ -223,9 +234,12 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 		return broker.ErrClosed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := h.broker.Subscribe(ctx, h.deliver); err != nil {
-		cancel()
-		return err
+	h.feed = ctx
+	if h.feedWanted {
+		if err := h.subscribeLocked(); err != nil {
+			cancel()
+			return err
+		}
 	}
 	h.cancel = cancel
 	// Until the shards are set, every subscriber is a queued one, so that
@@ -253,6 +267,37 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 	return nil
 }
 
+// follow makes sure the hub is subscribed to the broker, so that every
+// event accepted once it returns is delivered to the hub: a subscriber
+// registered after it misses none. Before start it only asks start to
+// subscribe.
+func (h *Hub) follow() error {
+	if h.following.Load() {
+		return nil
+	}
+	h.lifeMu.Lock()
+	defer h.lifeMu.Unlock()
+	switch {
+	case h.following.Load():
+		return nil
+	case h.stopped:
+		return broker.ErrClosed
+	case h.feed == nil:
+		h.feedWanted = true
+		return nil
+	}
+	return h.subscribeLocked()
+}
+
+// subscribeLocked subscribes to the broker; with lifeMu held.
+func (h *Hub) subscribeLocked() error {
+	if err := h.broker.Subscribe(h.feed, h.deliver); err != nil {
+		return err
+	}
+	h.following.Store(true)
+	return nil
+}
+
 // subscribe registers a queued subscriber for patterns, on behalf of the
 // token subject (or ""). Events accepted from now on (that pass f, when
 // set) are queued to it; call unsubscribe when done.
@@ -269,6 +314,9 @@ func (h *Hub) subscribeDirect(subject string, patterns []broker.Pattern, render 
 }
 
 func (h *Hub) add(subject string, patterns []broker.Pattern, render *Rendering, f *filter, isDirect, blocking bool) (*subscriber, error) {
+	if err := h.follow(); err != nil {
+		return nil, err
+	}
 	if render != nil {
 		render.key() // computed before the rendering is shared
 	}

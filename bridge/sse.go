@@ -199,14 +199,22 @@ func (h *streamHandler) start(w http.ResponseWriter, r *http.Request) *stream {
 	s, err = h.hub.subscribeDirect(perms.Subject, sub.patterns, sub.render, f, !plain)
 	if err != nil {
 		release()
-		// Shutting down. A 503 would close an EventSource for good: send
-		// it away like the streams that were open, to reconnect elsewhere.
+		// Shutting down, or the node's first subscriber could not
+		// subscribe it to the broker. A 503 would close an EventSource
+		// for good: send it away like the streams that were open, to
+		// reconnect (elsewhere, or later).
 		hdr := w.Header()
 		hdr.Set("Content-Type", "text/event-stream")
 		hdr.Set("Cache-Control", "no-cache")
 		w.WriteHeader(http.StatusOK)
-		b := sse.AppendComment(nil, "server shutting down, reconnect")
-		_, _ = w.Write(sse.AppendRetry(b, (h.retry/2 + time.Duration(rand.Int64N(int64(time.Second)))).Milliseconds()))
+		why, wait := "server shutting down, reconnect", h.retry/2+time.Duration(rand.Int64N(int64(time.Second)))
+		if !errors.Is(err, broker.ErrClosed) {
+			if n, ok := h.resumeFailures.note(time.Now()); ok {
+				h.log.Warn("cannot subscribe this node to the broker; streams retry", "streams", n, "err", err)
+			}
+			why, wait = "broker unavailable, reconnecting", h.retry+time.Duration(rand.Int64N(int64(h.retry)+1))
+		}
+		_, _ = w.Write(sse.AppendRetry(sse.AppendComment(nil, why), wait.Milliseconds()))
 		return nil
 	}
 	// What the stream starts with is read before its head, so that a

@@ -71,8 +71,11 @@ func (s *subscriberService) Subscribe(req *heraldv1.SubscribeRequest, stream grp
 	}
 	defer release()
 	sub, err := s.hub.subscribe(perms.Subject, patterns, nil, f)
-	if err != nil {
+	if errors.Is(err, broker.ErrClosed) {
 		return status.Error(codes.Unavailable, "server is shutting down; subscribe again, with last_event_id, to resume")
+	}
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "cannot subscribe this node to the broker (%v); subscribe again later, with last_event_id, to resume", err)
 	}
 	defer s.hub.unsubscribe(sub)
 	// The response headers tell the client it is subscribed: every event

@@ -38,6 +38,15 @@ func TestPublishSpans(t *testing.T) {
 	withTrace := func(trace string) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "traceparent", traceparent(trace))
 	}
+	// A node reads events back from its broker, and so delivers them,
+	// once it has a subscriber: any subscriber, of any topic.
+	sub, err := heraldv1.NewSubscriberServiceClient(s.Conn).Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: []string{"trace.elsewhere"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Header(); err != nil { // the headers come once it is subscribed
+		t.Fatal(err)
+	}
 
 	const (
 		unary  = "0000000000000000000000000000000a"
