@@ -161,7 +161,19 @@ type Hub struct {
 	feed       context.Context
 	feedWanted bool
 	following  atomic.Bool // subscribed to the broker
+	// feedErr is why the last try to subscribe failed, at feedFailed:
+	// tries within followRetry of it fail the same way at once, so that
+	// the clients of an outage do not queue up on lifeMu behind one
+	// broker call after another.
+	feedErr    error
+	feedFailed time.Time
 }
+
+// followRetry is how long the hub waits after a failed try to subscribe to
+// the broker before it tries again (a time.Duration; tests shorten it).
+var followRetry atomic.Int64
+
+func init() { followRetry.Store(int64(time.Second)) }
 
 // Reasons a subscriber is dropped.
 const (
@@ -237,6 +249,7 @@ func (h *Hub) start(heartbeatEvery time.Duration) error {
 	h.feed = ctx
 	if h.feedWanted {
 		if err := h.subscribeLocked(); err != nil {
+			h.feed = nil
 			cancel()
 			return err
 		}
@@ -285,6 +298,8 @@ func (h *Hub) follow() error {
 	case h.feed == nil:
 		h.feedWanted = true
 		return nil
+	case h.feedErr != nil && time.Since(h.feedFailed) < time.Duration(followRetry.Load()):
+		return h.feedErr
 	}
 	return h.subscribeLocked()
 }
@@ -292,8 +307,10 @@ func (h *Hub) follow() error {
 // subscribeLocked subscribes to the broker; with lifeMu held.
 func (h *Hub) subscribeLocked() error {
 	if err := h.broker.Subscribe(h.feed, h.deliver); err != nil {
+		h.feedErr, h.feedFailed = err, time.Now()
 		return err
 	}
+	h.feedErr = nil
 	h.following.Store(true)
 	return nil
 }

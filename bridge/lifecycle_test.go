@@ -1,6 +1,7 @@
 package bridge_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,4 +88,80 @@ func TestResumeDuringOutageRetriesInsteadOfSkipping(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("gRPC resume during an outage: %v, want UNAVAILABLE", err)
 	}
+}
+
+// unsubscribable is a broker that cannot be subscribed to while down is
+// set, as in an outage, and counts the tries.
+type unsubscribable struct {
+	*memory.Broker
+	down  atomic.Bool
+	tries atomic.Int32
+}
+
+func (b *unsubscribable) Subscribe(ctx context.Context, deliver func(*broker.Event)) error {
+	b.tries.Add(1)
+	if b.down.Load() {
+		return fmt.Errorf("%w: broker down", broker.ErrUnavailable)
+	}
+	return b.Broker.Subscribe(ctx, deliver)
+}
+
+// A node subscribes to the broker with its first subscriber. While it
+// cannot, its would-be first subscribers are sent away to reconnect (SSE)
+// or told UNAVAILABLE (gRPC), and within a second of a failed try they are
+// answered without another one; once the broker is back, the next
+// subscriber subscribes the node and gets its events.
+func TestFirstSubscriberWhileBrokerUnsubscribable(t *testing.T) {
+	b := &unsubscribable{Broker: memory.New(memory.Options{})}
+	defer b.Close()
+	b.down.Store(true)
+	restore := bridge.SetFollowRetry(time.Hour) // every try below is within the window
+	defer restore()
+	s := startServer(t, serverOpts{cfg: bridge.Config{Broker: b, RetryInterval: 250 * time.Millisecond}})
+	tries := b.tries.Load() // a server subscribes to nothing until its first subscriber
+	if tries != 0 {
+		t.Fatalf("a server without subscribers tried to subscribe to the broker %d times", tries)
+	}
+	for i := range 3 {
+		resp, err := http.Get(s.url + "/v1/events?topic=down.a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), ": broker unavailable, reconnecting\n") || !strings.Contains(string(body), "retry: ") || strings.Contains(string(body), "data:") {
+			t.Fatalf("subscriber %d while the broker is down: %d %q; want 200, the broker named, a retry hint and the stream closed", i, resp.StatusCode, body)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := heraldv1.NewSubscriberServiceClient(s.conn).Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: []string{"down.a"}})
+	if err == nil {
+		_, err = sub.Recv()
+	}
+	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "cannot subscribe this node to the broker") {
+		t.Fatalf("gRPC subscriber while the broker is down: %v; want UNAVAILABLE naming the broker", err)
+	}
+	if n := b.tries.Load(); n != 1 {
+		t.Fatalf("four subscribers within the retry window made %d tries to subscribe; want 1", n)
+	}
+
+	b.down.Store(false)
+	bridge.SetFollowRetry(0)
+	resp, err := http.Get(s.url + "/v1/events?topic=down.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("subscriber once the broker is back: %d", resp.StatusCode)
+	}
+	id := s.publish(t, "down.a", order("ord-back"))
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() {
+		if lines.Text() == "id: "+id {
+			return
+		}
+	}
+	t.Fatalf("the subscriber once the broker is back never got event %s: %v", id, lines.Err())
 }
