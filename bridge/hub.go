@@ -151,7 +151,7 @@ type Hub struct {
 	plainShards int
 	nextShard   atomic.Uint32
 
-	lifeMu  sync.Mutex // orders start, follow and close; guards stopped, cancel, feed and feedWanted
+	lifeMu  sync.Mutex // orders start, follow and close; guards stopped, cancel and the feed fields
 	stopped bool
 	cancel  context.CancelFunc
 	done    sync.WaitGroup // the heartbeat and shard goroutines
