@@ -219,7 +219,7 @@ func run(args []string) error {
 	fs.StringVar(&c.clusterBrokers, "cluster-brokers", "nats,redis", "cluster: brokers to run on, comma-separated: nats (a nats-server built from the module graph), redis (redis-server on PATH; skipped with a note when absent)")
 	fs.StringVar(&c.clusterNodes, "cluster-nodes", "1,2,3", "cluster: numbers of Herald nodes to run, comma-separated")
 	fs.StringVar(&c.clusterTopics, "cluster-topics", "1,100", "cluster: numbers of topics to publish over in turn, comma-separated")
-	fs.IntVar(&c.clusterSubs, "cluster-subs", 100, "cluster: subscribers, spread over the nodes and the topics")
+	fs.IntVar(&c.clusterSubs, "cluster-subs", 100, "cluster: subscribers, spread over the nodes and the topics (0: the nodes only take publishes, and so read nothing back from the broker)")
 	fs.StringVar(&c.natsServer, "nats-server", "", "cluster: nats-server binary (2.12 or newer) instead of building github.com/nats-io/nats-server/v2")
 	fs.StringVar(&c.compareBin, "compare-bin", "", "cluster: also run the unary Publish row on JetStream with this herald binary (e.g. an older build), side by side")
 	fs.IntVar(&c.sources, "source-addrs", 16, "loopback source addresses to spread connections over (127.0.0.2, ...)")
