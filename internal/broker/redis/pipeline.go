@@ -3,9 +3,10 @@ package redis
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/wire"
@@ -122,7 +123,7 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 	ctx, cancel := b.link.Bound(context.Background())
 	defer cancel()
 	res := b.rdb.Do(ctx, cmd...)
-	if err := res.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+	if goredis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
 		// Redis lost its scripts (a restart): send this one whole.
 		cmd[0], cmd[1] = "eval", publishSource
 		res = b.rdb.Do(ctx, cmd...)
