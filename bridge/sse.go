@@ -212,7 +212,7 @@ func (h *streamHandler) start(w http.ResponseWriter, r *http.Request) *stream {
 			if n, ok := h.resumeFailures.note(time.Now()); ok {
 				h.log.Warn("cannot subscribe this node to the broker; streams retry", "streams", n, "err", err)
 			}
-			why, wait = "broker unavailable, reconnecting", h.retry+time.Duration(rand.Int64N(int64(h.retry)+1))
+			why, wait = "broker unavailable, reconnecting", h.outageRetry()
 		}
 		_, _ = w.Write(sse.AppendRetry(sse.AppendComment(nil, why), wait.Milliseconds()))
 		return nil
@@ -351,8 +351,15 @@ func (h *streamHandler) unreadable(out *streamOut, err error) {
 	if n, ok := h.resumeFailures.note(time.Now()); ok {
 		h.log.Warn("cannot resume streams while the broker's history is unreadable; clients retry with the same id", "streams", n, "err", err)
 	}
-	b := sse.AppendRetry(nil, (h.retry + time.Duration(rand.Int64N(int64(h.retry)+1))).Milliseconds())
+	b := sse.AppendRetry(nil, h.outageRetry().Milliseconds())
 	out.write(sse.AppendComment(b, "history unavailable, reconnecting"))
+}
+
+// outageRetry is the retry hint for a stream sent away because the broker
+// cannot be reached: between one and two retry intervals, so that the
+// clients of an outage do not all come back at once.
+func (h *streamHandler) outageRetry() time.Duration {
+	return h.retry + time.Duration(rand.Int64N(int64(h.retry)+1))
 }
 
 // refuse answers a subscription that cannot start with a real status and a

@@ -43,7 +43,8 @@
 // per topic of a run an XLEN and a ZADD member (the rest is rare), about
 // 9 µs of Redis's CPU per event with 100 topics (BENCHMARKS.md); the event
 // is stored twice, once in its topic (MaxEvents per topic, and the slack)
-// and once in the fan-in stream, which only holds the last FanInWindow (default 1m; at 1,000 events/s of 1 KiB that is about 60 MB).
+// and once in the fan-in stream, which only holds the last FanInWindow
+// (default 1m; at 1,000 events/s of 1 KiB that is about 60 MB).
 //
 // # Epoch
 //
