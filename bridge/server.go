@@ -48,6 +48,12 @@ const (
 	DefaultMaxBodyMemory        = 64 << 20
 	DefaultMaxSubscribesPerConn = 100
 
+	// grpcStreamWindow and grpcConnWindow are the gRPC listener's
+	// flow-control windows: bytes a publisher may have in flight on
+	// one stream and on one connection before Herald has taken them.
+	grpcStreamWindow = 1 << 20
+	grpcConnWindow   = 4 << 20
+
 	// maxHeaderBytes bounds a request's line and headers: room for 64
 	// topics, a token and the usual headers, and no more.
 	maxHeaderBytes = 64 << 10
@@ -366,7 +372,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.hub.tracer = s.pub.tracer
 
-	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10)}
+	grpcOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxEventBytes + 64<<10),
+		// Fixed flow-control windows. With grpc-go's default dynamic
+		// window, every data frame that arrives after the last
+		// bandwidth probe was answered starts another probe: a
+		// WINDOW_UPDATE and a PING written, and the PING's answer
+		// read back. A publisher sending one small event at a time
+		// pays that on every publish. A fixed window of 1 MiB per
+		// stream is what Go's own HTTP/2 server grants.
+		grpc.StaticStreamWindowSize(grpcStreamWindow),
+		grpc.StaticConnWindowSize(grpcConnWindow),
+	}
 	if cfg.GRPCTLS != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)))
 	}
