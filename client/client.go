@@ -93,6 +93,15 @@ const maxRecvMsgSize = 64 << 20
 // KiB, would silently exclude them).
 const retryBufferSize = 4 << 20
 
+// streamWindow and connWindow are the flow-control windows the client
+// grants Herald: bytes of answers and subscribed events in flight on one
+// stream and on the connection. 1 MiB per stream carries about 10 MiB/s
+// of events over a 100 ms round trip.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
 // New returns a client for target, a gRPC target such as "localhost:9090"
 // or "dns:///herald.internal:9090". It checks the options and does no I/O:
 // the connection is made on the first call and re-made whenever it breaks.
@@ -107,6 +116,12 @@ func New(target string, opts ...Option) (*Client, error) {
 	dial := []grpc.DialOption{
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize), grpc.MaxRetryRPCBufferSize(retryBufferSize)),
+		// Fixed windows, as Herald's listener grants. grpc-go's dynamic
+		// window sends a bandwidth probe (a PING, and a WINDOW_UPDATE)
+		// for nearly every answer on a stream of small events, and Herald
+		// has to read and answer each one.
+		grpc.WithStaticStreamWindowSize(streamWindow),
+		grpc.WithStaticConnWindowSize(connWindow),
 	}
 	if o.useTLS {
 		cfg := o.tls
