@@ -347,7 +347,7 @@ func (b *bench) runClusterHerald(br *brokerProc, key, prefix string, topics, n i
 		conns = append(conns, cs...)
 	}
 	<-time.After(cfg.settle)
-	conn, err := dialGRPC(srvs[0].grpc)
+	conn, err := b.dialGRPC(srvs[0].grpc)
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +433,7 @@ func (b *bench) runClusterUnary(br *brokerProc, key, prefix, bin string) (*resul
 		return nil, err
 	}
 	defer stopAll(srvs)
-	conn, err := dialGRPC(srvs[0].grpc)
+	conn, err := b.dialGRPC(srvs[0].grpc)
 	if err != nil {
 		return nil, err
 	}

@@ -96,7 +96,8 @@ func runFloor(mode string, args []string) error {
 		if err != nil {
 			return err
 		}
-		gs := grpc.NewServer()
+		// The flow-control windows of Herald's gRPC listener.
+		gs := grpc.NewServer(grpc.StaticStreamWindowSize(1<<20), grpc.StaticConnWindowSize(4<<20))
 		heraldv1.RegisterPublisherServiceServer(gs, floor.GRPC{})
 		go func() { _ = gs.Serve(ln) }()
 		logLine(map[string]string{"msg": "floor listening", "grpc": ln.Addr().String()})

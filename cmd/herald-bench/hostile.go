@@ -68,7 +68,7 @@ func (b *bench) hostileKinds() ([]hostileKind, error) {
 			sender: b.restPublish(true, deep, -1)},
 		{key: "deep-grpc", title: "gRPC Publish, token, binary nested Any", want: []string{"INVALID_ARGUMENT"},
 			sender: func(p *hostilePrep, srv *server) (func() outcome, func(), error) {
-				conn, err := dialGRPC(srv.grpc)
+				conn, err := b.dialGRPC(srv.grpc)
 				if err != nil {
 					return nil, nil, err
 				}

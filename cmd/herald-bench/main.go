@@ -92,6 +92,7 @@ type config struct {
 	callers          int
 	publishSubs      int
 	inflight         int
+	dynamicWindow    bool // gRPC publishers probe the link as grpc-go does by default
 	slowSubs         int
 	slowRate         float64
 	slowStalled      int
@@ -200,6 +201,7 @@ func run(args []string) error {
 	fs.IntVar(&c.h2IdleStreams, "h2-idle-streams", 2000, "idle-h2, idle-h2c: open streams (idle-h2: one connection each)")
 	fs.IntVar(&c.callers, "publish-callers", 64, "publish: concurrent unary Publish callers")
 	fs.IntVar(&c.publishSubs, "publish-subs", 100, "publish: subscribers in the PublishStream run with subscribers")
+	fs.BoolVar(&c.dynamicWindow, "publisher-dynamic-window", false, "dial gRPC publishers with grpc-go's default dynamic flow-control window, which probes the link with a PING for nearly every answer, instead of the fixed 1 MiB window Herald's Go client grants")
 	fs.IntVar(&c.inflight, "publish-inflight", 256, "publish: unanswered PublishStream requests allowed")
 	fs.IntVar(&c.slowSubs, "slow-subs", 1000, "slow: healthy subscribers of the paced topic")
 	fs.Float64Var(&c.slowRate, "slow-rate", 100, "slow: events/s on the paced topic")

@@ -40,12 +40,20 @@ type grpcSink struct {
 	recvDone             chan struct{}
 }
 
-func dialGRPC(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dialGRPC connects a publisher to addr. It grants the fixed windows
+// Herald's Go client grants, unless --publisher-dynamic-window asks for
+// grpc-go's default, which probes the link with a PING for nearly every
+// answer Herald sends.
+func (b *bench) dialGRPC(addr string) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if !b.cfg.dynamicWindow {
+		opts = append(opts, grpc.WithStaticStreamWindowSize(1<<20), grpc.WithStaticConnWindowSize(4<<20))
+	}
+	return grpc.NewClient("passthrough:///"+addr, opts...)
 }
 
-func newGRPCSink(addr string, names, texts []string) (*grpcSink, error) {
-	conn, err := dialGRPC(addr)
+func (b *bench) newGRPCSink(addr string, names, texts []string) (*grpcSink, error) {
+	conn, err := b.dialGRPC(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -235,7 +235,7 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 		case !isHerald:
 			s, err = newFloorSink(srv.ingest, names, texts)
 		default:
-			s, err = newGRPCSink(srv.grpc, names, texts)
+			s, err = b.newGRPCSink(srv.grpc, names, texts)
 		}
 		if err != nil {
 			return nil, err
@@ -376,7 +376,7 @@ func (b *bench) runPublish(kind string) error {
 		return err
 	}
 	defer srv.stop()
-	conn, err := dialGRPC(srv.grpc)
+	conn, err := b.dialGRPC(srv.grpc)
 	if err != nil {
 		return err
 	}
@@ -489,7 +489,7 @@ func (b *bench) pacedPublish(srv *server, kind string) (*result, error) {
 	title := fmt.Sprintf("5 PublishStream %g/s paced", cfg.topicsRate)
 	r := &result{Scenario: "publish-paced", Title: title, Server: kind, Topics: cfg.topics, Rate: cfg.topicsRate}
 	names := topicNames(cfg.topics)
-	s, err := newGRPCSink(srv.grpc, names, slices.Repeat([]string{padding(cfg.payload)}, len(names)))
+	s, err := b.newGRPCSink(srv.grpc, names, slices.Repeat([]string{padding(cfg.payload)}, len(names)))
 	if err != nil {
 		return nil, err
 	}

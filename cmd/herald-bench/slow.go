@@ -63,7 +63,7 @@ func (b *bench) runSlow(title, kind string) (*result, error) {
 	texts := []string{padding(cfg.payload), padding(cfg.slowBulkSize)}
 	var s sink
 	if kind == "herald" {
-		s, err = newGRPCSink(srv.grpc, names, texts)
+		s, err = b.newGRPCSink(srv.grpc, names, texts)
 	} else {
 		s, err = newFloorSink(srv.ingest, names, texts)
 	}

@@ -36,7 +36,7 @@ func (b *bench) runSnapshot(title string) (*result, error) {
 	defer srv.stop()
 
 	names := topicNames(cfg.snapshotTopics)
-	s, err := newGRPCSink(srv.grpc, names, slices.Repeat([]string{padding(cfg.payload)}, len(names)))
+	s, err := b.newGRPCSink(srv.grpc, names, slices.Repeat([]string{padding(cfg.payload)}, len(names)))
 	if err != nil {
 		return nil, err
 	}
