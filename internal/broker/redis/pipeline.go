@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,14 +33,29 @@ type appendQueue struct {
 	busy    bool
 	// topics holds the script arguments of the topics of recent runs,
 	// made once: only the goroutine sending runs touches it.
-	topics map[string]topicArgs
+	topics map[string]*topicArgs
+	runs   uint64 // runs made, to tell whether a topic is in this one
 }
 
-// topicArgs are a topic's key and name as the script call takes them.
-type topicArgs struct{ key, name any }
+// topicArgs are a topic's key and name as the script call takes them, and
+// its number in the latest run that named it.
+type topicArgs struct {
+	key, name any
+	run       uint64
+	number    int
+}
 
 // maxTopicArgs bounds appendQueue.topics; past it, it starts afresh.
 const maxTopicArgs = 4096
+
+// topicNumbers are the numbers a run gives its topics, as the script
+// call takes them: "1" to "256", made once.
+var topicNumbers = func() (n [maxRunEvents + 1]any) {
+	for i := 1; i <= maxRunEvents; i++ {
+		n[i] = strconv.Itoa(i)
+	}
+	return n
+}()
 
 // pendingAppend is one event on its way to Redis.
 type pendingAppend struct {
@@ -142,43 +158,64 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 	}
 	b.link.Confirm()
 	for i, p := range sent {
-		p.done(b.publishResult(p.ev, us, replies[1+3*i:4+3*i]))
+		p.done(b.publishResult(p.ev, us, replies[1+i]))
 	}
 }
 
 // publishCall returns the EVALSHA of publishScript for the run sent. Its
-// keys and arguments are in one list, as the call sends them, and a
-// topic's are made once (appendQueue.topics): the call makes no string and
-// boxes no value per event but its bytes.
+// keys and arguments are in one list, as the call sends them. A run names
+// each of its topics once, with its key and name made once
+// (appendQueue.topics), and an event without an idempotency key is its
+// topic's number and its bytes: the call makes no string and boxes no
+// value per such event.
 func (b *Broker) publishCall(sent []*pendingAppend) []any {
-	const head, keysPerEvent, argsPerEvent = 6, 2, 4
-	n := len(sent)
-	cmd := make([]any, 3+head+keysPerEvent*n+head+argsPerEvent*n)
-	cmd[0], cmd[1], cmd[2] = "evalsha", publishScript.Hash(), head+keysPerEvent*n
-	keys := cmd[3 : 3+head+keysPerEvent*n]
-	args := cmd[3+head+keysPerEvent*n:]
-	keys[0], keys[1], keys[2], keys[3], keys[4], keys[5] = b.keys.epoch, b.keys.seq, b.keys.all, b.keys.topics, b.keys.touched, b.keys.cut
-	args[0], args[1], args[2], args[3], args[4], args[5] = b.epoch, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(), b.opts.FanInWindow.Milliseconds(), ageCheckEvery
+	const head = 6
 	q := &b.queue
 	if q.topics == nil || len(q.topics) > maxTopicArgs {
-		q.topics = make(map[string]topicArgs)
+		q.topics = make(map[string]*topicArgs)
 	}
+	q.runs++
+	// First each event's topic, numbered in the order the run names them.
+	topics := make([]*topicArgs, len(sent))
+	named, keyed := 0, 0
 	for i, p := range sent {
 		ev := p.ev
-		t, ok := q.topics[ev.Topic]
-		if !ok {
-			t = topicArgs{key: b.keys.topic(ev.Topic), name: ev.Topic}
+		t := q.topics[ev.Topic]
+		if t == nil {
+			t = &topicArgs{key: b.keys.topic(ev.Topic), name: ev.Topic}
 			q.topics[ev.Topic] = t
 		}
-		k, a := keys[head+keysPerEvent*i:], args[head+argsPerEvent*i:]
-		k[0], a[0], a[1] = t.key, t.name, p.data
-		if ev.IdempotencyKey == "" {
-			// The script reads an event's idempotency key only when it
-			// is keyed: any key of the log's slot does.
-			k[1], a[2], a[3] = b.keys.idemNone, "0", ""
-		} else {
-			k[1], a[2], a[3] = b.keys.idemPrefix+ev.Topic+"\x00"+ev.IdempotencyKey, "1", ev.Fingerprint
+		if t.run != q.runs {
+			named++
+			t.run, t.number = q.runs, named
 		}
+		topics[i] = t
+		if ev.IdempotencyKey != "" {
+			keyed++
+		}
+	}
+	nkeys := head + named + keyed
+	cmd := make([]any, 3+nkeys+head+1+named+2*len(sent))
+	cmd[0], cmd[1], cmd[2] = "evalsha", publishScript.Hash(), nkeys
+	keys := cmd[3 : 3+nkeys]
+	args := cmd[3+nkeys:]
+	keys[0], keys[1], keys[2], keys[3], keys[4], keys[5] = b.keys.epoch, b.keys.seq, b.keys.all, b.keys.topics, b.keys.touched, b.keys.cut
+	args[0], args[1], args[2], args[3], args[4], args[5] = b.epoch, b.opts.MaxEvents, b.opts.MaxAge.Microseconds(), b.opts.IdempotencyWindow.Milliseconds(), b.opts.FanInWindow.Milliseconds(), ageCheckEvery
+	args[6] = named
+	idem, events := keys[head+named:], args[head+1+named:]
+	for i, p := range sent {
+		t := topics[i]
+		if t.number > 0 {
+			keys[head+t.number-1], args[head+t.number] = t.key, t.name
+		}
+		ev := p.ev
+		if ev.IdempotencyKey == "" {
+			events[2*i] = topicNumbers[t.number]
+		} else {
+			events[2*i] = strconv.Itoa(t.number) + "+" + ev.Fingerprint
+			idem[0], idem = b.keys.idemPrefix+ev.Topic+"\x00"+ev.IdempotencyKey, idem[1:]
+		}
+		events[2*i+1] = p.data
 	}
 	return cmd
 }
@@ -186,7 +223,7 @@ func (b *Broker) publishCall(sent []*pendingAppend) []any {
 // runTime checks the length of publishScript's answer to a run of n
 // events and returns the run's time (µs), its first value.
 func runTime(replies []any, n int) (int64, error) {
-	if len(replies) != 1+3*n {
+	if len(replies) != 1+n {
 		return 0, fmt.Errorf("publish script answered %d values for %d events", len(replies), n)
 	}
 	us, ok := replies[0].(int64)
@@ -196,22 +233,25 @@ func runTime(replies []any, n int) (int64, error) {
 	return us, nil
 }
 
-// publishResult decodes one event's three values of publishScript's
-// answer: its status (0 new, 1 duplicate, 2 refused), sequence, and
-// fingerprint or message.
-func (b *Broker) publishResult(ev *broker.Event, us int64, reply []any) (broker.PublishResult, error) {
-	status, ok1 := reply[0].(int64)
-	seq, ok2 := reply[1].(int64)
-	text, ok3 := reply[2].(string)
-	switch {
-	case !ok1 || !ok2 || !ok3:
-		return broker.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", broker.ErrUnavailable, reply)
-	case status == 2:
-		return broker.PublishResult{}, fmt.Errorf("%w: redis: %s", broker.ErrUnavailable, text)
-	case status == 1:
-		return broker.PublishResult{Seq: uint64(seq), Duplicate: true, Fingerprint: text}, nil
+// publishResult decodes one event's value of publishScript's answer: its
+// sequence if it is new; {sequence, fingerprint} if it is a duplicate;
+// {0, message} if it was refused.
+func (b *Broker) publishResult(ev *broker.Event, us int64, reply any) (broker.PublishResult, error) {
+	if seq, ok := reply.(int64); ok && seq > 0 {
+		ev.Seq = uint64(seq)
+		ev.Time = time.UnixMicro(us)
+		return broker.PublishResult{Seq: uint64(seq)}, nil
 	}
-	ev.Seq = uint64(seq)
-	ev.Time = time.UnixMicro(us)
-	return broker.PublishResult{Seq: uint64(seq)}, nil
+	pair, _ := reply.([]any)
+	if len(pair) == 2 {
+		seq, ok1 := pair[0].(int64)
+		text, ok2 := pair[1].(string)
+		switch {
+		case ok1 && ok2 && seq > 0:
+			return broker.PublishResult{Seq: uint64(seq), Duplicate: true, Fingerprint: text}, nil
+		case ok1 && ok2:
+			return broker.PublishResult{}, fmt.Errorf("%w: redis: %s", broker.ErrUnavailable, text)
+		}
+	}
+	return broker.PublishResult{}, fmt.Errorf("%w: redis: publish script answered %v", broker.ErrUnavailable, reply)
 }

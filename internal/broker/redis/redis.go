@@ -172,9 +172,6 @@ var (
 type keys struct {
 	epoch, seq, all, topics, touched, cut, cutFloor, schemas string
 	topicPrefix, idemPrefix                                  string
-	// idemNone stands for the idempotency key of an event without one
-	// in a publish script call (boxed once): the script never reads it.
-	idemNone any
 }
 
 func newKeys(prefix string) keys {
@@ -182,7 +179,7 @@ func newKeys(prefix string) keys {
 	return keys{
 		epoch: p + "epoch", seq: p + "seq", all: p + "all", topics: p + "topics",
 		touched: p + "touched", cut: p + "cut", cutFloor: p + "cutfloor", schemas: p + "schemas",
-		topicPrefix: p + "t:", idemPrefix: p + "idem:", idemNone: p + "idem:",
+		topicPrefix: p + "t:", idemPrefix: p + "idem:",
 	}
 }
 

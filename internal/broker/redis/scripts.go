@@ -26,20 +26,24 @@ import goredis "github.com/redis/go-redis/v9"
 // on reclaiming memory only, bounded by the count.
 //
 // KEYS: 1 epoch, 2 seq, 3 fan-in stream, 4 topic names (lex), 5 touched
-// (score: last publish ms), 6 cut (score: highest removed seq); then for
-// each event i (from 0) 7+2i its topic stream and 8+2i its idempotency key.
+// (score: last publish ms), 6 cut (score: highest removed seq); then the
+// streams of the run's T topics, in the order the run first names them;
+// then the idempotency keys of its keyed events, in order.
 // ARGV: 1 epoch, 2 max events, 3 max age (µs), 4 idempotency window (ms),
-// 5 fan-in window (ms), 6 ageCheckEvery; then for each event 7+4i topic,
-// 8+4i event bytes, 9+4i "1" if keyed, 10+4i fingerprint.
+// 5 fan-in window (ms), 6 ageCheckEvery, 7 T; then the T topics' names;
+// then two values per event: its topic's number (from 1), followed for a
+// keyed event by "+" and its fingerprint; and its bytes. A topic is named
+// once per run and an event without a key carries nothing for one, so a
+// run of small events on few topics is about two values per event.
 //
 // An idempotency key holds "<seq> <fingerprint>", or "<seq>" when the event
 // had no fingerprint, as every value written before fingerprints existed.
 //
-// Returns the time of the run (µs), then three values per event: 0, seq,
-// "" for a new event; 1, seq, fingerprint for a duplicate; 2, 0, message
-// for an event refused (an idempotency key holding something else): the
-// others of the run are appended all the same, as a script's writes are
-// never undone.
+// Returns the time of the run (µs), then one value per event: its
+// sequence for a new event; {seq, fingerprint} for a duplicate; {0,
+// message} for an event refused (an idempotency key holding something
+// else): the others of the run are appended all the same, as a script's
+// writes are never undone.
 var publishScript = goredis.NewScript(publishSource)
 
 const publishSource = `
@@ -66,26 +70,33 @@ local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ms = math.floor(us / 1000)
 local sus = string.format('%d', us)
 local minID = string.format('%d', ms - tonumber(ARGV[5]))
-local n = (#KEYS - 6) / 2
+local nt = tonumber(ARGV[7])
+local base = 7 + nt
+local n = (#ARGV - base) / 2
 -- First the idempotency keys: which events are new, and so how many
 -- sequences the run takes. kind: 0 new, 1 duplicate (of seqs[i], or of
 -- the run's event ref[i]), 2 refused.
-local kind, seqs, ref, text = {}, {}, {}, {}
+local topic, kind, seqs, ref, text, fps = {}, {}, {}, {}, {}, {}
 local holder = {} -- idempotency key -> the new event of the run holding it
-local fresh = 0
+local keyed, fresh = 0, 0
 for i = 0, n - 1 do
   kind[i] = 0
-  if ARGV[9 + 4 * i] == '1' then
-    local idemKey = KEYS[8 + 2 * i]
+  local meta = ARGV[base + 1 + 2 * i]
+  topic[i] = tonumber(meta)
+  if not topic[i] then
+    local t, fp = string.match(meta, '^(%d+)%+(.*)$')
+    topic[i], fps[i] = tonumber(t), fp
+    keyed = keyed + 1
+    local idemKey = KEYS[6 + nt + keyed]
     local j = holder[idemKey]
     if j then
-      kind[i], ref[i], text[i] = 1, j, ARGV[10 + 4 * j]
+      kind[i], ref[i], text[i] = 1, j, fps[j]
     else
       local orig = redis.call('GET', idemKey)
       if orig then
-        local s, fp = string.match(orig, '^(%d+) ?(.*)$')
+        local s, ofp = string.match(orig, '^(%d+) ?(.*)$')
         if s then
-          kind[i], seqs[i], text[i] = 1, tonumber(s), fp
+          kind[i], seqs[i], text[i] = 1, tonumber(s), ofp
         else
           kind[i], text[i] = 2, 'key ' .. idemKey .. ' holds no sequence'
         end
@@ -100,86 +111,83 @@ local seq = 0
 if fresh > 0 then
   seq = redis.call('INCRBY', KEYS[2], fresh) - fresh
 end
--- The topics appended to, in order, with their names and how many events
--- each took: retention and the indexes are applied once per topic after
--- the run, which leaves them as applying them after each event would (no
--- command sees the state in between).
+-- How many events each topic took, and whether it is due an age check:
+-- retention and the indexes are applied once per topic after the run,
+-- which leaves them as applying them after each event would (no command
+-- sees the state in between).
 local replies = {us}
-local topics, order = {}, {}
+local took, check = {}, {}
+for t = 1, nt do took[t], check[t] = 0, false end
+keyed = 0
 for i = 0, n - 1 do
+  local t = topic[i]
+  if fps[i] then keyed = keyed + 1 end
   if kind[i] == 0 then
     seq = seq + 1
     seqs[i] = seq
-    local topicKey, data = KEYS[7 + 2 * i], ARGV[8 + 4 * i]
+    local topicKey, data = KEYS[6 + t], ARGV[base + 2 + 2 * i]
     local s = string.format('%d', seq)
     redis.call('XADD', topicKey, s .. '-0', 't', sus, 'e', data)
     redis.call('XADD', KEYS[3], 'MINID', '~', minID, '*', 's', s, 't', sus, 'e', data)
-    if ARGV[9 + 4 * i] == '1' then
+    if fps[i] then
       local v = s
-      if ARGV[10 + 4 * i] ~= '' then v = v .. ' ' .. ARGV[10 + 4 * i] end
-      redis.call('SET', KEYS[8 + 2 * i], v, 'PX', ARGV[4])
+      if fps[i] ~= '' then v = v .. ' ' .. fps[i] end
+      redis.call('SET', KEYS[6 + nt + keyed], v, 'PX', ARGV[4])
     end
-    local tp = topics[topicKey]
-    if tp then
-      tp.events = tp.events + 1
-    else
-      tp = {name = ARGV[7 + 4 * i], events = 1, check = false}
-      topics[topicKey] = tp
-      order[#order + 1] = topicKey
-    end
-    if seq % ageEvery == 0 then tp.check = true end
-    replies[#replies + 1] = 0
+    took[t] = took[t] + 1
+    if seq % ageEvery == 0 then check[t] = true end
     replies[#replies + 1] = seq
-    replies[#replies + 1] = ''
-  else
+  elseif kind[i] == 1 then
     if ref[i] then seqs[i] = seqs[ref[i]] end
-    replies[#replies + 1] = kind[i]
-    replies[#replies + 1] = seqs[i] or 0
-    replies[#replies + 1] = text[i]
+    replies[#replies + 1] = {seqs[i], text[i]}
+  else
+    replies[#replies + 1] = {0, text[i]}
   end
 end
 local named, touched = {}, {}
-for _, topicKey in ipairs(order) do
-  local tp = topics[topicKey]
-  local len = redis.call('XLEN', topicKey)
-  if len == tp.events then
-    -- The stream held nothing before this run: a new name (or one the
-    -- sweep forgot) for the index; a known one is there already.
-    named[#named + 1] = 0
-    named[#named + 1] = tp.name
-  end
-  touched[#touched + 1] = ms
-  touched[#touched + 1] = tp.name
-  local cut = 0
-  -- Count: past the slack, the oldest events beyond the limit, read with
-  -- the first one kept, which the age check below looks at.
-  local first
-  if len > max + slack then
-    local old = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', len - max + 1)
-    cut = seqOf(old[len - max][1])
-    first = old[len - max + 1]
-    redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', cut + 1))
-    len = max
-  elseif tp.check then
-    first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)[1]
-  end
-  -- Age: the oldest events older than the limit, a bounded batch (what is
-  -- left is skipped by Replay and removed by a later check).
-  local cutoff = us - maxAge
-  local aged = 0
-  if first and (timeOf(first) or cutoff) < cutoff then
-    for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', math.min(len, 32 * ageEvery))) do
-      local ts = timeOf(e)
-      if ts == nil or ts >= cutoff then break end
-      aged = seqOf(e[1])
+for t = 1, nt do
+  if took[t] > 0 then -- not a topic of duplicates only
+    local topicKey, name = KEYS[6 + t], ARGV[7 + t]
+    local len = redis.call('XLEN', topicKey)
+    if len == took[t] then
+      -- The stream held nothing before this run: a new name (or one the
+      -- sweep forgot) for the index; a known one is there already.
+      named[#named + 1] = 0
+      named[#named + 1] = name
     end
-  end
-  if aged > 0 then
-    redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', aged + 1))
-    if aged > cut then cut = aged end
-  end
-  if cut > 0 then
-    redis.call('ZADD', KEYS[6], 'GT', cut, tp.name)
+    touched[#touched + 1] = ms
+    touched[#touched + 1] = name
+    local cut = 0
+    -- Count: past the slack, the oldest events beyond the limit, read with
+    -- the first one kept, which the age check below looks at.
+    local first
+    if len > max + slack then
+      local old = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', len - max + 1)
+      cut = seqOf(old[len - max][1])
+      first = old[len - max + 1]
+      redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', cut + 1))
+      len = max
+    elseif check[t] then
+      first = redis.call('XRANGE', topicKey, '-', '+', 'COUNT', 1)[1]
+    end
+    -- Age: the oldest events older than the limit, a bounded batch (what is
+    -- left is skipped by Replay and removed by a later check).
+    local cutoff = us - maxAge
+    local aged = 0
+    if first and (timeOf(first) or cutoff) < cutoff then
+      for _, e in ipairs(redis.call('XRANGE', topicKey, '-', '+', 'COUNT', math.min(len, 32 * ageEvery))) do
+        local ts = timeOf(e)
+        if ts == nil or ts >= cutoff then break end
+        aged = seqOf(e[1])
+      end
+    end
+    if aged > 0 then
+      redis.call('XTRIM', topicKey, 'MINID', string.format('%d-0', aged + 1))
+      if aged > cut then cut = aged end
+    end
+    if cut > 0 then
+      redis.call('ZADD', KEYS[6], 'GT', cut, name)
+    end
   end
 end
 if #named > 0 then
