@@ -85,6 +85,19 @@ var (
 
 const maxRenderPlans = 4096
 
+// timestampRenders reports whether protojson renders a Timestamp of
+// seconds and nanos.
+func timestampRenders(s, n int64) bool {
+	return minTimestampSeconds <= s && s <= maxTimestampSeconds && 0 <= n && n <= maxNanos
+}
+
+// durationRenders reports whether protojson renders a Duration of seconds
+// and nanos.
+func durationRenders(s, n int64) bool {
+	return -maxDurationSeconds <= s && s <= maxDurationSeconds && -maxNanos <= n && n <= maxNanos &&
+		!(s > 0 && n < 0) && !(s < 0 && n > 0)
+}
+
 // planFor returns md's plan, building and caching it on first use.
 func planFor(md protoreflect.MessageDescriptor) *renderPlan {
 	if p := lastPlan.Load(); p != nil && p.md == md {
@@ -319,12 +332,9 @@ func (p *renderPlan) renders(m protoreflect.Message) bool {
 	}
 	switch p.leaf {
 	case leafTimestamp:
-		s, n := m.Get(p.seconds).Int(), m.Get(p.nanos).Int()
-		return minTimestampSeconds <= s && s <= maxTimestampSeconds && 0 <= n && n <= maxNanos
+		return timestampRenders(m.Get(p.seconds).Int(), m.Get(p.nanos).Int())
 	case leafDuration:
-		s, n := m.Get(p.seconds).Int(), m.Get(p.nanos).Int()
-		return -maxDurationSeconds <= s && s <= maxDurationSeconds && -maxNanos <= n && n <= maxNanos &&
-			!(s > 0 && n < 0) && !(s < 0 && n > 0)
+		return durationRenders(m.Get(p.seconds).Int(), m.Get(p.nanos).Int())
 	case leafValue:
 		switch fd := m.WhichOneof(p.kind); fd {
 		case nil:

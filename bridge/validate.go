@@ -125,10 +125,24 @@ func checkPayload(types TypeResolver, typeURL string, payload []byte) (msg proto
 }
 
 func unmarshalPayload(types TypeResolver, typeURL string, payload []byte, pooled bool) (proto.Message, *scratch, error) {
+	mt, err := payloadType(types, typeURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	return unmarshalAs(types, mt, typeURL, payload, pooled)
+}
+
+// payloadType resolves typeURL, or says it is not known.
+func payloadType(types TypeResolver, typeURL string) (protoreflect.MessageType, error) {
 	mt, err := types.FindMessageByURL(typeURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", broker.ErrInvalidEvent, broker.MessageName(typeURL))
+		return nil, fmt.Errorf("%w: payload type %q is not known to this server (push its schema with herald schemas push, or list known types with GET /v1/schemas)", broker.ErrInvalidEvent, broker.MessageName(typeURL))
 	}
+	return mt, nil
+}
+
+// unmarshalAs decodes payload as a message of mt, the type of typeURL.
+func unmarshalAs(types TypeResolver, mt protoreflect.MessageType, typeURL string, payload []byte, pooled bool) (proto.Message, *scratch, error) {
 	opts := proto.UnmarshalOptions{Resolver: types, RecursionLimit: maxPayloadDepth}
 	var sc *scratch
 	var msg proto.Message
@@ -410,7 +424,17 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest, scope string) (*broke
 	if !p.typeURLs.allowed(ev.TypeURL) {
 		return nil, fmt.Errorf("%w: payload type URL %q: this server accepts only type URLs starting with %s", broker.ErrInvalidEvent, broker.Printable(ev.TypeURL), strings.Join(p.typeURLs.prefixes, " or "))
 	}
-	msg, sc, err := checkPayload(p.typeURLs, ev.TypeURL, ev.Payload)
+	mt, err := payloadType(p.typeURLs, ev.TypeURL)
+	if err != nil {
+		return nil, err
+	}
+	if md := mt.Descriptor(); wireCheckable(md) && wireCheck(md, ev.Payload, maxPayloadDepth) {
+		// Nothing to validate, and the walk of its bytes vouches that it
+		// decodes and renders (wirecheck.go). What the walk does not
+		// accept is decoded below, which says what is wrong.
+		return ev, nil
+	}
+	msg, sc, err := unmarshalAs(p.typeURLs, mt, ev.TypeURL, ev.Payload, true)
 	if err != nil {
 		return nil, err
 	}
