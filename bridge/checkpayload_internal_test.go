@@ -80,7 +80,7 @@ func TestCheckPayloadReusesClearedMessages(t *testing.T) {
 	for round := range 3 {
 		for i, p := range payloads {
 			want, wantErr := decodePayload(dynamicTypes, p.typeURL, p.b)
-			got, sc, err := checkPayload(dynamicTypes, p.typeURL, p.b)
+			got, sc, err := checkURL(t, dynamicTypes, p.typeURL, p.b)
 			if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
 				t.Fatalf("round %d, payload %d: checkPayload error %v; decodePayload's %v", round, i, err, wantErr)
 			}
@@ -121,7 +121,7 @@ func BenchmarkCheckPayload(b *testing.B) {
 	b.Run("pooled", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			msg, sc, err := checkPayload(dynamicTypes, typeURL, payload)
+			msg, sc, err := checkURL(b, dynamicTypes, typeURL, payload)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -186,7 +186,7 @@ func TestCheckPayloadRequiredFields(t *testing.T) {
 		{"type.googleapis.com/req.v1.Plain", protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "s")},
 	} {
 		_, wantErr := decodePayload(types, p.typeURL, p.b)
-		msg, sc, err := checkPayload(types, p.typeURL, p.b)
+		msg, sc, err := checkURL(t, types, p.typeURL, p.b)
 		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
 			t.Errorf("%s %x: checkPayload error %v; decodePayload's %v", p.typeURL, p.b, err, wantErr)
 		}
@@ -209,7 +209,7 @@ func TestCheckPayloadPoolsAreBounded(t *testing.T) {
 	}
 	fd, types := dynamicFile(t, fdp)
 	for i := range fd.Messages().Len() {
-		msg, sc, err := checkPayload(types, "type.googleapis.com/"+string(fd.Messages().Get(i).FullName()), nil)
+		msg, sc, err := checkURL(t, types, "type.googleapis.com/"+string(fd.Messages().Get(i).FullName()), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,4 +235,14 @@ func dynamicFile(t *testing.T, fdp *descriptorpb.FileDescriptorProto) (protorefl
 		t.Fatal(err)
 	}
 	return fd, dynamicpb.NewTypes(&files)
+}
+
+// checkURL is checkPayload for a payload of the type of typeURL.
+func checkURL(tb testing.TB, types TypeResolver, typeURL string, payload []byte) (proto.Message, *scratch, error) {
+	tb.Helper()
+	mt, err := payloadType(types, typeURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	return checkPayload(types, mt, typeURL, payload)
 }

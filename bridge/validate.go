@@ -110,26 +110,22 @@ type PayloadValidator interface {
 // decodePayload parses a payload of type typeURL. Its errors name the type
 // and the problem.
 func decodePayload(types TypeResolver, typeURL string, payload []byte) (proto.Message, error) {
-	msg, _, err := unmarshalPayload(types, typeURL, payload, false)
+	mt, err := payloadType(types, typeURL)
+	if err != nil {
+		return nil, err
+	}
+	msg, _, err := unmarshalPayload(types, mt, typeURL, payload, false)
 	return msg, err
 }
 
-// checkPayload is decodePayload for a check that drops the message once
-// done with it: a message of a type pushed at run time (dynamicpb) comes
-// from a pool of cleared ones of its type, which saves most of what
-// decoding allocates besides the field values themselves, its map of
-// fields above all. The caller hands it back with sc.put(msg) and keeps
-// nothing of it.
-func checkPayload(types TypeResolver, typeURL string, payload []byte) (msg proto.Message, sc *scratch, err error) {
-	return unmarshalPayload(types, typeURL, payload, true)
-}
-
-func unmarshalPayload(types TypeResolver, typeURL string, payload []byte, pooled bool) (proto.Message, *scratch, error) {
-	mt, err := payloadType(types, typeURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	return unmarshalAs(types, mt, typeURL, payload, pooled)
+// checkPayload is decodePayload, for a payload of mt, for a check that
+// drops the message once done with it: a message of a type pushed at run
+// time (dynamicpb) comes from a pool of cleared ones of its type, which
+// saves most of what decoding allocates besides the field values
+// themselves, its map of fields above all. The caller hands it back with
+// sc.put(msg) and keeps nothing of it.
+func checkPayload(types TypeResolver, mt protoreflect.MessageType, typeURL string, payload []byte) (msg proto.Message, sc *scratch, err error) {
+	return unmarshalPayload(types, mt, typeURL, payload, true)
 }
 
 // payloadType resolves typeURL, or says it is not known.
@@ -141,8 +137,9 @@ func payloadType(types TypeResolver, typeURL string) (protoreflect.MessageType, 
 	return mt, nil
 }
 
-// unmarshalAs decodes payload as a message of mt, the type of typeURL.
-func unmarshalAs(types TypeResolver, mt protoreflect.MessageType, typeURL string, payload []byte, pooled bool) (proto.Message, *scratch, error) {
+// unmarshalPayload decodes payload as a message of mt, the type of
+// typeURL.
+func unmarshalPayload(types TypeResolver, mt protoreflect.MessageType, typeURL string, payload []byte, pooled bool) (proto.Message, *scratch, error) {
 	opts := proto.UnmarshalOptions{Resolver: types, RecursionLimit: maxPayloadDepth}
 	var sc *scratch
 	var msg proto.Message
@@ -434,7 +431,7 @@ func (p *publisher) newEvent(req *heraldv1.PublishRequest, scope string) (*broke
 		// accept is decoded below, which says what is wrong.
 		return ev, nil
 	}
-	msg, sc, err := unmarshalAs(p.typeURLs, mt, ev.TypeURL, ev.Payload, true)
+	msg, sc, err := checkPayload(p.typeURLs, mt, ev.TypeURL, ev.Payload)
 	if err != nil {
 		return nil, err
 	}

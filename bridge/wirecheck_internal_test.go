@@ -452,7 +452,7 @@ func BenchmarkWireCheck(b *testing.B) {
 	b.Run("decoded", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			m, sc, err := checkPayload(dynamicTypes, "type.googleapis.com/chat.v1.ChatMessage", payload)
+			m, sc, err := checkURL(b, dynamicTypes, "type.googleapis.com/chat.v1.ChatMessage", payload)
 			if err != nil || !planFor(md).renders(m.ProtoReflect()) {
 				b.Fatal(err)
 			}

@@ -167,7 +167,7 @@ func (b *Broker) sendRun(run []*pendingAppend) {
 // each of its topics once, with its key and name made once
 // (appendQueue.topics), and an event without an idempotency key is its
 // topic's number and its bytes: the call makes no string and boxes no
-// value per such event.
+// value per such event but its bytes.
 func (b *Broker) publishCall(sent []*pendingAppend) []any {
 	const head = 6
 	q := &b.queue
@@ -205,9 +205,7 @@ func (b *Broker) publishCall(sent []*pendingAppend) []any {
 	idem, events := keys[head+named:], args[head+1+named:]
 	for i, p := range sent {
 		t := topics[i]
-		if t.number > 0 {
-			keys[head+t.number-1], args[head+t.number] = t.key, t.name
-		}
+		keys[head+t.number-1], args[head+t.number] = t.key, t.name // again for each of its events
 		ev := p.ev
 		if ev.IdempotencyKey == "" {
 			events[2*i] = topicNumbers[t.number]
