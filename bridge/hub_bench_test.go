@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -277,5 +278,24 @@ func BenchmarkHubFrame(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		ev := withJSON(&broker.Event{Type: tmpl.Type, Seq: uint64(i) + 1}, jsonOf(tmpl))
 		_ = h.frame(ev)
+	}
+}
+
+// BenchmarkHubFramePushed renders an event of a type pushed at run time
+// (dynamicpb) and encodes its frame, as a node does for each event its
+// subscribers receive: decoding, protojson and the frame.
+func BenchmarkHubFramePushed(b *testing.B) {
+	h := newHub(hubBenchBroker{}, dynamicTypes, slog.New(slog.DiscardHandler), newMetrics(), 1)
+	msg := &chatv1.ChatMessage{Room: "bench.t00000", MessageId: "0000000017.1767225600123456789", Author: "herald-bench", Text: "hello", SentAt: timestamppb.Now()}
+	payload, err := proto.Marshal(msg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev := &broker.Event{Topic: "bench.t00000", Type: "chat", TypeURL: "type.googleapis.com/chat.v1.ChatMessage", Payload: payload, Seq: uint64(i) + 1}
+		if f := h.frame(ev); bytes.Contains(f, []byte("@error")) {
+			b.Fatalf("frame %s", f)
+		}
 	}
 }

@@ -85,15 +85,28 @@ func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
 		}{ev.Topic})
 	}
 	if r.json == nil {
-		msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
-		if err == nil {
-			r.json, err = renderJSON(h.types, msg, protojson.MarshalOptions{})
-		}
-		if err != nil {
+		var err error
+		if r.json, err = h.renderDefault(ev); err != nil {
 			r.json = h.unrenderable(ev, err)
 		}
 	}
 	return r.json
+}
+
+// renderDefault renders ev's payload as protojson does by default. The
+// message it decodes into comes from checkPayload's pool, as the JSON
+// keeps nothing of it.
+func (h *Hub) renderDefault(ev *broker.Event) ([]byte, error) {
+	mt, err := payloadType(h.types, ev.TypeURL)
+	if err != nil {
+		return nil, err
+	}
+	msg, sc, err := checkPayload(h.types, mt, ev.TypeURL, ev.Payload)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.put(msg)
+	return renderJSON(h.types, msg, protojson.MarshalOptions{})
 }
 
 // frameFor returns ev's frame in rendering r (nil: the default), encoding
