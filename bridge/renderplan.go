@@ -43,6 +43,9 @@ type renderPlan struct {
 	// checks are the fields whose values need a look, for types that
 	// reach a Timestamp or Duration.
 	checks []fieldCheck
+	// wire is set when a payload of the type is checked on the wire, not
+	// decoded, at publish (wirecheck.go).
+	wire bool
 }
 
 type leafKind uint8
@@ -114,6 +117,7 @@ func planFor(md protoreflect.MessageDescriptor) *renderPlan {
 		renderPlanCount.Store(0)
 	}
 	for d, dp := range b.plans {
+		dp.wire = !dp.eager && plainClosure(d, map[protoreflect.FullName]bool{})
 		renderPlans.Store(d, dp)
 	}
 	return p

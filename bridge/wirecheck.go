@@ -1,8 +1,6 @@
 package bridge
 
 import (
-	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -23,24 +21,9 @@ import (
 // and decodes those), and nothing rendering must vouch for but the ranges
 // of Timestamps and Durations, which it checks itself.
 
-var (
-	wireTypes     sync.Map // protoreflect.MessageDescriptor -> bool: checked on the wire
-	wireTypeCount atomic.Int64
-)
-
-// wireCheckable reports whether a payload of md is checked on the wire.
-func wireCheckable(md protoreflect.MessageDescriptor) bool {
-	if v, ok := wireTypes.Load(md); ok {
-		return v.(bool)
-	}
-	ok := !planFor(md).eager && plainClosure(md, map[protoreflect.FullName]bool{})
-	if wireTypeCount.Add(1) > maxRenderPlans {
-		wireTypes.Clear()
-		wireTypeCount.Store(0)
-	}
-	wireTypes.Store(md, ok)
-	return ok
-}
+// wireCheckable reports whether a payload of md is checked on the wire,
+// as its render plan records.
+func wireCheckable(md protoreflect.MessageDescriptor) bool { return planFor(md).wire }
 
 // plainClosure reports whether md and every message type its fields reach
 // declare no extensions, no required fields, and no options a validator
@@ -106,7 +89,8 @@ func hasExtensions(opts protoreflect.ProtoMessage) bool {
 // Durations render. It counts nesting as proto.Unmarshal does: one level
 // for each message and group, and one more for each map entry. It gives
 // up on a singular message field that occurs twice in one message, which
-// decoding merges.
+// decoding merges, and on one past a message's 64th field, which it does
+// not track.
 func wireCheck(md protoreflect.MessageDescriptor, b []byte, depth int) bool {
 	if depth--; depth < 0 {
 		return false
