@@ -56,8 +56,15 @@ func start(t *testing.T, h host, name, bin string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			lines := strings.Split(strings.TrimSpace(p.logs.String()), "\n")
+			all := p.logs.String()
+			lines := strings.Split(strings.TrimSpace(all), "\n")
 			t.Logf("%s's last log lines:\n%s", p.name, strings.Join(lines[max(0, len(lines)-12):], "\n"))
+			// Keep the whole log beside the history for a closer look.
+			if f, err := os.CreateTemp("", "herald-faults-"+p.name+"-*.log"); err == nil {
+				_, _ = f.WriteString(all)
+				f.Close()
+				t.Logf("%s's whole log is in %s", p.name, f.Name())
+			}
 		}
 	})
 	return p
