@@ -272,7 +272,7 @@ func (b *Broker) appendOne(ctx context.Context, ts *topicState, p *pendingAppend
 			b.link.Confirm()
 			if ack.duplicate {
 				// The PubAck names only the original's sequence.
-				fp, err := b.fingerprintOf(ctx, ev.Topic, ack.seq)
+				fp, err := b.fingerprintOf(ctx, ev.Topic, ev.IdempotencyKey, ack.seq)
 				if err != nil {
 					return broker.PublishResult{}, err
 				}

@@ -171,3 +171,42 @@ func TestAppendInFlightWithoutAnswer(t *testing.T) {
 		t.Errorf("an append in flight without an answer: %v; want ErrUnavailable, no answer within the timeout", err)
 	}
 }
+
+// A duplicate whose original, as the stream names it, is another topic's
+// message is refused: the stream holds a message Herald did not append
+// (here, a foreign writer's with the message id of this topic's key), and
+// answering with its sequence would give the event that message's id.
+func TestDuplicateOfAnotherTopicsMessageIsRefused(t *testing.T) {
+	srv := jstest.Start(t)
+	ctx := t.Context()
+	b, err := New(ctx, Options{URL: srv.URL(), Prefix: "dup", Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := nats.NewMsg("dup.ev.other")
+	foreign.Header.Set(natsjs.MsgIDHeader, `room "k1"`)
+	foreign.Data = []byte("not an event")
+	stored, err := js.PublishMsg(ctx, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := b.Publish(ctx, &broker.Event{Topic: "room", Type: "t", TypeURL: "type.googleapis.com/t", IdempotencyKey: "k1", Fingerprint: "fp"})
+	if !errors.Is(err, broker.ErrUnavailable) || !strings.Contains(err.Error(), "dup.ev.other") {
+		t.Fatalf("Publish = %+v, %v; want ErrUnavailable naming the other topic's subject (sequence %d)", res, err, stored.Sequence)
+	}
+	// The topic still takes events without a key.
+	if _, err := b.Publish(ctx, &broker.Event{Topic: "room", Type: "t", TypeURL: "type.googleapis.com/t"}); err != nil {
+		t.Fatal(err)
+	}
+}
