@@ -5,12 +5,39 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/poll"
 )
 
+// syncBuffer is a log sink that the settle timer's goroutine may write to.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func TestOneLineEachWayPerOutage(t *testing.T) {
-	var buf bytes.Buffer
+	var buf syncBuffer
 	o := &Log{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Broker: "test"}
 	before := time.Now()
 	o.Down(errors.New("refused"), before)
@@ -30,7 +57,49 @@ func TestOneLineEachWayPerOutage(t *testing.T) {
 		t.Fatalf("log:\n%s", got)
 	}
 	o.Down(errors.New("again"), time.Now())
-	if !o.Out() || strings.Count(buf.String(), "broker unavailable") != 2 {
+	if !o.Out() || buf.count("broker unavailable") != 2 {
 		t.Fatal("a new outage after the recovery was not logged")
+	}
+}
+
+// A broker that passes the health check and then fails calls again, over
+// and over, is one outage: logged once each way, the recovery once it has
+// lasted Settle. Out follows every recovery and failure at once.
+func TestRecoveriesThatDoNotLastAreOneOutage(t *testing.T) {
+	var buf syncBuffer
+	o := &Log{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Broker: "test", Settle: time.Hour}
+	o.Down(errors.New("refused"), time.Now())
+	for range 5 {
+		o.Up()
+		if o.Out() {
+			t.Fatal("still out after a recovery")
+		}
+		o.Down(errors.New("refused after the check passed"), time.Now())
+		if !o.Out() {
+			t.Fatal("not out after a failure")
+		}
+	}
+	if n, m := buf.count("broker unavailable"), buf.count("broker back"); n != 1 || m != 0 {
+		t.Fatalf("%d × broker unavailable, %d × broker back; want 1 and 0:\n%s", n, m, buf.String())
+	}
+
+	// A recovery that lasts is logged, once, with the outage's whole length.
+	o.Settle = 10 * time.Millisecond
+	o.Up()
+	poll.Until(t, 5*time.Second, `"broker back" to be logged`, func() bool { return buf.count("broker back") == 1 })
+	if !strings.Contains(buf.String(), "after=") {
+		t.Fatalf("log:\n%s", buf.String())
+	}
+	// Then a failure is a new outage.
+	o.Down(errors.New("again"), time.Now())
+	if n := buf.count("broker unavailable"); n != 2 {
+		t.Fatalf("%d × broker unavailable after a recovery that lasted; want 2", n)
+	}
+	// Closing drops a recovery not yet logged.
+	o.Settle = time.Hour
+	o.Up()
+	o.Close()
+	if n := buf.count("broker back"); n != 1 {
+		t.Fatalf("%d × broker back; want 1", n)
 	}
 }

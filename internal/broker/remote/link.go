@@ -68,7 +68,16 @@ func New(opts Options) *Link {
 		stop:    make(chan struct{}),
 	}
 	l.outage.Logger, l.outage.Broker = opts.Logger, opts.LogName
+	l.outage.Settle = settleFor(opts.Timeout)
 	return l
+}
+
+// settleFor is how long a recovery must last before it is logged, for a
+// call timeout of timeout: two timeouts, so that the calls made after the
+// health check passed have failed by then if the broker still fails them
+// (at least 1 s, at most 10 s).
+func settleFor(timeout time.Duration) time.Duration {
+	return min(max(2*timeout, time.Second), 10*time.Second)
 }
 
 // errClosed is the error of every call after Close.
@@ -250,5 +259,6 @@ func (l *Link) Close() bool {
 	}
 	close(l.stop)
 	l.wg.Wait()
+	l.outage.Close()
 	return true
 }
