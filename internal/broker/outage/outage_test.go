@@ -1,43 +1,18 @@
 package outage
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/broker/outagetest"
 	"github.com/heraldhq/herald/internal/poll"
 )
 
-// syncBuffer is a log sink that the settle timer's goroutine may write to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestOneLineEachWayPerOutage(t *testing.T) {
-	var buf syncBuffer
+	var buf outagetest.Log
 	o := &Log{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Broker: "test"}
 	before := time.Now()
 	o.Down(errors.New("refused"), before)
@@ -57,7 +32,7 @@ func TestOneLineEachWayPerOutage(t *testing.T) {
 		t.Fatalf("log:\n%s", got)
 	}
 	o.Down(errors.New("again"), time.Now())
-	if !o.Out() || buf.count("broker unavailable") != 2 {
+	if !o.Out() || buf.Count("broker unavailable") != 2 {
 		t.Fatal("a new outage after the recovery was not logged")
 	}
 }
@@ -66,7 +41,7 @@ func TestOneLineEachWayPerOutage(t *testing.T) {
 // and over, is one outage: logged once each way, the recovery once it has
 // lasted Settle. Out follows every recovery and failure at once.
 func TestRecoveriesThatDoNotLastAreOneOutage(t *testing.T) {
-	var buf syncBuffer
+	var buf outagetest.Log
 	o := &Log{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Broker: "test", Settle: time.Hour}
 	o.Down(errors.New("refused"), time.Now())
 	for range 5 {
@@ -79,27 +54,27 @@ func TestRecoveriesThatDoNotLastAreOneOutage(t *testing.T) {
 			t.Fatal("not out after a failure")
 		}
 	}
-	if n, m := buf.count("broker unavailable"), buf.count("broker back"); n != 1 || m != 0 {
+	if n, m := buf.Count("broker unavailable"), buf.Count("broker back"); n != 1 || m != 0 {
 		t.Fatalf("%d × broker unavailable, %d × broker back; want 1 and 0:\n%s", n, m, buf.String())
 	}
 
 	// A recovery that lasts is logged, once, with the outage's whole length.
 	o.Settle = 10 * time.Millisecond
 	o.Up()
-	poll.Until(t, 5*time.Second, `"broker back" to be logged`, func() bool { return buf.count("broker back") == 1 })
+	poll.Until(t, 5*time.Second, `"broker back" to be logged`, func() bool { return buf.Count("broker back") == 1 })
 	if !strings.Contains(buf.String(), "after=") {
 		t.Fatalf("log:\n%s", buf.String())
 	}
 	// Then a failure is a new outage.
 	o.Down(errors.New("again"), time.Now())
-	if n := buf.count("broker unavailable"); n != 2 {
+	if n := buf.Count("broker unavailable"); n != 2 {
 		t.Fatalf("%d × broker unavailable after a recovery that lasted; want 2", n)
 	}
 	// Closing drops a recovery not yet logged.
 	o.Settle = time.Hour
 	o.Up()
 	o.Close()
-	if n := buf.count("broker back"); n != 1 {
+	if n := buf.Count("broker back"); n != 1 {
 		t.Fatalf("%d × broker back; want 1", n)
 	}
 }
