@@ -93,13 +93,19 @@ func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
 	return r.json
 }
 
-// renderDefault renders ev's payload as protojson does by default. The
-// message it decodes into comes from checkPayload's pool, as the JSON
-// keeps nothing of it.
+// renderDefault renders ev's payload as protojson does by default: a
+// payload of a type checked on the wire straight from its bytes
+// (wirejson.go), any other decoded into a message of checkPayload's pool,
+// as the JSON keeps nothing of it.
 func (h *Hub) renderDefault(ev *broker.Event) ([]byte, error) {
 	mt, err := payloadType(h.types, ev.TypeURL)
 	if err != nil {
 		return nil, err
+	}
+	if md := mt.Descriptor(); wireCheckable(md) && wireCheck(md, ev.Payload, maxPayloadDepth) {
+		if out, ok := appendWireJSON(make([]byte, 0, 2*len(ev.Payload)+16), md, ev.Payload); ok {
+			return out, nil
+		}
 	}
 	msg, sc, err := checkPayload(h.types, mt, ev.TypeURL, ev.Payload)
 	if err != nil {

@@ -63,6 +63,11 @@ func wireFile(t *testing.T) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 		field("by_name", msg, rep, ".wire.v1.All.ByNameEntry"),
 		field("by_id", msg, rep, ".wire.v1.All.ByIdEntry"),
 		field("tooks", msg, rep, ".wire.v1.All.TooksEntry"),
+		field("by_num", msg, rep, ".wire.v1.All.ByNumEntry"),
+		field("by_flag", msg, rep, ".wire.v1.All.ByFlagEntry"),
+		field("by_small", msg, rep, ".wire.v1.All.BySmallEntry"),
+		field("by_big", msg, rep, ".wire.v1.All.ByBigEntry"),
+		field("by_int", msg, rep, ".wire.v1.All.ByIntEntry"),
 	)
 	choice := []*descriptorpb.FieldDescriptorProto{
 		field("pick_text", descriptorpb.FieldDescriptorProto_TYPE_STRING, opt, ""),
@@ -89,6 +94,11 @@ func wireFile(t *testing.T) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 			entry("ByNameEntry", descriptorpb.FieldDescriptorProto_TYPE_STRING, descriptorpb.FieldDescriptorProto_TYPE_INT32, ""),
 			entry("ByIdEntry", descriptorpb.FieldDescriptorProto_TYPE_INT64, msg, ".wire.v1.All"),
 			entry("TooksEntry", descriptorpb.FieldDescriptorProto_TYPE_STRING, msg, ".google.protobuf.Duration"),
+			entry("ByNumEntry", descriptorpb.FieldDescriptorProto_TYPE_SINT32, descriptorpb.FieldDescriptorProto_TYPE_ENUM, ".wire.v1.Color"),
+			entry("ByFlagEntry", descriptorpb.FieldDescriptorProto_TYPE_BOOL, descriptorpb.FieldDescriptorProto_TYPE_STRING, ""),
+			entry("BySmallEntry", descriptorpb.FieldDescriptorProto_TYPE_SFIXED32, descriptorpb.FieldDescriptorProto_TYPE_FLOAT, ""),
+			entry("ByBigEntry", descriptorpb.FieldDescriptorProto_TYPE_UINT64, descriptorpb.FieldDescriptorProto_TYPE_BYTES, ""),
+			entry("ByIntEntry", descriptorpb.FieldDescriptorProto_TYPE_INT32, msg, ".google.protobuf.Timestamp"),
 		},
 	}
 	color := &descriptorpb.EnumDescriptorProto{Name: proto.String("Color"), Value: []*descriptorpb.EnumValueDescriptorProto{
@@ -142,7 +152,18 @@ func wireFile(t *testing.T) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 type wireGen struct {
 	r     *rand.Rand
 	clean bool // only what proto.Marshal writes, within every range
+	edges bool // values at the edges half the time: zeros, signs, NaNs, escapes
 }
+
+// Values at the edges of what a field holds and how it is written.
+var (
+	edgeVarints  = []uint64{0, 1, 1 << 32, 1<<32 | 1, math.MaxUint64, math.MaxInt32, 1 << 31, math.MaxUint32, 2}
+	edgeFixed32s = []uint32{0, 1 << 31, 0x7fc00000, 0x7f800000, 0xff800000, 1, 0x358637bd, 0x7f7fffff, math.MaxUint32}
+	edgeFixed64s = []uint64{0, 1 << 63, 0x7ff8000000000001, 0x7ff0000000000000, 0xfff0000000000000, 1,
+		math.Float64bits(1e21), math.Float64bits(1e-7), math.Float64bits(123.5), math.MaxUint64}
+	edgeStrings = []string{"", "a\"b\\c", "\b\f\n\r\t\x01\x1f\x7f", "<>&\u2028\u2029/", "text ✓", "\ufffd"}
+	edgeBytes   = [][]byte{nil, {0, 1, 0xff}, []byte("abcd"), {0xfb, 0xff}}
+)
 
 func (g *wireGen) message(md protoreflect.MessageDescriptor, depth int) []byte {
 	var b []byte
@@ -178,6 +199,13 @@ func (g *wireGen) message(md protoreflect.MessageDescriptor, depth int) []byte {
 
 func (g *wireGen) leafValue(leaf leafKind, num protowire.Number) uint64 {
 	if g.clean || g.r.IntN(4) > 0 {
+		if num == 2 && g.edges && g.r.IntN(2) == 0 {
+			n := []int64{0, 5e8, 123e6, 123456e3, 1, 999999999}[g.r.IntN(6)]
+			if leaf == leafDuration && g.r.IntN(2) == 0 {
+				n = -n
+			}
+			return uint64(n)
+		}
 		if num == 2 {
 			if leaf == leafDuration && g.r.IntN(2) == 0 {
 				return uint64(int64(-g.r.IntN(maxNanos)))
@@ -192,12 +220,22 @@ func (g *wireGen) leafValue(leaf leafKind, num protowire.Number) uint64 {
 
 func (g *wireGen) value(b []byte, fd protoreflect.FieldDescriptor, num protowire.Number, typ protowire.Type, depth int) []byte {
 	b = protowire.AppendTag(b, num, typ)
+	edge := g.edges && g.r.IntN(2) == 0
 	switch typ {
 	case protowire.VarintType:
+		if edge {
+			return protowire.AppendVarint(b, edgeVarints[g.r.IntN(len(edgeVarints))])
+		}
 		return protowire.AppendVarint(b, g.r.Uint64()>>g.r.IntN(64))
 	case protowire.Fixed32Type:
+		if edge {
+			return protowire.AppendFixed32(b, edgeFixed32s[g.r.IntN(len(edgeFixed32s))])
+		}
 		return protowire.AppendFixed32(b, g.r.Uint32())
 	case protowire.Fixed64Type:
+		if edge {
+			return protowire.AppendFixed64(b, edgeFixed64s[g.r.IntN(len(edgeFixed64s))])
+		}
 		return protowire.AppendFixed64(b, g.r.Uint64())
 	case protowire.StartGroupType:
 		var inner []byte
@@ -240,6 +278,10 @@ func (g *wireGen) value(b []byte, fd protoreflect.FieldDescriptor, num protowire
 			v = g.scalar(v, fd, wireTypeOf(fd.Kind()))
 		}
 		v = g.stripTags(v, fd)
+	case fd.Kind() == protoreflect.StringKind && edge:
+		v = []byte(edgeStrings[g.r.IntN(len(edgeStrings))])
+	case fd.Kind() == protoreflect.BytesKind && edge:
+		v = edgeBytes[g.r.IntN(len(edgeBytes))]
 	case fd.Kind() == protoreflect.StringKind:
 		v = []byte("text ✓")
 		if !g.clean && g.r.IntN(6) == 0 {
@@ -358,7 +400,7 @@ func TestWireCheckAcceptsOnlyWhatDecodingAccepts(t *testing.T) {
 	}
 }
 
-func mustFind(t *testing.T, name protoreflect.FullName) protoreflect.MessageType {
+func mustFind(t testing.TB, name protoreflect.FullName) protoreflect.MessageType {
 	t.Helper()
 	mt, err := dynamicTypes.FindMessageByName(name)
 	if err != nil {
