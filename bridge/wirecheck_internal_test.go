@@ -326,26 +326,37 @@ func (g *wireGen) mangle(b []byte) []byte {
 	return b
 }
 
+// A wireCase is a type of the random payloads: as pushed at run time,
+// and compiled for the types linked into the binary.
+type wireCase struct {
+	dynamic  protoreflect.MessageType
+	compiled protoreflect.MessageType // nil: none
+}
+
+// wireCases are the types of wireFile with two of the linked ones, and
+// the types that resolve them.
+func wireCases(t *testing.T) (*dynamicpb.Types, []wireCase) {
+	t.Helper()
+	fd, types := wireFile(t)
+	grouped, err := types.FindMessageByName("wire.v1.Grouped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return types, []wireCase{
+		{dynamicpb.NewMessageType(fd.Messages().ByName("All")), nil},
+		{grouped, nil},
+		{mustFind(t, "chat.v1.ChatMessage"), (&chatv1.ChatMessage{}).ProtoReflect().Type()},
+		{mustFind(t, "orders.v1.OrderPlaced"), (&ordersv1.OrderPlaced{}).ProtoReflect().Type()},
+	}
+}
+
 // TestWireCheckAcceptsOnlyWhatDecodingAccepts: over random payloads of
 // every kind of field, a payload the walk accepts decodes and renders,
 // decoded as a type pushed at run time and, for the linked types, as the
 // compiled one; the walk accepts most payloads, and every payload as
 // proto.Marshal writes it whose values render.
 func TestWireCheckAcceptsOnlyWhatDecodingAccepts(t *testing.T) {
-	fd, types := wireFile(t)
-	grouped, err := types.FindMessageByName("wire.v1.Grouped")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		dynamic  protoreflect.MessageType
-		compiled protoreflect.MessageType // nil: none
-	}{
-		{dynamicpb.NewMessageType(fd.Messages().ByName("All")), nil},
-		{grouped, nil},
-		{mustFind(t, "chat.v1.ChatMessage"), (&chatv1.ChatMessage{}).ProtoReflect().Type()},
-		{mustFind(t, "orders.v1.OrderPlaced"), (&ordersv1.OrderPlaced{}).ProtoReflect().Type()},
-	}
+	_, cases := wireCases(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	decode := func(mt protoreflect.MessageType, b []byte) bool {
 		m := mt.New().Interface()

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
-	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 	"github.com/heraldhq/herald/internal/broker"
 )
 
@@ -27,20 +26,7 @@ import (
 // and, for the linked types, the compiled one), byte for byte; and it
 // renders most of them rather than giving up.
 func TestWireJSONMatchesProtojson(t *testing.T) {
-	fd, types := wireFile(t)
-	grouped, err := types.FindMessageByName("wire.v1.Grouped")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		dynamic  protoreflect.MessageType
-		compiled protoreflect.MessageType // nil: none
-	}{
-		{dynamicpb.NewMessageType(fd.Messages().ByName("All")), nil},
-		{grouped, nil},
-		{mustFind(t, "chat.v1.ChatMessage"), (&chatv1.ChatMessage{}).ProtoReflect().Type()},
-		{mustFind(t, "orders.v1.OrderPlaced"), (&ordersv1.OrderPlaced{}).ProtoReflect().Type()},
-	}
+	types, cases := wireCases(t)
 	r := rand.New(rand.NewPCG(3, 4))
 	render := func(mt protoreflect.MessageType, b []byte) []byte {
 		m := mt.New().Interface()
