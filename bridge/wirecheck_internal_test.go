@@ -25,7 +25,7 @@ import (
 // wireFile is a proto3 file with a field of every kind the walk takes,
 // alone, repeated and in maps, Timestamps and Durations among them, a
 // oneof and a recursive message; and a proto2 message with a group.
-func wireFile(t *testing.T) (protoreflect.FileDescriptor, *dynamicpb.Types) {
+func wireFile(t testing.TB) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 	t.Helper()
 	type T = descriptorpb.FieldDescriptorProto_Type
 	var n int32
@@ -335,7 +335,7 @@ type wireCase struct {
 
 // wireCases are the types of wireFile with two of the linked ones, and
 // the types that resolve them.
-func wireCases(t *testing.T) (*dynamicpb.Types, []wireCase) {
+func wireCases(t testing.TB) (*dynamicpb.Types, []wireCase) {
 	t.Helper()
 	fd, types := wireFile(t)
 	grouped, err := types.FindMessageByName("wire.v1.Grouped")

@@ -178,3 +178,37 @@ func BenchmarkWireJSON(b *testing.B) {
 		})
 	}
 }
+
+// FuzzWireJSON: whatever bytes the check accepts as a message of one of
+// the random payloads' types, and the wire rendering takes, render as
+// protojson renders the decoded message.
+func FuzzWireJSON(f *testing.F) {
+	types, cases := wireCases(f)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 64 {
+		g := &wireGen{r: r, clean: i%2 == 0, edges: true}
+		f.Add(uint8(i), g.message(cases[i%len(cases)].dynamic.Descriptor(), 1))
+	}
+	f.Fuzz(func(t *testing.T, which uint8, b []byte) {
+		mt := cases[int(which)%len(cases)].dynamic
+		md := mt.Descriptor()
+		if !wireCheck(md, b, maxPayloadDepth) {
+			return
+		}
+		got, ok := appendWireJSON(nil, md, b)
+		if !ok {
+			return
+		}
+		m := mt.New().Interface()
+		if err := (proto.UnmarshalOptions{RecursionLimit: maxPayloadDepth}).Unmarshal(b, m); err != nil {
+			t.Fatalf("the check accepted what does not decode: %v", err)
+		}
+		want, err := renderJSON(types, m, protojson.MarshalOptions{})
+		if err != nil {
+			t.Fatalf("the check accepted what does not render: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s %x:\nfrom the wire %s\nprotojson     %s", md.FullName(), b, got, want)
+		}
+	})
+}
