@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/sse"
@@ -93,6 +94,16 @@ func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
 	return r.json
 }
 
+// renderWire renders payload, a message of md, from its bytes
+// (wirejson.go), if md is a type checked on the wire and the check accepts
+// it; false otherwise.
+func renderWire(md protoreflect.MessageDescriptor, payload []byte, o wireJSONOpts) ([]byte, bool) {
+	if !wireCheckable(md) || !wireCheck(md, payload, maxPayloadDepth) {
+		return nil, false
+	}
+	return appendWireJSON(make([]byte, 0, 2*len(payload)+16), md, payload, o)
+}
+
 // renderDefault renders ev's payload as protojson does by default: a
 // payload of a type checked on the wire straight from its bytes
 // (wirejson.go), any other decoded into a message of checkPayload's pool,
@@ -102,10 +113,8 @@ func (h *Hub) renderDefault(ev *broker.Event) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if md := mt.Descriptor(); wireCheckable(md) && wireCheck(md, ev.Payload, maxPayloadDepth) {
-		if out, ok := appendWireJSON(make([]byte, 0, 2*len(ev.Payload)+16), md, ev.Payload); ok {
-			return out, nil
-		}
+	if out, ok := renderWire(mt.Descriptor(), ev.Payload, wireJSONOpts{}); ok {
+		return out, nil
 	}
 	msg, sc, err := checkPayload(h.types, mt, ev.TypeURL, ev.Payload)
 	if err != nil {
@@ -179,6 +188,15 @@ func (h *Hub) unrenderable(ev *broker.Event, err error) []byte {
 }
 
 func (h *Hub) render(ev *broker.Event, r *Rendering) ([]byte, error) {
+	if !r.EmitUnpopulated && len(r.Fields) == 0 {
+		// proto_names and enum_numbers alone: from the wire, as the
+		// default rendering is.
+		if mt, err := payloadType(h.types, ev.TypeURL); err == nil {
+			if out, ok := renderWire(mt.Descriptor(), ev.Payload, wireJSONOpts{protoNames: r.ProtoNames, enumNumbers: r.EnumNumbers}); ok {
+				return out, nil
+			}
+		}
+	}
 	msg, err := decodePayload(h.types, ev.TypeURL, ev.Payload)
 	if err != nil {
 		return nil, err

@@ -15,8 +15,9 @@ import (
 )
 
 // Rendering from the wire: a payload of a type checked on the wire
-// (wirecheck.go) is rendered in the default JSON form straight from its
-// bytes, without decoding it into a message first. Decoding a type pushed
+// (wirecheck.go) is rendered in the default JSON form, or with
+// proto_names or enum_numbers (wireJSONOpts), straight from its bytes,
+// without decoding it into a message first. Decoding a type pushed
 // at run time builds a dynamicpb message, a map entry and a boxed value
 // per field, which protojson then reads back through reflection; that was
 // most of what a node spent on an event for a subscriber or two.
@@ -38,6 +39,22 @@ import (
 // types it takes). A singular message field that occurs twice, which
 // decoding merges, the check refuses, so the caller checks first.
 
+// wireJSONOpts are the renderings other than the default that the wire
+// rendering follows, as protojson.MarshalOptions has them: field names as
+// in the .proto file (UseProtoNames), enum values as numbers
+// (UseEnumNumbers). The others (emit_unpopulated, fields) decode.
+type wireJSONOpts struct {
+	protoNames, enumNumbers bool
+}
+
+// name is fd's name in the JSON.
+func (o wireJSONOpts) name(fd protoreflect.FieldDescriptor) string {
+	if o.protoNames {
+		return fd.TextName()
+	}
+	return fd.JSONName()
+}
+
 // wireJSONFields bounds the fields of a message rendered from the wire:
 // their positions are kept in arrays on the stack.
 const (
@@ -47,7 +64,7 @@ const (
 
 // appendWireJSON appends the default JSON form of b, a message of md that
 // wireCheck accepted, and reports whether it could.
-func appendWireJSON(out []byte, md protoreflect.MessageDescriptor, b []byte) ([]byte, bool) {
+func appendWireJSON(out []byte, md protoreflect.MessageDescriptor, b []byte, o wireJSONOpts) ([]byte, bool) {
 	switch wellKnownLeaf(md) {
 	case leafTimestamp:
 		secs, nanos := wireSecondsNanos(b)
@@ -85,9 +102,9 @@ func appendWireJSON(out []byte, md protoreflect.MessageDescriptor, b []byte) ([]
 				pos += n + m
 			}
 			if at < 0 {
-				return appendZeroJSON(out, fd)
+				return appendZeroJSON(out, fd, o)
 			}
-			out, _, ok := appendWireScalar(out, fd, b[at:], false)
+			out, _, ok := appendWireScalar(out, fd, b[at:], false, o)
 			return out, ok
 		}
 	}
@@ -141,19 +158,19 @@ func appendWireJSON(out []byte, md protoreflect.MessageDescriptor, b []byte) ([]
 			out = append(out, ',')
 		}
 		var ok bool
-		if out, ok = appendJSONString(out, fd.JSONName()); !ok {
+		if out, ok = appendJSONString(out, o.name(fd)); !ok {
 			return out, false
 		}
 		out = append(out, ':')
 		var emitted bool
 		switch {
 		case fd.IsMap():
-			out, emitted, ok = appendWireMap(out, fd, b[first[i]-1:])
+			out, emitted, ok = appendWireMap(out, fd, b[first[i]-1:], o)
 		case fd.IsList():
-			out, emitted, ok = appendWireList(out, fd, b[first[i]-1:])
+			out, emitted, ok = appendWireList(out, fd, b[first[i]-1:], o)
 		default:
 			_, _, n := protowire.ConsumeTag(b[last[i]-1:])
-			out, emitted, ok = appendWireScalar(out, fd, b[int(last[i])-1+n:], !fd.HasPresence())
+			out, emitted, ok = appendWireScalar(out, fd, b[int(last[i])-1+n:], !fd.HasPresence(), o)
 		}
 		if !ok {
 			return out, false
@@ -249,7 +266,7 @@ func appendDuration(out []byte, secs int64, nanos int32) []byte {
 // appendWireScalar appends the value of fd at the start of b (after its
 // tag), a singular field or a list element, and reports whether it did:
 // a field without presence (implicit) holding its zero value is left out.
-func appendWireScalar(out []byte, fd protoreflect.FieldDescriptor, b []byte, implicit bool) ([]byte, bool, bool) {
+func appendWireScalar(out []byte, fd protoreflect.FieldDescriptor, b []byte, implicit bool, o wireJSONOpts) ([]byte, bool, bool) {
 	switch wireTypeOf(fd.Kind()) {
 	case protowire.VarintType:
 		v, n := protowire.ConsumeVarint(b)
@@ -262,7 +279,7 @@ func appendWireScalar(out []byte, fd protoreflect.FieldDescriptor, b []byte, imp
 		if implicit && wireVarintZero(fd.Kind(), v) {
 			return out, false, true
 		}
-		return appendVarintJSON(out, fd, v), true, true
+		return appendVarintJSON(out, fd, v, o), true, true
 	case protowire.Fixed32Type:
 		v, n := protowire.ConsumeFixed32(b)
 		if n < 0 {
@@ -299,7 +316,7 @@ func appendWireScalar(out []byte, fd protoreflect.FieldDescriptor, b []byte, imp
 			}
 			return appendBase64(out, v), true, true
 		default:
-			out, ok := appendWireJSON(out, fd.Message(), v)
+			out, ok := appendWireJSON(out, fd.Message(), v, o)
 			return out, true, ok
 		}
 	}
@@ -326,7 +343,7 @@ func wireVarintZero(kind protoreflect.Kind, v uint64) bool {
 	return v == 0
 }
 
-func appendVarintJSON(out []byte, fd protoreflect.FieldDescriptor, v uint64) []byte {
+func appendVarintJSON(out []byte, fd protoreflect.FieldDescriptor, v uint64, o wireJSONOpts) []byte {
 	switch fd.Kind() {
 	case protoreflect.BoolKind:
 		if v != 0 {
@@ -346,15 +363,15 @@ func appendVarintJSON(out []byte, fd protoreflect.FieldDescriptor, v uint64) []b
 	case protoreflect.Uint64Kind:
 		return append(strconv.AppendUint(append(out, '"'), v, 10), '"')
 	default: // enum
-		return appendEnumJSON(out, fd.Enum(), protoreflect.EnumNumber(int32(v)))
+		return appendEnumJSON(out, fd.Enum(), protoreflect.EnumNumber(int32(v)), o)
 	}
 }
 
-func appendEnumJSON(out []byte, ed protoreflect.EnumDescriptor, n protoreflect.EnumNumber) []byte {
+func appendEnumJSON(out []byte, ed protoreflect.EnumDescriptor, n protoreflect.EnumNumber, o wireJSONOpts) []byte {
 	if ed.FullName() == "google.protobuf.NullValue" {
 		return append(out, "null"...)
 	}
-	if vd := ed.Values().ByNumber(n); vd != nil {
+	if vd := ed.Values().ByNumber(n); vd != nil && !o.enumNumbers {
 		out = append(out, '"')
 		out = append(out, vd.Name()...) // an identifier: nothing to escape
 		return append(out, '"')
@@ -459,18 +476,18 @@ func appendJSONString(out []byte, s string) ([]byte, bool) {
 
 // appendZeroJSON appends the zero value of fd, a scalar or a message
 // (a map entry's missing value, a wrapper's missing field).
-func appendZeroJSON(out []byte, fd protoreflect.FieldDescriptor) ([]byte, bool) {
+func appendZeroJSON(out []byte, fd protoreflect.FieldDescriptor, o wireJSONOpts) ([]byte, bool) {
 	switch fd.Kind() {
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return appendWireJSON(out, fd.Message(), nil)
+		return appendWireJSON(out, fd.Message(), nil, o)
 	case protoreflect.StringKind, protoreflect.BytesKind:
 		return append(out, `""`...), true
 	case protoreflect.EnumKind:
-		return appendEnumJSON(out, fd.Enum(), 0), true
+		return appendEnumJSON(out, fd.Enum(), 0, o), true
 	}
 	switch wireTypeOf(fd.Kind()) {
 	case protowire.VarintType:
-		return appendVarintJSON(out, fd, 0), true
+		return appendVarintJSON(out, fd, 0, o), true
 	case protowire.Fixed32Type:
 		return appendFixed32JSON(out, fd.Kind(), 0), true
 	default:
@@ -481,7 +498,7 @@ func appendZeroJSON(out []byte, fd protoreflect.FieldDescriptor) ([]byte, bool) 
 // appendWireList appends the elements of the repeated field fd, whose
 // first occurrence begins b, in order: packed runs and single elements
 // alike. An empty list is left out.
-func appendWireList(out []byte, fd protoreflect.FieldDescriptor, b []byte) ([]byte, bool, bool) {
+func appendWireList(out []byte, fd protoreflect.FieldDescriptor, b []byte, o wireJSONOpts) ([]byte, bool, bool) {
 	mark := len(out)
 	out = append(out, '[')
 	count := 0
@@ -511,7 +528,7 @@ func appendWireList(out []byte, fd protoreflect.FieldDescriptor, b []byte) ([]by
 						if v, k = protowire.ConsumeVarint(run); k >= 0 && !wireEnumKnown(fd, v) {
 							return out, false, false
 						}
-						out = appendVarintJSON(out, fd, v)
+						out = appendVarintJSON(out, fd, v, o)
 					case protowire.Fixed32Type:
 						var v uint32
 						v, k = protowire.ConsumeFixed32(run)
@@ -532,7 +549,7 @@ func appendWireList(out []byte, fd protoreflect.FieldDescriptor, b []byte) ([]by
 				}
 				count++
 				var ok bool
-				if out, _, ok = appendWireScalar(out, fd, b, false); !ok {
+				if out, _, ok = appendWireScalar(out, fd, b, false, o); !ok {
 					return out, false, false
 				}
 			}
@@ -555,7 +572,7 @@ type wireEntry struct {
 // appendWireMap appends the entries of the map field fd, whose first
 // entry begins b, sorted by key as protojson sorts them, the last entry of
 // a key kept.
-func appendWireMap(out []byte, fd protoreflect.FieldDescriptor, b []byte) ([]byte, bool, bool) {
+func appendWireMap(out []byte, fd protoreflect.FieldDescriptor, b []byte, o wireJSONOpts) ([]byte, bool, bool) {
 	keyFd, valFd := fd.MapKey(), fd.MapValue()
 	var stack [8]wireEntry
 	entries := stack[:0]
@@ -598,9 +615,9 @@ func appendWireMap(out []byte, fd protoreflect.FieldDescriptor, b []byte) ([]byt
 		}
 		out = append(out, ':')
 		if e.value == nil {
-			out, ok = appendZeroJSON(out, valFd)
+			out, ok = appendZeroJSON(out, valFd, o)
 		} else {
-			out, _, ok = appendWireScalar(out, valFd, e.value, false)
+			out, _, ok = appendWireScalar(out, valFd, e.value, false, o)
 		}
 		if !ok {
 			return out, false, false

@@ -23,17 +23,18 @@ import (
 // TestWireJSONMatchesProtojson: over random payloads of every kind of
 // field that the check accepts, what is rendered from the wire is what
 // protojson renders of the decoded message (as a type pushed at run time
-// and, for the linked types, the compiled one), byte for byte; and it
-// renders most of them rather than giving up.
+// and, for the linked types, the compiled one), byte for byte, by default
+// and with proto_names and enum_numbers; and it renders most of them
+// rather than giving up.
 func TestWireJSONMatchesProtojson(t *testing.T) {
 	types, cases := wireCases(t)
 	r := rand.New(rand.NewPCG(3, 4))
-	render := func(mt protoreflect.MessageType, b []byte) []byte {
+	render := func(mt protoreflect.MessageType, b []byte, o wireJSONOpts) []byte {
 		m := mt.New().Interface()
 		if err := (proto.UnmarshalOptions{RecursionLimit: maxPayloadDepth}).Unmarshal(b, m); err != nil {
 			t.Fatalf("%x: the check accepted what does not decode: %v", b, err)
 		}
-		out, err := renderJSON(types, m, protojson.MarshalOptions{})
+		out, err := renderJSON(types, m, protojson.MarshalOptions{UseProtoNames: o.protoNames, UseEnumNumbers: o.enumNumbers})
 		if err != nil {
 			t.Fatalf("%x: the check accepted what does not render: %v", b, err)
 		}
@@ -50,17 +51,20 @@ func TestWireJSONMatchesProtojson(t *testing.T) {
 				continue
 			}
 			checked++
-			got, ok := appendWireJSON(nil, md, b)
+			// The default rendering, then proto_names and enum_numbers
+			// in turn and together.
+			o := wireJSONOpts{protoNames: i%4 >= 2, enumNumbers: i%2 == 1}
+			got, ok := appendWireJSON(nil, md, b, o)
 			if !ok {
 				continue
 			}
 			rendered++
-			if want := render(c.dynamic, b); !bytes.Equal(got, want) {
-				t.Fatalf("%s, payload %d %x:\nfrom the wire %s\nprotojson     %s", md.FullName(), i, b, got, want)
+			if want := render(c.dynamic, b, o); !bytes.Equal(got, want) {
+				t.Fatalf("%s %+v, payload %d %x:\nfrom the wire %s\nprotojson     %s", md.FullName(), o, i, b, got, want)
 			}
 			if c.compiled != nil {
-				if want := render(c.compiled, b); !bytes.Equal(got, want) {
-					t.Fatalf("%s (compiled), payload %d %x:\nfrom the wire %s\nprotojson     %s", md.FullName(), i, b, got, want)
+				if want := render(c.compiled, b, o); !bytes.Equal(got, want) {
+					t.Fatalf("%s (compiled) %+v, payload %d %x:\nfrom the wire %s\nprotojson     %s", md.FullName(), o, i, b, got, want)
 				}
 			}
 		}
@@ -103,7 +107,7 @@ func TestWireJSONLeavesClosedEnumsToDecoding(t *testing.T) {
 		{protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), []byte{1, 2}), true},
 		{protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), []byte{1, 9}), false},
 	} {
-		got, ok := appendWireJSON(nil, md, c.payload)
+		got, ok := appendWireJSON(nil, md, c.payload, wireJSONOpts{})
 		if ok != c.renders {
 			t.Fatalf("%x: rendered %v (%s); want %v", c.payload, ok, got, c.renders)
 		}
@@ -155,7 +159,7 @@ func BenchmarkWireJSON(b *testing.B) {
 	b.Run("wire", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, ok := appendWireJSON(make([]byte, 0, 2*len(payload)+16), md, payload); !ok {
+			if _, ok := appendWireJSON(make([]byte, 0, 2*len(payload)+16), md, payload, wireJSONOpts{}); !ok {
 				b.Fatal("not rendered")
 			}
 		}
@@ -187,7 +191,7 @@ func FuzzWireJSON(f *testing.F) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := range 64 {
 		g := &wireGen{r: r, clean: i%2 == 0, edges: true}
-		f.Add(uint8(i), g.message(cases[i%len(cases)].dynamic.Descriptor(), 1))
+		f.Add(uint8(i*37), g.message(cases[i%len(cases)].dynamic.Descriptor(), 1))
 	}
 	f.Fuzz(func(t *testing.T, which uint8, b []byte) {
 		mt := cases[int(which)%len(cases)].dynamic
@@ -195,7 +199,8 @@ func FuzzWireJSON(f *testing.F) {
 		if !wireCheck(md, b, maxPayloadDepth) {
 			return
 		}
-		got, ok := appendWireJSON(nil, md, b)
+		o := wireJSONOpts{protoNames: which&64 != 0, enumNumbers: which&128 != 0}
+		got, ok := appendWireJSON(nil, md, b, o)
 		if !ok {
 			return
 		}
@@ -203,7 +208,7 @@ func FuzzWireJSON(f *testing.F) {
 		if err := (proto.UnmarshalOptions{RecursionLimit: maxPayloadDepth}).Unmarshal(b, m); err != nil {
 			t.Fatalf("the check accepted what does not decode: %v", err)
 		}
-		want, err := renderJSON(types, m, protojson.MarshalOptions{})
+		want, err := renderJSON(types, m, protojson.MarshalOptions{UseProtoNames: o.protoNames, UseEnumNumbers: o.enumNumbers})
 		if err != nil {
 			t.Fatalf("the check accepted what does not render: %v", err)
 		}
