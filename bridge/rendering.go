@@ -206,8 +206,20 @@ func renderedWhole(md protoreflect.MessageDescriptor) bool {
 		return false
 	}
 	switch md.Name() {
-	case "Any", "Timestamp", "Duration", "Struct", "Value", "ListValue", "FieldMask", "Empty",
-		"DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value", "UInt32Value",
+	case "Any", "Timestamp", "Duration", "Struct", "Value", "ListValue", "FieldMask", "Empty":
+		return true
+	}
+	return isWrapper(md)
+}
+
+// isWrapper reports whether md is one of google.protobuf's wrappers
+// (Int64Value, StringValue...), which JSON renders as their value alone.
+func isWrapper(md protoreflect.MessageDescriptor) bool {
+	if md.FullName().Parent() != "google.protobuf" {
+		return false
+	}
+	switch md.Name() {
+	case "DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value", "UInt32Value",
 		"BoolValue", "StringValue", "BytesValue":
 		return true
 	}

@@ -15,16 +15,19 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
 	ordersv1 "github.com/heraldhq/herald/gen/orders/v1"
 )
 
 // wireFile is a proto3 file with a field of every kind the walk takes,
-// alone, repeated and in maps, Timestamps and Durations among them, a
-// oneof and a recursive message; and a proto2 message with a group.
+// alone, repeated and in maps, Timestamps, Durations, wrappers and Empty
+// among them, a oneof and a recursive message; and a proto2 message with a
+// group.
 func wireFile(t testing.TB) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 	t.Helper()
 	type T = descriptorpb.FieldDescriptorProto_Type
@@ -68,7 +71,11 @@ func wireFile(t testing.TB) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 		field("by_small", msg, rep, ".wire.v1.All.BySmallEntry"),
 		field("by_big", msg, rep, ".wire.v1.All.ByBigEntry"),
 		field("by_int", msg, rep, ".wire.v1.All.ByIntEntry"),
+		field("nothing", msg, opt, ".google.protobuf.Empty"),
 	)
+	for _, w := range []string{"BoolValue", "Int32Value", "Int64Value", "UInt32Value", "UInt64Value", "FloatValue", "DoubleValue", "StringValue", "BytesValue"} {
+		fields = append(fields, field("wrapped_"+w, msg, opt, ".google.protobuf."+w))
+	}
 	choice := []*descriptorpb.FieldDescriptorProto{
 		field("pick_text", descriptorpb.FieldDescriptorProto_TYPE_STRING, opt, ""),
 		field("pick_all", msg, opt, ".wire.v1.All"),
@@ -105,7 +112,7 @@ func wireFile(t testing.TB) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 		{Name: proto.String("COLOR_UNSPECIFIED"), Number: proto.Int32(0)}, {Name: proto.String("COLOR_RED"), Number: proto.Int32(1)}}}
 	fd3 := &descriptorpb.FileDescriptorProto{
 		Name: proto.String("wire/v1/wire.proto"), Package: proto.String("wire.v1"), Syntax: proto.String("proto3"),
-		Dependency:  []string{"google/protobuf/timestamp.proto", "google/protobuf/duration.proto"},
+		Dependency:  []string{"google/protobuf/timestamp.proto", "google/protobuf/duration.proto", "google/protobuf/wrappers.proto", "google/protobuf/empty.proto"},
 		MessageType: []*descriptorpb.DescriptorProto{all}, EnumType: []*descriptorpb.EnumDescriptorProto{color},
 	}
 	n = 0
@@ -136,7 +143,8 @@ func wireFile(t testing.TB) (protoreflect.FileDescriptor, *dynamicpb.Types) {
 			f3 = fd
 		}
 	}
-	for _, dep := range []protoreflect.FileDescriptor{timestamppb.File_google_protobuf_timestamp_proto, durationpb.File_google_protobuf_duration_proto} {
+	for _, dep := range []protoreflect.FileDescriptor{timestamppb.File_google_protobuf_timestamp_proto, durationpb.File_google_protobuf_duration_proto,
+		wrapperspb.File_google_protobuf_wrappers_proto, emptypb.File_google_protobuf_empty_proto} {
 		if err := files.RegisterFile(dep); err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +182,10 @@ func (g *wireGen) message(md protoreflect.MessageDescriptor, depth int) []byte {
 		count = 0
 	}
 	for range count {
-		if !g.clean && g.r.IntN(12) == 0 {
+		if fields.Len() == 0 && g.clean {
+			break // Empty
+		}
+		if fields.Len() == 0 || !g.clean && g.r.IntN(12) == 0 {
 			num := protowire.Number(100 + g.r.IntN(50))
 			b = g.value(b, nil, num, protowire.Type(g.r.IntN(6)), depth)
 			continue

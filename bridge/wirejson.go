@@ -62,8 +62,9 @@ const (
 	wireJSONOneofs = 16
 )
 
-// appendWireJSON appends the default JSON form of b, a message of md that
-// wireCheck accepted, and reports whether it could.
+// appendWireJSON appends the JSON form of b, a message of md that
+// wireCheck accepted, and reports whether it could. md is a type checked
+// on the wire (renderPlan.wire), so it reaches no Any or FieldMask.
 func appendWireJSON(out []byte, md protoreflect.MessageDescriptor, b []byte, o wireJSONOpts) ([]byte, bool) {
 	switch wellKnownLeaf(md) {
 	case leafTimestamp:
@@ -76,37 +77,20 @@ func appendWireJSON(out []byte, md protoreflect.MessageDescriptor, b []byte, o w
 	default:
 		return out, false // Struct, Value, ListValue: not taken by the check
 	}
-	if md.FullName().Parent() == "google.protobuf" {
-		switch md.Name() {
-		case "Any", "FieldMask":
+	if isWrapper(md) {
+		fd := md.Fields().ByNumber(1)
+		if fd == nil {
 			return out, false
-		case "BoolValue", "Int32Value", "Int64Value", "UInt32Value", "UInt64Value",
-			"FloatValue", "DoubleValue", "StringValue", "BytesValue":
-			fd := md.Fields().ByNumber(1)
-			if fd == nil {
-				return out, false
-			}
-			at := -1
-			for pos := 0; pos < len(b); {
-				num, typ, n := protowire.ConsumeTag(b[pos:])
-				if n < 0 {
-					return out, false
-				}
-				m := protowire.ConsumeFieldValue(num, typ, b[pos+n:])
-				if m < 0 {
-					return out, false
-				}
-				if num == 1 && typ == wireTypeOf(fd.Kind()) {
-					at = pos + n
-				}
-				pos += n + m
-			}
-			if at < 0 {
-				return appendZeroJSON(out, fd, o)
-			}
-			out, _, ok := appendWireScalar(out, fd, b[at:], false, o)
-			return out, ok
 		}
+		v, ok := wireLast(b, 1, wireTypeOf(fd.Kind()))
+		switch {
+		case !ok:
+			return out, false
+		case v == nil:
+			return appendZeroJSON(out, fd, o)
+		}
+		out, _, ok = appendWireScalar(out, fd, v, false, o)
+		return out, ok
 	}
 
 	fields := md.Fields()
@@ -198,35 +182,40 @@ func wireTypeFits(fd protoreflect.FieldDescriptor, typ protowire.Type) bool {
 	return fd.IsList() && typ == protowire.BytesType && elem != protowire.StartGroupType
 }
 
-// wireSecondsNanos returns the last seconds and nanos of a Timestamp or
-// Duration on the wire.
-func wireSecondsNanos(b []byte) (secs int64, nanos int32) {
+// wireLast returns the value (after its tag) of the last occurrence of
+// field num with wire type typ in b, nil if there is none; false if b is
+// not a message.
+func wireLast(b []byte, num protowire.Number, typ protowire.Type) ([]byte, bool) {
+	var last []byte
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return
+		n, t, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return nil, false
 		}
-		b = b[n:]
-		if typ == protowire.VarintType && (num == 1 || num == 2) {
-			v, m := protowire.ConsumeVarint(b)
-			if m < 0 {
-				return
-			}
-			if num == 1 {
-				secs = int64(v)
-			} else {
-				nanos = int32(v)
-			}
-			b = b[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
+		m := protowire.ConsumeFieldValue(n, t, b[k:])
 		if m < 0 {
-			return
+			return nil, false
 		}
-		b = b[m:]
+		if n == num && t == typ {
+			last = b[k : k+m]
+		}
+		b = b[k+m:]
 	}
-	return
+	return last, true
+}
+
+// wireSecondsNanos returns the last seconds and nanos of a Timestamp or
+// Duration on the wire, which wireCheck accepted.
+func wireSecondsNanos(b []byte) (secs int64, nanos int32) {
+	if v, _ := wireLast(b, 1, protowire.VarintType); v != nil {
+		x, _ := protowire.ConsumeVarint(v)
+		secs = int64(x)
+	}
+	if v, _ := wireLast(b, 2, protowire.VarintType); v != nil {
+		x, _ := protowire.ConsumeVarint(v)
+		nanos = int32(x)
+	}
+	return secs, nanos
 }
 
 // appendTimestamp appends a Timestamp as protojson does: RFC 3339 in UTC
@@ -280,24 +269,15 @@ func appendWireScalar(out []byte, fd protoreflect.FieldDescriptor, b []byte, imp
 			return out, false, true
 		}
 		return appendVarintJSON(out, fd, v, o), true, true
-	case protowire.Fixed32Type:
-		v, n := protowire.ConsumeFixed32(b)
+	case protowire.Fixed32Type, protowire.Fixed64Type:
+		v, n := consumeFixed(wireTypeOf(fd.Kind()), b)
 		if n < 0 {
 			return out, false, false
 		}
 		if implicit && v == 0 {
 			return out, false, true
 		}
-		return appendFixed32JSON(out, fd.Kind(), v), true, true
-	case protowire.Fixed64Type:
-		v, n := protowire.ConsumeFixed64(b)
-		if n < 0 {
-			return out, false, false
-		}
-		if implicit && v == 0 {
-			return out, false, true
-		}
-		return appendFixed64JSON(out, fd.Kind(), v), true, true
+		return appendFixedJSON(out, fd.Kind(), v), true, true
 	case protowire.BytesType:
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
@@ -379,19 +359,25 @@ func appendEnumJSON(out []byte, ed protoreflect.EnumDescriptor, n protoreflect.E
 	return strconv.AppendInt(out, int64(n), 10)
 }
 
-func appendFixed32JSON(out []byte, kind protoreflect.Kind, v uint32) []byte {
+// consumeFixed reads a fixed32 or fixed64 value, by typ, into a uint64.
+func consumeFixed(typ protowire.Type, b []byte) (uint64, int) {
+	if typ == protowire.Fixed32Type {
+		v, n := protowire.ConsumeFixed32(b)
+		return uint64(v), n
+	}
+	return protowire.ConsumeFixed64(b)
+}
+
+// appendFixedJSON appends a value of a fixed-width kind, v as
+// consumeFixed reads it.
+func appendFixedJSON(out []byte, kind protoreflect.Kind, v uint64) []byte {
 	switch kind {
 	case protoreflect.Sfixed32Kind:
 		return strconv.AppendInt(out, int64(int32(v)), 10)
 	case protoreflect.Fixed32Kind:
-		return strconv.AppendUint(out, uint64(v), 10)
-	default: // float
-		return appendJSONFloat(out, float64(math.Float32frombits(v)), 32)
-	}
-}
-
-func appendFixed64JSON(out []byte, kind protoreflect.Kind, v uint64) []byte {
-	switch kind {
+		return strconv.AppendUint(out, v, 10)
+	case protoreflect.FloatKind:
+		return appendJSONFloat(out, float64(math.Float32frombits(uint32(v))), 32)
 	case protoreflect.Sfixed64Kind:
 		return append(strconv.AppendInt(append(out, '"'), int64(v), 10), '"')
 	case protoreflect.Fixed64Kind:
@@ -485,14 +471,10 @@ func appendZeroJSON(out []byte, fd protoreflect.FieldDescriptor, o wireJSONOpts)
 	case protoreflect.EnumKind:
 		return appendEnumJSON(out, fd.Enum(), 0, o), true
 	}
-	switch wireTypeOf(fd.Kind()) {
-	case protowire.VarintType:
+	if wireTypeOf(fd.Kind()) == protowire.VarintType {
 		return appendVarintJSON(out, fd, 0, o), true
-	case protowire.Fixed32Type:
-		return appendFixed32JSON(out, fd.Kind(), 0), true
-	default:
-		return appendFixed64JSON(out, fd.Kind(), 0), true
 	}
+	return appendFixedJSON(out, fd.Kind(), 0), true
 }
 
 // appendWireList appends the elements of the repeated field fd, whose
@@ -517,28 +499,16 @@ func appendWireList(out []byte, fd protoreflect.FieldDescriptor, b []byte, o wir
 			if typ == protowire.BytesType && elem != protowire.BytesType {
 				run, _ := protowire.ConsumeBytes(b)
 				for len(run) > 0 {
+					k := protowire.ConsumeFieldValue(fd.Number(), elem, run)
+					if k < 0 {
+						return out, false, false
+					}
 					if count > 0 {
 						out = append(out, ',')
 					}
 					count++
-					var k int
-					switch elem {
-					case protowire.VarintType:
-						var v uint64
-						if v, k = protowire.ConsumeVarint(run); k >= 0 && !wireEnumKnown(fd, v) {
-							return out, false, false
-						}
-						out = appendVarintJSON(out, fd, v, o)
-					case protowire.Fixed32Type:
-						var v uint32
-						v, k = protowire.ConsumeFixed32(run)
-						out = appendFixed32JSON(out, fd.Kind(), v)
-					default:
-						var v uint64
-						v, k = protowire.ConsumeFixed64(run)
-						out = appendFixed64JSON(out, fd.Kind(), v)
-					}
-					if k < 0 {
+					var ok bool
+					if out, _, ok = appendWireScalar(out, fd, run[:k], false, o); !ok {
 						return out, false, false
 					}
 					run = run[k:]
