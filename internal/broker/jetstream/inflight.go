@@ -65,6 +65,13 @@ func (f *inflight) remove(id uint64) *pendingAppend {
 	return p
 }
 
+// empty reports whether no append is in flight.
+func (f *inflight) empty() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiting) == 0
+}
+
 // expired takes out of flight the appends for which late reports true.
 func (f *inflight) expired(late func(*pendingAppend) bool) []*pendingAppend {
 	var out []*pendingAppend
@@ -179,6 +186,7 @@ func (b *Broker) onAck(m *nats.Msg) {
 	if err == nil && !a.duplicate {
 		b.link.Confirm()
 		ts.last, p.ev.Seq = a.seq, a.seq
+		b.noteAck(a.seq)
 		p.done(broker.PublishResult{Seq: a.seq}, nil)
 		b.advance(ts, false)
 		return

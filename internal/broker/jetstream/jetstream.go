@@ -170,7 +170,8 @@ type Broker struct {
 	mu     sync.Mutex // guards topics
 	topics map[string]*topicState
 
-	inflight inflight // single appends awaiting their answers (inflight.go)
+	inflight inflight  // single appends awaiting their answers (inflight.go)
+	fast     fastState // runs appended as fast batches (fast.go)
 
 	kv kvState // the presence and revocation buckets (presence.go)
 }
@@ -241,6 +242,10 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		nc.Close()
 		return nil, fmt.Errorf("%w: subscribing to PubAcks: %v", broker.ErrUnavailable, err)
 	}
+	if err := b.startFast(b.stream.CachedInfo().Config); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%w: subscribing to PubAcks: %v", broker.ErrUnavailable, err)
+	}
 	b.link.Start(b.probe)
 	return b, nil
 }
@@ -302,8 +307,10 @@ func (b *Broker) setUp(ctx context.Context) error {
 		Replicas:          o.Replicas,
 		AllowDirect:       true,
 		// Runs of one topic's events are appended as atomic batches
-		// (pipeline.go); a server older than 2.12 ignores the setting.
+		// (pipeline.go), or as fast batches (fast.go); a server older
+		// than 2.12 (2.14) ignores the setting.
 		AllowAtomicPublish: true,
+		AllowBatchPublish:  true,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: creating stream %s: %v", broker.ErrUnavailable, b.streamName, err)

@@ -73,15 +73,7 @@ func (b *Broker) PublishAsync(ctx context.Context, ev *broker.Event, done func(b
 		done(broker.PublishResult{}, err)
 		return
 	}
-	ev.Time = time.Now()
-	p := &pendingAppend{ctx: ctx, start: ev.Time, ev: ev, msg: nats.NewMsg(b.subjPrefix + ev.Topic), done: done}
-	p.msg.Data = wire.Append(make([]byte, 0, wire.Size(ev)), ev)
-	if ev.IdempotencyKey != "" {
-		p.msgID = ev.Topic + " " + strconv.Quote(ev.IdempotencyKey)
-		if ev.Fingerprint != "" {
-			p.msg.Header.Set(fingerprintHeader, ev.Fingerprint)
-		}
-	}
+	p := b.newPending(ctx, ev, done)
 	b.mu.Lock()
 	ts := b.topics[ev.Topic]
 	if ts == nil {
@@ -103,6 +95,20 @@ func (b *Broker) PublishAsync(ctx context.Context, ev *broker.Event, done func(b
 	if start {
 		b.advance(ts, false)
 	}
+}
+
+// newPending makes ev's message for the stream.
+func (b *Broker) newPending(ctx context.Context, ev *broker.Event, done func(broker.PublishResult, error)) *pendingAppend {
+	ev.Time = time.Now()
+	p := &pendingAppend{ctx: ctx, start: ev.Time, ev: ev, msg: nats.NewMsg(b.subjPrefix + ev.Topic), done: done}
+	p.msg.Data = wire.Append(make([]byte, 0, wire.Size(ev)), ev)
+	if ev.IdempotencyKey != "" {
+		p.msgID = ev.Topic + " " + strconv.Quote(ev.IdempotencyKey)
+		if ev.Fingerprint != "" {
+			p.msg.Header.Set(fingerprintHeader, ev.Fingerprint)
+		}
+	}
+	return p
 }
 
 // maxTopicStates bounds how many topics' last sequences a node remembers.
@@ -280,6 +286,7 @@ func (b *Broker) appendOne(ctx context.Context, ts *topicState, p *pendingAppend
 			}
 			ts.last = ack.seq
 			ev.Seq = ack.seq
+			b.noteAck(ack.seq)
 			return broker.PublishResult{Seq: ack.seq}, nil
 		}
 		switch {
@@ -313,6 +320,16 @@ func (b *Broker) appendError(ctx context.Context, msg *nats.Msg, err error) erro
 func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 	ctx, cancel := b.link.Bound(context.Background())
 	defer cancel()
+	if b.takeFast(ts, run) {
+		run = b.appendFast(ctx, ts, run)
+		switch len(run) {
+		case 0:
+			return
+		case 1:
+			run[0].done(b.appendOne(ctx, ts, run[0]))
+			return
+		}
+	}
 	fail := func(err error) {
 		for _, p := range run {
 			p.done(broker.PublishResult{}, err)
@@ -341,6 +358,7 @@ func (b *Broker) appendRun(ts *topicState, run []*pendingAppend) {
 				p.done(broker.PublishResult{Seq: p.ev.Seq}, nil)
 			}
 			ts.last = ack.seq
+			b.noteAck(ack.seq)
 			return
 		}
 		var apiErr *natsjs.APIError

@@ -73,30 +73,36 @@ func TestPipelinedChainAcrossNodes(t *testing.T) {
 		}
 	}
 	// Read the topic back with each message's headers, in stream order.
-	b := nodes[0]
+	runs := checkChain(t, nodes[0], "hot")
+	if runs == 0 {
+		t.Fatal("no event followed another in an atomic batch: nothing was pipelined on the topic")
+	}
+	t.Logf("%d of %d events followed another in a batch", runs, 2*perNode)
+}
+
+// checkChain reads topic back from the stream, in stream order, and checks
+// that each message names its predecessor on the topic: in Herald-Prev, or
+// with Herald-Run as the message just before it in the stream. It returns
+// how many messages of the topic are marked Herald-Run.
+func checkChain(t *testing.T, b *Broker, topic string) (runs int) {
+	t.Helper()
 	var prevOnTopic uint64
-	runs := 0
 	for seq := uint64(1); ; {
-		msg, err := b.stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(b.subjPrefix+"hot"))
+		msg, err := b.stream.GetMsg(t.Context(), seq, natsjs.WithGetMsgSubject(b.subjPrefix+topic))
 		if err != nil {
-			break
+			return runs
 		}
-		want := prevOnTopic
 		if msg.Header.Get(runHeader) != "" {
 			runs++
 			if msg.Sequence-1 != prevOnTopic {
 				t.Fatalf("Seq %d is marked as following the message before it, but its topic's previous message is Seq %d", msg.Sequence, prevOnTopic)
 			}
-		} else if got, _ := strconv.ParseUint(msg.Header.Get(prevHeader), 10, 64); got != want {
-			t.Fatalf("Seq %d: Herald-Prev %d; its topic's previous message is Seq %d", msg.Sequence, got, want)
+		} else if got, _ := strconv.ParseUint(msg.Header.Get(prevHeader), 10, 64); got != prevOnTopic {
+			t.Fatalf("Seq %d: Herald-Prev %d; its topic's previous message is Seq %d", msg.Sequence, got, prevOnTopic)
 		}
 		prevOnTopic = msg.Sequence
 		seq = msg.Sequence + 1
 	}
-	if runs == 0 {
-		t.Fatal("no event followed another in an atomic batch: nothing was pipelined on the topic")
-	}
-	t.Logf("%d of %d events followed another in a batch", runs, 2*perNode)
 }
 
 // TestAppendInFlightWithoutAnswer: an append sent without waiting
