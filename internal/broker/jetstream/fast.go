@@ -47,8 +47,12 @@ import (
 // chained to the prefix's last event, so each topic's events are stored
 // in order either way. Only one fast batch is in flight per node.
 //
-// Only streams of one replica take fast runs: a replicated stream stores
-// them too, but this path has only been tested on one replica.
+// Only streams of one replica take fast runs. A replicated stream takes
+// fast batches too, but checks each message's expectations when it
+// proposes it, and a proposal that then fails to apply would shift the
+// sequences after it while the PubAck's count still included it: the
+// events' sequences would no longer follow from the PubAck. A stream of
+// one replica stores each message as it checks it.
 
 // fastPause is how long a node sends no fast batch after one found the
 // stream's last sequence moved by another writer.

@@ -8,6 +8,8 @@ package jstest
 import (
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,4 +103,75 @@ func (s *Server) Restart() {
 	if poll.Wait(10*time.Second, "NATS to restart", func() bool { err = s.start(); return err == nil }) != nil {
 		s.tb.Fatalf("restarting NATS on port %d: %v", s.port, err)
 	}
+}
+
+// Cluster is three embedded NATS servers routed to one another, with
+// JetStream clustered over them, for streams of three replicas.
+type Cluster struct {
+	Servers []*server.Server
+}
+
+// StartCluster starts a cluster of n servers that is shut down when tb
+// ends, once its JetStream has a meta leader.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	c := &Cluster{}
+	for i := range n {
+		srv, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("herald-test-%d", i),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   tb.TempDir(),
+			MaxPayload: MaxPayload,
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster:    server.ClusterOpts{Name: "herald-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     routes,
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		srv.Start()
+		tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+		c.Servers = append(c.Servers, srv)
+	}
+	for _, srv := range c.Servers {
+		if !srv.ReadyForConnections(10 * time.Second) {
+			tb.Fatal("a clustered NATS server is not ready within 10s")
+		}
+	}
+	if err := poll.Wait(20*time.Second, "a JetStream meta leader", func() bool {
+		for _, srv := range c.Servers {
+			if srv.JetStreamIsLeader() {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// URLs are the servers' client URLs, comma-separated.
+func (c *Cluster) URLs() string {
+	var urls []string
+	for _, srv := range c.Servers {
+		urls = append(urls, srv.ClientURL())
+	}
+	return strings.Join(urls, ",")
 }
