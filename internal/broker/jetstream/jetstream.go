@@ -244,7 +244,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	if err := b.startFast(b.stream.CachedInfo().Config); err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("%w: subscribing to PubAcks: %v", broker.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: subscribing to fast batches' answers: %v", broker.ErrUnavailable, err)
 	}
 	b.link.Start(b.probe)
 	return b, nil
@@ -307,8 +307,9 @@ func (b *Broker) setUp(ctx context.Context) error {
 		Replicas:          o.Replicas,
 		AllowDirect:       true,
 		// Runs of one topic's events are appended as atomic batches
-		// (pipeline.go), or as fast batches (fast.go); a server older
-		// than 2.12 (2.14) ignores the setting.
+		// (pipeline.go) or as fast batches (fast.go); a server older
+		// than 2.12 ignores the first setting, one older than 2.14 the
+		// second.
 		AllowAtomicPublish: true,
 		AllowBatchPublish:  true,
 	})
