@@ -106,11 +106,15 @@ func RunNetwork(t *testing.T, n Network) {
 }
 
 // BenchmarkNetwork measures publish round trips to n.Server: to one topic,
-// and to one topic per goroutine; and, for a broker.Snapshotter, a snapshot
-// of 1,000 topics.
+// and to one topic per goroutine; for a broker.Pipeliner, publishes to one
+// topic with 256 in flight, as a PublishStream sends them; and, for a
+// broker.Snapshotter, a snapshot of 1,000 topics.
 func BenchmarkNetwork(b *testing.B, n Network) {
 	br := n.connect(b, NetworkConfig{URL: n.Server.URL(), Prefix: newPrefix()})
 	b.Run("Snapshot1000Topics", func(b *testing.B) { benchmarkSnapshot(b, n, 1000) })
+	if pl, ok := br.(broker.Pipeliner); ok {
+		b.Run("OneTopicPipelined", func(b *testing.B) { benchmarkPipelined(b, pl, 256) })
+	}
 	payload := make([]byte, 512)
 	for _, perGoroutine := range []bool{false, true} {
 		b.Run(map[bool]string{false: "OneTopic", true: "TopicPerGoroutine"}[perGoroutine], func(b *testing.B) {
@@ -129,6 +133,27 @@ func BenchmarkNetwork(b *testing.B, n Network) {
 			})
 		})
 	}
+}
+
+// benchmarkPipelined publishes to one topic through pl with window
+// publishes in flight.
+func benchmarkPipelined(b *testing.B, pl broker.Pipeliner, window int) {
+	payload := make([]byte, 512)
+	slots := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	for b.Loop() {
+		slots <- struct{}{}
+		wg.Add(1)
+		pl.PublishAsync(context.Background(), &broker.Event{Topic: "bench.pipelined", Type: "t", TypeURL: "type.googleapis.com/t", Payload: payload}, func(_ broker.PublishResult, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+			<-slots
+			wg.Done()
+		})
+	}
+	wg.Wait()
 }
 
 // benchmarkSnapshot measures a snapshot of topics topics, one 512-byte
