@@ -209,6 +209,9 @@ func (b *Broker) appendFast(ctx context.Context, ts *topicState, run []*pendingA
 			return b.unFast(run[count:])
 		case <-ctx.Done():
 			return b.failFast(ctx, ts, run, ctx.Err())
+		case <-b.link.Done():
+			// Closed: no answer will come (FailSent says ErrClosed).
+			return b.failFast(ctx, ts, run, nats.ErrConnectionClosed)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -318,4 +319,60 @@ func pipelineThrough(t *testing.T, b *Broker, ready func(*answers) bool, disrupt
 	checkChain(t, b, "hot")
 	t.Logf("%d answered with a sequence, %d with an error; %d stored by fast batches", ok, failed, b.fast.stored.Load())
 	return a
+}
+
+// TestCloseAnswersAFastBatchInFlight: a node closes while a fast batch it
+// sent has no answer (a plain subscriber takes the appends instead of the
+// deleted stream). Its events are answered with ErrClosed at once, not a
+// call timeout (an hour here) later.
+func TestCloseAnswersAFastBatchInFlight(t *testing.T) {
+	srv := jstest.Start(t)
+	b, err := New(t.Context(), Options{URL: srv.URL(), Prefix: "closing", Timeout: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Publish(t.Context(), &broker.Event{Topic: "hot", Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync(b.subjPrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.js.DeleteStream(t.Context(), b.streamName); err != nil {
+		t.Fatal(err)
+	}
+
+	ts := b.topics["hot"]
+	var a answers
+	run := a.pending(b, "hot", 10)
+	if !b.takeFast(ts, run) {
+		t.Fatal("the node does not try a fast batch though its last append is its topic's")
+	}
+	b.fast.busy.Store(false)
+	go b.appendRun(ts, run)
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("the batch did not go out: %v", err)
+	}
+	b.Close()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the batch's events were not answered after Close")
+	}
+	for i, err := range a.errs {
+		if !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("event %d: %v; want ErrClosed", i, err)
+		}
+	}
 }

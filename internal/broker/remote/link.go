@@ -86,6 +86,10 @@ func errClosed() error { return fmt.Errorf("%w: broker is closed", broker.ErrClo
 // Closed reports whether Close was called.
 func (l *Link) Closed() bool { return l.closed.Load() }
 
+// Done is closed once Close is called: for a call waiting on an answer
+// that closing the client does not end.
+func (l *Link) Done() <-chan struct{} { return l.stop }
+
 // Usable returns ErrClosed after Close and the reason given to Break once
 // the server turned out to hold another log.
 func (l *Link) Usable() error {
