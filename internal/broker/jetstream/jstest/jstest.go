@@ -112,7 +112,8 @@ type Cluster struct {
 }
 
 // StartCluster starts a cluster of n servers that is shut down when tb
-// ends, once its JetStream has a meta leader.
+// ends, once its JetStream's meta leader counts all n online, so that a
+// stream of n replicas can be placed.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
 	ports := make([]int, n)
@@ -154,9 +155,9 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 			tb.Fatal("a clustered NATS server is not ready within 10s")
 		}
 	}
-	if err := poll.Wait(20*time.Second, "a JetStream meta leader", func() bool {
+	if err := poll.Wait(30*time.Second, "a JetStream meta leader that sees every server", func() bool {
 		for _, srv := range c.Servers {
-			if srv.JetStreamIsLeader() {
+			if srv.JetStreamIsLeader() && len(srv.JetStreamClusterPeers()) == n {
 				return true
 			}
 		}
