@@ -29,9 +29,9 @@ import (
 // stores each message as it comes, and with the gap mode "fail" stores
 // none after one that it refused: what it stored is always a prefix of the
 // batch, and the PubAck of its commit says how long (count) and where it
-// ends (seq). A node whose last acknowledged append is the stream's last
-// message (it is the only one appending, as one hot topic's node is)
-// sends a run as a fast batch whose every message expects the stream's
+// ends (seq). A node whose last acknowledged append is its topic's last,
+// and so, when no other writer came since, the stream's (as for one hot
+// topic's node), sends a run as a fast batch whose every message expects the stream's
 // last sequence to be the one just before its own: the run is then stored
 // at consecutive sequences right after the last one the node knows, or a
 // prefix of it is and the rest is not, so every stored event's sequence is
@@ -49,10 +49,11 @@ import (
 //
 // Only streams of one replica take fast runs. A replicated stream takes
 // fast batches too, but checks each message's expectations when it
-// proposes it, and a proposal that then fails to apply would shift the
-// sequences after it while the PubAck's count still included it: the
-// events' sequences would no longer follow from the PubAck. A stream of
-// one replica stores each message as it checks it.
+// proposes it, not when it stores it; if a proposal could then fail to
+// apply, the sequences after it would shift while the PubAck's count
+// still included it, and the events' sequences would no longer follow
+// from the PubAck. A stream of one replica stores each message as it
+// checks it.
 
 // fastPause is how long a node sends no fast batch after one found the
 // stream's last sequence moved by another writer.
