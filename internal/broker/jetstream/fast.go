@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/valyala/fastjson"
 
 	"github.com/heraldhq/herald/internal/broker"
@@ -70,7 +71,6 @@ type fastState struct {
 	inbox   string // of the reply subjects: "<inbox>."
 	replies chan *nats.Msg
 	busy    atomic.Bool   // a fast batch is in flight
-	ids     atomic.Uint64 // the batch ids
 	paused  atomic.Int64  // no fast batch until this time (Unix ns)
 	lastAck atomic.Uint64 // the highest sequence this node's appends were acknowledged at
 	stored  atomic.Uint64 // events stored by fast batches
@@ -130,7 +130,9 @@ func (b *Broker) appendFast(ctx context.Context, ts *topicState, run []*pendingA
 	for len(b.fast.replies) > 0 {
 		<-b.fast.replies // answers to batches given up on
 	}
-	id := "h" + strconv.FormatUint(b.fast.ids.Add(1), 36)
+	// A batch id is the stream's, not the connection's: another node's
+	// batch of the same id would be taken for this one's.
+	id := nuid.Next()
 	prefix := b.fast.inbox + id + "." + strconv.Itoa(fastFlow) + ".fail."
 	start := ts.last
 	startText := strconv.FormatUint(start, 10)
@@ -164,6 +166,7 @@ func (b *Broker) appendFast(ctx context.Context, ts *topicState, run []*pendingA
 			return b.failFast(ctx, ts, run, err)
 		}
 	}
+	ended := false // an end of batch was sent
 	for {
 		select {
 		case m := <-b.fast.replies:
@@ -171,7 +174,7 @@ func (b *Broker) appendFast(ctx context.Context, ts *topicState, run []*pendingA
 			if !ok || !strings.HasPrefix(rest, id+".") {
 				continue // an answer to an earlier batch
 			}
-			count, seq, err := parseFastAnswer(m.Data)
+			count, seq, err := parseFastAnswer(m.Data, id)
 			if err == errFastProgress {
 				continue
 			}
@@ -179,8 +182,26 @@ func (b *Broker) appendFast(ctx context.Context, ts *topicState, run []*pendingA
 				err = fmt.Errorf("%w: %d stored of a batch of %d", natsjs.ErrInvalidJetStreamResponse, count, len(run))
 			}
 			var apiErr *natsjs.APIError
+			if errors.As(err, &apiErr) {
+				if k := fastBatchSeq(rest); k > 1 {
+					// The stream refused message k before looking at the
+					// batch (a limit, a full store): the next message
+					// finds it missing and ends the batch, whose PubAck
+					// says what it stored. After the last message, ask
+					// for that PubAck with an end of batch.
+					if k == len(run) && !ended {
+						ended = true
+						eob := nats.NewMsg(run[0].msg.Subject)
+						eob.Reply = prefix + strconv.Itoa(k) + ".3.$FI"
+						if err := b.nc.PublishMsg(eob); err != nil {
+							return b.failFast(ctx, ts, run, err)
+						}
+					}
+					continue
+				}
+			}
 			switch {
-			case errors.As(err, &apiErr):
+			case apiErr != nil:
 				// The stream refused the first message, so stored none.
 				if apiErr.ErrorCode == errCodeBatchDisabled {
 					b.fast.mu.Lock()
@@ -246,6 +267,20 @@ func (b *Broker) failFast(ctx context.Context, ts *topicState, run []*pendingApp
 	return nil
 }
 
+// fastBatchSeq reads the batch sequence from the rest of a fast batch's
+// reply subject, "<id>.<flow>.fail.<seq>.<op>.$FI"; 0 if there is none.
+func fastBatchSeq(rest string) int {
+	f := strings.Split(rest, ".")
+	if len(f) != 6 {
+		return 0
+	}
+	k, err := strconv.Atoi(f[3])
+	if err != nil {
+		return 0
+	}
+	return k
+}
+
 // errCodeBatchDisabled is JetStream's error code for a fast batch sent to
 // a stream that does not allow them (nats-server errors.json).
 const errCodeBatchDisabled natsjs.ErrorCode = 10205
@@ -257,9 +292,9 @@ var errFastProgress = errors.New("jetstream: fast batch in progress")
 
 // parseFastAnswer reads an answer to a fast batch: a flow message
 // ({"type":"ack"|"err"|"gap",...}, errFastProgress), the PubAck of its
-// commit ({"stream":...,"seq":S,"batch":...,"count":N}: N messages stored,
-// the last at S), or an error refusing its first message (nothing stored).
-func parseFastAnswer(data []byte) (count int, seq uint64, err error) {
+// commit ({"stream":...,"seq":S,"batch":id,"count":N}: N messages stored,
+// the last at S), or an error refusing a message.
+func parseFastAnswer(data []byte, id string) (count int, seq uint64, err error) {
 	p := ackParsers.Get()
 	defer ackParsers.Put(p)
 	v, perr := p.ParseBytes(data)
@@ -278,7 +313,7 @@ func parseFastAnswer(data []byte) (count int, seq uint64, err error) {
 	}
 	n := v.GetInt("count")
 	seq = v.GetUint64("seq")
-	if n < 0 || (n > 0 && uint64(n) > seq) || v.Get("count") == nil {
+	if n < 0 || (n > 0 && uint64(n) > seq) || v.Get("count") == nil || string(v.GetStringBytes("batch")) != id {
 		return 0, 0, fmt.Errorf("%w: %s", natsjs.ErrInvalidJetStreamResponse, data)
 	}
 	return n, seq, nil

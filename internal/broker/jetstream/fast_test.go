@@ -376,3 +376,54 @@ func TestCloseAnswersAFastBatchInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestFastRunRefusedBeforeTheBatch: the stream refuses an event of a fast
+// batch by a limit it checks before it looks at the batch (here the
+// stream's largest message), the sixth or the last. It stores the events
+// before it and nothing after it, and the node answers those with their
+// sequences and the others with errors. Taking that refusal for one of the
+// first message (nothing stored) would append the stored events again, or
+// answer them with errors; waiting for a PubAck that a batch without its
+// last message never sends would answer every event with a timeout error.
+func TestFastRunRefusedBeforeTheBatch(t *testing.T) {
+	for _, bad := range []int{5, 9} {
+		t.Run(fmt.Sprint("event ", bad), func(t *testing.T) {
+			srv := jstest.Start(t)
+			b := startFastNode(t, srv.URL(), fmt.Sprint("early", bad), "hot", 1)
+			cfg := b.stream.CachedInfo().Config
+			cfg.MaxMsgSize = 4096
+			if _, err := b.js.UpdateStream(t.Context(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			ts := b.topics["hot"]
+			var a answers
+			run := a.pending(b, "hot", 10)
+			run[bad].msg.Data = append(run[bad].msg.Data, make([]byte, 8192)...)
+			if !b.takeFast(ts, run) {
+				t.Fatal("the node does not try a fast batch though its last append is its topic's")
+			}
+			b.fast.busy.Store(false)
+			b.appendRun(ts, run)
+			a.wg.Wait()
+			for i := range bad {
+				a.stored(t, b, i)
+				if want := uint64(2 + i); a.seqs[i] != want {
+					t.Errorf("event %d: Seq %d, want %d", i, a.seqs[i], want)
+				}
+			}
+			for i := bad; i < 10; i++ {
+				if a.errs[i] == nil {
+					t.Errorf("event %d answered with Seq %d; the stream refused it or an event before it", i, a.seqs[i])
+				}
+			}
+			info, err := b.stream.Info(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := uint64(1 + bad); info.State.Msgs != want {
+				t.Errorf("the stream holds %d messages, want %d: the first event and the %d before the refused one", info.State.Msgs, want, bad)
+			}
+			checkChain(t, b, "hot")
+		})
+	}
+}

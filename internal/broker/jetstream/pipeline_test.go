@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/broker"
 	"github.com/heraldhq/herald/internal/broker/jetstream/jstest"
+	"github.com/heraldhq/herald/internal/broker/wire"
 )
 
 // TestPipelinedChainAcrossNodes: two nodes pipeline events to one topic at
@@ -66,9 +67,17 @@ func TestPipelinedChainAcrossNodes(t *testing.T) {
 		return
 	}
 	for n := range nodes {
-		for i := 1; i < perNode; i++ {
-			if seqs[n][i] <= seqs[n][i-1] {
+		for i := range perNode {
+			if i > 0 && seqs[n][i] <= seqs[n][i-1] {
 				t.Fatalf("node %d: event %d got Seq %d after Seq %d", n, i, seqs[n][i], seqs[n][i-1])
+			}
+			// The answer names the event's own message.
+			msg, err := nodes[0].stream.GetMsg(ctx, seqs[n][i])
+			if err != nil {
+				t.Fatalf("node %d event %d, answered with Seq %d: %v", n, i, seqs[n][i], err)
+			}
+			if ev, err := wire.Decode(msg.Data); err != nil || string(ev.Payload) != fmt.Sprintf("%d/%d", n, i) {
+				t.Fatalf("node %d event %d was answered with Seq %d, which holds %q (%v)", n, i, seqs[n][i], ev.Payload, err)
 			}
 		}
 	}
