@@ -63,6 +63,18 @@ func (a *answers) pending(b *Broker, topic string, n int) []*pendingAppend {
 	return run
 }
 
+// appendFastRun appends run to topic ts as its holder does, once the node
+// would send it as a fast batch, and waits for every event's answer.
+func appendFastRun(t *testing.T, b *Broker, a *answers, ts *topicState, run []*pendingAppend) {
+	t.Helper()
+	if !b.takeFast(ts, run) {
+		t.Fatal("the node does not try a fast batch though its last append is its topic's")
+	}
+	b.fast.busy.Store(false)
+	b.appendRun(ts, run)
+	a.wg.Wait()
+}
+
 // stored checks that event i of a run was answered with the sequence the
 // stream stored it at.
 func (a *answers) stored(t *testing.T, b *Broker, i int) {
@@ -142,12 +154,7 @@ func TestFastRunFindsAnotherWriter(t *testing.T) {
 	ts := b.topics["hot"]
 	var a answers
 	run := a.pending(b, "hot", 10)
-	if !b.takeFast(ts, run) {
-		t.Fatal("the node does not try a fast batch though its last append is its topic's")
-	}
-	b.fast.busy.Store(false)
-	b.appendRun(ts, run)
-	a.wg.Wait()
+	appendFastRun(t, b, &a, ts, run)
 	for i := range run {
 		a.stored(t, b, i)
 		if want := uint64(3 + i); a.seqs[i] != want {
@@ -183,12 +190,7 @@ func TestFastRunStoresAPrefix(t *testing.T) {
 	var a answers
 	run := a.pending(b, "hot", 10)
 	run[5].msg.Header.Set(natsjs.ExpectedStreamHeader, "NOT_THIS_ONE")
-	if !b.takeFast(ts, run) {
-		t.Fatal("the node does not try a fast batch though its last append is its topic's")
-	}
-	b.fast.busy.Store(false)
-	b.appendRun(ts, run)
-	a.wg.Wait()
+	appendFastRun(t, b, &a, ts, run)
 	for i := range 5 {
 		a.stored(t, b, i)
 		if want := uint64(2 + i); a.seqs[i] != want {
@@ -399,12 +401,7 @@ func TestFastRunRefusedBeforeTheBatch(t *testing.T) {
 			var a answers
 			run := a.pending(b, "hot", 10)
 			run[bad].msg.Data = append(run[bad].msg.Data, make([]byte, 8192)...)
-			if !b.takeFast(ts, run) {
-				t.Fatal("the node does not try a fast batch though its last append is its topic's")
-			}
-			b.fast.busy.Store(false)
-			b.appendRun(ts, run)
-			a.wg.Wait()
+			appendFastRun(t, b, &a, ts, run)
 			for i := range bad {
 				a.stored(t, b, i)
 				if want := uint64(2 + i); a.seqs[i] != want {
