@@ -496,32 +496,27 @@ func appendWireList(out []byte, fd protoreflect.FieldDescriptor, b []byte, o wir
 			return out, false, false
 		}
 		if num == fd.Number() && wireTypeFits(fd, typ) {
-			if typ == protowire.BytesType && elem != protowire.BytesType {
-				run, _ := protowire.ConsumeBytes(b)
-				for len(run) > 0 {
-					k := protowire.ConsumeFieldValue(fd.Number(), elem, run)
-					if k < 0 {
+			// One element, or a packed run of them.
+			run, packed := b[:m], typ == protowire.BytesType && elem != protowire.BytesType
+			if packed {
+				run, _ = protowire.ConsumeBytes(b)
+			}
+			for len(run) > 0 {
+				k := len(run)
+				if packed {
+					if k = protowire.ConsumeFieldValue(fd.Number(), elem, run); k < 0 {
 						return out, false, false
 					}
-					if count > 0 {
-						out = append(out, ',')
-					}
-					count++
-					var ok bool
-					if out, _, ok = appendWireScalar(out, fd, run[:k], false, o); !ok {
-						return out, false, false
-					}
-					run = run[k:]
 				}
-			} else {
 				if count > 0 {
 					out = append(out, ',')
 				}
 				count++
 				var ok bool
-				if out, _, ok = appendWireScalar(out, fd, b, false, o); !ok {
+				if out, _, ok = appendWireScalar(out, fd, run[:k], false, o); !ok {
 					return out, false, false
 				}
+				run = run[k:]
 			}
 		}
 		b = b[m:]

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,14 +66,13 @@ const fastFlow = 512
 
 // fastState is the broker's side of fast runs.
 type fastState struct {
-	on      bool   // the stream takes them (set at start, then only cleared)
-	inbox   string // of the reply subjects: "<inbox>."
+	on      atomic.Bool // the stream takes them (set at start, then only cleared)
+	inbox   string      // of the reply subjects: "<inbox>."
 	replies chan *nats.Msg
 	busy    atomic.Bool   // a fast batch is in flight
 	paused  atomic.Int64  // no fast batch until this time (Unix ns)
 	lastAck atomic.Uint64 // the highest sequence this node's appends were acknowledged at
 	stored  atomic.Uint64 // events stored by fast batches
-	mu      sync.Mutex    // guards on after start
 }
 
 // startFast subscribes to the fast batches' answers, when the stream
@@ -88,7 +86,7 @@ func (b *Broker) startFast(cfg natsjs.StreamConfig) error {
 	if _, err := b.nc.ChanSubscribe(b.fast.inbox+">", b.fast.replies); err != nil {
 		return err
 	}
-	b.fast.on = true
+	b.fast.on.Store(true)
 	return nil
 }
 
@@ -105,10 +103,7 @@ func (b *Broker) noteAck(seq uint64) {
 // takeFast reports whether run, of topic ts, may go as a fast batch, and
 // if so marks one in flight (the caller calls b.fast.busy.Store(false)).
 func (b *Broker) takeFast(ts *topicState, run []*pendingAppend) bool {
-	b.fast.mu.Lock()
-	on := b.fast.on
-	b.fast.mu.Unlock()
-	if !on || !ts.known || ts.last == 0 || ts.last != b.fast.lastAck.Load() ||
+	if !b.fast.on.Load() || !ts.known || ts.last == 0 || ts.last != b.fast.lastAck.Load() ||
 		time.Now().UnixNano() < b.fast.paused.Load() || !b.inflight.empty() || len(b.batchSlots) > 0 {
 		return false
 	}
@@ -204,9 +199,7 @@ func (b *Broker) appendFast(ctx context.Context, ts *topicState, run []*pendingA
 			case apiErr != nil:
 				// The stream refused the first message, so stored none.
 				if apiErr.ErrorCode == errCodeBatchDisabled {
-					b.fast.mu.Lock()
-					b.fast.on = false // the stream's setting changed under us
-					b.fast.mu.Unlock()
+					b.fast.on.Store(false) // the stream's setting changed under us
 				}
 				b.pauseFast()
 				return b.unFast(run)

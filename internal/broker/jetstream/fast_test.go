@@ -29,7 +29,7 @@ func startFastNode(t *testing.T, url, prefix, topic string, replicas int) *Broke
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if !b.fast.on {
+	if !b.fast.on.Load() {
 		t.Fatal("the stream does not take fast batches; the server is 2.14 or newer")
 	}
 	if _, err := b.Publish(t.Context(), &broker.Event{Topic: topic, Type: "t", Payload: []byte("first")}); err != nil {
@@ -233,7 +233,7 @@ func TestRunsOnAReplicatedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if b.fast.on {
+	if b.fast.on.Load() {
 		t.Fatal("a stream of three replicas takes fast batches")
 	}
 	pipelineThrough(t, b, func(a *answers) bool { return a.count.Load() > 500 }, func() {
