@@ -114,46 +114,38 @@ type Cluster struct {
 // StartCluster starts a cluster of n servers that is shut down when tb
 // ends, once its JetStream's meta leader counts all n online, so that a
 // stream of n replicas can be placed.
+//
+// The first server is the others' seed, and routes gossip the rest into a
+// full mesh. Only the seed's route port is picked before it listens (a
+// clustered JetStream needs a route configured, even to itself); the others
+// take ports of their own choosing. Another test may take the seed's port
+// between the pick and the listen, so a seed that cannot listen is started
+// again on another.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
 	c := &Cluster{}
+	var seed []*url.URL
 	for i := range n {
-		srv, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("herald-test-%d", i),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			JetStream:  true,
-			StoreDir:   tb.TempDir(),
-			MaxPayload: MaxPayload,
-			NoLog:      true,
-			NoSigs:     true,
-			Cluster:    server.ClusterOpts{Name: "herald-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:     routes,
-		})
+		var srv *server.Server
+		var err error
+		for attempt := 0; srv == nil && attempt < 5; attempt++ {
+			port, routes := -1, seed
+			if i == 0 {
+				port = freePort(tb)
+				routes = []*url.URL{{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", port)}}
+			}
+			srv, err = startClustered(tb, i, port, routes)
+			if i > 0 && err != nil {
+				break
+			}
+		}
 		if err != nil {
 			tb.Fatal(err)
 		}
-		srv.Start()
-		tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-		c.Servers = append(c.Servers, srv)
-	}
-	for _, srv := range c.Servers {
-		if !srv.ReadyForConnections(10 * time.Second) {
-			tb.Fatal("a clustered NATS server is not ready within 10s")
+		if i == 0 {
+			seed = []*url.URL{{Scheme: "nats-route", Host: srv.ClusterAddr().String()}}
 		}
+		c.Servers = append(c.Servers, srv)
 	}
 	if err := poll.Wait(30*time.Second, "a JetStream meta leader that sees every server", func() bool {
 		for _, srv := range c.Servers {
@@ -167,6 +159,75 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	}
 	return c
 }
+
+// startClustered starts the i-th server of a cluster, its routes listening
+// on port (-1 for any) and soliciting routes, and says what it logged as an
+// error or fatal if it is not ready to take connections within 10s.
+func startClustered(tb testing.TB, i, port int, routes []*url.URL) (*server.Server, error) {
+	srv, err := server.NewServer(&server.Options{
+		ServerName: fmt.Sprintf("herald-test-%d", i),
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   tb.TempDir(),
+		MaxPayload: MaxPayload,
+		NoSigs:     true,
+		Cluster:    server.ClusterOpts{Name: "herald-test", Host: "127.0.0.1", Port: port},
+		Routes:     routes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log := &errorLog{}
+	srv.SetLogger(log, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("clustered NATS server %d is not ready within 10s: %s", i, log)
+	}
+	tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv, nil
+}
+
+// freePort is a port on 127.0.0.1 that was free a moment ago.
+func freePort(tb testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// errorLog keeps what a server logs as an error or fatal, and drops the
+// rest.
+type errorLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *errorLog) add(level, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, level+": "+fmt.Sprintf(format, v...))
+}
+
+func (l *errorLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 {
+		return "it logged no error"
+	}
+	return strings.Join(l.lines, "; ")
+}
+
+func (l *errorLog) Fatalf(format string, v ...any) { l.add("fatal", format, v...) }
+func (l *errorLog) Errorf(format string, v ...any) { l.add("error", format, v...) }
+func (*errorLog) Noticef(string, ...any)           {}
+func (*errorLog) Warnf(string, ...any)             {}
+func (*errorLog) Debugf(string, ...any)            {}
+func (*errorLog) Tracef(string, ...any)            {}
 
 // URLs are the servers' client URLs, comma-separated.
 func (c *Cluster) URLs() string {
