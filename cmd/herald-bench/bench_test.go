@@ -19,6 +19,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -93,9 +94,16 @@ func TestPercentiles(t *testing.T) {
 }
 
 // TestFloorDelivery runs the delivery path of the harness end to end
-// against an in-process floor: paced events reach every stream once, in
-// order, with their latency recorded.
+// against an in-process floor, taking its events over the ingest
+// connection and over gRPC (the "grpc" floor): paced events reach every
+// stream once, in order, with their latency recorded.
 func TestFloorDelivery(t *testing.T) {
+	for _, ingest := range []string{"tcp", "grpc"} {
+		t.Run(ingest, func(t *testing.T) { testFloorDelivery(t, ingest) })
+	}
+}
+
+func testFloorDelivery(t *testing.T, ingest string) {
 	stop := make(chan struct{})
 	defer close(stop)
 	f := floor.NewSSE(time.Hour, stop)
@@ -111,13 +119,20 @@ func TestFloorDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ingestLn.Close()
-	go func() {
-		c, err := ingestLn.Accept()
-		if err == nil {
-			defer c.Close()
-			_ = f.Ingest(c)
-		}
-	}()
+	if ingest == "grpc" {
+		gs := grpc.NewServer()
+		heraldv1.RegisterPublisherServiceServer(gs, floor.SSEOverGRPC{SSE: f})
+		go func() { _ = gs.Serve(ingestLn) }()
+		defer gs.Stop()
+	} else {
+		go func() {
+			c, err := ingestLn.Accept()
+			if err == nil {
+				defer c.Close()
+				_ = f.Ingest(c)
+			}
+		}()
+	}
 
 	const conns, topics = 6, 2
 	win := &window{}
@@ -128,8 +143,16 @@ func TestFloorDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{topicName(0), topicName(1)}
-	s, err := newFloorSink(ingestLn.Addr().String(), names, []string{padding(256), padding(256)})
-	if err != nil {
+	texts := []string{padding(256), padding(256)}
+	var s sink
+	if ingest == "grpc" {
+		g, err := (&bench{}).newGRPCSink(ingestLn.Addr().String(), names, texts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.frames = true
+		s = g
+	} else if s, err = newFloorSink(ingestLn.Addr().String(), names, texts); err != nil {
 		t.Fatal(err)
 	}
 	defer s.close()
@@ -598,7 +621,7 @@ func TestClusterScenario(t *testing.T) {
 			b.cluster()
 			for _, topics := range []string{"1t", "3t"} {
 				key := "cluster-" + kind + "-" + topics
-				for _, server := range []string{"floor", "herald-1", "herald-2"} {
+				for _, server := range []string{"floor", "herald-p", "herald-1", "herald-2"} {
 					r := b.find(key, server)
 					if r == nil {
 						t.Errorf("%s %s: no result; results: %s", key, server, notes(b.results))
@@ -608,6 +631,12 @@ func TestClusterScenario(t *testing.T) {
 						t.Errorf("%s %s: %.0f publishes/s, %d errors, broker %q; want some, none, %q", key, server, r.PublishPerSec, r.Errors, r.Broker, kind)
 					}
 					if server == "floor" {
+						continue
+					}
+					if server == "herald-p" { // a node that only takes publishes
+						if r.Conns != 0 || r.Deliveries != 0 || r.Nodes != 1 {
+							t.Errorf("%s %s: %d subscribers, %d deliveries, %d nodes; want none, none, 1", key, server, r.Conns, r.Deliveries, r.Nodes)
+						}
 						continue
 					}
 					if r.Conns != 6 || r.Deliveries == 0 || r.Lost != 0 || r.Dups != 0 || r.Ended != 0 || r.CPUPerDelivery <= 0 {
@@ -633,7 +662,7 @@ func TestClusterScenario(t *testing.T) {
 			for _, x := range []*bench{b, again} {
 				var out bytes.Buffer
 				x.printTables(&out)
-				for _, row := range []string{`10 ` + kind + ` 1 topic\s+floor\s`, `10 ` + kind + ` 1 topic\s+herald-2\s+2\s+6\s`, `10 ` + kind + ` 3 topics\s+herald-1\s+1\s+6\s`} {
+				for _, row := range []string{`10 ` + kind + ` 1 topic\s+floor\s`, `10 ` + kind + ` 1 topic\s+herald-2\s+2\s+6\s+\d+\s+[0-9.]+×\s+reported\s`, `10 ` + kind + ` 1 topic\s+herald-p\s+1\s+0\s+\d+\s+[0-9.]+×\s+(met|MISSED)\s`, `10 ` + kind + ` 3 topics\s+herald-1\s+1\s+6\s`} {
 					if !regexp.MustCompile(`(?m)^\s*` + row).Match(out.Bytes()) {
 						t.Errorf("no row %q in the tables:\n%s", row, out.String())
 					}

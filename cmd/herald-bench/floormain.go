@@ -31,6 +31,7 @@ func runFloor(mode string, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "floor-sse: serve HTTPS with HTTP/2 by ALPN, with this PEM certificate; needs --tls-key")
 	tlsKey := fs.String("tls-key", "", "floor-sse: PEM private key of --tls-cert")
 	h2c := fs.Bool("h2c", false, "floor-sse: also serve HTTP/2 without TLS (h2c)")
+	grpcIngest := fs.Bool("grpc", false, "floor-sse: also take frames over a gRPC PublishStream, each message's payload value a frame")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,7 +88,19 @@ func runFloor(mode string, args []string) error {
 				}()
 			}
 		}()
-		logLine(map[string]string{"msg": "floor listening", "http": httpLn.Addr().String(), "ingest": ingestLn.Addr().String()})
+		rec := map[string]string{"msg": "floor listening", "http": httpLn.Addr().String(), "ingest": ingestLn.Addr().String()}
+		if *grpcIngest {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			gs := newFloorGRPC()
+			heraldv1.RegisterPublisherServiceServer(gs, floor.SSEOverGRPC{SSE: f})
+			go func() { _ = gs.Serve(ln) }()
+			defer gs.Stop()
+			rec["grpc"] = ln.Addr().String()
+		}
+		logLine(rec)
 		<-ctx.Done()
 		ingestLn.Close()
 		return hs.Close()
@@ -96,8 +109,7 @@ func runFloor(mode string, args []string) error {
 		if err != nil {
 			return err
 		}
-		// The flow-control windows of Herald's gRPC listener.
-		gs := grpc.NewServer(grpc.StaticStreamWindowSize(1<<20), grpc.StaticConnWindowSize(4<<20))
+		gs := newFloorGRPC()
 		heraldv1.RegisterPublisherServiceServer(gs, floor.GRPC{})
 		go func() { _ = gs.Serve(ln) }()
 		logLine(map[string]string{"msg": "floor listening", "grpc": ln.Addr().String()})
@@ -106,4 +118,10 @@ func runFloor(mode string, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown floor mode %q", mode)
+}
+
+// newFloorGRPC is a gRPC server with the flow-control windows of Herald's
+// gRPC listener.
+func newFloorGRPC() *grpc.Server {
+	return grpc.NewServer(grpc.StaticStreamWindowSize(1<<20), grpc.StaticConnWindowSize(4<<20))
 }

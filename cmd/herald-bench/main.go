@@ -114,6 +114,7 @@ type config struct {
 	quietBelow       float64
 	quietWait        time.Duration
 	rawFloor         bool
+	grpcFloor        bool
 	peers            string
 	profileDir       string
 	perf             bool
@@ -238,6 +239,7 @@ func run(args []string) error {
 	fs.Float64Var(&c.quietBelow, "quiet-below", 0, "before each scenario, wait until the rest of the machine uses at most this many cores (0: don't wait)")
 	fs.DurationVar(&c.quietWait, "quiet-wait", 5*time.Minute, "longest wait for --quiet-below")
 	fs.BoolVar(&c.rawFloor, "raw-floor", true, "also run the raw-socket SSE floor (hijacked connections, no net/http per connection) in scenarios 1-4, for reference")
+	fs.BoolVar(&c.grpcFloor, "grpc-floor", true, "also run, in scenario 3 over gRPC, the SSE floor taking its pre-framed events over a grpc-go PublishStream (\"grpc\"), for reference: what the gRPC transport costs apart from the rest")
 	fs.StringVar(&c.peers, "peers", "nchan", "other servers to run scenarios 1-4 against, comma-separated, each skipped with a note when not installed: nchan (nginx with Debian's libnginx-mod-nchan); \"\" for none")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU (measurement window) and heap profiles of every server here; Herald runs with --debug-addr")
 	fs.BoolVar(&c.perf, "perf", false, "with --profile-dir, also record `perf record -g` of each server over the window")
@@ -337,7 +339,7 @@ func run(args []string) error {
 				conns: c.firehoseSubs, topics: 1, rate: c.firehoseRate})
 		case "topics":
 			b.delivery(deliverySpec{key: "topics", title: fmt.Sprintf("3 many topics %g/s", c.topicsRate),
-				conns: c.topics, topics: c.topics, rate: c.topicsRate})
+				conns: c.topics, topics: c.topics, rate: c.topicsRate, grpcFloor: c.grpcFloor && c.publisher == "grpc"})
 		case "idle":
 			b.delivery(deliverySpec{key: "idle", title: "4 idle", conns: c.idleConns, topics: 1})
 		case "fanout-h2", "fanout-h2c", "idle-h2", "idle-h2c":

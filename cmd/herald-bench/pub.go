@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/heraldhq/herald/cmd/herald-bench/internal/floor"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
@@ -34,6 +35,10 @@ type grpcSink struct {
 	stream grpc.BidiStreamingClient[heraldv1.PublishRequest, heraldv1.PublishResponse]
 	names  []string
 	texts  []string // the padding text of each topic's events
+	// frames sends each event pre-framed, as its payload's value, to the
+	// floor's gRPC ingest (floor.SSEOverGRPC); n numbers them.
+	frames bool
+	n      uint64
 
 	sent, acked, refused atomic.Int64
 	recvErr              error
@@ -81,9 +86,17 @@ func (b *bench) newGRPCSink(addr string, names, texts []string) (*grpcSink, erro
 }
 
 func (g *grpcSink) send(topic int, seq uint64) error {
-	req, err := publishRequest(g.names[topic], seq, time.Now().UnixNano(), g.texts[topic])
-	if err != nil {
-		return err
+	var req *heraldv1.PublishRequest
+	if g.frames {
+		g.n++
+		name := g.names[topic]
+		frame := appendFrame(nil, g.n, name, seq, time.Now().UnixNano(), g.texts[topic])
+		req = &heraldv1.PublishRequest{Topic: name, Payload: &anypb.Any{TypeUrl: "type.googleapis.com/" + eventType, Value: frame}}
+	} else {
+		var err error
+		if req, err = publishRequest(g.names[topic], seq, time.Now().UnixNano(), g.texts[topic]); err != nil {
+			return err
+		}
 	}
 	g.sent.Add(1)
 	return g.stream.Send(req)

@@ -76,7 +76,7 @@ func (b *bench) find(scenario, server string) *result {
 // serversOf lists the servers a delivery scenario ran, in table order.
 func (b *bench) serversOf(scenario string) []string {
 	var out []string
-	for _, kind := range []string{"floor", "raw", "herald", "nchan"} {
+	for _, kind := range []string{"floor", "raw", "grpc", "herald", "nchan"} {
 		if b.find(scenario, kind) != nil {
 			out = append(out, kind)
 		}
@@ -96,7 +96,7 @@ func (b *bench) ratiosOf(scenario string) [][2]string {
 	var out [][2]string
 	for _, kind := range b.serversOf(scenario) {
 		switch {
-		case kind == "floor" || kind == "raw" || kind == "nchan":
+		case kind == "floor" || kind == "raw" || kind == "grpc" || kind == "nchan":
 			out = append(out, [2]string{"herald", kind})
 		case strings.HasPrefix(kind, "filter"):
 			out = append(out, [2]string{kind, "herald"})
@@ -132,6 +132,9 @@ func (b *bench) printTables(w io.Writer) {
 	fmt.Fprintln(w, "Delivery (scenarios 1–4): deliveries received in the window; server CPU per delivery from /proc/<pid>/stat; latency from the publish stamp")
 	fmt.Fprintln(w, "to the client's read, for events published in the window; cores = CPU seconds per second of the window. floor: net/http, one writer goroutine;")
 	fmt.Fprintln(w, "raw: hijacked sockets, no goroutine or buffer per connection (reference only; the targets are against floor)")
+	if b.ran("grpc") {
+		fmt.Fprintln(w, "grpc: the floor, taking its pre-framed events over a grpc-go PublishStream, one answer each, instead of raw TCP (reference only)")
+	}
 	if b.ran("nchan") {
 		fmt.Fprintln(w, "nchan: nginx with the nchan module, one process, EventSource subscribers, raw POSTs of the event's JSON (a peer; no targets)")
 	}

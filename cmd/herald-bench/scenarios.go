@@ -94,12 +94,17 @@ type deliverySpec struct {
 	// proto is how subscribers connect: "" for HTTP/1.1, or protoH2 or
 	// protoH2C (h2.go).
 	proto string
+	// grpcFloor adds the floor taking its events over gRPC ("grpc").
+	grpcFloor bool
 }
 
 func (b *bench) delivery(spec deliverySpec) {
 	kinds := b.kinds()
 	if b.cfg.rawFloor && !b.cfg.noFloor {
 		kinds = []string{"floor", "raw", "herald"}
+	}
+	if spec.grpcFloor && !b.cfg.noFloor {
+		kinds = slices.Insert(kinds, slices.Index(kinds, "herald"), "grpc")
 	}
 	if spec.kinds != nil {
 		kinds = spec.kinds
@@ -232,6 +237,12 @@ func (b *bench) runDelivery(spec deliverySpec, kind string) (*result, error) {
 			s, err = newPipeSink(srv.http, names, texts)
 		case cfg.publisher != "grpc":
 			s = newRESTSink(srv.http, names, texts, cfg.publisher == "rest-struct")
+		case kind == "grpc":
+			var g *grpcSink
+			if g, err = b.newGRPCSink(srv.grpc, names, texts); err == nil {
+				g.frames = true
+				s = g
+			}
 		case !isHerald:
 			s, err = newFloorSink(srv.ingest, names, texts)
 		default:

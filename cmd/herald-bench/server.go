@@ -17,7 +17,7 @@ import (
 
 // A server is a process under test: Herald, one of the floors or a peer.
 type server struct {
-	kind string // "herald", "floor", "raw" or "nchan"
+	kind string // "herald", "floor", "raw", "grpc" or "nchan"
 	cmd  *exec.Cmd
 	pid  int
 	// Addresses read from the start-up log.
@@ -194,8 +194,11 @@ func (b *bench) startFloor(scenario, kind, mode string, extra ...string) (*serve
 		return nil, err
 	}
 	args := []string{"floor-" + mode, "--heartbeat", b.cfg.heartbeat.String()}
-	if kind == "raw" {
+	switch kind {
+	case "raw":
 		args = append(args, "--raw")
+	case "grpc":
+		args = append(args, "--grpc")
 	}
 	if b.cfg.profileDir != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0")

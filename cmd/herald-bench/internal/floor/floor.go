@@ -19,6 +19,13 @@
 // than a server's: Herald, built on net/http, cannot go below the first
 // floor without leaving net/http.
 //
+// SSEOverGRPC is the delivery floor taking its frames over a grpc-go
+// PublishStream instead of the ingest connection: each message's payload
+// value is a pre-framed SSE frame, written to its topic's subscribers as
+// Ingest writes it, and answered with a fixed acknowledgement. Set beside
+// Herald, it shows what the gRPC transport costs a server apart from
+// whatever else it does.
+//
 // GRPC is the publish floor: herald.v1.PublisherService with nothing behind
 // it, answering every Publish and every PublishStream message with a fixed
 // acknowledgement.
@@ -302,6 +309,35 @@ func (GRPC) PublishStream(stream grpc.BidiStreamingServer[heraldv1.PublishReques
 			}
 			return err
 		}
+		if err := stream.Send(ack); err != nil {
+			return err
+		}
+	}
+}
+
+// SSEOverGRPC is the SSE floor's gRPC ingest (see the package comment).
+type SSEOverGRPC struct {
+	heraldv1.UnimplementedPublisherServiceServer
+	SSE *SSE
+}
+
+// PublishStream implements herald.v1.PublisherService.
+func (g SSEOverGRPC) PublishStream(stream grpc.BidiStreamingServer[heraldv1.PublishRequest, heraldv1.PublishResponse]) error {
+	s := g.SSE
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		frame := req.GetPayload().GetValue()
+		s.mu.Lock()
+		for _, c := range s.topics[req.GetTopic()] {
+			s.write(c, frame)
+		}
+		s.mu.Unlock()
 		if err := stream.Send(ack); err != nil {
 			return err
 		}
