@@ -31,12 +31,12 @@ import (
 // batch, and the PubAck of its commit says how long (count) and where it
 // ends (seq). A node whose last acknowledged append is its topic's last,
 // and so, when no other writer came since, the stream's (as for one hot
-// topic's node), sends a run as a fast batch whose every message expects the stream's
-// last sequence to be the one just before its own: the run is then stored
-// at consecutive sequences right after the last one the node knows, or a
-// prefix of it is and the rest is not, so every stored event's sequence is
-// known from the PubAck, and its predecessor on the topic is the message
-// just before it, as in an atomic batch (Herald-Run). Its first message
+// topic's node), sends a run as a fast batch whose every message expects
+// the stream's last sequence to be the one just before its own: the run is
+// then stored at consecutive sequences right after the last one the node
+// knows, or a prefix of it is and the rest is not, so every stored event's
+// sequence is known from the PubAck, and its predecessor on the topic is
+// the message just before it, as in an atomic batch (Herald-Run). Its first message
 // also expects the topic's last sequence, as any append does. The same
 // run went at about 100,000 events a second, at 11 µs of CPU each.
 //

@@ -53,17 +53,11 @@ func (s *Server) start() error {
 		JetStream:  true,
 		StoreDir:   s.dir,
 		MaxPayload: MaxPayload,
-		NoLog:      true,
 		NoSigs:     true,
 	}
-	srv, err := server.NewServer(opts)
+	srv, err := run(opts)
 	if err != nil {
 		return err
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		return fmt.Errorf("not ready within 10s")
 	}
 	s.srv = srv
 	s.port = srv.Addr().(*net.TCPAddr).Port
@@ -105,8 +99,8 @@ func (s *Server) Restart() {
 	}
 }
 
-// Cluster is three embedded NATS servers routed to one another, with
-// JetStream clustered over them, for streams of three replicas.
+// Cluster is embedded NATS servers routed to one another, with JetStream
+// clustered over them.
 type Cluster struct {
 	Servers []*server.Server
 }
@@ -118,32 +112,19 @@ type Cluster struct {
 // The first server is the others' seed, and routes gossip the rest into a
 // full mesh. Only the seed's route port is picked before it listens (a
 // clustered JetStream needs a route configured, even to itself); the others
-// take ports of their own choosing. Another test may take the seed's port
-// between the pick and the listen, so a seed that cannot listen is started
-// again on another.
+// take ports of their own choosing.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
-	c := &Cluster{}
-	var seed []*url.URL
-	for i := range n {
-		var srv *server.Server
-		var err error
-		for attempt := 0; srv == nil && attempt < 5; attempt++ {
-			port, routes := -1, seed
-			if i == 0 {
-				port = freePort(tb)
-				routes = []*url.URL{{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", port)}}
-			}
-			srv, err = startClustered(tb, i, port, routes)
-			if i > 0 && err != nil {
-				break
-			}
-		}
+	first, err := startSeed(tb)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &Cluster{Servers: []*server.Server{first}}
+	seed := []*url.URL{{Scheme: "nats-route", Host: first.ClusterAddr().String()}}
+	for i := 1; i < n; i++ {
+		srv, err := startClustered(tb, i, -1, seed)
 		if err != nil {
 			tb.Fatal(err)
-		}
-		if i == 0 {
-			seed = []*url.URL{{Scheme: "nats-route", Host: srv.ClusterAddr().String()}}
 		}
 		c.Servers = append(c.Servers, srv)
 	}
@@ -160,11 +141,28 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	return c
 }
 
-// startClustered starts the i-th server of a cluster, its routes listening
-// on port (-1 for any) and soliciting routes, and says what it logged as an
-// error or fatal if it is not ready to take connections within 10s.
+// startSeed starts a cluster's first server, its routes on a port picked
+// beforehand and routed to itself. Another test may take the port between
+// the pick and the listen, so a seed that does not start is started again
+// on another port, up to five times.
+func startSeed(tb testing.TB) (*server.Server, error) {
+	var err error
+	for range 5 {
+		port := freePort(tb)
+		var srv *server.Server
+		srv, err = startClustered(tb, 0, port, []*url.URL{{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", port)}})
+		if err == nil {
+			return srv, nil
+		}
+	}
+	return nil, err
+}
+
+// startClustered starts the i-th server of a cluster that is shut down
+// when tb ends, its routes listening on port (-1 for any) and soliciting
+// routes.
 func startClustered(tb testing.TB, i, port int, routes []*url.URL) (*server.Server, error) {
-	srv, err := server.NewServer(&server.Options{
+	srv, err := run(&server.Options{
 		ServerName: fmt.Sprintf("herald-test-%d", i),
 		Host:       "127.0.0.1",
 		Port:       -1,
@@ -176,6 +174,19 @@ func startClustered(tb testing.TB, i, port int, routes []*url.URL) (*server.Serv
 		Routes:     routes,
 	})
 	if err != nil {
+		return nil, fmt.Errorf("clustered NATS server %d: %w", i, err)
+	}
+	tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv, nil
+}
+
+// run starts a server and waits until it takes connections; one that does
+// not within 10s is shut down, and the error says what it logged as an
+// error or fatal (a port taken, a bad option), which it otherwise would
+// not tell.
+func run(opts *server.Options) (*server.Server, error) {
+	srv, err := server.NewServer(opts)
+	if err != nil {
 		return nil, err
 	}
 	log := &errorLog{}
@@ -184,9 +195,8 @@ func startClustered(tb testing.TB, i, port int, routes []*url.URL) (*server.Serv
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("clustered NATS server %d is not ready within 10s: %s", i, log)
+		return nil, fmt.Errorf("not ready within 10s: %s", log)
 	}
-	tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	return srv, nil
 }
 
