@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,9 @@ type presence struct {
 	// API's reads of the samples.
 	sampleMu   sync.Mutex
 	lastSample time.Time
+
+	// buf is the reporter's, for its reports' JSON.
+	buf []byte
 
 	// revoked is the revocations in force, subject → until; replaced
 	// whole, read without a lock by every authentication.
@@ -191,6 +195,80 @@ func (p *presence) report(ctx context.Context) nodeReport {
 	return r
 }
 
+// appendJSON appends r as encoding/json would encode it, but without
+// sorting the topics or reflecting on each: with thousands of topics that
+// was nearly all of a node's reporting, which it does every
+// PresenceInterval. Other nodes read it with encoding/json.
+func (r *nodeReport) appendJSON(b []byte) []byte {
+	b = append(b, `{"version":`...)
+	b = appendReportString(b, r.Version)
+	b = append(b, `,"started":"`...)
+	b = r.Started.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","reported":"`...)
+	b = r.Reported.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","connections":`...)
+	b = strconv.AppendInt(b, int64(r.Connections), 10)
+	b = append(b, `,"brokerHealthy":`...)
+	b = strconv.AppendBool(b, r.Healthy)
+	if r.BrokerError != "" {
+		b = append(b, `,"brokerError":`...)
+		b = appendReportString(b, r.BrokerError)
+	}
+	if len(r.Subscribers) > 0 {
+		b = append(b, `,"subscribers":{`...)
+		first := true
+		for topic, n := range r.Subscribers {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendReportString(b, topic)
+			b = append(b, ':')
+			b = strconv.AppendInt(b, int64(n), 10)
+		}
+		b = append(b, '}')
+	}
+	if len(r.Published) > 0 {
+		b = append(b, `,"published":{`...)
+		first := true
+		for topic, pub := range r.Published {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendReportString(b, topic)
+			b = append(b, `:{"m":`...)
+			b = strconv.AppendInt(b, int64(pub.LastMinute), 10)
+			if pub.LastSeq != 0 {
+				b = append(b, `,"seq":`...)
+				b = strconv.AppendUint(b, pub.LastSeq, 10)
+			}
+			if pub.LastTime != 0 {
+				b = append(b, `,"t":`...)
+				b = strconv.AppendInt(b, pub.LastTime, 10)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// appendReportString appends s as a JSON string, its invalid UTF-8 (an
+// error's text may hold any bytes) replaced byte by byte, as encoding/json
+// replaces it.
+func appendReportString(b []byte, s string) []byte {
+	if out, ok := appendJSONString(b, s); ok {
+		return out
+	}
+	var valid strings.Builder
+	for _, r := range s {
+		valid.WriteRune(r) // each invalid byte is a utf8.RuneError
+	}
+	out, _ := appendJSONString(b, valid.String())
+	return out
+}
+
 // trimReport keeps the busiest maxReportTopics topics of each list.
 func trimReport(r *nodeReport) {
 	if len(r.Subscribers) > maxReportTopics {
@@ -234,10 +312,9 @@ func (p *presence) tick(ctx context.Context) {
 	}
 	p.sample(time.Now())
 	if ps, ok := p.broker.(broker.PresenceStore); ok {
-		data, err := json.Marshal(p.report(ctx))
-		if err == nil {
-			err = ps.ReportPresence(ctx, p.name, data, presenceTTL(p.every))
-		}
+		r := p.report(ctx)
+		p.buf = r.appendJSON(p.buf[:0])
+		err := ps.ReportPresence(ctx, p.name, p.buf, presenceTTL(p.every))
 		if err != nil && ctx.Err() == nil {
 			p.log.Debug("reporting presence failed", "err", err)
 		}
