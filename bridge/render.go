@@ -71,10 +71,42 @@ func (h *Hub) frame(ev *broker.Event) []byte {
 	if f := r.frame.Load(); f != nil {
 		return *f
 	}
+	var scratch *[]byte
+	if r.json == nil && !isDeletion(ev) {
+		// Rendered into a buffer of the pool, as the frame holds it.
+		scratch = jsonScratch.Get().(*[]byte)
+		var err error
+		if r.json, err = h.appendDefaultJSON((*scratch)[:0], ev); err != nil {
+			r.json = h.unrenderable(ev, err)
+		}
+	}
 	data := h.defaultJSON(ev, r)
 	b := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, ev.Type, data)
+	r.json = dataIn(b, data)
+	if scratch != nil && cap(data) <= maxJSONScratch {
+		*scratch = data[:0]
+		jsonScratch.Put(scratch)
+	}
 	r.frame.Store(&b)
 	return b
+}
+
+// jsonScratch holds the buffers that frame renders JSON into before it
+// writes the frame; maxJSONScratch bounds what goes back to it.
+var jsonScratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxJSONScratch = 64 << 10
+
+// dataIn returns data as the part of frame b that holds it, so that an
+// event retained for replays keeps its JSON once, in its frame, instead of
+// twice; or a copy of data, should b hold it otherwise than whole on one
+// line (JSON has no raw line breaks, so it never does).
+func dataIn(b, data []byte) []byte {
+	end := len(b) - len("\n\n")
+	if start := end - len(data); start >= 0 && bytes.Equal(b[start:end], data) {
+		return b[start:end:end]
+	}
+	return bytes.Clone(data)
 }
 
 // defaultJSON returns the payload in the default JSON form, rendering it
@@ -98,10 +130,18 @@ func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
 // (wirejson.go), if md is a type checked on the wire and the check accepts
 // it; false otherwise.
 func renderWire(md protoreflect.MessageDescriptor, payload []byte, o wireJSONOpts) ([]byte, bool) {
+	return appendWire(nil, md, payload, o)
+}
+
+// appendWire is renderWire appending to dst (nil: a slice of its own).
+func appendWire(dst []byte, md protoreflect.MessageDescriptor, payload []byte, o wireJSONOpts) ([]byte, bool) {
 	if !wireCheckable(md) || !wireCheck(md, payload, maxPayloadDepth) {
 		return nil, false
 	}
-	return appendWireJSON(make([]byte, 0, 2*len(payload)+16), md, payload, o)
+	if dst == nil {
+		dst = make([]byte, 0, 2*len(payload)+16)
+	}
+	return appendWireJSON(dst, md, payload, o)
 }
 
 // renderDefault renders ev's payload as protojson does by default: a
@@ -109,11 +149,18 @@ func renderWire(md protoreflect.MessageDescriptor, payload []byte, o wireJSONOpt
 // (wirejson.go), any other decoded into a message of checkPayload's pool,
 // as the JSON keeps nothing of it.
 func (h *Hub) renderDefault(ev *broker.Event) ([]byte, error) {
+	return h.appendDefaultJSON(nil, ev)
+}
+
+// appendDefaultJSON is renderDefault appending to dst (nil: a slice of its
+// own), when it renders from the wire; a payload decoded first gets a
+// slice of its own.
+func (h *Hub) appendDefaultJSON(dst []byte, ev *broker.Event) ([]byte, error) {
 	mt, err := payloadType(h.types, ev.TypeURL)
 	if err != nil {
 		return nil, err
 	}
-	if out, ok := renderWire(mt.Descriptor(), ev.Payload, wireJSONOpts{}); ok {
+	if out, ok := appendWire(dst, mt.Descriptor(), ev.Payload, wireJSONOpts{}); ok {
 		return out, nil
 	}
 	msg, sc, err := checkPayload(h.types, mt, ev.TypeURL, ev.Payload)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chatv1 "github.com/heraldhq/herald/gen/chat/v1"
@@ -144,6 +145,41 @@ func TestHubRendersPushedTypesFromTheWire(t *testing.T) {
 	}
 	if allocs > 10 {
 		t.Fatalf("%v allocations to make a frame; want at most 10", allocs)
+	}
+}
+
+// TestFrameHoldsTheJSON: once an event's frame is made, its JSON is the
+// part of the frame that holds it, so that an event retained for replays
+// keeps it once, not twice; so for a payload rendered from the wire, one
+// decoded first (a Struct), and a deletion. The JSON read back (the admin
+// API's history reads it) is the frame's data line.
+func TestFrameHoldsTheJSON(t *testing.T) {
+	h := newHub(hubBenchBroker{}, dynamicTypes, slog.New(slog.DiscardHandler), newMetrics(), 1)
+	chat, err := proto.Marshal(&chatv1.ChatMessage{Room: "r", Text: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := structpb.NewStruct(map[string]any{"a": "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stb, err := proto.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []*broker.Event{
+		{Topic: "r", Type: "chat", TypeURL: "type.googleapis.com/chat.v1.ChatMessage", Payload: chat, Seq: 1},
+		{Topic: "r", Type: "struct", TypeURL: "type.googleapis.com/google.protobuf.Struct", Payload: stb, Seq: 2},
+		{Topic: "r", Type: DeletedEventType, Seq: 3},
+	} {
+		f := h.frame(ev)
+		j := h.eventJSON(ev)
+		if !bytes.Contains(f, append(append([]byte("\ndata: "), j...), "\n\n"...)) {
+			t.Fatalf("%s: the JSON %s is not the frame's data:\n%s", ev.Type, j, f)
+		}
+		if len(j) == 0 || &j[0] != &f[len(f)-2-len(j)] || cap(j) != len(j) {
+			t.Errorf("%s: the JSON is kept apart from the frame that holds it", ev.Type)
+		}
 	}
 }
 
