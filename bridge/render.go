@@ -31,8 +31,10 @@ type rendered struct {
 	// encode; otherwise by the hub on first delivery, so that an event no
 	// one receives is never rendered. Guarded by mu until frame is set.
 	json []byte
-	// frame is the event's frame in the default rendering, once encoded.
-	frame atomic.Pointer[[]byte]
+	// frame is the event's frame in the default rendering, once encoded:
+	// it points to frameBytes, which is set once, before it.
+	frame      atomic.Pointer[[]byte]
+	frameBytes []byte
 	// mu is held while encoding a frame and guards others.
 	mu sync.Mutex
 	// others are the frames in non-default renderings, by Rendering.key.
@@ -87,7 +89,8 @@ func (h *Hub) frame(ev *broker.Event) []byte {
 		*scratch = data[:0]
 		jsonScratch.Put(scratch)
 	}
-	r.frame.Store(&b)
+	r.frameBytes = b
+	r.frame.Store(&r.frameBytes)
 	return b
 }
 
