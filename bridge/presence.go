@@ -215,41 +215,34 @@ func (r *nodeReport) appendJSON(b []byte) []byte {
 		b = appendReportString(b, r.BrokerError)
 	}
 	if len(r.Subscribers) > 0 {
-		b = append(b, `,"subscribers":{`...)
-		first := true
-		for topic, n := range r.Subscribers {
-			if !first {
-				b = append(b, ',')
-			}
-			first = false
-			b = appendReportString(b, topic)
-			b = append(b, ':')
-			b = strconv.AppendInt(b, int64(n), 10)
-		}
-		b = append(b, '}')
+		b = appendReportMap(append(b, `,"subscribers":`...), r.Subscribers, func(b []byte, n int32) []byte {
+			return strconv.AppendInt(b, int64(n), 10)
+		})
 	}
 	if len(r.Published) > 0 {
-		b = append(b, `,"published":{`...)
-		first := true
-		for topic, pub := range r.Published {
-			if !first {
-				b = append(b, ',')
-			}
-			first = false
-			b = appendReportString(b, topic)
-			b = append(b, `:{"m":`...)
-			b = strconv.AppendInt(b, int64(pub.LastMinute), 10)
+		b = appendReportMap(append(b, `,"published":`...), r.Published, func(b []byte, pub pubReport) []byte {
+			b = strconv.AppendInt(append(b, `{"m":`...), int64(pub.LastMinute), 10)
 			if pub.LastSeq != 0 {
-				b = append(b, `,"seq":`...)
-				b = strconv.AppendUint(b, pub.LastSeq, 10)
+				b = strconv.AppendUint(append(b, `,"seq":`...), pub.LastSeq, 10)
 			}
 			if pub.LastTime != 0 {
-				b = append(b, `,"t":`...)
-				b = strconv.AppendInt(b, pub.LastTime, 10)
+				b = strconv.AppendInt(append(b, `,"t":`...), pub.LastTime, 10)
 			}
-			b = append(b, '}')
+			return append(b, '}')
+		})
+	}
+	return append(b, '}')
+}
+
+// appendReportMap appends m as a JSON object, in the map's order, each
+// value by appendValue.
+func appendReportMap[V any](b []byte, m map[string]V, appendValue func([]byte, V) []byte) []byte {
+	b = append(b, '{')
+	for topic, v := range m {
+		if b[len(b)-1] != '{' {
+			b = append(b, ',')
 		}
-		b = append(b, '}')
+		b = appendValue(append(appendReportString(b, topic), ':'), v)
 	}
 	return append(b, '}')
 }
