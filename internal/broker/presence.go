@@ -17,10 +17,11 @@ import (
 // checks it):
 //
 //   - ReportPresence replaces the node's report with report, opaque bytes
-//     the broker stores as they are. The report expires ttl after it was
-//     saved, unless the node reports again: Presence never returns it after
-//     that (a backend whose store expires coarsely filters by the time it
-//     saved it). node is 1 to 64 bytes of [a-z0-9-]; anything else fails
+//     the broker stores as they are, and keeps no reference to report once
+//     it returns (the node reuses it for its next report). The report
+//     expires ttl after it was saved, unless the node reports again:
+//     Presence never returns it after that (a backend whose store expires
+//     coarsely filters by the time it saved it). node is 1 to 64 bytes of [a-z0-9-]; anything else fails
 //     with ErrBadRequest, as does a ttl below one second.
 //   - Presence returns the latest unexpired report of every node, by node.
 //     What one node saved, every node sharing the broker reads.
