@@ -361,5 +361,5 @@ func (h *Hub) eventJSON(ev *broker.Event) []byte {
 	r := renderedOf(ev)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return h.defaultJSON(ev, r)
+	return h.defaultJSON(ev, r, nil)
 }

@@ -73,16 +73,16 @@ func (h *Hub) frame(ev *broker.Event) []byte {
 	if f := r.frame.Load(); f != nil {
 		return *f
 	}
+	// JSON rendered now goes into a buffer of the pool, as the frame holds
+	// it; JSON rendered before (at publish, or for another rendering) may
+	// be in a caller's hands, and is left alone.
 	var scratch *[]byte
-	if r.json == nil && !isDeletion(ev) {
-		// Rendered into a buffer of the pool, as the frame holds it.
+	var dst []byte
+	if r.json == nil {
 		scratch = jsonScratch.Get().(*[]byte)
-		var err error
-		if r.json, err = h.appendDefaultJSON((*scratch)[:0], ev); err != nil {
-			r.json = h.unrenderable(ev, err)
-		}
+		dst = (*scratch)[:0]
 	}
-	data := h.defaultJSON(ev, r)
+	data := h.defaultJSON(ev, r, dst)
 	b := h.appendFrame(make([]byte, 0, len(data)+len(ev.Type)+len(h.epoch)+48), ev, ev.Type, data)
 	r.json = dataIn(b, data)
 	if scratch != nil && cap(data) <= maxJSONScratch {
@@ -113,8 +113,9 @@ func dataIn(b, data []byte) []byte {
 }
 
 // defaultJSON returns the payload in the default JSON form, rendering it
-// on first use; with r.mu held. A deletion's data is {"topic": "..."}.
-func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
+// on first use, into dst when it renders from the wire (nil: a slice of its
+// own); with r.mu held. A deletion's data is {"topic": "..."}.
+func (h *Hub) defaultJSON(ev *broker.Event, r *rendered, dst []byte) []byte {
 	if r.json == nil && isDeletion(ev) {
 		r.json, _ = json.Marshal(struct {
 			Topic string `json:"topic"`
@@ -122,7 +123,7 @@ func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
 	}
 	if r.json == nil {
 		var err error
-		if r.json, err = h.renderDefault(ev); err != nil {
+		if r.json, err = h.renderDefault(dst, ev); err != nil {
 			r.json = h.unrenderable(ev, err)
 		}
 	}
@@ -130,14 +131,9 @@ func (h *Hub) defaultJSON(ev *broker.Event, r *rendered) []byte {
 }
 
 // renderWire renders payload, a message of md, from its bytes
-// (wirejson.go), if md is a type checked on the wire and the check accepts
-// it; false otherwise.
-func renderWire(md protoreflect.MessageDescriptor, payload []byte, o wireJSONOpts) ([]byte, bool) {
-	return appendWire(nil, md, payload, o)
-}
-
-// appendWire is renderWire appending to dst (nil: a slice of its own).
-func appendWire(dst []byte, md protoreflect.MessageDescriptor, payload []byte, o wireJSONOpts) ([]byte, bool) {
+// (wirejson.go), appending to dst (nil: a slice of its own), if md is a
+// type checked on the wire and the check accepts it; false otherwise.
+func renderWire(dst []byte, md protoreflect.MessageDescriptor, payload []byte, o wireJSONOpts) ([]byte, bool) {
 	if !wireCheckable(md) || !wireCheck(md, payload, maxPayloadDepth) {
 		return nil, false
 	}
@@ -150,20 +146,14 @@ func appendWire(dst []byte, md protoreflect.MessageDescriptor, payload []byte, o
 // renderDefault renders ev's payload as protojson does by default: a
 // payload of a type checked on the wire straight from its bytes
 // (wirejson.go), any other decoded into a message of checkPayload's pool,
-// as the JSON keeps nothing of it.
-func (h *Hub) renderDefault(ev *broker.Event) ([]byte, error) {
-	return h.appendDefaultJSON(nil, ev)
-}
-
-// appendDefaultJSON is renderDefault appending to dst (nil: a slice of its
-// own), when it renders from the wire; a payload decoded first gets a
-// slice of its own.
-func (h *Hub) appendDefaultJSON(dst []byte, ev *broker.Event) ([]byte, error) {
+// as the JSON keeps nothing of it. From the wire it appends to dst (nil: a
+// slice of its own); a payload decoded first gets a slice of its own.
+func (h *Hub) renderDefault(dst []byte, ev *broker.Event) ([]byte, error) {
 	mt, err := payloadType(h.types, ev.TypeURL)
 	if err != nil {
 		return nil, err
 	}
-	if out, ok := appendWire(dst, mt.Descriptor(), ev.Payload, wireJSONOpts{}); ok {
+	if out, ok := renderWire(dst, mt.Descriptor(), ev.Payload, wireJSONOpts{}); ok {
 		return out, nil
 	}
 	msg, sc, err := checkPayload(h.types, mt, ev.TypeURL, ev.Payload)
@@ -195,7 +185,7 @@ func (h *Hub) frameFor(ev *broker.Event, r *Rendering) []byte {
 			data = h.unrenderable(ev, err)
 		}
 	} else {
-		data = h.defaultJSON(ev, rd)
+		data = h.defaultJSON(ev, rd, nil)
 	}
 	name := ev.Type
 	if r.Envelope {
@@ -242,7 +232,7 @@ func (h *Hub) render(ev *broker.Event, r *Rendering) ([]byte, error) {
 		// proto_names and enum_numbers alone: from the wire, as the
 		// default rendering is.
 		if mt, err := payloadType(h.types, ev.TypeURL); err == nil {
-			if out, ok := renderWire(mt.Descriptor(), ev.Payload, wireJSONOpts{protoNames: r.ProtoNames, enumNumbers: r.EnumNumbers}); ok {
+			if out, ok := renderWire(nil, mt.Descriptor(), ev.Payload, wireJSONOpts{protoNames: r.ProtoNames, enumNumbers: r.EnumNumbers}); ok {
 				return out, nil
 			}
 		}

@@ -19,7 +19,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwt"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -120,7 +119,7 @@ func testFloorDelivery(t *testing.T, ingest string) {
 	}
 	defer ingestLn.Close()
 	if ingest == "grpc" {
-		gs := grpc.NewServer()
+		gs := newFloorGRPC()
 		heraldv1.RegisterPublisherServiceServer(gs, floor.SSEOverGRPC{SSE: f})
 		go func() { _ = gs.Serve(ingestLn) }()
 		defer gs.Stop()
